@@ -1,0 +1,91 @@
+"""The host port range an agent hands out to workloads, and finding a free port in it.
+
+A port is free when nothing we track holds it *and* a test socket can bind it on every address
+(``0.0.0.0``, no ``SO_REUSEADDR``), so a port some other program listens on is never handed out.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+class PortRange(BaseModel):
+    """An inclusive range of TCP ports, e.g. ``40000-40999``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: int
+    end: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PortRange:
+        if not 1 <= self.start <= self.end <= 65535:
+            raise ValueError(
+                f"bad port range {self.start}-{self.end}: need 1 <= start <= end <= 65535"
+            )
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> PortRange:
+        """Parse ``"40000-40999"`` (or a single port ``"40000"``)."""
+        lo, sep, hi = text.strip().partition("-")
+        try:
+            start = int(lo)
+            end = int(hi) if sep else start
+        except ValueError:
+            raise ValueError(
+                f"bad port range {text!r}: expected START-END, e.g. 40000-40999"
+            ) from None
+        return cls(start=start, end=end)
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.start <= port <= self.end
+
+    def __len__(self) -> int:
+        return self.end - self.start + 1
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+class NoFreePort(RuntimeError):
+    """Every port of the range is taken."""
+
+
+def port_is_free(port: int) -> bool:
+    """True when a TCP socket can bind ``port`` on all addresses right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("", port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+class PortAllocator:
+    """Hands out ports round-robin from a range, skipping ports in use.
+
+    Round-robin (rather than lowest-free) keeps a just-released port from being handed to the next
+    workload at once, while clients may still hold the old address.
+    """
+
+    def __init__(self, port_range: PortRange) -> None:
+        self.port_range = port_range
+        self._cursor = port_range.start
+
+    def allocate(self, taken: Iterable[int] = ()) -> int:
+        held = set(taken)
+        size = len(self.port_range)
+        for step in range(size):
+            port = self.port_range.start + (self._cursor - self.port_range.start + step) % size
+            if port in held or not port_is_free(port):
+                continue
+            self._cursor = port + 1 if port < self.port_range.end else self.port_range.start
+            return port
+        raise NoFreePort(f"no free port in {self.port_range}")

@@ -1,0 +1,77 @@
+"""Runtimes that run workloads on a host: ``process`` (subprocesses) and ``docker`` (containers).
+
+``choose_runtime`` picks one by name, or ``auto``: ``docker`` when a Docker engine answers a ping,
+else ``process``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from docker.errors import DockerException
+
+from gpuyard.agent.ports import PortRange
+from gpuyard.agent.runtimes.base import Runtime
+from gpuyard.agent.runtimes.docker import DockerRuntime
+from gpuyard.agent.runtimes.docker_client import (
+    DockerClientLike,
+    connect_docker,
+    docker_available,
+)
+from gpuyard.agent.runtimes.process import ProcessRuntime
+from gpuyard.core.clock import Clock
+from gpuyard.core.errors import Unavailable
+
+__all__ = [
+    "RUNTIME_NAMES",
+    "DockerRuntime",
+    "ProcessRuntime",
+    "Runtime",
+    "choose_runtime",
+    "docker_available",
+]
+
+log = logging.getLogger(__name__)
+
+RUNTIME_NAMES = ("auto", "process", "docker")
+
+
+async def choose_runtime(
+    name: str | None,
+    state_dir: Path,
+    *,
+    port_range: PortRange,
+    clock: Clock | None = None,
+    docker_client: DockerClientLike | None = None,
+    use_gpus: bool = True,
+    docker_timeout_s: float = 2.0,
+) -> Runtime:
+    """The runtime called ``name`` (``process``, ``docker``; ``None`` or ``auto`` to pick).
+
+    ``docker_client`` replaces the client built from the environment (``DOCKER_HOST`` or the local
+    socket). ``use_gpus=False`` tells the docker runtime the host's GPUs are logical (declared), so
+    containers get no GPU device requests.
+    """
+    choice = (name or "auto").strip().lower()
+    if choice not in RUNTIME_NAMES:
+        raise ValueError(f"unknown runtime {name!r}: expected one of {', '.join(RUNTIME_NAMES)}")
+    if choice == "process":
+        return ProcessRuntime(state_dir, port_range, clock=clock)
+    client = docker_client
+    if client is None:
+        try:
+            client = await asyncio.to_thread(connect_docker, docker_timeout_s)
+        except DockerException as exc:
+            log.info("no Docker engine: %s", exc)
+    if client is not None and await docker_available(client, timeout_s=docker_timeout_s):
+        return DockerRuntime(client, port_range=port_range, clock=clock, use_gpus=use_gpus)
+    if choice == "docker":
+        raise Unavailable(
+            "no Docker engine answers (is dockerd running, is DOCKER_HOST right?); "
+            "use the process runtime instead",
+            code="docker_unavailable",
+        )
+    log.info("no Docker engine answers; using the process runtime")
+    return ProcessRuntime(state_dir, port_range, clock=clock)

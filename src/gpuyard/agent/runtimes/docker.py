@@ -1,0 +1,272 @@
+"""The ``docker`` runtime: each workload is a container, driven through the Docker SDK.
+
+A container is named ``gpuyard-<workload id>`` and labelled with the workload id, its spec hash and
+its host port, so a restarted agent finds (re-adopts) its containers by label. GPUs are given as
+device requests for the spec's GPU uuids (or indices); the spec's port is published on a host port
+from the agent's range. See ``docs/agent-runtimes.md`` for how a spec becomes a container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+
+from gpuyard.agent.ports import NoFreePort, PortAllocator, PortRange
+from gpuyard.agent.runtimes.base import DEFAULT_GRACE_S, LOG_TAIL_LINES, unknown_workload
+from gpuyard.agent.runtimes.docker_client import ContainerLike, DockerClientLike
+from gpuyard.core.clock import Clock, SystemClock
+from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
+
+LABEL_WORKLOAD = "gpuyard.workload_id"
+LABEL_SPEC_HASH = "gpuyard.spec_hash"
+LABEL_HOST_PORT = "gpuyard.host_port"
+LABEL_KIND = "gpuyard.kind"
+
+_STATES = {
+    "created": WorkloadState.STARTING,
+    "running": WorkloadState.RUNNING,
+    "restarting": WorkloadState.RUNNING,
+    "paused": WorkloadState.RUNNING,
+    "removing": WorkloadState.STOPPED,
+    "exited": WorkloadState.EXITED,
+    "dead": WorkloadState.FAILED,
+}
+
+
+def container_name(workload_id: str) -> str:
+    return f"gpuyard-{workload_id}"
+
+
+def container_command(spec: WorkloadSpec) -> tuple[list[str] | None, list[str] | None]:
+    """``(entrypoint, command)`` for a spec; ``None`` keeps the image's own."""
+    if spec.command is not None and spec.command.strip():
+        return ["/bin/sh", "-c"], [spec.command, "gpuyard", *spec.args]
+    if spec.onstart is not None and spec.onstart.strip():
+        script = f'{spec.onstart}\nexec "$@"' if spec.args else spec.onstart
+        return ["/bin/sh", "-c"], [script, "gpuyard", *spec.args]
+    return None, (list(spec.args) or None)
+
+
+def container_env(spec: WorkloadSpec) -> dict[str, str]:
+    env = dict(spec.env)
+    env["GPUYARD_WORKLOAD_ID"] = spec.id
+    if spec.port is not None:
+        env["PORT"] = str(spec.port)
+    keys = "\n".join(k.strip() for k in spec.ssh_authorized_keys if k.strip())
+    if keys:
+        env["GPUYARD_SSH_AUTHORIZED_KEYS"] = keys
+        env["SSH_PUBLIC_KEY"] = keys
+    return env
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(
+        self,
+        client: DockerClientLike,
+        *,
+        port_range: PortRange,
+        clock: Clock | None = None,
+        use_gpus: bool = True,
+    ) -> None:
+        """``use_gpus=False`` leaves device requests out: the host's GPUs are logical ones."""
+        self._client = client
+        self._ports = PortAllocator(port_range)
+        self._clock: Clock = clock or SystemClock()
+        self._use_gpus = use_gpus
+        self._failures: dict[str, WorkloadStatus] = {}
+        self._stop_requested: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def start(self, spec: WorkloadSpec) -> WorkloadStatus:
+        async with self._lock:
+            existing = await self._find(spec.id)
+            if existing is not None:
+                status = await self._status(existing)
+                if status.state.is_active:
+                    return status
+                await asyncio.to_thread(existing.remove, force=True)
+            self._failures.pop(spec.id, None)
+            self._stop_requested.discard(spec.id)
+            try:
+                container = await asyncio.to_thread(self._run, spec)
+            except (DockerException, NoFreePort, ValueError) as exc:
+                return self._fail(spec, _explain(exc))
+            return await self._status(container)
+
+    async def inspect(self, workload_id: str) -> WorkloadStatus | None:
+        container = await self._find(workload_id)
+        if container is None:
+            return self._failures.get(workload_id)
+        return await self._status(container)
+
+    async def list(self) -> builtins.list[WorkloadStatus]:
+        containers = await asyncio.to_thread(
+            self._client.containers.list, all=True, filters={"label": LABEL_WORKLOAD}
+        )
+        statuses = [await self._status(c) for c in containers]
+        seen = {s.id for s in statuses}
+        return statuses + [f for wid, f in self._failures.items() if wid not in seen]
+
+    async def stop(self, workload_id: str, grace_s: float = DEFAULT_GRACE_S) -> WorkloadStatus:
+        container = await self._find(workload_id)
+        if container is None:
+            if workload_id in self._failures:
+                return self._failures[workload_id]
+            raise unknown_workload(workload_id)
+        self._stop_requested.add(workload_id)
+        with contextlib.suppress(NotFound):
+            await asyncio.to_thread(container.stop, timeout=max(0, math.ceil(grace_s)))
+        return await self._status(container)
+
+    async def remove(self, workload_id: str) -> None:
+        self._failures.pop(workload_id, None)
+        self._stop_requested.discard(workload_id)
+        container = await self._find(workload_id)
+        if container is not None:
+            with contextlib.suppress(NotFound):
+                await asyncio.to_thread(container.remove, force=True)
+
+    async def logs(self, workload_id: str, tail_lines: int = 100) -> str:
+        container = await self._find(workload_id)
+        if container is None:
+            if workload_id in self._failures:
+                return ""
+            raise unknown_workload(workload_id)
+        return await asyncio.to_thread(_logs, container, tail_lines)
+
+    def _run(self, spec: WorkloadSpec) -> Any:
+        if not spec.image:
+            raise ValueError("the docker runtime needs an image")
+        try:
+            self._client.images.get(spec.image)
+        except ImageNotFound:
+            self._client.images.pull(spec.image)
+        labels = {
+            **spec.labels,
+            LABEL_WORKLOAD: spec.id,
+            LABEL_SPEC_HASH: spec.spec_hash(),
+            LABEL_KIND: str(spec.kind),
+        }
+        kwargs: dict[str, Any] = {}
+        if spec.port is not None:
+            host_port = self._ports.allocate(taken=self._ports_in_use())
+            labels[LABEL_HOST_PORT] = str(host_port)
+            kwargs["ports"] = {f"{spec.port}/tcp": host_port}
+        devices = spec.gpu_uuids or [str(i) for i in spec.gpu_indices]
+        if devices and self._use_gpus:
+            kwargs["device_requests"] = [DeviceRequest(device_ids=devices, capabilities=[["gpu"]])]
+        entrypoint, command = container_command(spec)
+        if entrypoint is not None:
+            kwargs["entrypoint"] = entrypoint
+        return self._client.containers.run(
+            spec.image,
+            command,
+            detach=True,
+            name=container_name(spec.id),
+            environment=container_env(spec),
+            labels=labels,
+            **kwargs,
+        )
+
+    def _ports_in_use(self) -> set[int]:
+        containers = self._client.containers.list(all=False, filters={"label": LABEL_HOST_PORT})
+        return {int(c.labels[LABEL_HOST_PORT]) for c in containers}
+
+    async def _find(self, workload_id: str) -> ContainerLike | None:
+        found = await asyncio.to_thread(
+            self._client.containers.list,
+            all=True,
+            filters={"label": f"{LABEL_WORKLOAD}={workload_id}"},
+        )
+        return found[0] if found else None
+
+    def _fail(self, spec: WorkloadSpec, message: str) -> WorkloadStatus:
+        status = WorkloadStatus(
+            id=spec.id,
+            state=WorkloadState.FAILED,
+            message=message,
+            finished_at=self._clock.now(),
+            spec_hash=spec.spec_hash(),
+        )
+        self._failures[spec.id] = status
+        return status
+
+    async def _status(self, container: ContainerLike) -> WorkloadStatus:
+        return await asyncio.to_thread(self._status_sync, container)
+
+    def _status_sync(self, container: ContainerLike) -> WorkloadStatus:
+        with contextlib.suppress(NotFound):
+            container.reload()
+        labels = container.labels
+        workload_id = labels.get(LABEL_WORKLOAD, container.name)
+        raw: dict[str, Any] = container.attrs.get("State") or {}
+        state = _STATES.get(str(raw.get("Status", "")), WorkloadState.UNKNOWN)
+        if state is WorkloadState.EXITED and workload_id in self._stop_requested:
+            state = WorkloadState.STOPPED
+        final = state.is_final
+        exit_code = int(raw["ExitCode"]) if final and raw.get("ExitCode") is not None else None
+        pid = int(raw.get("Pid") or 0) or None
+        port = labels.get(LABEL_HOST_PORT)
+        return WorkloadStatus(
+            id=workload_id,
+            state=state,
+            exit_code=exit_code,
+            host_port=int(port) if port else None,
+            pid=pid,
+            container_id=container.id,
+            started_at=parse_docker_time(raw.get("StartedAt")),
+            finished_at=parse_docker_time(raw.get("FinishedAt")) if final else None,
+            message=_message(raw, state, exit_code),
+            log_tail=_logs(container, LOG_TAIL_LINES) if final else None,
+            spec_hash=labels.get(LABEL_SPEC_HASH),
+        )
+
+
+def _message(raw: dict[str, Any], state: WorkloadState, exit_code: int | None) -> str | None:
+    if raw.get("Error"):
+        return str(raw["Error"])
+    if raw.get("OOMKilled"):
+        return "killed: out of memory"
+    if state.is_final and exit_code is not None:
+        return f"{state.value} with code {exit_code}"
+    if raw.get("Status") == "paused":
+        return "paused"
+    return None
+
+
+def _logs(container: ContainerLike, tail_lines: int) -> str:
+    try:
+        data = container.logs(stdout=True, stderr=True, tail=max(0, tail_lines))
+    except NotFound:
+        return ""
+    return data.decode(errors="replace")
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, APIError):
+        return f"docker: {exc.explanation or exc}"
+    return str(exc)
+
+
+def parse_docker_time(value: object) -> datetime | None:
+    """Docker's RFC 3339 times carry nanoseconds; its zero time means "never"."""
+    if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
+        return None
+    text = value.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        return None

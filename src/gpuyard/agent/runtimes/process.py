@@ -1,0 +1,249 @@
+"""The ``process`` runtime: each workload is a real subprocess on the host.
+
+Each workload runs under ``process_wrapper.py`` as the leader of its own session
+(``start_new_session``), so it survives the agent that started it and can be stopped as a group.
+What a new agent needs to re-adopt it is on disk (see ``process_state``). How a spec becomes a
+command line and an environment is in ``process_command`` and ``docs/agent-runtimes.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gpuyard.agent.ports import NoFreePort, PortAllocator, PortRange
+from gpuyard.agent.runtimes.base import DEFAULT_GRACE_S, LOG_TAIL_LINES, unknown_workload
+from gpuyard.agent.runtimes.process_command import (
+    DEFAULT_INHERITED_ENV,
+    CannotRun,
+    build_argv,
+    build_env,
+)
+from gpuyard.agent.runtimes.process_state import (
+    ProcessRecord,
+    WorkloadDir,
+    is_alive,
+    process_create_time,
+    tail_file,
+    workload_ids,
+)
+from gpuyard.core.clock import Clock, SystemClock
+from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
+
+_WRAPPER = str(Path(__file__).with_name("process_wrapper.py"))
+_POLL_S = 0.02
+_KILL_WAIT_S = 5.0
+_SIGKILL_CODE = 128 + signal.SIGKILL
+
+
+class ProcessRuntime:
+    name = "process"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        port_range: PortRange,
+        *,
+        clock: Clock | None = None,
+        python: str = sys.executable,
+        inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV,
+    ) -> None:
+        self.state_dir = state_dir
+        self._ports = PortAllocator(port_range)
+        self._clock: Clock = clock or SystemClock()
+        self._python = python
+        self._inherit_env = tuple(inherit_env)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._lock = asyncio.Lock()
+
+    async def start(self, spec: WorkloadSpec) -> WorkloadStatus:
+        async with self._lock:
+            wdir = WorkloadDir(self.state_dir, spec.id)
+            current = wdir.load()
+            if current is not None and self._alive(current):
+                return self._status(wdir, current)
+            wdir.exit_path.unlink(missing_ok=True)
+            record = ProcessRecord(workload_id=spec.id, spec_hash=spec.spec_hash(), argv=[])
+            try:
+                record.argv = build_argv(spec, python=self._python)
+                if spec.port is not None:
+                    record.host_port = self._ports.allocate(taken=self._ports_in_use())
+            except (CannotRun, NoFreePort) as exc:
+                return self._fail(wdir, record, str(exc))
+            wdir.home.mkdir(parents=True, exist_ok=True)
+            _write_authorized_keys(wdir.home, spec.ssh_authorized_keys)
+            env = build_env(
+                spec, host_port=record.host_port, home=str(wdir.home), inherit=self._inherit_env
+            )
+            record.started_at = self._clock.now()
+            try:
+                child = await asyncio.to_thread(self._spawn, wdir, record.argv, env)
+            except OSError as exc:
+                return self._fail(wdir, record, f"cannot start the process: {exc}")
+            self._children[child.pid] = child
+            record.pid = child.pid
+            record.create_time = process_create_time(child.pid)
+            wdir.save(record)
+            return self._status(wdir, record)
+
+    async def inspect(self, workload_id: str) -> WorkloadStatus | None:
+        wdir = WorkloadDir(self.state_dir, workload_id)
+        record = wdir.load()
+        return None if record is None else self._status(wdir, record)
+
+    async def list(self) -> builtins.list[WorkloadStatus]:
+        found = [await self.inspect(workload_id) for workload_id in workload_ids(self.state_dir)]
+        return [status for status in found if status is not None]
+
+    async def stop(self, workload_id: str, grace_s: float = DEFAULT_GRACE_S) -> WorkloadStatus:
+        wdir = WorkloadDir(self.state_dir, workload_id)
+        record = wdir.load()
+        if record is None:
+            raise unknown_workload(workload_id)
+        if not self._alive(record) or record.pid is None:
+            return self._status(wdir, record)
+        record.stop_requested = True
+        wdir.save(record)
+        pgid = record.pid
+        _signal_group(pgid, signal.SIGTERM)
+        if not await self._wait_gone(record, grace_s):
+            record.killed = True
+            wdir.save(record)
+            _signal_group(pgid, signal.SIGKILL)
+            await self._wait_gone(record, _KILL_WAIT_S)
+        # The leader is gone; end whatever it left behind in its group (nothing, usually).
+        _signal_group(pgid, signal.SIGKILL)
+        return self._status(wdir, record)
+
+    async def remove(self, workload_id: str) -> None:
+        wdir = WorkloadDir(self.state_dir, workload_id)
+        record = wdir.load()
+        if record is not None and self._alive(record):
+            await self.stop(workload_id, grace_s=0)
+        await asyncio.to_thread(_remove_tree, wdir.path)
+
+    async def logs(self, workload_id: str, tail_lines: int = 100) -> str:
+        wdir = WorkloadDir(self.state_dir, workload_id)
+        if not wdir.record_path.exists():
+            raise unknown_workload(workload_id)
+        return await asyncio.to_thread(tail_file, wdir.log_path, tail_lines)
+
+    def _spawn(
+        self, wdir: WorkloadDir, argv: builtins.list[str], env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        wrapper = [self._python, "-I", _WRAPPER, str(wdir.exit_path), "--"]
+        with wdir.log_path.open("ab") as log:
+            return subprocess.Popen(
+                [*wrapper, *argv],
+                cwd=wdir.home,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+
+    def _alive(self, record: ProcessRecord) -> bool:
+        if record.pid is not None and record.pid in self._children:
+            self._children[record.pid].poll()  # reap our own child so it stops being a zombie
+        return is_alive(record.pid, record.create_time)
+
+    async def _wait_gone(self, record: ProcessRecord, timeout_s: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._alive(record):
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(_POLL_S)
+        return True
+
+    def _ports_in_use(self) -> set[int]:
+        taken = set()
+        for workload_id in workload_ids(self.state_dir):
+            record = WorkloadDir(self.state_dir, workload_id).load()
+            if record is not None and record.host_port is not None and self._alive(record):
+                taken.add(record.host_port)
+        return taken
+
+    def _fail(self, wdir: WorkloadDir, record: ProcessRecord, message: str) -> WorkloadStatus:
+        record.failed = message
+        record.finished_at = self._clock.now()
+        wdir.save(record)
+        return self._status(wdir, record)
+
+    def _status(self, wdir: WorkloadDir, record: ProcessRecord) -> WorkloadStatus:
+        if record.failed is not None:
+            state, message = WorkloadState.FAILED, record.failed
+        elif self._alive(record):
+            state, message = WorkloadState.RUNNING, None
+        else:
+            if record.finished_at is None:
+                self._settle(wdir, record)
+            state = WorkloadState.STOPPED if record.stop_requested else WorkloadState.EXITED
+            message = _end_message(record)
+        return WorkloadStatus(
+            id=record.workload_id,
+            state=state,
+            exit_code=record.exit_code,
+            host_port=record.host_port,
+            pid=record.pid,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            message=message,
+            log_tail=None if state.is_active else tail_file(wdir.log_path, LOG_TAIL_LINES),
+            spec_hash=record.spec_hash,
+        )
+
+    def _settle(self, wdir: WorkloadDir, record: ProcessRecord) -> None:
+        """Record, once, how a process that is no longer alive ended."""
+        ended = wdir.read_exit()
+        if ended is not None:
+            record.exit_code, record.finished_at = ended.exit_code, ended.finished_at
+        else:
+            child = self._children.get(record.pid) if record.pid is not None else None
+            if child is not None and child.returncode is not None:
+                rc = child.returncode
+                record.exit_code = 128 - rc if rc < 0 else rc
+            elif record.killed:
+                record.exit_code = _SIGKILL_CODE
+            record.finished_at = self._clock.now()
+        if record.pid is not None:
+            self._children.pop(record.pid, None)
+        wdir.save(record)
+
+
+def _end_message(record: ProcessRecord) -> str:
+    if record.killed:
+        return "killed after the stop grace period"
+    if record.exit_code is None:
+        return "ended; its exit code is unknown (the process was killed outside gpuyard)"
+    how = "stopped" if record.stop_requested else "exited"
+    return f"{how} with code {record.exit_code}"
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _write_authorized_keys(home: Path, keys: Sequence[str]) -> None:
+    lines = [k.strip() for k in keys if k.strip()]
+    if not lines:
+        return
+    ssh = home / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    path = ssh / "authorized_keys"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

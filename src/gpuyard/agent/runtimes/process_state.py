@@ -1,0 +1,147 @@
+"""What the ``process`` runtime keeps on disk per workload, so a new agent process can re-adopt it.
+
+    <state_dir>/workloads/<workload id>/
+        record.json   ProcessRecord: pid, process start time, port, spec hash, argv, …
+        exit.json     written by the wrapper when the command ends: exit code, finish time
+        output.log    the command's stdout and stderr, appended across runs
+        home/         the working directory and HOME of the command (SSH keys in home/.ssh)
+
+A pid alone is not proof that our process still runs: pids are reused. A record is alive only when a
+process with its pid exists, is not a zombie, and started at the recorded ``create_time``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+from pydantic import BaseModel, ValidationError
+
+from gpuyard.core.clock import parse_rfc3339
+
+RECORD_FILE = "record.json"
+EXIT_FILE = "exit.json"
+LOG_FILE = "output.log"
+HOME_DIR = "home"
+
+_CREATE_TIME_TOLERANCE_S = 0.05
+
+
+class ProcessRecord(BaseModel):
+    workload_id: str
+    spec_hash: str
+    argv: list[str]
+    pid: int | None = None
+    create_time: float | None = None
+    host_port: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    failed: str | None = None
+    """Why the workload could not be started; ``None`` when it was."""
+    stop_requested: bool = False
+    killed: bool = False
+    """The runtime sent SIGKILL after the grace period."""
+
+
+class ExitRecord(BaseModel):
+    exit_code: int
+    finished_at: datetime
+
+
+class WorkloadDir:
+    def __init__(self, state_dir: Path, workload_id: str) -> None:
+        self.path = state_dir / "workloads" / workload_id
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / RECORD_FILE
+
+    @property
+    def exit_path(self) -> Path:
+        return self.path / EXIT_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def home(self) -> Path:
+        return self.path / HOME_DIR
+
+    def load(self) -> ProcessRecord | None:
+        try:
+            return ProcessRecord.model_validate_json(self.record_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValidationError:
+            return None
+
+    def save(self, record: ProcessRecord) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.record_path, record.model_dump_json(indent=2))
+
+    def read_exit(self) -> ExitRecord | None:
+        try:
+            raw = json.loads(self.exit_path.read_text())
+            return ExitRecord(
+                exit_code=int(raw["exit_code"]), finished_at=parse_rfc3339(raw["finished_at"])
+            )
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def workload_ids(state_dir: Path) -> list[str]:
+    root = state_dir / "workloads"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / RECORD_FILE).is_file())
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def process_create_time(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def is_alive(pid: int | None, create_time: float | None) -> bool:
+    """True when the process of a record still runs (and is the same process, not a reused pid)."""
+    if pid is None or create_time is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > _CREATE_TIME_TOLERANCE_S:
+            return False
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def tail_file(path: Path, lines: int, max_bytes: int = 64 * 1024) -> str:
+    """The last ``lines`` lines of a text file (reading at most ``max_bytes`` from its end)."""
+    if lines <= 0:
+        return ""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode(errors="replace")
+    kept = text.splitlines(keepends=True)[-lines:]
+    return "".join(kept)

@@ -1,0 +1,74 @@
+"""The ``gpuyard`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gpuyard import __version__
+from gpuyard.cli.serve import StartupError, console, run_server
+from gpuyard.server.settings import Settings
+
+app = typer.Typer(
+    name="gpuyard",
+    help="A self-hostable GPU cloud. `gpuyard up` starts everything on this machine.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+Host = Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")]
+Port = Annotated[int | None, typer.Option(help="Port to listen on [default: 8080]")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where the SQLite database and admin-key live [default: ~/.gpuyard]"),
+]
+
+
+def _settings(host: str | None, port: int | None, data_dir: Path | None) -> Settings:
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir.expanduser().resolve()
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _run(settings: Settings) -> None:
+    try:
+        run_server(settings)
+    except StartupError as exc:
+        console.print(f"[bold red]error:[/bold red] {exc}")
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@app.command()
+def up(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
+    """Start gpuyard on this machine: API, gateway and controllers on SQLite in the data dir.
+
+    The first start creates the operator organization and prints its API key once (also saved to
+    DATA_DIR/admin-key, mode 0600). Set GPUYARD_ADMIN_KEY=vl_... to choose that key yourself.
+    """
+    _run(_settings(host, port, data_dir))
+
+
+@app.command()
+def server(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
+    """Run one control-plane replica (no local agent). Use GPUYARD_DATABASE_URL for Postgres
+    (postgresql+asyncpg://user@host/db) to run several behind a load balancer."""
+    _run(_settings(host, port, data_dir))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+if __name__ == "__main__":
+    app()

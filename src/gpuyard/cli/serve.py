@@ -1,0 +1,109 @@
+"""``gpuyard up`` and ``gpuyard server``: prepare the database, then serve the API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+from rich.console import Console
+from sqlalchemy.exc import IntegrityError
+
+from gpuyard.core.clock import SystemClock
+from gpuyard.core.credentials import looks_like_api_key
+from gpuyard.server.app import create_app
+from gpuyard.server.db import create_engine, is_sqlite, session_factory, write_session
+from gpuyard.server.migrate import migrate
+from gpuyard.server.services.bootstrap import Bootstrap, ensure_operator
+from gpuyard.server.settings import Settings
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+class StartupError(Exception):
+    """A misconfiguration that stops the server before it starts, with a message for the user."""
+
+
+def check_settings(settings: Settings) -> None:
+    if settings.admin_key is not None and not looks_like_api_key(settings.admin_key):
+        raise StartupError(
+            "GPUYARD_ADMIN_KEY must look like a real key: 'vl_' followed by at least 43 "
+            "URL-safe characters (e.g. the output of `python -c \"import secrets; "
+            "print('vl_' + secrets.token_urlsafe(32))\"`)"
+        )
+
+
+async def prepare(settings: Settings) -> Bootstrap:
+    """Migrate and make sure the operator org and key exist."""
+    url = settings.resolved_database_url()
+    if is_sqlite(url) and not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+        sessions = session_factory(engine)
+        for attempt in range(3):
+            try:
+                async with write_session(sessions) as session:
+                    return await ensure_operator(
+                        session, clock=SystemClock(), admin_key=settings.admin_key
+                    )
+            except IntegrityError:  # another replica bootstrapped at the same moment
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+    finally:
+        await engine.dispose()
+
+
+def write_admin_key(data_dir: Path, secret: str) -> Path:
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_dir / "admin-key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def announce(settings: Settings, boot: Bootstrap) -> None:
+    url = settings.resolved_public_url()
+    db = settings.resolved_database_url()
+    shown_db = db.split("@")[-1] if "@" in db else db
+    console.print(f"[bold]gpuyard[/bold] API on [cyan]{url}[/cyan]  (database: {shown_db})")
+    if boot.new_key and settings.admin_key:
+        console.print("Operator key: the value of GPUYARD_ADMIN_KEY.")
+    elif boot.new_key:
+        path = write_admin_key(settings.data_dir, boot.new_key)
+        console.print("[bold yellow]Operator API key (shown once, also saved to "
+                      f"{path}):[/bold yellow]")
+        print(boot.new_key, flush=True)
+    else:
+        console.print(f"Operator key: see {settings.data_dir / 'admin-key'} (from the first start).")
+    console.print(f"Try: curl -H \"Authorization: Bearer $(cat {settings.data_dir / 'admin-key'})\" "
+                  f"{url}/v1/me")
+
+
+async def serve(settings: Settings) -> None:
+    app = create_app(settings, migrate_on_start=False)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    await uvicorn.Server(config).serve()
+
+
+def run_server(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    check_settings(settings)
+    boot = asyncio.run(prepare(settings))
+    announce(settings, boot)
+    asyncio.run(serve(settings))

@@ -1,0 +1,54 @@
+"""Opaque prefixed ids (``org_…``, ``key_…``, ``host_…``) and their validation.
+
+An id is a prefix, an underscore and 20 characters of lowercase Crockford base32 (100 random
+bits). Ids are opaque to clients; the shape check only lets us answer a clear 404 or 400 for a
+string that could never name anything, without asking the database.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_BODY_LEN = 20
+
+PREFIXES = {
+    "org": "organization",
+    "key": "API key",
+    "evt": "event",
+    "idk": "idempotency record",
+    "usr": "user",
+    "ssh": "SSH key",
+    "host": "host",
+    "jt": "join token",
+    "gpu": "GPU",
+    "off": "offer",
+    "vm": "instance",
+    "wl": "workload",
+    "cl": "cluster",
+    "ep": "endpoint",
+    "wg": "worker group",
+    "wh": "webhook",
+    "dlv": "webhook delivery",
+    "led": "ledger entry",
+    "req": "request",
+    "col": "collection",
+    "itm": "item",
+    "file": "file",
+}
+
+_ID_RE = re.compile(r"^([a-z]+)_([0-9a-hjkmnp-tv-z]{%d})$" % _BODY_LEN)
+
+
+def new_id(prefix: str) -> str:
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown id prefix {prefix!r}")
+    body = "".join(secrets.choice(_ALPHABET) for _ in range(_BODY_LEN))
+    return f"{prefix}_{body}"
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """True when ``value`` has the shape of an id with ``prefix``."""
+    m = _ID_RE.match(value)
+    return m is not None and m.group(1) == prefix

@@ -1,0 +1,26 @@
+"""Money is integers. Prices are cents per hour; metering uses micro-cents per second.
+
+One cent is 1,000,000 micro-cents, so a price of 1 cent per GPU-hour accrues 277 micro-cents per
+second with the remainder carried, and sums never touch a float.
+"""
+
+from __future__ import annotations
+
+MICROCENTS_PER_CENT = 1_000_000
+SECONDS_PER_HOUR = 3600
+
+
+def microcents_for(cents_per_hour: int, seconds: int) -> int:
+    """Exact cost in micro-cents of running ``seconds`` at ``cents_per_hour``."""
+    if cents_per_hour < 0 or seconds < 0:
+        raise ValueError("price and duration must be non-negative")
+    return cents_per_hour * MICROCENTS_PER_CENT * seconds // SECONDS_PER_HOUR
+
+
+def cents_floor(microcents: int) -> int:
+    return microcents // MICROCENTS_PER_CENT
+
+
+def dollars_per_hour(cents_per_hour: int) -> float:
+    """For dialects (Vast's ``dph_total``) that speak dollars; display only, never summed."""
+    return cents_per_hour / 100

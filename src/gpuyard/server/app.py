@@ -1,0 +1,176 @@
+"""``create_app()``: the composition root of the API server.
+
+It wires settings, database, clock and metrics once; installs the middleware (request id and body
+limit outermost, then one transaction per request) and the error handlers that turn every failure,
+the framework's own included, into the error envelope; mounts the routers; and in its lifespan
+migrates the database and runs the controllers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gpuyard import __version__
+from gpuyard.core.clock import Clock, SystemClock
+from gpuyard.core.errors import GpuyardError, RateLimited, Unavailable
+from gpuyard.server.context import AppContext
+from gpuyard.server.controllers.runner import ControllerSet, build_controllers
+from gpuyard.server.db import create_engine, session_factory
+from gpuyard.server.errors import error_body, status_for
+from gpuyard.server.middleware.request_context import RequestContextMiddleware
+from gpuyard.server.middleware.unit_of_work import UnitOfWorkMiddleware
+from gpuyard.server.migrate import migrate
+from gpuyard.server.routers import admin, api_keys, events, me, meta, orgs
+from gpuyard.server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "gpuyard is a self-hostable GPU cloud: a marketplace of GPU offers rented as instances, "
+    "inference clusters and serverless endpoints, and an OpenAI-compatible inference API, "
+    "for many organizations with API keys, billing in integer cents, events and webhooks."
+)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    migrate_on_start: bool = True,
+    run_controllers: bool | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    engine = create_engine(settings.resolved_database_url())
+    ctx = AppContext(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        clock=clock or SystemClock(),
+    )
+    start_controllers = settings.run_controllers if run_controllers is None else run_controllers
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate_on_start:
+            await migrate(engine)
+        controllers = ControllerSet(build_controllers(ctx))
+        app.state.controllers = controllers
+        if start_controllers:
+            controllers.start()
+        try:
+            yield
+        finally:
+            await controllers.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="gpuyard",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    _install_error_handlers(app)
+    app.add_middleware(UnitOfWorkMiddleware, factory=ctx.sessions, clock=ctx.clock)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=ctx.metrics
+    )
+    for module in (meta, me, orgs, api_keys, events, admin):
+        app.include_router(module.router)
+    return app
+
+
+def _request_id(request: Request) -> str | None:
+    rid: str | None = request.scope.get("state", {}).get("request_id")
+    return rid
+
+
+def _error(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = error_body(
+        request.url.path,
+        status,
+        code=code,
+        message=message,
+        param=param,
+        request_id=_request_id(request),
+    )
+    headers = dict(headers or {})
+    rid = _request_id(request)
+    if rid:
+        headers["X-Request-Id"] = rid
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GpuyardError)
+    async def domain_error(request: Request, exc: GpuyardError) -> Response:
+        headers = None
+        if isinstance(exc, RateLimited | Unavailable) and exc.retry_after is not None:
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        return _error(
+            request, status_for(exc), exc.message, code=exc.code, param=exc.param, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = exc.errors()
+        first: dict[str, Any] = problems[0] if problems else {}
+        content_type = request.headers.get("content-type", "")
+        if first.get("loc") == ("body",) and "json" not in content_type and content_type:
+            return _error(
+                request,
+                415,
+                f"send the body as JSON with 'Content-Type: application/json' "
+                f"(got {content_type.split(';')[0]!r})",
+                code="unsupported_media_type",
+            )
+        if first.get("type") == "json_invalid":
+            return _error(
+                request, 400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "),
+                code="invalid_json",
+            )
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        where = ".".join(loc) or None
+        message = first.get("msg", "invalid request")
+        if first.get("type") == "extra_forbidden":
+            message = "unknown field"
+        if first.get("type") == "missing" and where is None and "body" in first.get("loc", ()):
+            message = "request body is required"
+        text = f"{where}: {message}" if where else message
+        if len(problems) > 1:
+            text += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+        return _error(request, 422, text, code="validation_error", param=where)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = {
+            404: f"no route {request.method} {request.url.path}",
+            405: f"method {request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, str(exc.detail))
+        return _error(request, exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(
+            request,
+            500,
+            "internal error; quote the request id when reporting it",
+            code="internal_error",
+        )

@@ -1,0 +1,20 @@
+"""The composition root's product: everything a request or controller needs, wired once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gpuyard.core.clock import Clock
+from gpuyard.server.metrics import Metrics
+from gpuyard.server.settings import Settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    metrics: Metrics = field(default_factory=Metrics)

@@ -1,0 +1,61 @@
+"""Starts every controller of a server replica as a task, and stops them on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from typing import Protocol
+
+from gpuyard.server.context import AppContext
+from gpuyard.server.controllers.key_expiry import KeyExpiryController
+from gpuyard.server.controllers.retention import RetentionSweeper
+
+
+class Controller(Protocol):
+    name: str
+
+    async def run(self) -> None: ...
+
+    def hint(self) -> None: ...
+
+
+def replica_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def build_controllers(ctx: AppContext) -> dict[str, Controller]:
+    owner = replica_owner()
+    poll = ctx.settings.controller_poll_seconds
+    made: list[Controller] = [
+        KeyExpiryController(
+            sessions=ctx.sessions, clock=ctx.clock, owner=owner, metrics=ctx.metrics,
+            poll_seconds=poll,
+        ),
+        RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
+    ]
+    return {c.name: c for c in made}
+
+
+class ControllerSet:
+    def __init__(self, controllers: dict[str, Controller]) -> None:
+        self.controllers = controllers
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for name, controller in self.controllers.items():
+            self._tasks.append(asyncio.create_task(controller.run(), name=f"controller:{name}"))
+
+    def hint(self, name: str) -> None:
+        if name in self.controllers:
+            self.controllers[name].hint()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()

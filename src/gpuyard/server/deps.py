@@ -1,0 +1,112 @@
+"""Annotated dependencies: the request's session, the clock, the caller, and org scoping."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpuyard.core.clock import Clock
+from gpuyard.core.errors import NotFound, PermissionDenied
+from gpuyard.core.principal import Principal, Scope
+from gpuyard.server.context import AppContext
+from gpuyard.server.db import write_session
+from gpuyard.server.middleware.unit_of_work import RequestUnitOfWork
+from gpuyard.server.services import auth
+
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def get_context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+def get_clock(ctx: Context) -> Clock:
+    return ctx.clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+async def get_session(request: Request) -> AsyncSession:
+    uow: RequestUnitOfWork = request.state.uow
+    return await uow.get()
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+
+
+def credential(request: Request) -> str | None:
+    """The API key from ``Authorization: Bearer`` or, for the Vast dialect, ``?api_key=``."""
+    value = request.headers.get("authorization")
+    if value:
+        scheme, _, token = value.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else value.strip()
+    return request.query_params.get("api_key")
+
+
+async def get_principal(request: Request, session: Session, ctx: Context) -> Principal:
+    principal, stale = await auth.authenticate(session, clock=ctx.clock, secret=credential(request))
+    if stale:
+
+        async def touch() -> None:
+            async with write_session(ctx.sessions) as s:
+                await auth.touch_last_used(s, clock=ctx.clock, key_id=principal.key_id)
+
+        request.state.uow.after_response(touch)
+    request.state.principal = principal
+    return principal
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+
+
+def require(principal: Principal, scope: Scope) -> None:
+    if not principal.allows(scope):
+        what = {
+            Scope.WRITE: "this key is read-only",
+            Scope.READ: "this key may not read organization resources",
+            Scope.OPERATOR: "this needs an operator key",
+            Scope.INFERENCE: "this key may not call inference",
+        }[scope]
+        raise PermissionDenied(f"{what} (scopes: {', '.join(sorted(principal.scopes))})",
+                               code="insufficient_scope")
+
+
+def org_member(
+    request: Request,
+    principal: Caller,
+    org_id: Annotated[str, Path(description="The organization's id (org_…)")],
+) -> Principal:
+    """The caller, on their own org's path; reads need org:read, writes org:write.
+
+    Another org's id answers 404 exactly like an id that does not exist.
+    """
+    if org_id != principal.org_id:
+        raise NotFound(f"organization {org_id} not found", code="org_not_found")
+    require(principal, Scope.READ if request.method in _READ_METHODS else Scope.WRITE)
+    return principal
+
+
+OrgMember = Annotated[Principal, Depends(org_member)]
+
+
+def operator(principal: Caller) -> Principal:
+    require(principal, Scope.OPERATOR)
+    return principal
+
+
+Operator = Annotated[Principal, Depends(operator)]
+
+
+def inference_caller(principal: Caller) -> Principal:
+    require(principal, Scope.INFERENCE)
+    return principal
+
+
+InferenceCaller = Annotated[Principal, Depends(inference_caller)]

@@ -1,0 +1,126 @@
+"""The one place where errors become HTTP: status per error class, and the body per dialect.
+
+Native routes answer ``{"error": message, "code": code, "param"?, "request_id"}``; the Vast dialect
+(``/api/v0/``) answers ``{"success": false, "error": code, "msg": message}``; the OpenAI-compatible
+inference routes answer ``{"error": {"message", "type", "param", "code"}}``. Every error response
+carries ``X-Request-Id``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from gpuyard.core.errors import (
+    Conflict,
+    GpuyardError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
+
+STATUS: dict[type[GpuyardError], int] = {
+    PayloadTooLarge: 413,
+    InvalidRequest: 400,
+    Unauthenticated: 401,
+    PermissionDenied: 403,
+    NotFound: 404,
+    Conflict: 409,
+    RateLimited: 429,
+    Unavailable: 503,
+}
+
+# Codes for statuses that do not come from a GpuyardError (framework 404/405, 5xx).
+STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
+
+
+def status_for(exc: GpuyardError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+Renderer = Callable[[int, str, str, str | None, str | None], dict[str, Any]]
+
+
+def _native(status: int, code: str, message: str, param: str | None, rid: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": message, "code": code}
+    if param is not None:
+        body["param"] = param
+    if rid is not None:
+        body["request_id"] = rid
+    return body
+
+
+def _vast(status: int, code: str, message: str, param: str | None, rid: str | None) -> dict[str, Any]:
+    return {"success": False, "error": code, "msg": message, "request_id": rid}
+
+
+def _openai(status: int, code: str, message: str, param: str | None, rid: str | None) -> dict[str, Any]:
+    kind = OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+# Path prefixes of the dialects whose error shape differs from the native one; longest first.
+_DIALECTS: list[tuple[str, Renderer]] = [("/api/v0/", _vast)]
+OPENAI_PATHS: set[str] = set()
+
+
+def register_openai_paths(*prefixes: str) -> None:
+    """Inference routers name the paths whose errors must parse in the openai SDK."""
+    OPENAI_PATHS.update(prefixes)
+
+
+def renderer_for(path: str) -> Renderer:
+    for prefix in OPENAI_PATHS:
+        if path == prefix or path.startswith(prefix + "/"):
+            return _openai
+    for prefix, renderer in _DIALECTS:
+        if path.startswith(prefix):
+            return renderer
+    return _native
+
+
+def error_body(
+    path: str,
+    status: int,
+    *,
+    code: str | None = None,
+    message: str,
+    param: str | None = None,
+    request_id: str | None = None,
+) -> bytes:
+    code = code or STATUS_CODES.get(status, "error")
+    body = renderer_for(path)(status, code, message, param, request_id)
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -1,0 +1,110 @@
+"""Outermost middleware: request id, request-body size limit, and request metrics.
+
+The body of a request is read here, up to ``max_body_bytes``; a larger one is answered 413 at once
+(by ``Content-Length`` when given, else when the stream passes the limit). The body is then handed
+on unchanged, and kept in the request state for the idempotency layer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from gpuyard.core.ids import new_id
+from gpuyard.server.errors import error_body
+from gpuyard.server.metrics import Metrics
+from gpuyard.server.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_bytes, state
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = header(scope, b"x-request-id")
+        rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else new_id("req")
+        state(scope)["request_id"] = rid
+        rid_header = (b"x-request-id", rid.encode())
+        started = time.perf_counter()
+        status_seen = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status_seen
+            if message["type"] == "http.response.start":
+                status_seen = message["status"]
+                headers = message.get("headers", [])
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    message["headers"] = [*headers, rid_header]
+            await send(message)
+
+        try:
+            if scope["method"] in _BODY_METHODS:
+                try:
+                    body = await self._read_body(scope, receive)
+                except _TooLarge:
+                    status_seen = 413
+                    await send_bytes(
+                        send,
+                        413,
+                        error_body(
+                            scope["path"],
+                            413,
+                            message=f"request body is larger than {self.max_body_bytes} bytes",
+                            request_id=rid,
+                        ),
+                        [rid_header, (b"connection", b"close")],
+                    )
+                    return
+                state(scope)["body"] = body
+                receive = _replay(body, receive)
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(
+                scope["method"], template, status_seen, time.perf_counter() - started
+            )
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

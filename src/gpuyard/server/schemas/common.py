@@ -1,0 +1,62 @@
+"""Shapes every native route shares: the error envelope, pages, and strict request bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gpuyard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+
+T = TypeVar("T")
+
+
+class RequestBody(BaseModel):
+    """Base of request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="What went wrong, for a human")
+    code: str = Field(description="Stable machine-readable code")
+    param: str | None = Field(default=None, description="The field at fault, when one is")
+    request_id: str | None = Field(default=None, description="Quote this when asking for help")
+
+
+class PageOut(BaseModel, Generic[T]):
+    data: list[T]
+    has_more: bool
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing, malformed, unknown, expired or revoked API key",
+    403: "The key may not do this, or its organization is suspended",
+    404: "No such resource in the caller's organization",
+    409: "Conflicts with the current state, or Idempotency-Key reused",
+    413: "Request body too large",
+    415: "The body is not JSON",
+    422: "The body or parameters do not match the schema",
+    429: "Rate limited",
+    503: "Temporarily unavailable",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    wanted = {400, 401, 413, 415, 422, *statuses}
+    return {s: {"model": ErrorOut, "description": _DESCRIPTIONS[s]} for s in sorted(wanted)}
+
+
+LIMIT_DESCRIPTION = f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"
+
+
+def page_of(page: Page[Any], convert: Callable[[Any], T]) -> PageOut[T]:
+    return PageOut[T](
+        data=[convert(item) for item in page.items],
+        has_more=page.has_more,
+        next_cursor=page.next_cursor,
+    )

@@ -1,0 +1,55 @@
+"""All server configuration, read once from ``GPUYARD_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".gpuyard"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GPUYARD_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default is SQLite in the data dir. "
+        "Postgres: postgresql+asyncpg://user@host/db",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = Field(
+        default=None, description="How clients reach this server; default http://host:port"
+    )
+    admin_key: str | None = Field(
+        default=None, description="Use this vl_ key as the operator key instead of a new one"
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    endpoint_domain: str | None = None
+    controller_poll_seconds: float = Field(default=5.0, gt=0)
+    run_controllers: bool = True
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if url.startswith(("postgres://", "postgresql://")):
+            return "postgresql+asyncpg://" + url.split("://", 1)[1]
+        if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+            return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+        return url
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'gpuyard.db'}"
+
+    def resolved_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,0 +1,62 @@
+"""Fixtures shared by the whole suite. Server tests take ``db_url`` (or ``api``), which runs each
+of them once on SQLite and once on Postgres."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import databases
+from tests.harness import Api, start_api
+
+_pg_skip_reason: str | None = None
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return databases.run(databases.make_sqlite_template(tmp_path_factory.mktemp("template")))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    global _pg_skip_reason
+    problem = databases.run(databases.postgres_available())
+    if problem is not None:
+        if os.environ.get("GPUYARD_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"Postgres is required (GPUYARD_TEST_REQUIRE_POSTGRES=1) but: {problem}")
+        _pg_skip_reason = f"no Postgres at {databases.admin_pg_url()}: {problem}"
+        pytest.skip(_pg_skip_reason)
+    url = databases.run(databases.create_pg_database())
+    yield url
+    databases.run(databases.drop_pg_database(url))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if db_kind == "sqlite":
+        return databases.sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
+    url: str = request.getfixturevalue("pg_database")
+    databases.run(databases.truncate_all(url))
+    return url
+
+
+@pytest.fixture
+async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    async with start_api(db_url, tmp_path) as running:
+        yield running
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _pg_skip_reason:
+        terminalreporter.write_sep("!", "POSTGRES LEG SKIPPED", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"{_pg_skip_reason}. Set GPUYARD_TEST_POSTGRES_URL or start Postgres to run it."
+        )
