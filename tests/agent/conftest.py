@@ -31,10 +31,9 @@ def kill_everything(state_dir: Path) -> None:
     """SIGKILL the process group of every live workload under ``state_dir``."""
     for workload_id in workload_ids(state_dir):
         record = WorkloadDir(state_dir, workload_id).load()
-        if record is not None and record.pid is not None:
-            if is_alive(record.pid, record.create_time):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(record.pid, signal.SIGKILL)
+        if record is not None and record.pid and is_alive(record.pid, record.create_time):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(record.pid, signal.SIGKILL)
 
 
 @pytest.fixture

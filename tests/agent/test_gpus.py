@@ -19,7 +19,10 @@ from gpuyard.agent.ports import PortRange
 
 def test_declaration_name_and_count() -> None:
     gpus = parse_gpu_declaration("RTX 4090:2", seed="s")
-    assert [(g.index, g.name, g.logical) for g in gpus] == [(0, "RTX 4090", True), (1, "RTX 4090", True)]
+    assert [(g.index, g.name, g.logical) for g in gpus] == [
+        (0, "RTX 4090", True),
+        (1, "RTX 4090", True),
+    ]
     assert gpus[0].vram_mb == 24576  # known type: VRAM from core.gpu_names
     assert len({g.uuid for g in gpus}) == 2
     assert all(g.uuid.startswith("GPU-") for g in gpus)

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.core.gpu_names import (
     KNOWN_GPUS,
+    GpuModel,
     compute_cap,
     display_name,
     gpu_key,
@@ -158,7 +159,9 @@ _separator = st.sampled_from([" ", "_", "-", "  ", " _ "])
 
 
 @given(st.sampled_from(KNOWN_GPUS), _separator, st.booleans())
-def test_any_separator_and_case_spell_the_same_known_type(model, sep, upper) -> None:
+def test_any_separator_and_case_spell_the_same_known_type(
+    model: GpuModel, sep: str, upper: bool
+) -> None:
     spelled = sep.join(model.display.split(" "))
     spelled = spelled.upper() if upper else spelled.lower()
     assert display_name(spelled) == model.display

@@ -33,9 +33,10 @@ VAST_CLI_DEFAULTS = {"verified": {"eq": True}, "external": {"eq": False}, "renta
 
 def vastai_json(text: str, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the installed ``vastai`` CLI puts in its search body for ``text``."""
-    return parse_query(
+    body: dict[str, Any] = parse_query(
         text, copy.deepcopy(dict(base or {})), offers_fields, offers_alias, offers_mult
     )
+    return body
 
 
 # --- the CLI string means what vastai sends ----------------------------------------------------
@@ -114,7 +115,7 @@ def test_the_body_the_vastai_sdk_sends_parses() -> None:
     client = _CapturingClient()
     query = vastai_json("gpu_name=RTX_4090 num_gpus>=2")
     vast_offers.search_offers(
-        client,  # type: ignore[arg-type]
+        client,
         query=query,
         offer_type="interruptible",
         order=parse_order("dph_total-"),
@@ -350,7 +351,7 @@ def test_an_offer_value_of_the_wrong_type_is_a_bug() -> None:
         matches(parse_cli_query("num_gpus>=1"), {"num_gpus": "2"})
 
 
-OFFERS = [
+OFFERS: list[dict[str, object]] = [
     {"id": 1, "dph_total": 0.5, "num_gpus": 1, "gpu_name": "RTX 4090", "score": 3.0},
     {"id": 2, "dph_total": None, "num_gpus": 2, "gpu_name": "RTX 4090", "score": 1.0},
     {"id": 3, "dph_total": 0.2, "num_gpus": 2, "gpu_name": "RTX 3090", "score": None},

@@ -38,7 +38,7 @@ PREFIXES = {
     "file": "file",
 }
 
-_ID_RE = re.compile(r"^([a-z]+)_([0-9a-hjkmnp-tv-z]{%d})$" % _BODY_LEN)
+_ID_RE = re.compile(rf"^([a-z]+)_([0-9a-hjkmnp-tv-z]{{{_BODY_LEN}}})$")
 
 
 def new_id(prefix: str) -> str:

@@ -253,6 +253,8 @@ def _parse_limit(value: object) -> int | None:
 
 
 def _parse_type(value: object) -> OfferType:
+    if value is None:
+        return OfferType.ON_DEMAND
     if value == "interruptible":
         return OfferType.BID
     if isinstance(value, str) and value in {t.value for t in OfferType}:

@@ -58,7 +58,7 @@ async def get_principal(request: Request, session: Session, ctx: Context) -> Pri
             async with write_session(ctx.sessions) as s:
                 await auth.touch_last_used(s, clock=ctx.clock, key_id=principal.key_id)
 
-        request.state.uow.after_response(touch)
+        request.state.uow.after_transaction(touch)
     request.state.principal = principal
     return principal
 

@@ -39,6 +39,7 @@ from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
 
 _WRAPPER = str(Path(__file__).with_name("process_wrapper.py"))
+_WRAPPER_GUARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 _POLL_S = 0.02
 _KILL_WAIT_S = 5.0
 _SIGKILL_CODE = 128 + signal.SIGKILL
@@ -140,17 +141,22 @@ class ProcessRuntime:
         self, wdir: WorkloadDir, argv: builtins.list[str], env: dict[str, str]
     ) -> subprocess.Popen[bytes]:
         wrapper = [self._python, "-I", _WRAPPER, str(wdir.exit_path), "--"]
-        with wdir.log_path.open("ab") as log:
-            return subprocess.Popen(
-                [*wrapper, *argv],
-                cwd=wdir.home,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+        # The wrapper inherits this thread's signal mask: a stop sent before it is ready is held.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WRAPPER_GUARDED)
+        try:
+            with wdir.log_path.open("ab") as log:
+                return subprocess.Popen(
+                    [*wrapper, *argv],
+                    cwd=wdir.home,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def _alive(self, record: ProcessRecord) -> bool:
         if record.pid is not None and record.pid in self._children:

@@ -13,6 +13,10 @@ directly. The wrapper itself catches (and otherwise ignores) SIGTERM, SIGINT and
 outlives the command and can record its code; a SIGKILL to the group ends both, and then no file is
 written (the runtime records that case itself). A command ended by signal N is recorded as 128+N,
 as a shell and Docker report it. A command that cannot be executed at all is recorded as 127.
+
+The runtime starts the wrapper with those three signals blocked, so a stop that arrives while the
+interpreter is still starting is held, not lost: once its handlers are in place the wrapper
+unblocks them, and if one was pending it records 128+N without starting the command at all.
 """
 
 from __future__ import annotations
@@ -25,9 +29,14 @@ import sys
 from datetime import UTC, datetime
 from types import FrameType
 
+GUARDED_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
-def _ignore(signum: int, frame: FrameType | None) -> None:
+_received: list[int] = []
+
+
+def _note(signum: int, frame: FrameType | None) -> None:
     """A handler rather than SIG_IGN: a caught signal reverts to its default in the exec'd child."""
+    _received.append(signum)
 
 
 def _write_exit(path: str, code: int) -> None:
@@ -43,8 +52,16 @@ def main(argv: list[str]) -> int:
         print("usage: process_wrapper.py EXIT_FILE -- ARGV...", file=sys.stderr)
         return 2
     exit_file, command = argv[0], argv[2:]
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, _ignore)
+    for signum in GUARDED_SIGNALS:
+        signal.signal(signum, _note)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, GUARDED_SIGNALS)  # pending ones run _note now
+    if _received:
+        code = 128 + _received[0]
+        print(
+            f"gpuyard: stopped (signal {_received[0]}) before the command started", file=sys.stderr
+        )
+        _write_exit(exit_file, code)
+        return code
     try:
         child = subprocess.Popen(command)
     except OSError as exc:

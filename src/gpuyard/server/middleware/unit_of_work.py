@@ -47,12 +47,14 @@ class RequestUnitOfWork:
                 await begin_write(self.session)
         return self.session
 
-    def after_response(self, action: Callable[[], Awaitable[None]]) -> None:
-        """Run ``action`` once the response is sent (best effort, e.g. last_used_at)."""
+    def after_transaction(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` once the request's transaction has ended, before the response is sent
+        (best effort, in its own transaction; e.g. ``last_used_at``)."""
         self._after.append(action)
 
     async def run_after(self) -> None:
-        for action in self._after:
+        actions, self._after = self._after, []
+        for action in actions:
             try:
                 await action()
             except Exception:  # noqa: BLE001 - best effort, never fails a request
@@ -205,6 +207,7 @@ class UnitOfWorkMiddleware:
                     "the database could not commit the change; nothing was written",
                 )
                 return
+        await uow.run_after()
         await send(start)
         await send({"type": "http.response.body", "body": body, "more_body": False})
 

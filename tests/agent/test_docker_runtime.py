@@ -1,0 +1,206 @@
+"""The docker runtime up to the SDK seam, against an in-memory engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from gpuyard.agent.ports import PortRange
+from gpuyard.agent.runtimes.docker import (
+    LABEL_HOST_PORT,
+    LABEL_SPEC_HASH,
+    LABEL_WORKLOAD,
+    DockerRuntime,
+    container_command,
+    parse_docker_time,
+)
+from gpuyard.agent.runtimes.docker_client import docker_available
+from gpuyard.core.errors import NotFound
+from gpuyard.core.workload import WorkloadSpec, WorkloadState
+
+from .fake_docker import FakeDockerClient, FakeEngine
+
+IMAGE = "vllm/vllm-openai:latest"
+GPU_UUIDS = ["GPU-1111", "GPU-2222"]
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine(registry={IMAGE}, gpus=set(GPU_UUIDS))
+
+
+@pytest.fixture
+def client(engine: FakeEngine) -> FakeDockerClient:
+    return FakeDockerClient(engine)
+
+
+@pytest.fixture
+def runtime(client: FakeDockerClient, port_range: PortRange) -> DockerRuntime:
+    return DockerRuntime(client, port_range=port_range)
+
+
+def vllm(**fields: object) -> WorkloadSpec:
+    base = {
+        "id": "wl_vllm",
+        "image": IMAGE,
+        "args": ["--model", "m"],
+        "port": 8000,
+        "env": {"HF_TOKEN": "t"},
+        "gpu_indices": [0, 1],
+        "gpu_uuids": GPU_UUIDS,
+        "labels": {"team": "a"},
+    }
+    return WorkloadSpec.model_validate({**base, **fields})
+
+
+async def test_start_pulls_and_runs_a_labelled_container(
+    runtime: DockerRuntime, client: FakeDockerClient, engine: FakeEngine, port_range: PortRange
+) -> None:
+    spec = vllm()
+    status = await runtime.start(spec)
+    assert client.images.pulls == [IMAGE]
+    [container] = engine.containers.values()
+    assert status.state is WorkloadState.RUNNING
+    assert status.container_id == container.id and status.pid == container.pid
+    assert status.host_port in port_range and status.spec_hash == spec.spec_hash()
+    assert status.started_at == datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
+    assert container.name == "gpuyard-wl_vllm"
+    assert container.entrypoint is None and container.command == ["--model", "m"]
+    assert container.ports == {"8000/tcp": status.host_port}
+    assert container.environment == {
+        "HF_TOKEN": "t",
+        "GPUYARD_WORKLOAD_ID": "wl_vllm",
+        "PORT": "8000",
+    }
+    assert container.labels == {
+        "team": "a",
+        LABEL_WORKLOAD: "wl_vllm",
+        LABEL_SPEC_HASH: spec.spec_hash(),
+        LABEL_HOST_PORT: str(status.host_port),
+        "gpuyard.kind": "instance",
+    }
+    [request] = container.device_requests
+    assert request["DeviceIDs"] == GPU_UUIDS and request["Capabilities"] == [["gpu"]]
+
+
+async def test_start_twice_and_a_restarted_agent_never_duplicate(
+    runtime: DockerRuntime, engine: FakeEngine, port_range: PortRange
+) -> None:
+    first = await runtime.start(vllm())
+    assert (await runtime.start(vllm())).container_id == first.container_id
+    agent2 = DockerRuntime(FakeDockerClient(engine), port_range=port_range)
+    listed = await agent2.list()
+    assert [(s.id, s.state, s.container_id, s.host_port) for s in listed] == [
+        ("wl_vllm", WorkloadState.RUNNING, first.container_id, first.host_port)
+    ]
+    assert (await agent2.start(vllm())).container_id == first.container_id
+    assert len(engine.containers) == 1
+
+
+async def test_exit_reports_code_and_log_tail(runtime: DockerRuntime, engine: FakeEngine) -> None:
+    await runtime.start(vllm())
+    [container] = engine.containers.values()
+    container.write("loading\nCUDA error: out of memory\n")
+    container.finish(3)
+    status = await runtime.inspect("wl_vllm")
+    assert status is not None and status.state is WorkloadState.EXITED
+    assert status.exit_code == 3 and status.message == "exited with code 3"
+    assert status.log_tail == "loading\nCUDA error: out of memory\n"
+    assert status.finished_at == datetime(2026, 1, 1, 0, 1, 0, 500000, tzinfo=UTC)
+    assert await runtime.logs("wl_vllm", tail_lines=1) == "CUDA error: out of memory\n"
+
+
+async def test_start_after_exit_replaces_the_container(
+    runtime: DockerRuntime, engine: FakeEngine
+) -> None:
+    first = await runtime.start(vllm())
+    engine.containers[first.container_id or ""].finish(1)
+    second = await runtime.start(vllm())
+    assert second.state is WorkloadState.RUNNING and second.container_id != first.container_id
+    assert list(engine.containers) == [second.container_id]
+
+
+async def test_stop_uses_the_grace_period_then_remove(
+    runtime: DockerRuntime, engine: FakeEngine
+) -> None:
+    await runtime.start(vllm())
+    [container] = engine.containers.values()
+    container.handles_sigterm = False
+    status = await runtime.stop("wl_vllm", grace_s=2.5)
+    assert container.stop_timeouts == [3]
+    assert status.state is WorkloadState.STOPPED and status.exit_code == 137
+    await runtime.remove("wl_vllm")
+    assert engine.containers == {} and await runtime.inspect("wl_vllm") is None
+    await runtime.remove("wl_vllm")
+    with pytest.raises(NotFound):
+        await runtime.stop("wl_vllm")
+    with pytest.raises(NotFound):
+        await runtime.logs("wl_vllm")
+
+
+async def test_pull_failure_is_a_failed_status(runtime: DockerRuntime) -> None:
+    status = await runtime.start(vllm(image="nobody/nothing:1"))
+    assert status.state is WorkloadState.FAILED
+    assert "pull access denied for nobody/nothing" in (status.message or "")
+    assert await runtime.inspect("wl_vllm") == status
+    assert await runtime.list() == [status]
+    assert await runtime.stop("wl_vllm") == status
+    await runtime.remove("wl_vllm")
+    assert await runtime.inspect("wl_vllm") is None
+
+
+async def test_no_image_is_a_failed_status(runtime: DockerRuntime) -> None:
+    status = await runtime.start(WorkloadSpec(id="wl_x", command="echo hi"))
+    assert status.state is WorkloadState.FAILED
+    assert status.message == "the docker runtime needs an image"
+
+
+async def test_gpus_the_engine_lacks_fail_unless_logical(port_range: PortRange) -> None:
+    engine = FakeEngine(registry={IMAGE})
+    status = await DockerRuntime(FakeDockerClient(engine), port_range=port_range).start(vllm())
+    assert status.state is WorkloadState.FAILED
+    assert "could not select device driver" in (status.message or "")
+    logical = DockerRuntime(FakeDockerClient(engine), port_range=port_range, use_gpus=False)
+    status = await logical.start(vllm())
+    assert status.state is WorkloadState.RUNNING
+    [container] = engine.containers.values()
+    assert container.device_requests == []
+
+
+async def test_published_ports_do_not_collide(runtime: DockerRuntime) -> None:
+    a = await runtime.start(vllm(id="wl_a"))
+    b = await runtime.start(vllm(id="wl_b", gpu_uuids=[], gpu_indices=[]))
+    assert a.host_port != b.host_port
+
+
+def test_container_command_rules() -> None:
+    assert container_command(vllm()) == (None, ["--model", "m"])
+    assert container_command(vllm(args=[])) == (None, None)
+    assert container_command(vllm(command="serve $1")) == (
+        ["/bin/sh", "-c"],
+        ["serve $1", "gpuyard", "--model", "m"],
+    )
+    assert container_command(vllm(onstart="pip install x", args=["python", "a.py"])) == (
+        ["/bin/sh", "-c"],
+        ['pip install x\nexec "$@"', "gpuyard", "python", "a.py"],
+    )
+    assert container_command(vllm(onstart="bash /start.sh", args=[])) == (
+        ["/bin/sh", "-c"],
+        ["bash /start.sh", "gpuyard"],
+    )
+
+
+def test_parse_docker_time() -> None:
+    assert parse_docker_time("0001-01-01T00:00:00Z") is None
+    assert parse_docker_time("") is None and parse_docker_time(None) is None
+    assert parse_docker_time("2026-03-04T05:06:07.123456789Z") == datetime(
+        2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC
+    )
+    assert parse_docker_time("2026-03-04T05:06:07+02:00") == datetime(2026, 3, 4, 3, 6, 7, tzinfo=UTC)
+
+
+async def test_docker_available() -> None:
+    assert await docker_available(FakeDockerClient()) is True
+    assert await docker_available(FakeDockerClient(up=False)) is False
+    assert await docker_available(timeout_s=1.0) is False  # no engine on this machine
