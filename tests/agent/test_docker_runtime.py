@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -112,13 +114,14 @@ async def test_exit_reports_code_and_log_tail(runtime: DockerRuntime, engine: Fa
 
 
 async def test_start_after_exit_replaces_the_container(
-    runtime: DockerRuntime, engine: FakeEngine
+    runtime: DockerRuntime, client: FakeDockerClient, engine: FakeEngine
 ) -> None:
     first = await runtime.start(vllm())
     engine.containers[first.container_id or ""].finish(1)
     second = await runtime.start(vllm())
     assert second.state is WorkloadState.RUNNING and second.container_id != first.container_id
     assert list(engine.containers) == [second.container_id]
+    assert client.images.pulls == [IMAGE]  # pulled once; the engine has it now
 
 
 async def test_stop_uses_the_grace_period_then_remove(
@@ -197,10 +200,18 @@ def test_parse_docker_time() -> None:
     assert parse_docker_time("2026-03-04T05:06:07.123456789Z") == datetime(
         2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC
     )
-    assert parse_docker_time("2026-03-04T05:06:07+02:00") == datetime(2026, 3, 4, 3, 6, 7, tzinfo=UTC)
+    assert parse_docker_time("2026-03-04T05:06:07+02:00") == datetime(
+        2026, 3, 4, 3, 6, 7, tzinfo=UTC
+    )
+
+
+def _engine_configured() -> bool:
+    return bool(os.environ.get("DOCKER_HOST")) or Path("/var/run/docker.sock").exists()
 
 
 async def test_docker_available() -> None:
     assert await docker_available(FakeDockerClient()) is True
     assert await docker_available(FakeDockerClient(up=False)) is False
-    assert await docker_available(timeout_s=1.0) is False  # no engine on this machine
+    real = await docker_available(timeout_s=1.0)  # the engine the environment names, if any
+    if not _engine_configured():
+        assert real is False

@@ -115,10 +115,12 @@ class FakeNvml:
     def nvmlDeviceGetUUID(self, handle: dict[str, Any]) -> str | bytes:
         if handle.get("broken"):
             raise self.NVMLError("GPU is lost")
-        return handle["uuid"]
+        uuid: str | bytes = handle["uuid"]
+        return uuid
 
     def nvmlDeviceGetName(self, handle: dict[str, Any]) -> str | bytes:
-        return handle["name"]
+        name: str | bytes = handle["name"]
+        return name
 
     def nvmlDeviceGetMemoryInfo(self, handle: dict[str, Any]) -> SimpleNamespace:
         return SimpleNamespace(total=handle["mem"], free=handle["mem"], used=0)

@@ -189,7 +189,7 @@ async def test_a_reused_pid_is_not_taken_for_the_workload(
     wdir.exit_path.unlink()
     status = await ProcessRuntime(state_dir, port_range).inspect("wl_gone")
     assert status is not None and status.state is WorkloadState.EXITED
-    assert status.exit_code is None and "unknown" in (status.message or "")
+    assert status.exit_code is None and "without an exit code" in (status.message or "")
 
 
 async def test_start_after_exit_runs_it_again(runtime: ProcessRuntime) -> None:

@@ -78,7 +78,8 @@ class GpuProbe(Protocol):
 class NvmlApi(Protocol):
     """The part of the ``pynvml`` module (``nvidia-ml-py``) the probe uses."""
 
-    NVMLError: type[Exception]
+    @property
+    def NVMLError(self) -> type[Exception]: ...
 
     def nvmlInit(self) -> None: ...
     def nvmlShutdown(self) -> None: ...

@@ -35,7 +35,7 @@ async def check_http(
         else:
             async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as own:
                 response = await own.get(url)
-    except (httpx.HTTPError, OSError):
+    except (httpx.HTTPError, httpx.InvalidURL, OSError):
         return False
     return response.status_code < 400
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from gpuyard.core.clock import SystemClock
 from gpuyard.core.credentials import looks_like_api_key
 from gpuyard.server.app import create_app
-from gpuyard.server.db import create_engine, is_sqlite, session_factory, write_session
+from gpuyard.server.db import create_engine, session_factory, write_session
 from gpuyard.server.migrate import migrate
 from gpuyard.server.services.bootstrap import Bootstrap, ensure_operator
 from gpuyard.server.settings import Settings
@@ -37,10 +37,8 @@ def check_settings(settings: Settings) -> None:
 
 async def prepare(settings: Settings) -> Bootstrap:
     """Migrate and make sure the operator org and key exist."""
-    url = settings.resolved_database_url()
-    if is_sqlite(url) and not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    engine = create_engine(url)
+    settings.prepare_data_dir()
+    engine = create_engine(settings.resolved_database_url())
     try:
         await migrate(engine)
         sessions = session_factory(engine)

@@ -1,4 +1,8 @@
-"""Cursor pagination: a page of items in a stable (created_at, id) order and an opaque cursor."""
+"""Cursor pagination: a page of items in a stable order and an opaque cursor.
+
+The order is creation time, ties broken by the row's insertion sequence, so items created in the
+same instant still list in the order they were made.
+"""
 
 from __future__ import annotations
 
@@ -27,24 +31,24 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where a page ends: the (created_at, id) of its last item."""
+    """Where a page ends: the creation time and insertion sequence of its last item."""
 
     created_at: datetime
-    id: str
+    seq: int
 
 
 def encode_cursor(position: Position) -> str:
-    raw = json.dumps([position.created_at.isoformat(), position.id], separators=(",", ":"))
+    raw = json.dumps([position.created_at.isoformat(), position.seq], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> Position:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        created, ident = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-        if not isinstance(created, str) or not isinstance(ident, str):
+        created, seq = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        if not isinstance(created, str) or not isinstance(seq, int) or isinstance(seq, bool):
             raise ValueError
-        return Position(created_at=parse_rfc3339(created), id=ident)
+        return Position(created_at=parse_rfc3339(created), seq=seq)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidRequest(
             "cursor is not one this API returned; pass next_cursor unchanged",

@@ -60,6 +60,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate_on_start:
+            settings.prepare_data_dir()
             await migrate(engine)
         controllers = ControllerSet(build_controllers(ctx))
         app.state.controllers = controllers
@@ -159,11 +160,16 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = None
         message = {
             404: f"no route {request.method} {request.url.path}",
             405: f"method {request.method} is not allowed on {request.url.path}",
         }.get(exc.status_code, str(exc.detail))
-        return _error(request, exc.status_code, message, headers=getattr(exc, "headers", None))
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            code, message = "invalid_json", "request body is not valid UTF-8 JSON"
+        return _error(
+            request, exc.status_code, message, code=code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception) -> Response:

@@ -90,7 +90,7 @@ class Org(Base):
 class ApiKey(LeaseColumns, Base):
     __tablename__ = "api_keys"
     __table_args__ = (
-        Index("ix_api_keys_org_created", "org_id", "created_at", "id"),
+        Index("ix_api_keys_org_created", "org_id", "created_at", "pk"),
         Index("ix_api_keys_expiry_due", "expires_at", "expired_at"),
     )
 
@@ -112,7 +112,7 @@ class ApiKey(LeaseColumns, Base):
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_org_created", "org_id", "created_at", "id"),
+        Index("ix_events_org_created", "org_id", "created_at", "pk"),
         Index("ix_events_org_type_created", "org_id", "type", "created_at"),
     )
 

@@ -51,5 +51,10 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'gpuyard.db'}"
 
+    def prepare_data_dir(self) -> None:
+        """Create the data dir (private to this user) when the default SQLite file lives there."""
+        if not self.database_url:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -86,13 +86,11 @@ class ProcessRuntime:
             )
             record.started_at = self._clock.now()
             try:
-                child = await asyncio.to_thread(self._spawn, wdir, record.argv, env)
+                # Spawning and recording happen together in the thread: a cancelled start() (the
+                # agent shutting down) still leaves a record, so no process is ever orphaned.
+                await asyncio.to_thread(self._spawn, wdir, record, env)
             except OSError as exc:
                 return self._fail(wdir, record, f"cannot start the process: {exc}")
-            self._children[child.pid] = child
-            record.pid = child.pid
-            record.create_time = process_create_time(child.pid)
-            wdir.save(record)
             return self._status(wdir, record)
 
     async def inspect(self, workload_id: str) -> WorkloadStatus | None:
@@ -137,16 +135,14 @@ class ProcessRuntime:
             raise unknown_workload(workload_id)
         return await asyncio.to_thread(tail_file, wdir.log_path, tail_lines)
 
-    def _spawn(
-        self, wdir: WorkloadDir, argv: builtins.list[str], env: dict[str, str]
-    ) -> subprocess.Popen[bytes]:
+    def _spawn(self, wdir: WorkloadDir, record: ProcessRecord, env: dict[str, str]) -> None:
         wrapper = [self._python, "-I", _WRAPPER, str(wdir.exit_path), "--"]
         # The wrapper inherits this thread's signal mask: a stop sent before it is ready is held.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WRAPPER_GUARDED)
         try:
             with wdir.log_path.open("ab") as log:
-                return subprocess.Popen(
-                    [*wrapper, *argv],
+                child = subprocess.Popen(
+                    [*wrapper, *record.argv],
                     cwd=wdir.home,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -157,6 +153,10 @@ class ProcessRuntime:
                 )
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self._children[child.pid] = child
+        record.pid = child.pid
+        record.create_time = process_create_time(child.pid)
+        wdir.save(record)
 
     def _alive(self, record: ProcessRecord) -> bool:
         if record.pid is not None and record.pid in self._children:
@@ -230,7 +230,7 @@ def _end_message(record: ProcessRecord) -> str:
     if record.killed:
         return "killed after the stop grace period"
     if record.exit_code is None:
-        return "ended; its exit code is unknown (the process was killed outside gpuyard)"
+        return "ended without an exit code (killed outside gpuyard, or the host restarted)"
     how = "stopped" if record.stop_requested else "exited"
     return f"{how} with code {record.exit_code}"
 

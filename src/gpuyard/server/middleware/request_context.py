@@ -55,6 +55,7 @@ class RequestContextMiddleware:
                     body = await self._read_body(scope, receive)
                 except _TooLarge:
                     status_seen = 413
+                    await _drain(receive)
                     await send_bytes(
                         send,
                         413,
@@ -95,6 +96,20 @@ class RequestContextMiddleware:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+DRAIN_LIMIT = 32 * 1024 * 1024
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of an oversize body (up to a cap), so the client, still sending,
+    gets to read our 413 instead of a reset connection."""
+    drained = 0
+    while drained < DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
+        drained += len(message.get("body", b""))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -1,4 +1,4 @@
-"""Run a select as one cursor page in (created_at, id) order."""
+"""Run a select as one cursor page in (created_at, pk) order."""
 
 from __future__ import annotations
 
@@ -28,15 +28,15 @@ async def paginate(
         stmt = stmt.where(
             or_(
                 model.created_at > pos.created_at,
-                and_(model.created_at == pos.created_at, model.id > pos.id),
+                and_(model.created_at == pos.created_at, model.pk > pos.seq),
             )
         )
-    stmt = stmt.order_by(model.created_at, model.id).limit(limit + 1)
+    stmt = stmt.order_by(model.created_at, model.pk).limit(limit + 1)
     rows = list((await session.scalars(stmt)).all())
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = (
-        encode_cursor(Position(created_at=rows[-1].created_at, id=rows[-1].id))
+        encode_cursor(Position(created_at=rows[-1].created_at, seq=rows[-1].pk))
         if has_more
         else None
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 03:25:30.217311
+Create Date: 2026-11-22 03:33:47.812724
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def upgrade() -> None:
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.create_index("ix_api_keys_expiry_due", ["expires_at", "expired_at"], unique=False)
         batch_op.create_index(
-            "ix_api_keys_org_created", ["org_id", "created_at", "id"], unique=False
+            "ix_api_keys_org_created", ["org_id", "created_at", "pk"], unique=False
         )
 
     op.create_table(
@@ -134,7 +134,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("id", name=op.f("uq_events_id")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index("ix_events_org_created", ["org_id", "created_at", "id"], unique=False)
+        batch_op.create_index("ix_events_org_created", ["org_id", "created_at", "pk"], unique=False)
         batch_op.create_index(
             "ix_events_org_type_created", ["org_id", "type", "created_at"], unique=False
         )
