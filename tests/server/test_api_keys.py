@@ -48,9 +48,7 @@ async def test_scopes_cannot_escalate(api: Api) -> None:
 
 async def test_operator_scope_only_in_operator_org(api: Api) -> None:
     t = await api.tenant()
-    r = await api.client.post(
-        f"/v1/admin/orgs/{t.org_id}/api-keys", json={"scopes": ["operator"]}
-    )
+    r = await api.client.post(f"/v1/admin/orgs/{t.org_id}/api-keys", json={"scopes": ["operator"]})
     assert r.status_code == 400
 
 

@@ -101,17 +101,27 @@ async def test_no_row_is_processed_by_both(fresh_pg: str, two_servers) -> None:
     async with sessions() as s, s.begin():
         await s.execute(
             insert(orm.Org).values(
-                id=org_id, name="Load", slug="load", status="active", is_operator=False,
-                created_at=now, updated_at=now,
+                id=org_id,
+                name="Load",
+                slug="load",
+                status="active",
+                is_operator=False,
+                created_at=now,
+                updated_at=now,
             )
         )
         await s.execute(
             insert(orm.ApiKey),
             [
                 {
-                    "id": new_id("key"), "org_id": org_id, "name": f"k{i}", "prefix": "vl_x",
-                    "secret_hash": hash_secret(new_api_key()), "scopes": ["org:read"],
-                    "created_at": now, "expires_at": now + timedelta(days=1),
+                    "id": new_id("key"),
+                    "org_id": org_id,
+                    "name": f"k{i}",
+                    "prefix": "vl_x",
+                    "secret_hash": hash_secret(new_api_key()),
+                    "scopes": ["org:read"],
+                    "created_at": now,
+                    "expires_at": now + timedelta(days=1),
                 }
                 for i in range(KEYS)
             ],

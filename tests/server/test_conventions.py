@@ -31,7 +31,9 @@ async def test_malformed_json_is_400(api: Api) -> None:
 
 async def test_non_utf8_body_is_a_clear_error(api: Api) -> None:
     r = await api.client.post(
-        "/v1/admin/orgs", content=b'{"name": "\xff\xfe"}', headers={"Content-Type": "application/json"}
+        "/v1/admin/orgs",
+        content=b'{"name": "\xff\xfe"}',
+        headers={"Content-Type": "application/json"},
     )
     assert r.status_code in (400, 422)
     assert r.json()["code"] in ("invalid_json", "validation_error")
@@ -110,7 +112,9 @@ async def test_pagination_walks_every_item_once(api: Api) -> None:
     created = []
     for i in range(7):
         api.clock.advance(seconds=1 if i % 2 else 0)  # some share a timestamp
-        created.append((await api.client.post("/v1/admin/orgs", json={"name": f"o{i}"})).json()["id"])
+        created.append(
+            (await api.client.post("/v1/admin/orgs", json={"name": f"o{i}"})).json()["id"]
+        )
     seen: list[str] = []
     cursor = None
     while True:
@@ -137,7 +141,9 @@ async def test_openapi_documents_routes_with_error_schemas(api: Api) -> None:
     spec = (await api.client.get("/openapi.json")).json()
     op = spec["paths"]["/v1/orgs/{org_id}/api-keys"]["post"]
     assert {"201", "401", "403", "404", "422"} <= set(op["responses"])
-    assert op["responses"]["404"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorOut")
+    assert op["responses"]["404"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "ErrorOut"
+    )
     assert "requestBody" in op
 
 

@@ -32,7 +32,7 @@ async def test_filter_by_type_and_time(api: Api) -> None:
     api.clock.advance(minutes=10)
     await t.client.patch(f"/v1/orgs/{t.org_id}", json={"name": "Later"})
     url = f"/v1/orgs/{t.org_id}/events"
-    later = (await t.client.get(url, params={"since": (start + timedelta(minutes=5)).isoformat()}))
+    later = await t.client.get(url, params={"since": (start + timedelta(minutes=5)).isoformat()})
     assert [e["type"] for e in later.json()["data"]] == ["org.updated"]
     before = await t.client.get(url, params={"until": (start + timedelta(minutes=5)).isoformat()})
     assert "org.updated" not in [e["type"] for e in before.json()["data"]]

@@ -31,7 +31,9 @@ async def make_expiring_keys(api: Api, n: int) -> list[str]:
 
 async def expired_events(api: Api) -> list[str]:
     async with api.ctx.sessions() as s:
-        rows = await s.scalars(select(orm.Event.subject_id).where(orm.Event.type == "api_key.expired"))
+        rows = await s.scalars(
+            select(orm.Event.subject_id).where(orm.Event.type == "api_key.expired")
+        )
         return [r for r in rows if r]
 
 
@@ -109,7 +111,9 @@ async def test_permanent_errors_call_fail_once(api: Api) -> None:
 async def test_revoked_and_unexpired_keys_are_not_due(api: Api) -> None:
     ids = await make_expiring_keys(api, 2)
     async with api.ctx.sessions() as s, s.begin():
-        await s.execute(update(orm.ApiKey).where(orm.ApiKey.id == ids[0]).values(revoked_at=api.clock.now()))
+        await s.execute(
+            update(orm.ApiKey).where(orm.ApiKey.id == ids[0]).values(revoked_at=api.clock.now())
+        )
     c = controller(api, "a")
     assert await c.step() == 1
     assert await expired_events(api) == [ids[1]]

@@ -22,7 +22,9 @@ Host = Annotated[str | None, typer.Option(help="Address to listen on [default: 1
 Port = Annotated[int | None, typer.Option(help="Port to listen on [default: 8080]")]
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Where the SQLite database and admin-key live [default: ~/.gpuyard]"),
+    typer.Option(
+        "--data-dir", help="Where the SQLite database and admin-key live [default: ~/.gpuyard]"
+    ),
 ]
 
 

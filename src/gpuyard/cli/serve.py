@@ -30,7 +30,7 @@ def check_settings(settings: Settings) -> None:
     if settings.admin_key is not None and not looks_like_api_key(settings.admin_key):
         raise StartupError(
             "GPUYARD_ADMIN_KEY must look like a real key: 'vl_' followed by at least 43 "
-            "URL-safe characters (e.g. the output of `python -c \"import secrets; "
+            'URL-safe characters (e.g. the output of `python -c "import secrets; '
             "print('vl_' + secrets.token_urlsafe(32))\"`)"
         )
 
@@ -75,13 +75,17 @@ def announce(settings: Settings, boot: Bootstrap) -> None:
         console.print("Operator key: the value of GPUYARD_ADMIN_KEY.")
     elif boot.new_key:
         path = write_admin_key(settings.data_dir, boot.new_key)
-        console.print("[bold yellow]Operator API key (shown once, also saved to "
-                      f"{path}):[/bold yellow]")
+        console.print(
+            f"[bold yellow]Operator API key (shown once, also saved to {path}):[/bold yellow]"
+        )
         print(boot.new_key, flush=True)
     else:
-        console.print(f"Operator key: see {settings.data_dir / 'admin-key'} (from the first start).")
-    console.print(f"Try: curl -H \"Authorization: Bearer $(cat {settings.data_dir / 'admin-key'})\" "
-                  f"{url}/v1/me")
+        console.print(
+            f"Operator key: see {settings.data_dir / 'admin-key'} (from the first start)."
+        )
+    console.print(
+        f'Try: curl -H "Authorization: Bearer $(cat {settings.data_dir / "admin-key"})" {url}/v1/me'
+    )
 
 
 async def serve(settings: Settings) -> None:

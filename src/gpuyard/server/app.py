@@ -143,7 +143,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
         if first.get("type") == "json_invalid":
             return _error(
-                request, 400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "),
+                request,
+                400,
+                f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(
+                    ": "
+                ),
                 code="invalid_json",
             )
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]

@@ -74,8 +74,9 @@ def require(principal: Principal, scope: Scope) -> None:
             Scope.OPERATOR: "this needs an operator key",
             Scope.INFERENCE: "this key may not call inference",
         }[scope]
-        raise PermissionDenied(f"{what} (scopes: {', '.join(sorted(principal.scopes))})",
-                               code="insufficient_scope")
+        raise PermissionDenied(
+            f"{what} (scopes: {', '.join(sorted(principal.scopes))})", code="insufficient_scope"
+        )
 
 
 def org_member(

@@ -74,7 +74,9 @@ def status_for(exc: GpuyardError) -> int:
 Renderer = Callable[[int, str, str, str | None, str | None], dict[str, Any]]
 
 
-def _native(status: int, code: str, message: str, param: str | None, rid: str | None) -> dict[str, Any]:
+def _native(
+    status: int, code: str, message: str, param: str | None, rid: str | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"error": message, "code": code}
     if param is not None:
         body["param"] = param
@@ -83,11 +85,15 @@ def _native(status: int, code: str, message: str, param: str | None, rid: str | 
     return body
 
 
-def _vast(status: int, code: str, message: str, param: str | None, rid: str | None) -> dict[str, Any]:
+def _vast(
+    status: int, code: str, message: str, param: str | None, rid: str | None
+) -> dict[str, Any]:
     return {"success": False, "error": code, "msg": message, "request_id": rid}
 
 
-def _openai(status: int, code: str, message: str, param: str | None, rid: str | None) -> dict[str, Any]:
+def _openai(
+    status: int, code: str, message: str, param: str | None, rid: str | None
+) -> dict[str, Any]:
     kind = OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 

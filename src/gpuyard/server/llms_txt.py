@@ -30,8 +30,8 @@ def llms_txt(spec: dict[str, Any], base_url: str) -> str:
         f"> {info.get('description', '').strip()}",
         "",
         f"Base URL: {base_url}. Authenticate with `Authorization: Bearer vl_…`.",
-        "Errors: non-2xx with `{\"error\": message, \"code\": code}`. Lists: `?limit=&cursor=`,",
-        "answering `{\"data\": [...], \"has_more\": bool, \"next_cursor\": str|null}`.",
+        'Errors: non-2xx with `{"error": message, "code": code}`. Lists: `?limit=&cursor=`,',
+        'answering `{"data": [...], "has_more": bool, "next_cursor": str|null}`.',
         f"The whole API as OpenAPI: {base_url}/openapi.json; every route in detail: "
         f"{base_url}/llms-full.txt",
         "",
@@ -41,7 +41,9 @@ def llms_txt(spec: dict[str, Any], base_url: str) -> str:
         tag = (op.get("tags") or ["other"])[0]
         summary = op.get("summary") or ""
         detail = _first_line(op)
-        text = f"- `{method} {path}`: {summary}" + (f". {detail}" if detail and detail != summary else "")
+        text = f"- `{method} {path}`: {summary}" + (
+            f". {detail}" if detail and detail != summary else ""
+        )
         by_tag.setdefault(tag, []).append(text)
     for tag, entries in by_tag.items():
         lines += [f"## {tag}", "", *entries, ""]
@@ -61,7 +63,11 @@ def _compact(schema: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "properties" in schema:
         out["properties"] = {
-            name: {k: v for k, v in prop.items() if k in ("type", "$ref", "anyOf", "items", "enum", "description", "format")}
+            name: {
+                k: v
+                for k, v in prop.items()
+                if k in ("type", "$ref", "anyOf", "items", "enum", "description", "format")
+            }
             for name, prop in schema["properties"].items()
         }
     for key in ("type", "required", "enum", "items", "anyOf"):
@@ -91,6 +97,8 @@ def llms_full_txt(spec: dict[str, Any], base_url: str) -> str:
         for status, response in op.get("responses", {}).items():
             content = response.get("content", {}).get("application/json", {})
             schema = _schema_text(content["schema"], spec) if "schema" in content else ""
-            lines.append(f"- {status} {response.get('description', '')}" + (f": {schema}" if schema else ""))
+            lines.append(
+                f"- {status} {response.get('description', '')}" + (f": {schema}" if schema else "")
+            )
         lines.append("")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ with a manual clock instead of running the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from abc import ABC, abstractmethod
@@ -118,7 +119,9 @@ class Reconciler(ABC, Generic[ItemT, ResultT]):
             await session.execute(
                 update(model)
                 .where(model.pk.in_(pks))
-                .values(lease_token=token, lease_owner=self.owner, lease_expires_at=now + self.lease)
+                .values(
+                    lease_token=token, lease_owner=self.owner, lease_expires_at=now + self.lease
+                )
             )
             rows = (await session.scalars(select(model).where(model.pk.in_(pks)))).all()
             return [Claim(pk=row.pk, token=token, item=self.snapshot(row)) for row in rows]
@@ -138,7 +141,7 @@ class Reconciler(ABC, Generic[ItemT, ResultT]):
             await self._park(claim, exc.delay)
             self._count("retry")
             return
-        except PermanentError as exc:
+        except PermanentError:
             await self._guarded(claim, lambda s, row: self.fail(s, row, claim.item, exc.reason))
             self._count("failed")
             return
@@ -147,9 +150,7 @@ class Reconciler(ABC, Generic[ItemT, ResultT]):
             await self._park(claim, self.retry_delay)
             self._count("error")
             return
-        applied = await self._guarded(
-            claim, lambda s, row: self.apply(s, row, claim.item, result)
-        )
+        applied = await self._guarded(claim, lambda s, row: self.apply(s, row, claim.item, result))
         self._count("applied" if applied else "lost")
 
     async def _guarded(self, claim: Claim[ItemT], write: Any) -> bool:
@@ -205,7 +206,5 @@ class Reconciler(ABC, Generic[ItemT, ResultT]):
             if claimed >= self.batch_size:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            except TimeoutError:
-                pass

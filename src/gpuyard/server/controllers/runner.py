@@ -15,7 +15,8 @@ from gpuyard.server.controllers.retention import RetentionSweeper
 
 
 class Controller(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     async def run(self) -> None: ...
 
@@ -31,7 +32,10 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
     poll = ctx.settings.controller_poll_seconds
     made: list[Controller] = [
         KeyExpiryController(
-            sessions=ctx.sessions, clock=ctx.clock, owner=owner, metrics=ctx.metrics,
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
             poll_seconds=poll,
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),

@@ -13,7 +13,16 @@ import time
 from gpuyard.core.ids import new_id
 from gpuyard.server.errors import error_body
 from gpuyard.server.metrics import Metrics
-from gpuyard.server.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_bytes, state
+from gpuyard.server.middleware.asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header,
+    send_bytes,
+    state,
+)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

@@ -25,7 +25,16 @@ from gpuyard.core.credentials import hash_secret
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.server.db import begin_write
 from gpuyard.server.errors import error_body
-from gpuyard.server.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_bytes, state
+from gpuyard.server.middleware.asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header,
+    send_bytes,
+    state,
+)
 from gpuyard.server.services import idempotency
 
 log = logging.getLogger(__name__)
@@ -57,7 +66,7 @@ class RequestUnitOfWork:
         for action in actions:
             try:
                 await action()
-            except Exception:  # noqa: BLE001 - best effort, never fails a request
+            except Exception:
                 log.warning("after-response action failed", exc_info=True)
 
     async def close(self) -> None:
@@ -126,9 +135,7 @@ class UnitOfWorkMiddleware:
                 await uow.session.rollback()
             raise
 
-    async def _reserve(
-        self, scope: Scope, send: Send, uow: RequestUnitOfWork, idem: _Idem
-    ) -> bool:
+    async def _reserve(self, scope: Scope, send: Send, uow: RequestUnitOfWork, idem: _Idem) -> bool:
         """Reserve the key; True when the request was answered (replayed or refused)."""
         session = await uow.get()
         try:
@@ -148,19 +155,30 @@ class UnitOfWorkMiddleware:
         await session.rollback()
         if stored is None or stored.status_code is None:
             await self._error(
-                scope, send, 409, "idempotency_key_in_use",
+                scope,
+                send,
+                409,
+                "idempotency_key_in_use",
                 "a request with this Idempotency-Key is still in progress; retry later",
             )
         elif stored.request_hash != idem.request_hash:
             await self._error(
-                scope, send, 409, "idempotency_key_reused",
+                scope,
+                send,
+                409,
+                "idempotency_key_reused",
                 "this Idempotency-Key was used with a different request",
             )
         else:
             headers = [(k.encode(), v.encode()) for k, v in stored.headers.items()]
             headers.append((b"idempotent-replayed", b"true"))
-            await send({"type": "http.response.start", "status": stored.status_code,
-                        "headers": [*headers, (b"content-length", str(len(stored.body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": stored.status_code,
+                    "headers": [*headers, (b"content-length", str(len(stored.body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": stored.body, "more_body": False})
         return True
 
@@ -187,15 +205,22 @@ class UnitOfWorkMiddleware:
                         if k.decode().lower() in _REPLAY_HEADERS
                     }
                     await idempotency.complete(
-                        session, scope=idem.scope, key=idem.key, status_code=status,
-                        headers=kept, body=body,
+                        session,
+                        scope=idem.scope,
+                        key=idem.key,
+                        status_code=status,
+                        headers=kept,
+                        body=body,
                     )
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
                 log.info("commit conflict on %s %s", scope["method"], scope["path"], exc_info=True)
                 await self._error(
-                    scope, send, 409, "conflict",
+                    scope,
+                    send,
+                    409,
+                    "conflict",
                     "the request conflicted with a concurrent change; nothing was written",
                 )
                 return
@@ -203,7 +228,10 @@ class UnitOfWorkMiddleware:
                 await session.rollback()
                 log.exception("commit failed on %s %s", scope["method"], scope["path"])
                 await self._error(
-                    scope, send, 503, "database_unavailable",
+                    scope,
+                    send,
+                    503,
+                    "database_unavailable",
                     "the database could not commit the change; nothing was written",
                 )
                 return
@@ -214,7 +242,9 @@ class UnitOfWorkMiddleware:
     async def _error(self, scope: Scope, send: Send, status: int, code: str, message: str) -> None:
         rid = state(scope).get("request_id")
         await send_bytes(
-            send, status, error_body(scope["path"], status, code=code, message=message, request_id=rid)
+            send,
+            status,
+            error_body(scope["path"], status, code=code, message=message, request_id=rid),
         )
 
 

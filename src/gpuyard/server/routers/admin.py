@@ -25,7 +25,9 @@ router = APIRouter(prefix="/v1/admin", tags=["operator"])
 @router.post(
     "/orgs", status_code=status.HTTP_201_CREATED, response_model=OrgOut, responses=errors(403, 409)
 )
-async def create_org(body: OrgCreate, principal: Operator, session: Session, clock: ClockDep) -> OrgOut:
+async def create_org(
+    body: OrgCreate, principal: Operator, session: Session, clock: ClockDep
+) -> OrgOut:
     return OrgOut.of(await orgs.create_org(session, clock=clock, name=body.name, slug=body.slug))
 
 
@@ -58,7 +60,9 @@ async def suspend_org(
 
 
 @router.post("/orgs/{org_id}/reactivate", response_model=OrgOut, responses=errors(403, 404))
-async def reactivate_org(org_id: str, principal: Operator, session: Session, clock: ClockDep) -> OrgOut:
+async def reactivate_org(
+    org_id: str, principal: Operator, session: Session, clock: ClockDep
+) -> OrgOut:
     org = await orgs.set_status(session, clock=clock, org_id=org_id, status=OrgStatus.ACTIVE)
     return OrgOut.of(org)
 

@@ -45,9 +45,7 @@ async def list_keys(
     cursor: Cursor = None,
 ) -> PageOut[ApiKeyOut]:
     """The org's keys, oldest first, without secrets."""
-    page = await api_keys.list_keys(
-        session, clock=clock, org_id=org_id, limit=limit, cursor=cursor
-    )
+    page = await api_keys.list_keys(session, clock=clock, org_id=org_id, limit=limit, cursor=cursor)
     return page_of(page, ApiKeyOut.of)
 
 

@@ -46,4 +46,6 @@ async def llms(request: Request, ctx: Context) -> PlainTextResponse:
 @router.get("/llms-full.txt", response_class=PlainTextResponse)
 async def llms_full(request: Request, ctx: Context) -> PlainTextResponse:
     """Every route with its parameters, bodies and responses."""
-    return PlainTextResponse(llms_full_txt(request.app.openapi(), ctx.settings.resolved_public_url()))
+    return PlainTextResponse(
+        llms_full_txt(request.app.openapi(), ctx.settings.resolved_public_url())
+    )

@@ -117,7 +117,11 @@ async def rename_org(session: AsyncSession, *, clock: Clock, org_id: str, name: 
         row.name = name
         row.updated_at = clock.now()
         await events.record(
-            session, clock=clock, org_id=row.id, type="org.updated", subject_id=row.id,
+            session,
+            clock=clock,
+            org_id=row.id,
+            type="org.updated",
+            subject_id=row.id,
             data={"name": name},
         )
     return to_domain(row)
@@ -140,7 +144,11 @@ async def set_status(
         row.updated_at = clock.now()
         kind = "org.suspended" if status is OrgStatus.SUSPENDED else "org.reactivated"
         await events.record(
-            session, clock=clock, org_id=row.id, type=kind, subject_id=row.id,
+            session,
+            clock=clock,
+            org_id=row.id,
+            type=kind,
+            subject_id=row.id,
             data={"reason": reason} if reason else {},
         )
     return to_domain(row)
