@@ -1,7 +1,7 @@
 """SQLAlchemy tables. Rows only: no rules (services) and no API shapes (schemas).
 
-Every table has an integer surrogate ``pk`` (the Vast dialect speaks integers) and, where clients see
-the row, an opaque prefixed string ``id``. Times are aware UTC datetimes on both databases.
+Every table has an integer surrogate ``pk`` (the Vast dialect speaks integers) and, where clients
+see the row, an opaque prefixed string ``id``. Times are aware UTC datetimes on both databases.
 """
 
 from __future__ import annotations

@@ -141,8 +141,9 @@ class Reconciler(ABC, Generic[ItemT, ResultT]):
             await self._park(claim, exc.delay)
             self._count("retry")
             return
-        except PermanentError:
-            await self._guarded(claim, lambda s, row: self.fail(s, row, claim.item, exc.reason))
+        except PermanentError as exc:
+            reason = exc.reason
+            await self._guarded(claim, lambda s, row: self.fail(s, row, claim.item, reason))
             self._count("failed")
             return
         except Exception:
