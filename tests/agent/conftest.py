@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuyard.agent.ports import PortRange
 from gpuyard.agent.runtimes.process import ProcessRuntime
 from gpuyard.agent.runtimes.process_state import WorkloadDir, is_alive, workload_ids
+from gpuyard.core.hosts import PortRange
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuyard.agent.ports import PortRange
 from gpuyard.agent.runtimes import DockerRuntime, ProcessRuntime, choose_runtime
 from gpuyard.core.errors import Unavailable
+from gpuyard.core.hosts import PortRange
 
 from .fake_docker import FakeDockerClient
 

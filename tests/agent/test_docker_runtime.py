@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from gpuyard.agent.ports import PortRange
 from gpuyard.agent.runtimes.docker import (
     LABEL_HOST_PORT,
     LABEL_SPEC_HASH,
@@ -19,6 +18,7 @@ from gpuyard.agent.runtimes.docker import (
 )
 from gpuyard.agent.runtimes.docker_client import docker_available
 from gpuyard.core.errors import NotFound
+from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState
 
 from .fake_docker import FakeDockerClient, FakeEngine

@@ -14,7 +14,7 @@ from gpuyard.agent.gpus import (
     logical_gpu_seed,
     parse_gpu_declaration,
 )
-from gpuyard.agent.ports import PortRange
+from gpuyard.core.hosts import PortRange
 
 
 def test_declaration_name_and_count() -> None:

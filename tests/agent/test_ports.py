@@ -2,7 +2,8 @@ import socket
 
 import pytest
 
-from gpuyard.agent.ports import NoFreePort, PortAllocator, PortRange, port_is_free
+from gpuyard.agent.ports import NoFreePort, PortAllocator, port_is_free
+from gpuyard.core.hosts import PortRange
 
 
 def test_parse_and_validate() -> None:

@@ -12,10 +12,10 @@ import psutil
 import pytest
 
 from gpuyard.agent.health import check_http
-from gpuyard.agent.ports import PortRange
 from gpuyard.agent.runtimes.process import ProcessRuntime
 from gpuyard.agent.runtimes.process_state import WorkloadDir
 from gpuyard.core.errors import NotFound
+from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState
 
 from .polling import ended, wait_for

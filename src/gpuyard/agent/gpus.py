@@ -23,42 +23,14 @@ import psutil
 import pynvml
 from pydantic import BaseModel, ConfigDict, Field
 
-from gpuyard.agent.ports import PortRange
 from gpuyard.core.gpu_names import known_vram_mb
+from gpuyard.core.hosts import GpuInfo, HostFacts, PortRange
 
 log = logging.getLogger(__name__)
 
 _MB = 1024 * 1024
 _SEED_FILE = "gpu-seed"
 _MAX_DECLARED_PER_TYPE = 64
-
-
-class GpuInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    index: int
-    uuid: str
-    name: str
-    vram_mb: int | None = None
-    logical: bool = Field(default=False, description="declared with --gpus, not found by NVML")
-
-
-class HostFacts(BaseModel):
-    """What a heartbeat tells the server about the host."""
-
-    model_config = ConfigDict(frozen=True)
-
-    gpus: list[GpuInfo]
-    driver_version: str | None
-    cuda_version: str | None
-    cpu_cores: int
-    ram_mb: int
-    disk_free_mb: int
-    disk_total_mb: int
-    hostname: str
-    address: str
-    port_range: PortRange
-    os: str
 
 
 class GpuProbeResult(BaseModel):

@@ -10,46 +10,7 @@ import errno
 import socket
 from collections.abc import Iterable
 
-from pydantic import BaseModel, ConfigDict, model_validator
-
-
-class PortRange(BaseModel):
-    """An inclusive range of TCP ports, e.g. ``40000-40999``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    start: int
-    end: int
-
-    @model_validator(mode="after")
-    def _ordered(self) -> PortRange:
-        if not 1 <= self.start <= self.end <= 65535:
-            raise ValueError(
-                f"bad port range {self.start}-{self.end}: need 1 <= start <= end <= 65535"
-            )
-        return self
-
-    @classmethod
-    def parse(cls, text: str) -> PortRange:
-        """Parse ``"40000-40999"`` (or a single port ``"40000"``)."""
-        lo, sep, hi = text.strip().partition("-")
-        try:
-            start = int(lo)
-            end = int(hi) if sep else start
-        except ValueError:
-            raise ValueError(
-                f"bad port range {text!r}: expected START-END, e.g. 40000-40999"
-            ) from None
-        return cls(start=start, end=end)
-
-    def __contains__(self, port: object) -> bool:
-        return isinstance(port, int) and self.start <= port <= self.end
-
-    def __len__(self) -> int:
-        return self.end - self.start + 1
-
-    def __str__(self) -> str:
-        return f"{self.start}-{self.end}"
+from gpuyard.core.hosts import PortRange
 
 
 class NoFreePort(RuntimeError):

@@ -143,3 +143,175 @@ class IdempotencyRecord(Base):
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class SshKey(Base):
+    __tablename__ = "ssh_keys"
+    __table_args__ = (
+        Index("ix_ssh_keys_org_created", "org_id", "created_at", "pk"),
+        UniqueConstraint("org_id", "fingerprint", name="uq_ssh_keys_org_fingerprint"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class JoinToken(Base):
+    __tablename__ = "join_tokens"
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    used_by_host: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class Host(LeaseColumns, Base):
+    __tablename__ = "hosts"
+    __table_args__ = (Index("ix_hosts_status_heartbeat", "status", "last_heartbeat_at"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    credential_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    cordoned: Mapped[bool] = mapped_column(Boolean, default=False)
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified: Mapped[bool] = mapped_column(Boolean, default=True)
+    facts: Mapped[dict[str, Any]]
+    address: Mapped[str] = mapped_column(String(255))
+    geolocation: Mapped[str | None] = mapped_column(String(64), default=None)
+    inet_up_mbps: Mapped[float | None] = mapped_column(default=None)
+    inet_down_mbps: Mapped[float | None] = mapped_column(default=None)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    status_changed_at: Mapped[datetime]
+
+
+class Gpu(Base):
+    __tablename__ = "gpus"
+    __table_args__ = (
+        UniqueConstraint("host_id", "index", name="uq_gpus_host_index"),
+        Index("ix_gpus_host_free", "host_id", "gpu_key", "workload_id"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    uuid: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    gpu_key: Mapped[str] = mapped_column(String(64))
+    vram_mb: Mapped[int | None] = mapped_column(Integer, default=None)
+    workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class GpuPrice(Base):
+    __tablename__ = "gpu_prices"
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    gpu_key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    cents_per_gpu_hour: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class Offer(Base):
+    """A rentable bundle: ``num_gpus`` free GPUs of one type on one host. Derived data, rebuilt
+    for a host whenever its GPUs, status or prices change (services/offers.py)."""
+
+    __tablename__ = "offers"
+    __table_args__ = (
+        Index("ix_offers_gpu_key_dph", "gpu_key", "dph_total"),
+        Index("ix_offers_dph", "dph_total"),
+        Index("ix_offers_host", "host_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    machine_id: Mapped[int] = mapped_column(Integer)
+    gpu_key: Mapped[str] = mapped_column(String(64))
+    gpu_name: Mapped[str] = mapped_column(String(128))
+    num_gpus: Mapped[int] = mapped_column(Integer)
+    gpu_ram: Mapped[int | None] = mapped_column(Integer, default=None)
+    gpu_total_ram: Mapped[int | None] = mapped_column(Integer, default=None)
+    cpu_cores: Mapped[float | None] = mapped_column(default=None)
+    cpu_ram: Mapped[int | None] = mapped_column(Integer, default=None)
+    disk_space: Mapped[float | None] = mapped_column(default=None)
+    cents_per_hour: Mapped[int] = mapped_column(Integer)
+    dph_total: Mapped[float] = mapped_column()
+    reliability: Mapped[float | None] = mapped_column(default=None)
+    inet_up: Mapped[float | None] = mapped_column(default=None)
+    inet_down: Mapped[float | None] = mapped_column(default=None)
+    geolocation: Mapped[str | None] = mapped_column(String(64), default=None)
+    cuda_max_good: Mapped[float | None] = mapped_column(default=None)
+    compute_cap: Mapped[int | None] = mapped_column(Integer, default=None)
+    driver_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    verified: Mapped[bool] = mapped_column(Boolean)
+    rentable: Mapped[bool] = mapped_column(Boolean)
+    rented: Mapped[bool] = mapped_column(Boolean)
+    direct_port_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    dlperf: Mapped[float | None] = mapped_column(default=None)
+    score: Mapped[float | None] = mapped_column(default=None)
+    public_ipaddr: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    __table_args__ = (Index("ix_instances_org_created", "org_id", "created_at", "pk"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"))
+    workload_id: Mapped[str] = mapped_column(String(32), unique=True)
+    offer_id: Mapped[int] = mapped_column(BigInteger)
+    gpu_name: Mapped[str] = mapped_column(String(128))
+    num_gpus: Mapped[int] = mapped_column(Integer)
+    cents_per_hour: Mapped[int] = mapped_column(Integer)
+    image: Mapped[str | None] = mapped_column(Text, default=None)
+    label: Mapped[str | None] = mapped_column(String(200), default=None)
+    disk_gb: Mapped[float | None] = mapped_column(default=None)
+    runtype: Mapped[str | None] = mapped_column(String(32), default=None)
+    intended_status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    destroyed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Workload(Base):
+    """One thing a host must run (an instance, a cluster replica, a serverless worker): the
+    desired state the server writes and the actual state the host's agent reports."""
+
+    __tablename__ = "workloads"
+    __table_args__ = (Index("ix_workloads_host", "host_id", "desired"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[dict[str, Any]]
+    spec_hash: Mapped[str] = mapped_column(String(32))
+    desired: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    host_port: Mapped[int | None] = mapped_column(Integer, default=None)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    log_tail: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    reported_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

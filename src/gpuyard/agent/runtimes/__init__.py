@@ -12,7 +12,6 @@ from pathlib import Path
 
 from docker.errors import DockerException
 
-from gpuyard.agent.ports import PortRange
 from gpuyard.agent.runtimes.base import Runtime
 from gpuyard.agent.runtimes.docker import DockerRuntime
 from gpuyard.agent.runtimes.docker_client import (
@@ -23,6 +22,7 @@ from gpuyard.agent.runtimes.docker_client import (
 from gpuyard.agent.runtimes.process import ProcessRuntime
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Unavailable
+from gpuyard.core.hosts import PortRange
 
 __all__ = [
     "RUNTIME_NAMES",

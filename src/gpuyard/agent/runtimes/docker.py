@@ -18,10 +18,11 @@ from typing import Any
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
-from gpuyard.agent.ports import NoFreePort, PortAllocator, PortRange
+from gpuyard.agent.ports import NoFreePort, PortAllocator
 from gpuyard.agent.runtimes.base import DEFAULT_GRACE_S, LOG_TAIL_LINES, unknown_workload
 from gpuyard.agent.runtimes.docker_client import ContainerLike, DockerClientLike
 from gpuyard.core.clock import Clock, SystemClock
+from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
 
 LABEL_WORKLOAD = "gpuyard.workload_id"

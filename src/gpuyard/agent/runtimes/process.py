@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gpuyard.agent.ports import NoFreePort, PortAllocator, PortRange
+from gpuyard.agent.ports import NoFreePort, PortAllocator
 from gpuyard.agent.runtimes.base import DEFAULT_GRACE_S, LOG_TAIL_LINES, unknown_workload
 from gpuyard.agent.runtimes.process_command import (
     DEFAULT_INHERITED_ENV,
@@ -36,6 +36,7 @@ from gpuyard.agent.runtimes.process_state import (
     workload_ids,
 )
 from gpuyard.core.clock import Clock, SystemClock
+from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
 
 _WRAPPER = str(Path(__file__).with_name("process_wrapper.py"))

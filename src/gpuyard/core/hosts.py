@@ -1,0 +1,86 @@
+"""What a host is made of, as its agent reports it: GPUs, resources, address and port range.
+
+These models are the wire format of the agent protocol (``core/agent_protocol.py``): the agent
+builds them, the server validates them, so malformed facts are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_GPUS_PER_HOST = 64
+
+
+class PortRange(BaseModel):
+    """An inclusive range of TCP ports, e.g. ``40000-40999``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: int
+    end: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PortRange:
+        if not 1 <= self.start <= self.end <= 65535:
+            raise ValueError(
+                f"bad port range {self.start}-{self.end}: need 1 <= start <= end <= 65535"
+            )
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> PortRange:
+        """Parse ``"40000-40999"`` (or a single port ``"40000"``)."""
+        lo, sep, hi = text.strip().partition("-")
+        try:
+            start = int(lo)
+            end = int(hi) if sep else start
+        except ValueError:
+            raise ValueError(
+                f"bad port range {text!r}: expected START-END, e.g. 40000-40999"
+            ) from None
+        return cls(start=start, end=end)
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.start <= port <= self.end
+
+    def __len__(self) -> int:
+        return self.end - self.start + 1
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+class GpuInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(ge=0, lt=MAX_GPUS_PER_HOST)
+    uuid: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128)
+    vram_mb: int | None = Field(default=None, ge=0, le=10_000_000)
+    logical: bool = Field(default=False, description="declared with --gpus, not found by NVML")
+
+
+class HostFacts(BaseModel):
+    """What a heartbeat tells the server about the host."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gpus: list[GpuInfo] = Field(max_length=MAX_GPUS_PER_HOST)
+    driver_version: str | None = Field(max_length=64)
+    cuda_version: str | None = Field(max_length=32)
+    cpu_cores: int = Field(ge=1, le=100_000)
+    ram_mb: int = Field(ge=0)
+    disk_free_mb: int = Field(ge=0)
+    disk_total_mb: int = Field(ge=0)
+    hostname: str = Field(min_length=1, max_length=255)
+    address: str = Field(min_length=1, max_length=255)
+    port_range: PortRange
+    os: str = Field(max_length=255)
+
+    @model_validator(mode="after")
+    def _gpus_distinct(self) -> HostFacts:
+        if len({g.index for g in self.gpus}) != len(self.gpus):
+            raise ValueError("GPU indices must be distinct")
+        if len({g.uuid for g in self.gpus}) != len(self.gpus):
+            raise ValueError("GPU uuids must be distinct")
+        return self
