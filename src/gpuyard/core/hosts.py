@@ -6,6 +6,9 @@ builds them, the server validates them, so malformed facts are refused with a cl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_GPUS_PER_HOST = 64
@@ -84,3 +87,64 @@ class HostFacts(BaseModel):
         if len({g.uuid for g in self.gpus}) != len(self.gpus):
             raise ValueError("GPU uuids must be distinct")
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    index: int
+    uuid: str
+    name: str
+    vram_mb: int | None
+    workload_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    id: str
+    number: int
+    name: str
+    status: str
+    cordoned: bool
+    draining: bool
+    verified: bool
+    address: str
+    geolocation: str | None
+    inet_up_mbps: float | None
+    inet_down_mbps: float | None
+    gpus: tuple[Gpu, ...]
+    facts: dict[str, object]
+    created_at: datetime
+    last_heartbeat_at: datetime | None
+    status_changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JoinToken:
+    id: str
+    name: str
+    prefix: str
+    status: str  # active | used | revoked | expired
+    created_at: datetime
+    expires_at: datetime | None
+    used_at: datetime | None
+    used_by_host: str | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJoinToken:
+    token: JoinToken
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class GpuType:
+    """A GPU type across the fleet (``GET /v1/gpus``)."""
+
+    key: str
+    name: str
+    vram_mb: int | None
+    total: int
+    free: int
+    min_cents_per_hour: int | None
+    max_cents_per_hour: int | None

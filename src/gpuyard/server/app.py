@@ -28,7 +28,20 @@ from gpuyard.server.errors import error_body, status_for
 from gpuyard.server.middleware.request_context import RequestContextMiddleware
 from gpuyard.server.middleware.unit_of_work import UnitOfWorkMiddleware
 from gpuyard.server.migrate import migrate
-from gpuyard.server.routers import admin, api_keys, events, me, meta, orgs
+from gpuyard.server.routers import (
+    admin,
+    agent,
+    api_keys,
+    events,
+    gpus,
+    hosts,
+    me,
+    meta,
+    offers,
+    orgs,
+    ssh_keys,
+    vms,
+)
 from gpuyard.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,7 +97,20 @@ def create_app(
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=ctx.metrics
     )
-    for module in (meta, me, orgs, api_keys, events, admin):
+    for module in (
+        meta,
+        me,
+        orgs,
+        api_keys,
+        events,
+        admin,
+        hosts,
+        gpus,
+        offers,
+        vms,
+        ssh_keys,
+        agent,
+    ):
         app.include_router(module.router)
     return app
 

@@ -14,6 +14,7 @@ from gpuyard.server.context import AppContext
 from gpuyard.server.db import write_session
 from gpuyard.server.middleware.unit_of_work import RequestUnitOfWork
 from gpuyard.server.services import auth
+from gpuyard.server.settings import Settings
 
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -24,6 +25,13 @@ def get_context(request: Request) -> AppContext:
 
 
 Context = Annotated[AppContext, Depends(get_context)]
+
+
+def get_settings(ctx: Context) -> Settings:
+    return ctx.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_clock(ctx: Context) -> Clock:

@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     endpoint_domain: str | None = None
     controller_poll_seconds: float = Field(default=5.0, gt=0)
     run_controllers: bool = True
+    heartbeat_seconds: float = Field(default=5.0, gt=0, description="agents heartbeat this often")
+    host_unreachable_seconds: float = Field(
+        default=20.0, gt=0, description="no heartbeat this long: host unreachable"
+    )
+    host_offline_seconds: float = Field(
+        default=60.0, gt=0, description="no heartbeat this long: host offline, its work lost"
+    )
+    default_gpu_price_cents: int = Field(
+        default=50, ge=0, description="cents per GPU-hour for GPU types with no operator price"
+    )
     log_level: str = "info"
 
     @field_validator("database_url")

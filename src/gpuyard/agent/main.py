@@ -1,0 +1,187 @@
+"""The agent's composition root: from ``AgentOptions`` to a running ``Supervisor``.
+
+``gpuyard agent`` calls ``run_agent`` from its own ``asyncio.run``; ``gpuyard up`` runs a local agent
+with it inside the server's event loop (``wait_for_server=True``, since the API may not listen yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpuyard.agent.gpus import (
+    GpuProbe,
+    GpuProbeResult,
+    NvmlProbe,
+    collect_facts,
+    parse_gpu_declaration,
+)
+from gpuyard.agent.runtimes import choose_runtime
+from gpuyard.agent.state import DEFAULT_STATE_DIR, AgentState, StateError
+from gpuyard.agent.supervisor import Supervisor
+from gpuyard.agent.transport import AgentTransport, HttpTransport, normalize_server_url
+from gpuyard.core.clock import Clock, SystemClock
+from gpuyard.core.hosts import GpuInfo, HostFacts, PortRange
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT_RANGE = PortRange(start=40000, end=40999)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    server_url: str | None = None
+    """Required unless the state dir holds a registration (then it must match, if given)."""
+    join_token: str | None = None
+    """Spent on the first registration only; ignored once the state dir holds one."""
+    gpus: str | None = None
+    """Logical GPUs (``"RTX 4090:2"``) used where NVML finds none."""
+    state_dir: Path = DEFAULT_STATE_DIR
+    runtime: str = "auto"
+    port_range: PortRange = DEFAULT_PORT_RANGE
+    address: str | None = None
+    """What the server and gateway dial to reach workloads; the outward address when ``None``."""
+    name: str | None = None
+    wait_for_server: bool = False
+    """Retry a first registration the server cannot answer yet, instead of failing at once."""
+
+
+class HostFactsSource:
+    """The facts of this host, read afresh for every heartbeat."""
+
+    def __init__(
+        self,
+        *,
+        probe: GpuProbe,
+        declared: list[GpuInfo],
+        disk_path: Path,
+        port_range: PortRange,
+        address: str | None,
+    ) -> None:
+        self._probe = probe
+        self._declared = declared
+        self._disk_path = disk_path
+        self._port_range = port_range
+        self._address = address
+
+    async def __call__(self) -> HostFacts:
+        return await collect_facts(
+            probe=self._probe,
+            declared=self._declared,
+            disk_path=self._disk_path,
+            port_range=self._port_range,
+            address=self._address,
+        )
+
+
+async def run_agent(
+    options: AgentOptions,
+    stop_event: asyncio.Event,
+    *,
+    transport: AgentTransport | None = None,
+    probe: GpuProbe | None = None,
+    clock: Clock | None = None,
+) -> None:
+    """Run the agent until ``stop_event`` is set; its workloads keep running afterwards.
+
+    Raises, before the loop starts: ``StateError`` (state dir unusable or held by another agent, no
+    registration and no token, another server), ``ValueError`` (bad --gpus, --server or runtime
+    name), ``core.errors.Unavailable`` (``docker`` asked for and no engine answers), and unless
+    ``wait_for_server``, what the first registration raises (``ServerUnavailable``,
+    ``AgentRejected``). While running, only ``AgentRejected`` ends it with an error.
+    """
+    state = AgentState.open(options.state_dir)
+    with state.lock():
+        saved = state.load_registration()
+        server_url = _server_url(options, state)
+        declared = (
+            parse_gpu_declaration(options.gpus, seed=state.gpu_seed()) if options.gpus else []
+        )
+        probe = probe or NvmlProbe()
+        found = await asyncio.to_thread(probe.probe)
+        _announce_gpus(found.gpus, declared)
+        runtime = await choose_runtime(
+            options.runtime,
+            state.runtime_dir,
+            port_range=options.port_range,
+            clock=clock,
+            use_gpus=bool(found.gpus),
+        )
+        if saved is not None and options.join_token:
+            log.info("already registered as host %s; the join token is not used", saved.host_id)
+        http = None
+        if transport is None:
+            transport = http = HttpTransport(server_url)
+        try:
+            supervisor = Supervisor(
+                transport,
+                runtime,
+                HostFactsSource(
+                    # NVML is asked again each heartbeat only where it found GPUs at start.
+                    probe=probe if found.gpus else _Probed(found),
+                    declared=declared,
+                    disk_path=state.root,
+                    port_range=options.port_range,
+                    address=options.address,
+                ),
+                clock or SystemClock(),
+                state,
+                server_url=server_url,
+                join_token=None if saved is not None else options.join_token,
+                name=options.name,
+            )
+            if not options.wait_for_server:
+                await supervisor.register()
+            log.info(
+                "agent for %s: %s runtime, ports %s, state in %s",
+                server_url,
+                runtime.name,
+                options.port_range,
+                state.root,
+            )
+            await supervisor.run(stop_event)
+        finally:
+            if http is not None:
+                await http.aclose()
+
+
+class _Probed:
+    """A probe that answers what an earlier probe found."""
+
+    def __init__(self, result: GpuProbeResult) -> None:
+        self._result = result
+
+    def probe(self) -> GpuProbeResult:
+        return self._result
+
+
+def _server_url(options: AgentOptions, state: AgentState) -> str:
+    if options.server_url:
+        return normalize_server_url(options.server_url)
+    saved = state.load_registration()
+    if saved is None:
+        raise StateError(
+            f"--server is needed: {state.root} holds no registration yet "
+            "(first start: gpuyard agent --server URL --token TOKEN)"
+        )
+    return saved.server_url
+
+
+def _announce_gpus(found: list[GpuInfo], declared: list[GpuInfo]) -> None:
+    if found:
+        log.info("NVML found %d GPU(s): %s", len(found), _names(found))
+        if declared:
+            log.info("--gpus is ignored: NVML found real GPUs")
+    elif declared:
+        log.info("no NVIDIA GPU found; using %d declared GPU(s): %s", len(declared), _names(declared))
+    else:
+        log.warning("no NVIDIA GPU found and none declared with --gpus: this host offers no GPU")
+
+
+def _names(gpus: list[GpuInfo]) -> str:
+    counts: dict[str, int] = {}
+    for gpu in gpus:
+        counts[gpu.name] = counts.get(gpu.name, 0) + 1
+    return ", ".join(f"{count}× {name}" for name, count in counts.items())

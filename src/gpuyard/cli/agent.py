@@ -1,0 +1,226 @@
+"""``gpuyard agent``: run the host agent on a GPU machine. ``register(app)`` adds the command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from gpuyard.agent.gpus import parse_gpu_declaration
+from gpuyard.agent.main import DEFAULT_PORT_RANGE, AgentOptions, run_agent
+from gpuyard.agent.state import DEFAULT_STATE_DIR, StateError
+from gpuyard.agent.transport import AgentRejected, ServerUnavailable, normalize_server_url
+from gpuyard.core.errors import Unavailable
+from gpuyard.core.hosts import PortRange
+
+__all__ = ["AgentOptions", "agent", "register", "run_agent"]
+
+console = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("gpuyard.agent")
+
+
+class RuntimeName(StrEnum):
+    AUTO = "auto"
+    PROCESS = "process"
+    DOCKER = "docker"
+
+
+def _server(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalize_server_url(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _gpus(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_gpu_declaration(value, seed="check")
+    except ValidationError as exc:
+        raise typer.BadParameter(f"{value!r}: {exc.errors()[0]['msg']}") from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _port_range(value: str) -> PortRange:
+    try:
+        return PortRange.parse(value)
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _token(value: str | None) -> str | None:
+    if value is not None and not 1 <= len(value.strip()) <= 200:
+        raise typer.BadParameter("a join token is 1 to 200 characters")
+    return value.strip() if value is not None else None
+
+
+Server = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        callback=_server,
+        help="The gpuyard server, e.g. https://gpu.example.com. Needed on the first start; "
+        "later starts read it from the state dir.",
+    ),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="GPUYARD_JOIN_TOKEN",
+        show_envvar=True,
+        callback=_token,
+        help="Join token from the operator (gyj_...). Spent by the first registration; "
+        "ignored once the host is registered.",
+    ),
+]
+Gpus = Annotated[
+    str | None,
+    typer.Option(
+        "--gpus",
+        metavar="NAME[:COUNT[:VRAM_MB]],...",
+        callback=_gpus,
+        help='GPUs to offer where NVML finds none, e.g. "RTX 4090:2" (development, tests, '
+        "machines without NVIDIA GPUs). Ignored when real GPUs are found.",
+    ),
+]
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        help="Where the agent keeps its registration and its workloads' records.",
+    ),
+]
+RuntimeOpt = Annotated[
+    RuntimeName,
+    typer.Option(
+        "--runtime",
+        case_sensitive=False,
+        help="How workloads run: docker, process, or auto (docker when an engine answers).",
+    ),
+]
+Ports = Annotated[
+    PortRange,
+    typer.Option(
+        "--port-range",
+        metavar="START-END",
+        parser=_port_range,
+        help="Host ports handed to workloads.",
+    ),
+]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Address the server and gateway dial to reach workloads on this host "
+        "[default: this host's outward address].",
+    ),
+]
+Name = Annotated[str | None, typer.Option("--name", help="A name for this host on the server.")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def agent(
+    server: Server = None,
+    token: Token = None,
+    gpus: Gpus = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    runtime: RuntimeOpt = RuntimeName.AUTO,
+    port_range: Ports = DEFAULT_PORT_RANGE,
+    address: Address = None,
+    name: Name = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the host agent: join this machine to a gpuyard server and run what it assigns.
+
+    First start: gpuyard agent --server https://gpu.example.com --token gyj_... ;
+    later starts need neither (both are kept in the state dir). Ctrl-C or SIGTERM stops the agent
+    but not its workloads: the next start re-adopts them. Under systemd use KillMode=process.
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    options = AgentOptions(
+        server_url=server,
+        join_token=token,
+        gpus=gpus,
+        state_dir=state_dir,
+        runtime=runtime.value,
+        port_range=port_range,
+        address=address,
+        name=name,
+    )
+    try:
+        asyncio.run(_main(options))
+    except ServerUnavailable as exc:
+        _fail(
+            f"cannot reach the gpuyard server: {exc.reason}. Is it running, and is --server right?"
+        )
+    except AgentRejected as exc:
+        _fail(f"the server refused this agent: {exc.message} ({exc.code}){_hint(exc)}")
+    except (StateError, Unavailable, ValueError) as exc:
+        _fail(str(exc))
+    except asyncio.CancelledError:
+        console.print("stopped")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``gpuyard agent`` to ``app``."""
+    app.command("agent")(agent)
+
+
+async def _main(options: AgentOptions) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set() and main_task is not None:
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            main_task.cancel()
+            return
+        log.info(
+            "%s: stopping the agent; workloads keep running and are re-adopted at the next start",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await run_agent(options, stop)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+def _hint(exc: AgentRejected) -> str:
+    if exc.status in (401, 403) or exc.code == "host_removed":
+        return (
+            ". If the host was removed, delete host.json in the state dir and join again with a "
+            "new token"
+        )
+    if "token" in exc.code:
+        return ". Ask the operator for a new join token"
+    return ""
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
+    raise typer.Exit(1)

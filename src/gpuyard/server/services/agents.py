@@ -1,0 +1,183 @@
+"""The server side of the agent protocol (core/agent_protocol.py): register and heartbeat."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpuyard.core import gpu_names
+from gpuyard.core.agent_protocol import (
+    HOST_CREDENTIAL_PREFIX,
+    Assignment,
+    Desired,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    HostStatus,
+    RegisterRequest,
+    RegisterResponse,
+)
+from gpuyard.core.clock import Clock
+from gpuyard.core.credentials import hash_secret
+from gpuyard.core.errors import PermissionDenied, Unauthenticated
+from gpuyard.core.hosts import HostFacts
+from gpuyard.core.ids import new_id
+from gpuyard.core.workload import WorkloadSpec
+from gpuyard.server import orm
+from gpuyard.server.services import events, join_tokens, offers, workloads
+from gpuyard.server.services.hosts import operator_org_id
+
+
+async def register(
+    session: AsyncSession,
+    *,
+    clock: Clock,
+    request: RegisterRequest,
+    heartbeat_seconds: float,
+    default_price: int,
+) -> RegisterResponse:
+    host_id = new_id("host")
+    await join_tokens.consume(session, clock=clock, secret=request.token, host_id=host_id)
+    credential = HOST_CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
+    now = clock.now()
+    facts = request.facts
+    row = orm.Host(
+        id=host_id,
+        name=(request.name or facts.hostname).strip()[:200] or host_id,
+        credential_hash=hash_secret(credential),
+        status=HostStatus.READY,
+        cordoned=False,
+        draining=False,
+        verified=True,
+        facts=facts.model_dump(mode="json"),
+        address=facts.address,
+        created_at=now,
+        updated_at=now,
+        last_heartbeat_at=now,
+        status_changed_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    await _sync_gpus(session, row, facts)
+    await offers.refresh_host(session, host=row, default_price=default_price)
+    await events.record(
+        session,
+        clock=clock,
+        org_id=await operator_org_id(session),
+        type="host.registered",
+        subject_id=host_id,
+        data={"name": row.name, "gpus": [g.name for g in facts.gpus], "address": facts.address},
+    )
+    return RegisterResponse(
+        host_id=host_id, credential=credential, heartbeat_interval_s=heartbeat_seconds
+    )
+
+
+async def authenticate(session: AsyncSession, *, credential: str | None) -> orm.Host:
+    if not credential or not credential.startswith(HOST_CREDENTIAL_PREFIX):
+        raise Unauthenticated(
+            "missing or malformed host credential (gyh_…); register the agent with a join token",
+            code="invalid_host_credential",
+        )
+    row = await session.scalar(
+        select(orm.Host)
+        .where(orm.Host.credential_hash == hash_secret(credential))
+        .with_for_update()
+    )
+    if row is None:
+        raise Unauthenticated("unknown host credential", code="invalid_host_credential")
+    if row.status == HostStatus.REMOVED:
+        raise PermissionDenied(f"host {row.id} was removed by the operator", code="host_removed")
+    return row
+
+
+async def _sync_gpus(session: AsyncSession, host: orm.Host, facts: HostFacts) -> bool:
+    """Make the host's GPU rows match its facts; True when anything changed. A GPU that is gone
+    but still allocated is kept until its workload ends."""
+    rows = {
+        g.index: g for g in await session.scalars(select(orm.Gpu).where(orm.Gpu.host_id == host.id))
+    }
+    changed = False
+    seen = set()
+    for gpu in facts.gpus:
+        seen.add(gpu.index)
+        values: dict[str, Any] = {
+            "uuid": gpu.uuid,
+            "name": gpu.name,
+            "gpu_key": gpu_names.gpu_key(gpu.name),
+            "vram_mb": gpu.vram_mb,
+        }
+        row = rows.get(gpu.index)
+        if row is None:
+            session.add(orm.Gpu(host_id=host.id, index=gpu.index, **values))
+            changed = True
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
+            changed = True
+    for index, row in rows.items():
+        if index not in seen and row.workload_id is None:
+            await session.delete(row)
+            changed = True
+    if changed:
+        await session.flush()
+    return changed
+
+
+async def heartbeat(
+    session: AsyncSession,
+    *,
+    clock: Clock,
+    host: orm.Host,
+    request: HeartbeatRequest,
+    heartbeat_seconds: float,
+    default_price: int,
+) -> HeartbeatResponse:
+    now = clock.now()
+    facts = request.facts.model_dump(mode="json")
+    dirty = False
+    if facts != host.facts:
+        host.facts = facts
+        host.address = request.facts.address
+        host.updated_at = now
+        dirty = await _sync_gpus(session, host, request.facts) or dirty
+    host.last_heartbeat_at = now
+    if host.status != HostStatus.READY:
+        previous = host.status
+        host.status = HostStatus.READY
+        host.status_changed_at = now
+        dirty = True
+        await events.record(
+            session,
+            clock=clock,
+            org_id=await operator_org_id(session),
+            type="host.recovered",
+            subject_id=host.id,
+            data={"name": host.name, "was": previous},
+        )
+    reported = {s.id: s for s in request.workloads}
+    assignments = []
+    rows = await session.scalars(select(orm.Workload).where(orm.Workload.host_id == host.id))
+    for row in rows:
+        status = reported.get(row.id)
+        if row.desired == Desired.REMOVED and status is None:
+            await workloads.release_gpus(session, workload_id=row.id)
+            await session.execute(delete(orm.Workload).where(orm.Workload.pk == row.pk))
+            dirty = True
+            continue
+        if status is not None:
+            await workloads.apply_status(session, clock=clock, row=row, status=status)
+        assignments.append(
+            Assignment(spec=WorkloadSpec.model_validate(row.spec), desired=Desired(row.desired))
+        )
+    if dirty:
+        await offers.refresh_host(session, host=host, default_price=default_price)
+    return HeartbeatResponse(
+        host_id=host.id,
+        status=HostStatus(host.status),
+        cordoned=host.cordoned,
+        heartbeat_interval_s=heartbeat_seconds,
+        workloads=assignments,
+    )

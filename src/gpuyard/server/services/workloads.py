@@ -1,0 +1,94 @@
+"""Workloads: the rows agents reconcile. Applying what an agent reports, and releasing GPUs.
+
+A workload's ``desired`` state is written by the service that owns it (instances, clusters); its
+``state`` is only ever what the host's agent reported. A workload whose desired state is
+``removed`` is deleted, and its GPUs freed, once its agent reports it gone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpuyard.core.clock import Clock
+from gpuyard.core.workload import WorkloadSpec, WorkloadStatus
+from gpuyard.server import orm
+from gpuyard.server.services import events
+
+MAX_LOG_TAIL = 16_384
+
+
+def new_workload(
+    *,
+    spec: WorkloadSpec,
+    org_id: str,
+    host_id: str,
+    owner_id: str,
+    desired: str,
+    now: datetime,
+) -> orm.Workload:
+    return orm.Workload(
+        id=spec.id,
+        org_id=org_id,
+        host_id=host_id,
+        kind=spec.kind.value,
+        owner_id=owner_id,
+        spec=spec.model_dump(mode="json"),
+        spec_hash=spec.spec_hash(),
+        desired=desired,
+        state="pending",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def respec(row: orm.Workload, spec: WorkloadSpec, now: datetime) -> None:
+    row.spec = spec.model_dump(mode="json")
+    row.spec_hash = spec.spec_hash()
+    row.state = "pending"
+    row.exit_code = None
+    row.message = None
+    row.updated_at = now
+
+
+async def apply_status(
+    session: AsyncSession, *, clock: Clock, row: orm.Workload, status: WorkloadStatus
+) -> bool:
+    """Record what the agent saw; an event when the state changed. True when it changed."""
+    if status.spec_hash is not None and status.spec_hash != row.spec_hash:
+        return False  # a report about an older spec; the agent is replacing it
+    now = clock.now()
+    changed = status.state.value != row.state
+    row.state = status.state.value
+    row.exit_code = status.exit_code
+    row.host_port = status.host_port
+    row.message = status.message
+    if status.log_tail is not None:
+        row.log_tail = status.log_tail[-MAX_LOG_TAIL:]
+    row.started_at = status.started_at or row.started_at
+    row.finished_at = status.finished_at
+    row.reported_at = now
+    if changed:
+        row.updated_at = now
+        data: dict[str, object] = {"id": row.owner_id, "workload_id": row.id, "state": row.state}
+        if row.exit_code is not None:
+            data["exit_code"] = row.exit_code
+        if row.message:
+            data["message"] = row.message
+        await events.record(
+            session,
+            clock=clock,
+            org_id=row.org_id,
+            type=f"{row.kind}.{row.state}",
+            subject_id=row.owner_id,
+            data=data,
+        )
+    return changed
+
+
+async def release_gpus(session: AsyncSession, *, workload_id: str) -> None:
+    await session.execute(
+        update(orm.Gpu).where(orm.Gpu.workload_id == workload_id).values(workload_id=None)
+    )
