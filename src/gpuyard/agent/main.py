@@ -1,7 +1,7 @@
 """The agent's composition root: from ``AgentOptions`` to a running ``Supervisor``.
 
-``gpuyard agent`` calls ``run_agent`` from its own ``asyncio.run``; ``gpuyard up`` runs a local agent
-with it inside the server's event loop (``wait_for_server=True``, since the API may not listen yet).
+``gpuyard agent`` calls ``run_agent`` from its own ``asyncio.run``; ``gpuyard up`` runs a local
+agent with it inside the server's event loop (``wait_for_server=True``: the API may not listen yet).
 """
 
 from __future__ import annotations
@@ -175,7 +175,9 @@ def _announce_gpus(found: list[GpuInfo], declared: list[GpuInfo]) -> None:
         if declared:
             log.info("--gpus is ignored: NVML found real GPUs")
     elif declared:
-        log.info("no NVIDIA GPU found; using %d declared GPU(s): %s", len(declared), _names(declared))
+        log.info(
+            "no NVIDIA GPU found; using %d declared GPU(s): %s", len(declared), _names(declared)
+        )
     else:
         log.warning("no NVIDIA GPU found and none declared with --gpus: this host offers no GPU")
 
@@ -184,4 +186,4 @@ def _names(gpus: list[GpuInfo]) -> str:
     counts: dict[str, int] = {}
     for gpu in gpus:
         counts[gpu.name] = counts.get(gpu.name, 0) + 1
-    return ", ".join(f"{count}× {name}" for name, count in counts.items())
+    return ", ".join(f"{count} x {name}" for name, count in counts.items())

@@ -304,7 +304,8 @@ class Supervisor:
             )
         if response.cordoned != self._cordoned:
             if response.cordoned or self._cordoned is not None:
-                log.info("host %s is %scordoned", response.host_id, "" if response.cordoned else "un")
+                how = "cordoned" if response.cordoned else "uncordoned"
+                log.info("host %s is %s", response.host_id, how)
             self._cordoned = response.cordoned
 
     def _reconcile(
@@ -368,7 +369,9 @@ def _trimmed(status: WorkloadStatus) -> WorkloadStatus:
 
 def _log_transition(status: WorkloadStatus, before: WorkloadState | None) -> None:
     if before is None and status.state.is_active:
-        log.info("%s is %s (pid %s, port %s)", status.id, status.state, status.pid, status.host_port)
+        log.info(
+            "%s is %s (pid %s, port %s)", status.id, status.state, status.pid, status.host_port
+        )
     elif status.state is WorkloadState.EXITED:
         level = logging.INFO if status.exit_code == 0 else logging.WARNING
         log.log(level, "%s exited (code %s): %s", status.id, status.exit_code, status.message)

@@ -173,7 +173,7 @@ def _error_for(url: str, response: httpx.Response) -> Exception:
 
 
 def _error_body(response: httpx.Response) -> tuple[str, str]:
-    """The native error envelope ``{"error": msg, "code": code}``, or a stand-in for other bodies."""
+    """The native envelope ``{"error": msg, "code": code}``, or a stand-in for other bodies."""
     fallback_code = f"http_{response.status_code}"
     body: object
     try:

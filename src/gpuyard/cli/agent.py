@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from gpuyard.agent.gpus import parse_gpu_declaration
 from gpuyard.agent.main import DEFAULT_PORT_RANGE, AgentOptions, run_agent
@@ -53,7 +54,9 @@ def _gpus(value: str | None) -> str | None:
     return value
 
 
-def _port_range(value: str) -> PortRange:
+def _port_range(value: str | PortRange) -> PortRange:
+    if isinstance(value, PortRange):
+        return value
     try:
         return PortRange.parse(value)
     except ValidationError as exc:
@@ -128,7 +131,7 @@ Address = Annotated[
     typer.Option(
         "--address",
         help="Address the server and gateway dial to reach workloads on this host "
-        "[default: this host's outward address].",
+        "(default: this host's outward address).",
     ),
 ]
 Name = Annotated[str | None, typer.Option("--name", help="A name for this host on the server.")]
@@ -222,5 +225,5 @@ def _hint(exc: AgentRejected) -> str:
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
     raise typer.Exit(1)

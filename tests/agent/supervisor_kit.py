@@ -1,0 +1,121 @@
+"""Shared by the supervisor tests: host facts, a supervisor over a fake server, process counting."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from gpuyard.agent.backoff import Backoff
+from gpuyard.agent.runtimes.base import Runtime
+from gpuyard.agent.runtimes.process import ProcessRuntime
+from gpuyard.agent.runtimes.process_state import WorkloadDir
+from gpuyard.agent.state import AgentState
+from gpuyard.agent.supervisor import Supervisor
+from gpuyard.core.clock import ManualClock
+from gpuyard.core.hosts import GpuInfo, HostFacts, PortRange
+from gpuyard.core.workload import WorkloadSpec, WorkloadStatus
+
+from .fake_server import FakeServer
+
+SERVER_URL = "http://gpuyard.test"
+SLEEPS = "exec sleep 60"
+
+
+def facts(port_range: PortRange) -> HostFacts:
+    return HostFacts(
+        gpus=[GpuInfo(index=0, uuid="GPU-test-0", name="RTX 4090", vram_mb=24564, logical=True)],
+        driver_version=None,
+        cuda_version=None,
+        cpu_cores=4,
+        ram_mb=8192,
+        disk_free_mb=1000,
+        disk_total_mb=2000,
+        hostname="test-host",
+        address="127.0.0.1",
+        port_range=port_range,
+        os="Linux",
+    )
+
+
+def make_supervisor(
+    server: FakeServer,
+    runtime: Runtime,
+    state_dir: Path,
+    port_range: PortRange,
+    *,
+    clock: ManualClock | None = None,
+    **kwargs: Any,
+) -> Supervisor:
+    """A supervisor that waits for its actions (unless told otherwise) and never jitters."""
+    host_facts = facts(port_range)
+
+    async def source() -> HostFacts:
+        return host_facts
+
+    kwargs.setdefault("join_token", "gyj_test")
+    kwargs.setdefault("action_wait_s", None)
+    kwargs.setdefault("stop_grace_s", 2.0)
+    kwargs.setdefault("backoff", Backoff(random_fn=lambda: 0.0))
+    return Supervisor(
+        server,
+        runtime,
+        source,
+        clock or ManualClock(),
+        AgentState.open(state_dir),
+        server_url=SERVER_URL,
+        **kwargs,
+    )
+
+
+def spec(workload_id: str, command: str = SLEEPS, **kwargs: Any) -> WorkloadSpec:
+    return WorkloadSpec(id=workload_id, command=command, **kwargs)
+
+
+def live_wrappers(state_dir: Path, workload_id: str) -> list[psutil.Process]:
+    """Live wrapper processes (children of this test process) running ``workload_id``."""
+    exit_file = str(WorkloadDir(state_dir, workload_id).exit_path)
+    found = []
+    for proc in psutil.Process().children():
+        try:
+            if exit_file in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+class GatedRuntime:
+    """The process runtime with a gate ``start()`` waits at and a switch that breaks ``list()``."""
+
+    def __init__(self, inner: ProcessRuntime) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.open = asyncio.Event()
+        self.starts = 0
+        self.broken = False
+
+    async def start(self, spec: WorkloadSpec) -> WorkloadStatus:
+        await self.open.wait()
+        self.starts += 1
+        return await self.inner.start(spec)
+
+    async def inspect(self, workload_id: str) -> WorkloadStatus | None:
+        return await self.inner.inspect(workload_id)
+
+    async def stop(self, workload_id: str, grace_s: float = 10.0) -> WorkloadStatus:
+        return await self.inner.stop(workload_id, grace_s)
+
+    async def remove(self, workload_id: str) -> None:
+        await self.inner.remove(workload_id)
+
+    async def logs(self, workload_id: str, tail_lines: int = 100) -> str:
+        return await self.inner.logs(workload_id, tail_lines)
+
+    async def list(self) -> builtins.list[WorkloadStatus]:
+        if self.broken:
+            raise OSError("Cannot connect to the Docker daemon")
+        return await self.inner.list()
