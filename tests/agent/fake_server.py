@@ -3,7 +3,8 @@
 ``FakeServer`` is an ``AgentTransport`` (tests hand it to a ``Supervisor`` directly): it spends join
 tokens, checks credentials, keeps each host's assignments and records every heartbeat. ``down``
 makes it unreachable. ``agent_api(server)`` puts the same object behind real HTTP routes, and
-``serve(app)`` runs those on loopback with uvicorn inside the test's event loop.
+``serve(app)`` runs those on loopback with uvicorn inside the test's event loop (``serve_in_thread``
+in a thread of its own, for the CLI, which runs its own loop).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -37,6 +40,7 @@ class FakeServer:
     tokens: set[str] = field(default_factory=lambda: {"gyj_test"})
     interval_s: float = 5.0
     down: bool = False
+    retry_after: float | None = None
     host_status: HostStatus = HostStatus.READY
     registrations: list[RegisterRequest] = field(default_factory=list)
     heartbeats: list[HeartbeatRequest] = field(default_factory=list)
@@ -101,7 +105,9 @@ class FakeServer:
 
     def _reachable(self) -> None:
         if self.down:
-            raise ServerUnavailable("connection refused (the fake server is down)")
+            raise ServerUnavailable(
+                "connection refused (the fake server is down)", retry_after=self.retry_after
+            )
 
 
 def agent_api(server: FakeServer) -> FastAPI:
@@ -115,7 +121,8 @@ def agent_api(server: FakeServer) -> FastAPI:
     @app.exception_handler(ServerUnavailable)
     async def unavailable(request: Request, exc: ServerUnavailable) -> JSONResponse:
         body = {"error": exc.reason, "code": "unavailable"}
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "7"})
+        headers = {} if exc.retry_after is None else {"Retry-After": f"{exc.retry_after:g}"}
+        return JSONResponse(body, status_code=503, headers=headers)
 
     @app.post("/v1/agent/register")
     async def register(body: RegisterRequest) -> RegisterResponse:
@@ -131,12 +138,38 @@ def agent_api(server: FakeServer) -> FastAPI:
     return app
 
 
-@asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` on a free loopback port in this event loop; yields its base URL."""
+@contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` from a thread of its own, for code that runs its own event loop (the CLI)."""
+    sock = _loopback_socket()
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.005)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def _loopback_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port in this event loop; yields its base URL."""
+    sock = _loopback_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, lifespan="off", log_level="warning", timeout_graceful_shutdown=1)

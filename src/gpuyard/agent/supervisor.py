@@ -357,7 +357,7 @@ class Supervisor:
         if self.last_heartbeat_at is None:
             return ""
         elapsed = (self._clock.now() - self.last_heartbeat_at).total_seconds()
-        return f" for {_seconds(elapsed)}"
+        return f" for {_seconds(elapsed)}" if elapsed >= 1 else ""
 
 
 def _trimmed(status: WorkloadStatus) -> WorkloadStatus:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from gpuyard import __version__
+from gpuyard.cli import fleet, market
+from gpuyard.cli.connection import ApiKey, Raw, Url, run
+from gpuyard.cli.output import show
 from gpuyard.cli.serve import StartupError, console, run_server
+from gpuyard.client import Client
 from gpuyard.server.settings import Settings
 
 app = typer.Typer(
@@ -64,6 +68,31 @@ def server(host: Host = None, port: Port = None, data_dir: DataDir = None) -> No
     """Run one control-plane replica (no local agent). Use GPUYARD_DATABASE_URL for Postgres
     (postgresql+asyncpg://user@host/db) to run several behind a load balancer."""
     _run(_settings(host, port, data_dir))
+
+
+@app.command()
+def me(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+    """Who the API key is: its id, organization and scopes."""
+
+    async def call(c: Client) -> Any:
+        return await c.get("/v1/me")
+
+    body = run(url, api_key, call)
+    show(
+        body if raw else {**body, "org": body["org"]["name"]},
+        ["key_id", "org_id", "org", "scopes"],
+        raw,
+    )
+
+
+app.add_typer(market.offers, name="offers")
+app.add_typer(market.vms, name="vms")
+app.add_typer(market.ssh_keys, name="ssh-keys")
+app.add_typer(fleet.hosts, name="hosts")
+app.add_typer(fleet.join_tokens, name="join-tokens")
+app.add_typer(fleet.prices, name="prices")
+app.add_typer(fleet.orgs, name="orgs")
+app.add_typer(fleet.keys, name="keys")
 
 
 @app.command()
