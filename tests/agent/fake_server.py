@@ -41,6 +41,8 @@ class FakeServer:
     interval_s: float = 5.0
     down: bool = False
     retry_after: float | None = None
+    refused: int = 0
+    """Calls answered "down"."""
     host_status: HostStatus = HostStatus.READY
     registrations: list[RegisterRequest] = field(default_factory=list)
     heartbeats: list[HeartbeatRequest] = field(default_factory=list)
@@ -105,6 +107,7 @@ class FakeServer:
 
     def _reachable(self) -> None:
         if self.down:
+            self.refused += 1
             raise ServerUnavailable(
                 "connection refused (the fake server is down)", retry_after=self.retry_after
             )

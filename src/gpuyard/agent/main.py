@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpuyard.agent.backoff import Backoff
 from gpuyard.agent.gpus import (
     GpuProbe,
     GpuProbeResult,
@@ -83,6 +84,7 @@ async def run_agent(
     transport: AgentTransport | None = None,
     probe: GpuProbe | None = None,
     clock: Clock | None = None,
+    backoff: Backoff | None = None,
 ) -> None:
     """Run the agent until ``stop_event`` is set; its workloads keep running afterwards.
 
@@ -131,6 +133,7 @@ async def run_agent(
                 server_url=server_url,
                 join_token=None if saved is not None else options.join_token,
                 name=options.name,
+                backoff=backoff,
             )
             if not options.wait_for_server:
                 await supervisor.register()
