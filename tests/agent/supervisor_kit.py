@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def make_supervisor(
     )
 
 
-def spec(workload_id: str, command: str = SLEEPS, **kwargs: Any) -> WorkloadSpec:
+def spec(workload_id: str, command: str | None = SLEEPS, **kwargs: Any) -> WorkloadSpec:
     return WorkloadSpec(id=workload_id, command=command, **kwargs)
 
 
@@ -81,11 +82,19 @@ def live_wrappers(state_dir: Path, workload_id: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.Process().children():
         try:
-            if exit_file in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+            if exit_file in _cmdline(proc) and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    """A process's argv; read again while it is empty (a child caught in the middle of exec)."""
+    deadline = time.monotonic() + 2.0
+    while not (argv := proc.cmdline()) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return argv
 
 
 class GatedRuntime:

@@ -69,14 +69,14 @@ async def test_a_registration_with_another_server_is_not_used(
         Registration(server_url="http://elsewhere:8080", host_id="host_9", credential="gyh_x")
     )
     sup = make_supervisor(FakeServer(), runtime, state_dir, port_range)
-    with pytest.raises(StateError, match="not http://gpuyard.test"):
+    with pytest.raises(StateError, match=r"not http://gpuyard\.test"):
         await sup.step()
 
 
 def test_a_damaged_host_file_says_what_to_do(state_dir: Path) -> None:
     state = AgentState.open(state_dir)
     state.host_path.write_text("{not json")
-    with pytest.raises(StateError, match="damaged.*delete it"):
+    with pytest.raises(StateError, match=r"damaged.*delete it"):
         state.load_registration()
 
 
@@ -90,9 +90,8 @@ def test_open_tightens_a_loose_state_dir(tmp_path: Path) -> None:
 
 def test_one_agent_per_state_dir(state_dir: Path) -> None:
     state = AgentState.open(state_dir)
-    with state.lock():
-        with pytest.raises(StateError, match="another gpuyard agent"), state.lock():
-            pass
+    with state.lock(), pytest.raises(StateError, match="another gpuyard agent"), state.lock():
+        pass
     with state.lock():  # released
         pass
 

@@ -48,8 +48,6 @@ S = WorkloadState
         (None, status(S.FAILED), Action.REMOVE),
     ],
 )
-def test_plan(
-    desired: Desired | None, observed: WorkloadStatus | None, expected: Action
-) -> None:
+def test_plan(desired: Desired | None, observed: WorkloadStatus | None, expected: Action) -> None:
     assignment = None if desired is None else Assignment(spec=SPEC, desired=desired)
     assert plan(assignment, observed) is expected

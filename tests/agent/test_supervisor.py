@@ -68,7 +68,7 @@ async def test_a_workload_that_cannot_start_is_reported_failed_once(
     server: FakeServer, runtime: ProcessRuntime, state_dir: Path, port_range: PortRange
 ) -> None:
     sup = make_supervisor(server, runtime, state_dir, port_range)
-    server.assign(spec("wl_img", command=None, image="nvcr.io/nvidia/pytorch:24.01"))  # type: ignore[arg-type]
+    server.assign(spec("wl_img", command=None, image="nvcr.io/nvidia/pytorch:24.01"))
 
     assert (await sup.step()).actions == {"wl_img": Action.START}
     assert (await sup.step()).actions == {}

@@ -1,9 +1,9 @@
 """End-to-end: the real ``gpuyard`` command in a subprocess, on a free port and a fresh data dir.
 
-Each test starts the installed console script (or ``python -m gpuyard.cli.main``), waits for it by
-polling ``/healthz`` with a deadline, talks to it over loopback with httpx and with the real ``curl``,
-and stops it. Every process is started in its own session and killed in the fixture's teardown, so a
-failing assertion never leaves a server behind.
+Each test starts the installed console script (or ``python -m gpuyard.cli.main``), waits for it
+by polling ``/healthz`` with a deadline, talks to it over loopback with httpx and with the real
+``curl``, and stops it. Every process is started in its own session and killed in the fixture's
+teardown, so a failing assertion never leaves a server behind.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ class Server:
         try:
             return self.popen.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"gpuyard still running after {timeout_s}s\n{self.output()}") from None
+            message = f"gpuyard still running after {timeout_s}s\n{self.output()}"
+            raise AssertionError(message) from None
 
     def interrupt(self) -> int:
         """Ctrl-C as a terminal sends it: SIGINT to the process group; returns the exit code."""
@@ -117,10 +118,8 @@ class Server:
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):  # anything left in its group
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait()
@@ -209,7 +208,7 @@ def test_the_printed_curl_hint_works_with_the_real_curl(gpuyard: Launch) -> None
     server = gpuyard()
     server.wait_ready()
 
-    # The hint the command prints, run as printed: `curl -H "Authorization: Bearer $(cat …)" …/v1/me`
+    # The hint the command prints, run as printed: curl -H "Authorization: Bearer $(cat …)" …/v1/me
     hints = [line for line in server.stderr.splitlines() if line.startswith("Try: curl ")]
     assert len(hints) == 1, server.output()
     done = subprocess.run(
@@ -233,8 +232,17 @@ def test_the_printed_curl_hint_works_with_the_real_curl(gpuyard: Launch) -> None
     assert '"status":"ready"' in body
 
     done = subprocess.run(
-        [curl, "--silent", "--write-out", "%{http_code}", "--output", "/dev/null",
-         "-H", "Authorization: Bearer nope", f"{server.base_url}/v1/me"],
+        [
+            curl,
+            "--silent",
+            "--write-out",
+            "%{http_code}",
+            "--output",
+            "/dev/null",
+            "-H",
+            "Authorization: Bearer nope",
+            f"{server.base_url}/v1/me",
+        ],
         capture_output=True,
         timeout=30,
         check=False,

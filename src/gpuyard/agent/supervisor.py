@@ -26,7 +26,6 @@ next agent re-adopts them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,11 +33,11 @@ from datetime import datetime
 
 from gpuyard.agent.backoff import Backoff
 from gpuyard.agent.reconcile import Action, apply, plan
+from gpuyard.agent.reporter import StatusReporter
 from gpuyard.agent.runtimes.base import DEFAULT_GRACE_S, Runtime
 from gpuyard.agent.state import AgentState, Registration, StateError
 from gpuyard.agent.transport import AgentRejected, AgentTransport, ServerUnavailable
 from gpuyard.core.agent_protocol import (
-    MAX_WORKLOADS_PER_HEARTBEAT,
     Assignment,
     HeartbeatRequest,
     HeartbeatResponse,
@@ -57,8 +56,6 @@ Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 MIN_HEARTBEAT_INTERVAL_S = 0.1
 MAX_HEARTBEAT_INTERVAL_S = 300.0
-MAX_LOG_TAIL_CHARS = 8192
-"""A final status's ``log_tail`` is cut to its last this many characters in a heartbeat."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +107,7 @@ class Supervisor:
         self._registration: Registration | None = None
         self._interval_s = DEFAULT_HEARTBEAT_INTERVAL_S
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._seen: dict[str, WorkloadState] = {}
+        self._reporter = StatusReporter(runtime)
         self._cordoned: bool | None = None
         self.last_heartbeat_at: datetime | None = None
 
@@ -167,8 +164,8 @@ class Supervisor:
         """One heartbeat round; raises ``ServerUnavailable`` or ``AgentRejected`` untouched."""
         registration = await self.register()
         facts = await self._facts()
-        observed = await self._observe()
-        reported = self._report(observed)
+        observed = await self._reporter.observe()
+        reported = self._reporter.report(observed)
         response = await self._transport.heartbeat(
             registration.credential, HeartbeatRequest(facts=facts, workloads=reported)
         )
@@ -211,8 +208,7 @@ class Supervisor:
         stopping.cancel()
         if not stepping.done():
             stepping.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await stepping
+            await asyncio.wait({stepping})  # its actions run on; _shutdown() waits for them
             return None
         try:
             report = stepping.result()
@@ -234,7 +230,7 @@ class Supervisor:
         if self._backoff.failures:
             log.info("server reachable again; host %s", report.host_id)
             self._backoff.reset()
-        if report.actions or report.in_flight:
+        if report.actions:
             return min(self._interval_s, self._followup_s)
         return self._interval_s
 
@@ -254,45 +250,12 @@ class Supervisor:
             for task in list(self._in_flight.values()):
                 task.cancel()
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
-        running = sum(1 for state in self._seen.values() if state.is_active)
+        running = self._reporter.active_count
         log.info(
             "agent stopped; %d workload(s) keep running and will be re-adopted when the agent "
             "starts again",
             running,
         )
-
-    async def _observe(self) -> dict[str, WorkloadStatus] | None:
-        """The runtime's statuses by id; ``None`` when the runtime cannot be read now."""
-        try:
-            found = await self._runtime.list()
-        except Exception as exc:
-            log.warning("cannot list workloads on the %s runtime: %s", self._runtime.name, exc)
-            return None
-        observed: dict[str, WorkloadStatus] = {}
-        for status in found:
-            observed.setdefault(status.id, status)
-            if self._seen.get(status.id) is not status.state:
-                _log_transition(status, self._seen.get(status.id))
-                self._seen[status.id] = status.state
-        for gone in set(self._seen) - set(observed):
-            del self._seen[gone]
-        return observed
-
-    def _report(self, observed: dict[str, WorkloadStatus] | None) -> list[WorkloadStatus]:
-        if observed is None:  # the runtime is unreadable: say so for what was there last time
-            message = f"the agent cannot read its {self._runtime.name} runtime"
-            return [
-                WorkloadStatus(id=wid, state=WorkloadState.UNKNOWN, message=message)
-                for wid in sorted(self._seen)[:MAX_WORKLOADS_PER_HEARTBEAT]
-            ]
-        statuses = [_trimmed(observed[wid]) for wid in sorted(observed)]
-        if len(statuses) > MAX_WORKLOADS_PER_HEARTBEAT:
-            log.warning(
-                "%d workloads on this host; reporting the first %d",
-                len(statuses),
-                MAX_WORKLOADS_PER_HEARTBEAT,
-            )
-        return statuses[:MAX_WORKLOADS_PER_HEARTBEAT]
 
     def _note_host(self, response: HeartbeatResponse) -> None:
         if response.status is HostStatus.REMOVED:
@@ -358,27 +321,6 @@ class Supervisor:
             return ""
         elapsed = (self._clock.now() - self.last_heartbeat_at).total_seconds()
         return f" for {_seconds(elapsed)}" if elapsed >= 1 else ""
-
-
-def _trimmed(status: WorkloadStatus) -> WorkloadStatus:
-    tail = status.log_tail
-    if tail is None or len(tail) <= MAX_LOG_TAIL_CHARS:
-        return status
-    return status.model_copy(update={"log_tail": tail[-MAX_LOG_TAIL_CHARS:]})
-
-
-def _log_transition(status: WorkloadStatus, before: WorkloadState | None) -> None:
-    if before is None and status.state.is_active:
-        log.info(
-            "%s is %s (pid %s, port %s)", status.id, status.state, status.pid, status.host_port
-        )
-    elif status.state is WorkloadState.EXITED:
-        level = logging.INFO if status.exit_code == 0 else logging.WARNING
-        log.log(level, "%s exited (code %s): %s", status.id, status.exit_code, status.message)
-    elif status.state is WorkloadState.FAILED:
-        log.warning("%s failed: %s", status.id, status.message)
-    else:
-        log.info("%s is %s", status.id, status.state)
 
 
 def _seconds(value: float) -> str:

@@ -158,6 +158,8 @@ def agent(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if log_level.lower() != "debug":
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per heartbeat otherwise
     options = AgentOptions(
         server_url=server,
         join_token=token,
@@ -214,13 +216,13 @@ async def _main(options: AgentOptions) -> None:
 
 
 def _hint(exc: AgentRejected) -> str:
+    if "join_token" in exc.code:
+        return ". Ask the operator for a new join token (gpuyard join-tokens create)"
     if exc.status in (401, 403) or exc.code == "host_removed":
         return (
             ". If the host was removed, delete host.json in the state dir and join again with a "
             "new token"
         )
-    if "token" in exc.code:
-        return ". Ask the operator for a new join token"
     return ""
 
 

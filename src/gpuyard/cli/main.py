@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from gpuyard import __version__
+from gpuyard.cli import agent as agent_cli
 from gpuyard.cli import fleet, market
 from gpuyard.cli.connection import ApiKey, Raw, Url, run
 from gpuyard.cli.output import show
@@ -43,9 +44,9 @@ def _settings(host: str | None, port: int | None, data_dir: Path | None) -> Sett
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
-def _run(settings: Settings) -> None:
+def _run(settings: Settings, *, gpus: str | None = None, with_agent: bool = False) -> None:
     try:
-        run_server(settings)
+        run_server(settings, local_gpus=gpus, with_agent=with_agent)
     except StartupError as exc:
         console.print(f"[bold red]error:[/bold red] {exc}")
         raise typer.Exit(2) from exc
@@ -54,13 +55,26 @@ def _run(settings: Settings) -> None:
 
 
 @app.command()
-def up(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
-    """Start gpuyard on this machine: API, gateway and controllers on SQLite in the data dir.
+def up(
+    host: Host = None,
+    port: Port = None,
+    data_dir: DataDir = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="GPUs the local agent declares where NVML finds none, e.g. 'RTX 4090:2' "
+            "[default: 'Logical GPU:2']"
+        ),
+    ] = None,
+) -> None:
+    """Start gpuyard on this machine: API, gateway, controllers and a local agent, on SQLite in
+    the data dir. A one-host GPU cloud with nothing else to start.
 
     The first start creates the operator organization and prints its API key once (also saved to
     DATA_DIR/admin-key, mode 0600). Set GPUYARD_ADMIN_KEY=vl_... to choose that key yourself.
+    Workloads keep running across restarts of `gpuyard up`; the local agent re-adopts them.
     """
-    _run(_settings(host, port, data_dir))
+    _run(_settings(host, port, data_dir), gpus=gpus, with_agent=True)
 
 
 @app.command()
@@ -85,6 +99,7 @@ def me(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
     )
 
 
+agent_cli.register(app)
 app.add_typer(market.offers, name="offers")
 app.add_typer(market.vms, name="vms")
 app.add_typer(market.ssh_keys, name="ssh-keys")

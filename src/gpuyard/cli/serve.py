@@ -11,11 +11,13 @@ import uvicorn
 from rich.console import Console
 from sqlalchemy.exc import IntegrityError
 
+from gpuyard.agent.main import AgentOptions, run_agent
 from gpuyard.core.clock import SystemClock
 from gpuyard.core.credentials import looks_like_api_key
 from gpuyard.server.app import create_app
 from gpuyard.server.db import create_engine, session_factory, write_session
 from gpuyard.server.migrate import migrate
+from gpuyard.server.services import join_tokens
 from gpuyard.server.services.bootstrap import Bootstrap, ensure_operator
 from gpuyard.server.settings import Settings
 
@@ -88,7 +90,42 @@ def announce(settings: Settings, boot: Bootstrap) -> None:
     )
 
 
-async def serve(settings: Settings) -> None:
+DEFAULT_LOCAL_GPUS = "Logical GPU:2"
+
+
+def local_agent_dir(settings: Settings) -> Path:
+    return settings.data_dir / "agent"
+
+
+async def local_join_token(settings: Settings) -> str | None:
+    """A join token for the local agent, only while it has never registered."""
+    if (local_agent_dir(settings) / "host.json").exists():
+        return None
+    engine = create_engine(settings.resolved_database_url())
+    try:
+        async with write_session(session_factory(engine)) as session:
+            token = await join_tokens.create(
+                session, clock=SystemClock(), name="local agent (gpuyard up)", expires_at=None
+            )
+        return token.secret
+    finally:
+        await engine.dispose()
+
+
+def local_agent_options(settings: Settings, gpus: str | None, token: str | None) -> AgentOptions:
+    return AgentOptions(
+        server_url=f"http://127.0.0.1:{settings.port}",
+        join_token=token,
+        gpus=gpus or DEFAULT_LOCAL_GPUS,
+        state_dir=local_agent_dir(settings),
+        address="127.0.0.1",
+        name="local",
+        wait_for_server=True,
+    )
+
+
+async def serve(settings: Settings, local_agent: AgentOptions | None = None) -> None:
+    """Serve the API (and run the local agent beside it) until Ctrl-C."""
     app = create_app(settings, migrate_on_start=False)
     config = uvicorn.Config(
         app,
@@ -98,14 +135,49 @@ async def serve(settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    await uvicorn.Server(config).serve()
+    if settings.log_level.lower() != "debug":  # after uvicorn has set up its loggers
+        logging.getLogger("uvicorn.access").addFilter(QuietHeartbeats())
+    stop = asyncio.Event()
+    agent_task = asyncio.create_task(run_agent(local_agent, stop)) if local_agent else None
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        stop.set()
+        if agent_task is not None:
+            try:
+                await agent_task
+            except Exception:
+                logging.getLogger(__name__).exception("the local agent failed")
 
 
-def run_server(settings: Settings) -> None:
+class QuietHeartbeats(logging.Filter):
+    """Heartbeats arrive every few seconds from every host: keep them out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/v1/agent/heartbeat" not in record.getMessage()
+
+
+def configure_logging(level: str) -> None:
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if level.lower() != "debug":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def run_server(
+    settings: Settings, *, local_gpus: str | None = None, with_agent: bool = False
+) -> None:
+    configure_logging(settings.log_level)
     check_settings(settings)
     boot = asyncio.run(prepare(settings))
     announce(settings, boot)
-    asyncio.run(serve(settings))
+    agent = None
+    if with_agent:
+        token = asyncio.run(local_join_token(settings))
+        agent = local_agent_options(settings, local_gpus, token)
+        console.print(
+            f"Local agent: state in {agent.state_dir}; GPUs from NVML, else {agent.gpus!r} "
+            "(choose with --gpus)."
+        )
+    asyncio.run(serve(settings, agent))

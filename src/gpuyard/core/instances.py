@@ -65,3 +65,16 @@ class Instance:
     updated_at: datetime
     started_at: datetime | None
     destroyed_at: datetime | None
+    # What it was asked to run (from its workload spec) and the host it runs on; the Vast
+    # dialect shows these.
+    port: int | None = None  # the port it listens on inside its container
+    command: str | None = None
+    onstart: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    disk_gb: float | None = None
+    runtype: str | None = None
+    geolocation: str | None = None
+    inet_up: float | None = None
+    inet_down: float | None = None
+    host_verified: bool | None = None

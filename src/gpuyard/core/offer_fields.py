@@ -31,8 +31,24 @@ field                   type     meaning, unit on the wire
 ``score``               float    ranking score (Vast's default order is ``score`` desc)
 ======================  =======  ==========================================================
 
-``cuda_vers`` and ``dph`` are accepted as aliases of ``cuda_max_good`` and ``dph_total``, as
-the ``vastai`` CLI accepts them. Other string fields compare case-insensitively.
+Also from the ``vastai`` CLI's field list, so that its queries never fail on a field it knows:
+
+- ``cpu_cores_effective`` (float, the virtual CPUs the offer gets: the same value as
+  ``cpu_cores``, which is already the offer's share of the host) and ``verification`` (str,
+  ``verified`` or ``unverified``, from ``verified``) are supported;
+- fields gpuyard's hosts never report (:data:`UNREPORTED`: ``cpu_ghz``, ``pcie_bw``,
+  ``total_flops``, ``datacenter``, ``static_ip``, ``cpu_arch``, ...) are accepted and
+  type-checked; their value is always ``None``, so a filter on one matches no offer (as for any
+  value a host does not report) and ordering by one changes nothing;
+- :data:`TOLERATED_FILTERS` are accepted and ignored: ``external`` (gpuyard has no external
+  marketplace), ``duration`` (an offer has no end date, so any minimum holds) and
+  ``driver_version`` (the CLI sends it as an integer, ``535.86.05`` → ``535086005``, which the
+  offers table cannot compare yet; offers still show the host's driver version).
+
+``cuda_vers``, ``dph``, ``dlperf_usd``, ``flops_usd`` and ``display_active`` are accepted as
+aliases of ``cuda_max_good``, ``dph_total``, ``dlperf_per_dphtotal``, ``flops_per_dphtotal`` and
+``gpu_display_active``, as the ``vastai`` CLI accepts them. Other string fields compare
+case-insensitively.
 """
 
 from __future__ import annotations
@@ -80,6 +96,8 @@ class OfferField:
     kind: FieldKind
     cli_multiplier: float = 1.0
     """The CLI string's value times this is the wire value (GB → MB for the RAM fields)."""
+    reported: bool = True
+    """False for a field no gpuyard host reports: its value is always None."""
 
     @property
     def numeric(self) -> bool:
@@ -116,14 +134,58 @@ OFFER_FIELDS: Mapping[str, OfferField] = _fields(
     OfferField("machine_id", _I),
     OfferField("dlperf", _F),
     OfferField("score", _F),
+    OfferField("cpu_cores_effective", _F),
+    OfferField("verification", _S),
+    *(
+        OfferField(name, kind, reported=False)
+        for name, kind in (
+            ("bw_nvlink", _F),
+            ("cluster_id", _I),
+            ("cpu_arch", _S),
+            ("cpu_ghz", _F),
+            ("datacenter", _B),
+            ("disk_bw", _F),
+            ("dlperf_per_dphtotal", _F),
+            ("flops_per_dphtotal", _F),
+            ("gpu_arch", _S),
+            ("gpu_display_active", _B),
+            ("gpu_frac", _F),
+            ("gpu_max_power", _F),
+            ("gpu_max_temp", _F),
+            ("gpu_mem_bw", _F),
+            ("has_avx", _B),
+            ("inet_down_cost", _F),
+            ("inet_up_cost", _F),
+            ("min_bid", _F),
+            ("mobo_name", _S),
+            ("pci_gen", _F),
+            ("pcie_bw", _F),
+            ("static_ip", _B),
+            ("storage_cost", _F),
+            ("total_flops", _F),
+            ("ubuntu_version", _S),
+            ("vms_enabled", _B),
+        )
+    ),
 )
 
-FIELD_ALIASES: Mapping[str, str] = {"cuda_vers": "cuda_max_good", "dph": "dph_total"}
+UNREPORTED = frozenset(name for name, spec in OFFER_FIELDS.items() if not spec.reported)
+"""Fields of the ``vastai`` CLI's list that no gpuyard host reports (always None)."""
 
-TOLERATED_FILTERS = frozenset({"external"})
-"""Filter keys the ``vastai`` CLI sends by default that mean nothing here; they are dropped.
+FIELD_ALIASES: Mapping[str, str] = {
+    "cuda_vers": "cuda_max_good",
+    "dph": "dph_total",
+    "dlperf_usd": "dlperf_per_dphtotal",
+    "flops_usd": "flops_per_dphtotal",
+    "display_active": "gpu_display_active",
+}
+
+TOLERATED_FILTERS = frozenset({"external", "duration", "driver_version"})
+"""Filter keys the ``vastai`` CLI sends that are accepted and dropped (see the module doc).
 
 ``external`` asks for offers of external marketplaces "in addition"; gpuyard has none.
+``duration`` is a minimum rental time; gpuyard offers have no end date. ``driver_version``
+arrives as an integer the offers table cannot compare yet.
 """
 
 

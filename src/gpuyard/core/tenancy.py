@@ -17,6 +17,7 @@ class OrgStatus(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Org:
     id: str
+    number: int  # the integer id (the Vast dialect's)
     name: str
     slug: str
     status: OrgStatus
@@ -35,6 +36,7 @@ class ApiKeyStatus(StrEnum):
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     id: str
+    number: int  # the integer id (the Vast dialect's)
     org_id: str
     name: str
     prefix: str

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gpuyard import __version__
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.errors import GpuyardError, RateLimited, Unavailable
+from gpuyard.server.compat import vast
 from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
 from gpuyard.server.db import create_engine, session_factory
@@ -110,6 +111,7 @@ def create_app(
         vms,
         ssh_keys,
         agent,
+        vast,
     ):
         app.include_router(module.router)
     return app

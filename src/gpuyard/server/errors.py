@@ -1,9 +1,9 @@
 """The one place where errors become HTTP: status per error class, and the body per dialect.
 
 Native routes answer ``{"error": message, "code": code, "param"?, "request_id"}``; the Vast dialect
-(``/api/v0/``) answers ``{"success": false, "error": code, "msg": message}``; the OpenAI-compatible
-inference routes answer ``{"error": {"message", "type", "param", "code"}}``. Every error response
-carries ``X-Request-Id``.
+(``/api/v0/`` and ``/api/v1/``) answers ``{"success": false, "error": code, "msg": message}``; the
+OpenAI-compatible inference routes answer ``{"error": {"message", "type", "param", "code"}}``.
+Every error response carries ``X-Request-Id``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _openai(
 
 
 # Path prefixes of the dialects whose error shape differs from the native one; longest first.
-_DIALECTS: list[tuple[str, Renderer]] = [("/api/v0/", _vast)]
+_DIALECTS: list[tuple[str, Renderer]] = [("/api/v0/", _vast), ("/api/v1/", _vast)]
 OPENAI_PATHS: set[str] = set()
 
 

@@ -32,6 +32,7 @@ def key_status(row: orm.ApiKey, now: datetime | None = None) -> ApiKeyStatus:
 def to_domain(row: orm.ApiKey, now: datetime | None = None) -> ApiKey:
     return ApiKey(
         id=row.id,
+        number=row.pk,
         org_id=row.org_id,
         name=row.name,
         prefix=row.prefix,
@@ -105,11 +106,14 @@ async def create_key(
 
 
 async def _row(session: AsyncSession, org_id: str, key_id: str) -> orm.ApiKey:
-    if not is_id(key_id, "key"):
-        raise NotFound(f"API key {key_id} not found", code="api_key_not_found")
-    row = await session.scalar(
-        select(orm.ApiKey).where(orm.ApiKey.id == key_id, orm.ApiKey.org_id == org_id)
-    )
+    """By id (``key_…``) or, for the Vast dialect, by integer number."""
+    stmt = select(orm.ApiKey).where(orm.ApiKey.org_id == org_id)
+    if is_id(key_id, "key"):
+        row = await session.scalar(stmt.where(orm.ApiKey.id == key_id))
+    elif key_id.isdigit() and len(key_id) < 19:
+        row = await session.scalar(stmt.where(orm.ApiKey.pk == int(key_id)))
+    else:
+        row = None
     if row is None:
         raise NotFound(f"API key {key_id} not found", code="api_key_not_found")
     return row

@@ -8,7 +8,9 @@ rebuild the host's offers. Two rentals of the last free GPU therefore give one i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +29,11 @@ from gpuyard.server.services import events, offers, ssh_keys, workloads
 from gpuyard.server.services.pagination import paginate
 
 
+DEFAULT_PORT = 8080
+"""The port an instance's workload listens on unless told otherwise. The host publishes it on a
+port of its range (the process runtime passes that one as PORT)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LaunchSpec:
     """What to run on the rented GPUs (see docs/agent-runtimes.md for how it becomes a command)."""
@@ -43,6 +50,20 @@ class LaunchSpec:
     start: bool = True
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MAX_OFFER_ID = 2**63 - 1  # offer ids are BIGINT
+
+
+def _check_launch(launch: LaunchSpec) -> None:
+    for name in launch.env:
+        if not _ENV_NAME.match(name):
+            raise InvalidRequest(
+                f"env: {name!r} is not a valid environment variable name "
+                "(letters, digits and '_', not starting with a digit)",
+                param="env",
+            )
+
+
 def _unavailable(offer_id: int, why: str) -> Conflict:
     return Conflict(f"offer {offer_id} is no longer available: {why}", code="offer_unavailable")
 
@@ -56,7 +77,8 @@ async def create_instance(
     launch: LaunchSpec,
     default_price: int,
 ) -> Instance:
-    ref = decode_offer_id(offer_id)
+    _check_launch(launch)
+    ref = decode_offer_id(offer_id) if offer_id <= _MAX_OFFER_ID else None
     if ref is None:
         raise NotFound(f"no offer {offer_id}", code="no_such_ask")
     host = await session.scalar(
@@ -103,7 +125,7 @@ async def create_instance(
         env=launch.env,
         gpu_indices=[g.index for g in chosen],
         gpu_uuids=[g.uuid for g in chosen],
-        port=launch.port,
+        port=launch.port or DEFAULT_PORT,
         ssh_authorized_keys=await ssh_keys.all_public_keys(session, org_id=org_id),
         labels={"gpuyard.instance": instance_id, "gpuyard.org": org_id, "generation": "1"},
     )
@@ -170,6 +192,7 @@ def _to_domain(
     inst: orm.Instance, wl: orm.Workload | None, host: orm.Host, vram: int | None
 ) -> Instance:
     state = wl.state if wl is not None else None
+    spec: dict[str, Any] = wl.spec if wl is not None else {}
     return Instance(
         id=inst.id,
         number=inst.pk,
@@ -197,6 +220,17 @@ def _to_domain(
         updated_at=inst.updated_at,
         started_at=wl.started_at if wl is not None else None,
         destroyed_at=inst.destroyed_at,
+        port=spec.get("port"),
+        command=spec.get("command"),
+        onstart=spec.get("onstart"),
+        args=tuple(spec.get("args") or ()),
+        env=tuple((spec.get("env") or {}).items()),
+        disk_gb=inst.disk_gb,
+        runtype=inst.runtype,
+        geolocation=host.geolocation,
+        inet_up=host.inet_up_mbps,
+        inet_down=host.inet_down_mbps,
+        host_verified=host.verified,
     )
 
 

@@ -3,7 +3,9 @@
 ``refresh_host`` rebuilds one host's offers inside the transaction that changed its GPUs, status
 or prices, so search is a plain indexed query (see core/offers.py for how bundles are formed).
 Search translates an :class:`OfferQuery` to SQL; a value a host does not report is NULL and
-matches no filter, as in the in-memory evaluator.
+matches no filter, as in the in-memory evaluator. Fields no host ever reports (``UNREPORTED`` in
+core/offer_fields.py) have no column: a filter on one is false (true only for ``eq null``) and
+ordering by one is skipped.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert, not_, select
+from sqlalchemy import ColumnElement, case, delete, false, insert, not_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core import gpu_names
@@ -49,6 +51,8 @@ _COLUMNS: dict[str, Any] = {
     "machine_id": orm.Offer.machine_id,
     "dlperf": orm.Offer.dlperf,
     "score": orm.Offer.score,
+    "cpu_cores_effective": orm.Offer.cpu_cores,
+    "verification": case((orm.Offer.verified, "verified"), else_="unverified"),
 }
 
 
@@ -142,6 +146,8 @@ async def refresh_all(session: AsyncSession, *, default_price: int) -> None:
 
 def _condition(f: Filter) -> ColumnElement[bool]:
     spec = resolve_field(f.field)
+    if not spec.reported:  # always NULL: only `eq null` holds
+        return true() if f.value is None and f.op is Op.EQ else false()
     column = _COLUMNS[spec.name]
     if f.value is None:
         null_check: ColumnElement[bool] = column.is_(None) if f.op is Op.EQ else column.is_not(None)
@@ -182,7 +188,10 @@ async def search(session: AsyncSession, *, query: OfferQuery) -> list[Offer]:
     for f in query.filters:
         stmt = stmt.where(_condition(f))
     for order in query.order:
-        column = _COLUMNS[resolve_field(order.field).name]
+        spec = resolve_field(order.field)
+        if not spec.reported:
+            continue
+        column = _COLUMNS[spec.name]
         ordered = column.desc() if order.direction is Direction.DESC else column.asc()
         stmt = stmt.order_by(ordered.nulls_last())
     stmt = stmt.order_by(orm.Offer.dph_total, orm.Offer.id).limit(limit)

@@ -22,6 +22,7 @@ _SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 def to_domain(row: orm.Org) -> Org:
     return Org(
         id=row.id,
+        number=row.pk,
         name=row.name,
         slug=row.slug,
         status=OrgStatus(row.status),

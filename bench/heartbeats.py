@@ -1,0 +1,706 @@
+"""Agent heartbeat load: 1,000 simulated agents, each every 5 s, against one ``gpuyard server``.
+
+For each database (Postgres, and SQLite for comparison) the script:
+
+1. makes a scratch database and starts a real ``gpuyard server`` child process on it
+   (``GPUYARD_ADMIN_KEY`` set, controllers running, as an operator would run it);
+2. over HTTP, as a real fleet would: makes a renter org and key, one join token per agent,
+   registers every agent (8 logical GPUs each, all of one type from a realistic mix), and rents
+   ``--workloads`` one-GPU instances on every host, so each heartbeat carries assignments back;
+3. brings every agent to steady state: one heartbeat to learn its assignments, one to report
+   them ``running`` (the state-change events happen here, not in the measured window);
+4. runs the load for ``--duration`` seconds: agent ``i`` sends at ``start + i * 5 s / agents
+   + k * 5 s`` (phases spread evenly; a fixed schedule, so a slow server does not slow the offered
+   load), each on its own keep-alive connection, reporting its workloads ``running``;
+5. reports client-observed latency (send to full response), the server's own view of the same
+   requests (its Prometheus histogram, so bucket bounds), achieved rate against the target, errors,
+   and CPU: the server process, Postgres' processes, this load generator, the whole machine.
+
+    .venv/bin/python bench/heartbeats.py            # full: 1,000 agents, 60 s, both databases
+    .venv/bin/python bench/heartbeats.py --quick    # smoke test, < 30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import random
+import re
+import shutil
+import ssl
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psutil
+from report import Latency, machine_line, markdown_table, ms
+from scratch_db import KINDS, admin_postgres_url, postgres_unavailable, postgres_version
+from scratch_db import scratch_database as scratch_db
+from server_process import log_tail, running_server
+
+from gpuyard.core.credentials import new_api_key
+from gpuyard.core.hosts import HostFacts
+from gpuyard.core.offers import OfferRef, encode_offer_id
+from gpuyard.core.workload import WorkloadSpec
+
+TARGET_P99_MS = 50.0
+PERIOD_S = 5.0  # the server's default heartbeat_seconds
+HEARTBEAT = "/v1/agent/heartbeat"
+GPU_TYPES = (  # (name as NVML reports it, VRAM MiB, share of hosts)
+    ("NVIDIA GeForce RTX 4090", 24564, 40),
+    ("NVIDIA GeForce RTX 3090", 24576, 15),
+    ("NVIDIA A100-SXM4-80GB", 81920, 15),
+    ("NVIDIA H100 80GB HBM3", 81559, 15),
+    ("NVIDIA L40S", 46068, 15),
+)
+T = TypeVar("T")
+PATIENT_HOST_HEALTH = {
+    # Setting up 1,000 hosts over HTTP takes longer than the 20 s after which a host that has not
+    # heartbeated is marked unreachable (and stops offering); in the measured window every host
+    # heartbeats every 5 s, so these only keep setup from racing the host-health controller.
+    "GPUYARD_HOST_UNREACHABLE_SECONDS": "3600",
+    "GPUYARD_HOST_OFFLINE_SECONDS": "7200",
+}
+
+
+# --- the simulated fleet ------------------------------------------------------------------------
+
+
+@dataclass
+class Agent:
+    index: int
+    facts: dict[str, Any]
+    host_id: str = ""
+    number: int = 0
+    credential: str = ""
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    body: bytes = b""
+    client: httpx.AsyncClient | None = None
+
+    def heartbeat_body(self) -> bytes:
+        return json.dumps({"facts": self.facts, "workloads": self.statuses}).encode()
+
+
+def agent_facts(index: int, rng: random.Random, gpus: int) -> dict[str, Any]:
+    """What ``gpuyard agent --gpus`` reports, as the server stores it (a full JSON dump, so that
+    an unchanged host sends facts equal to the stored ones)."""
+    name, vram, _ = rng.choices(GPU_TYPES, [w for *_, w in GPU_TYPES])[0]
+    facts = HostFacts.model_validate(
+        {
+            "gpus": [
+                {
+                    "index": i,
+                    "uuid": f"GPU-{index:05d}-{i:02d}",
+                    "name": name,
+                    "vram_mb": vram,
+                    "logical": True,
+                }
+                for i in range(gpus)
+            ],
+            "driver_version": "550.127.05",
+            "cuda_version": "12.4",
+            "cpu_cores": 64,
+            "ram_mb": 512_000,
+            "disk_free_mb": 3_000_000,
+            "disk_total_mb": 4_000_000,
+            "hostname": f"gpu-{index:05d}",
+            "address": f"10.0.{index >> 8 & 255}.{index & 255}",
+            "port_range": {"start": 40000, "end": 40999},
+            "os": "Linux",
+        }
+    )
+    return facts.model_dump(mode="json")
+
+
+async def bounded(concurrency: int, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def run(job: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await job()
+
+    return list(await asyncio.gather(*(run(j) for j in jobs)))
+
+
+def ok(response: httpx.Response, expected: int = 200) -> dict[str, Any]:
+    if response.status_code != expected:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: "
+            f"HTTP {response.status_code} {response.text[:300]}"
+        )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@dataclass
+class Setup:
+    agents: list[Agent]
+    instances: int
+    register_s: float
+    rent_s: float
+    settle_s: float
+
+
+async def set_up_fleet(
+    base_url: str, admin_key: str, args: argparse.Namespace, tls: ssl.SSLContext
+) -> Setup:
+    rng = random.Random(args.seed)
+    agents = [Agent(i, agent_facts(i, rng, args.gpus)) for i in range(args.agents)]
+    limits = httpx.Limits(max_connections=args.setup_concurrency)
+    operator = httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=60,
+        limits=limits,
+        verify=tls,
+    )
+    anonymous = httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, verify=tls)
+    try:
+        org = ok(await operator.post("/v1/admin/orgs", json={"name": "Bench renter"}), 201)
+        key = ok(
+            await operator.post(
+                f"/v1/admin/orgs/{org['id']}/api-keys",
+                json={"name": "bench", "scopes": ["org:write"]},
+            ),
+            201,
+        )
+        renter = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {key['key']}"},
+            timeout=60,
+            limits=limits,
+            verify=tls,
+        )
+
+        started = time.perf_counter()
+
+        def join(agent: Agent) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                token = ok(
+                    await operator.post(
+                        "/v1/admin/join-tokens", json={"name": f"agent-{agent.index}"}
+                    ),
+                    201,
+                )["token"]
+                body = {"token": token, "name": agent.facts["hostname"], "facts": agent.facts}
+                reg = ok(await anonymous.post("/v1/agent/register", json=body))
+                agent.host_id, agent.credential = reg["host_id"], reg["credential"]
+
+            return run
+
+        await bounded(args.setup_concurrency, [join(a) for a in agents])
+        numbers: dict[str, int] = {}
+        cursor: str | None = None
+        while True:
+            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+            page = ok(await operator.get("/v1/admin/hosts", params=params))
+            numbers.update({h["id"]: h["number"] for h in page["data"]})
+            cursor = page.get("next_cursor")
+            if not page.get("has_more"):
+                break
+        for agent in agents:
+            agent.number = numbers[agent.host_id]
+        register_s = time.perf_counter() - started
+
+        started = time.perf_counter()
+
+        def rent(agent: Agent) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                for n in range(args.workloads):
+                    offer = encode_offer_id(
+                        OfferRef(machine_id=agent.number, first_index=0, num_gpus=1)
+                    )
+                    body = {
+                        "offer_id": offer,
+                        "image": "vllm/vllm-openai:v0.6.3",
+                        "command": "sleep infinity",
+                        "label": f"bench-{agent.index}-{n}",
+                        "port": 8000,
+                    }
+                    ok(await renter.post(f"/v1/orgs/{org['id']}/vms", json=body), 201)
+
+            return run
+
+        await bounded(args.setup_concurrency, [rent(a) for a in agents])
+        rent_s = time.perf_counter() - started
+        await renter.aclose()
+
+        started = time.perf_counter()
+        await bounded(args.setup_concurrency, [settle(anonymous, a) for a in agents])
+        settle_s = time.perf_counter() - started
+    finally:
+        await operator.aclose()
+        await anonymous.aclose()
+    return Setup(agents, args.workloads * len(agents), register_s, rent_s, settle_s)
+
+
+def settle(client: httpx.AsyncClient, agent: Agent) -> Callable[[], Awaitable[None]]:
+    """Two heartbeats: learn the assignments, then report them running (as the agent would once
+    its runtime has started them). Afterwards every heartbeat of this agent is steady state."""
+
+    async def run() -> None:
+        headers = {
+            "Authorization": f"Bearer {agent.credential}",
+            "Content-Type": "application/json",
+        }
+        answer = ok(await client.post(HEARTBEAT, content=agent.heartbeat_body(), headers=headers))
+        now = datetime.now(UTC).isoformat()
+        agent.statuses = [
+            {
+                "id": a["spec"]["id"],
+                "state": "running",
+                "host_port": 40000 + i,
+                "pid": 10_000 + i,
+                "started_at": now,
+                "spec_hash": WorkloadSpec.model_validate(a["spec"]).spec_hash(),
+            }
+            for i, a in enumerate(answer["workloads"])
+        ]
+        agent.body = agent.heartbeat_body()
+        ok(await client.post(HEARTBEAT, content=agent.body, headers=headers))
+
+    return run
+
+
+# --- the load -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    scheduled: float
+    sent: float
+    done: float
+    outcome: str  # "ok", "HTTP 503", or an exception's type name
+
+
+async def agent_loop(
+    agent: Agent,
+    client: httpx.AsyncClient,
+    *,
+    phase: float,
+    t0: float,
+    t_end: float,
+    samples: list[Sample],
+) -> None:
+    loop = asyncio.get_running_loop()
+    headers = {
+        "Authorization": f"Bearer {agent.credential}",
+        "Content-Type": "application/json",
+    }
+    k = 0
+    while True:
+        scheduled = t0 + phase + k * PERIOD_S
+        if scheduled >= t_end:
+            return
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent = loop.time()
+        try:
+            r = await client.post(HEARTBEAT, content=agent.body, headers=headers)
+            outcome = "ok" if r.status_code == 200 else f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+        samples.append(Sample(scheduled, sent, loop.time(), outcome))
+        k += 1
+
+
+@dataclass
+class CpuSnapshot:
+    wall: float
+    server: float
+    server_system: float
+    loadgen: float
+    postgres: dict[int, float]
+    machine_busy: float
+    machine_total: float
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def postgres_cpu() -> dict[int, float]:
+    out: dict[int, float] = {}
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if (proc.info["name"] or "").startswith("postgres"):
+                out[proc.pid] = cpu_seconds(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def snapshot(server: psutil.Process, with_postgres: bool) -> CpuSnapshot:
+    machine = psutil.cpu_times()
+    total = sum(machine)
+    idle = machine.idle + getattr(machine, "iowait", 0.0)
+    return CpuSnapshot(
+        wall=time.perf_counter(),
+        server=cpu_seconds(server),
+        server_system=float(server.cpu_times().system),
+        loadgen=cpu_seconds(psutil.Process()),
+        postgres=postgres_cpu() if with_postgres else {},
+        machine_busy=total - idle,
+        machine_total=total,
+    )
+
+
+_BUCKET = re.compile(
+    r"^gpuyard_http_request_duration_seconds_bucket\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$"
+)
+
+
+async def server_histogram(client: httpx.AsyncClient) -> dict[float, float]:
+    """Cumulative counts of the server's own heartbeat latency histogram, by upper bound (s)."""
+    text = (await client.get("/metrics")).text
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        m = _BUCKET.match(line)
+        if m and f'route="{HEARTBEAT}"' in m["labels"] and 'method="POST"' in m["labels"]:
+            le = re.search(r'le="([^"]+)"', m["labels"])
+            if le:
+                out[float(le[1])] = float(m["value"])
+    return out
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> str:
+    """``<= X ms``: the smallest bucket bound holding the q-th quantile of the window's requests."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return "-"
+    wanted = counts[-1] * q / 100
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= wanted:
+            return "> 10 s" if bound == float("inf") else f"<= {ms(bound * 1000)}"
+    return "-"
+
+
+@dataclass
+class Outcome:
+    kind: str
+    skipped: str | None = None
+    setup: Setup | None = None
+    samples: list[Sample] = field(default_factory=list)
+    window_s: float = 0.0
+    before: CpuSnapshot | None = None
+    after: CpuSnapshot | None = None
+    server_p50: str = "-"
+    server_p99: str = "-"
+    seconds: float = 0.0
+
+
+async def bench_database(
+    kind: str, args: argparse.Namespace, workdir: Path, tls: ssl.SSLContext
+) -> Outcome:
+    outcome = Outcome(kind)
+    started = time.perf_counter()
+    admin_url = admin_postgres_url(args.postgres_url)
+    if kind == "postgres":
+        why = await postgres_unavailable(admin_url)
+        if why is not None:
+            outcome.skipped = f"Postgres at {admin_url.split('@')[-1]} unreachable ({why})"
+            return outcome
+    admin_key = new_api_key()
+    async with (
+        scratch_db(kind, directory=workdir, admin_url=admin_url, migrated=False) as url,
+        running_server(
+            url,
+            data_dir=workdir / f"server-{kind}",
+            admin_key=admin_key,
+            run_controllers=True,
+            log_level=args.server_log_level,
+            settings=PATIENT_HOST_HEALTH,
+            command=args.server_cmd.split() if args.server_cmd else None,
+        ) as server,
+    ):
+        say(f"{kind}: server pid {server.pid} on {server.base_url}; registering {args.agents}")
+        setup = await set_up_fleet(server.base_url, admin_key, args, tls)
+        outcome.setup = setup
+        say(
+            f"{kind}: registered in {setup.register_s:.1f} s, rented {setup.instances} in "
+            f"{setup.rent_s:.1f} s, settled in {setup.settle_s:.1f} s; load for {args.duration} s"
+        )
+        clients = make_clients(setup.agents, server.base_url, args, tls)
+        meta = httpx.AsyncClient(base_url=server.base_url, timeout=30, verify=tls)
+        try:
+            proc = psutil.Process(server.pid)
+            hist_before = await server_histogram(meta)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time() + 1.0
+            t_end = t0 + args.duration
+            samples: list[Sample] = []
+            spacing = PERIOD_S / len(setup.agents)
+            tasks = [
+                asyncio.create_task(
+                    agent_loop(
+                        a,
+                        clients[a.index],
+                        phase=a.index * spacing,
+                        t0=t0,
+                        t_end=t_end,
+                        samples=samples,
+                    )
+                )
+                for a in setup.agents
+            ]
+            await asyncio.sleep(max(0.0, t0 - loop.time()))
+            profiler = await start_profiler(args, server.pid, workdir, kind)
+            outcome.before = snapshot(proc, kind == "postgres")
+            await asyncio.gather(*tasks)
+            outcome.after = snapshot(proc, kind == "postgres")
+            if profiler is not None:
+                await profiler.wait()
+            outcome.window_s = outcome.after.wall - outcome.before.wall
+            hist_after = await server_histogram(meta)
+            outcome.server_p50 = histogram_quantile(hist_before, hist_after, 50)
+            outcome.server_p99 = histogram_quantile(hist_before, hist_after, 99)
+            outcome.samples = samples
+        except BaseException:
+            say(f"{kind}: server log tail:\n{log_tail(server.log_path)}")
+            raise
+        finally:
+            await meta.aclose()
+            for c in {id(c): c for c in clients.values()}.values():
+                await c.aclose()
+    outcome.seconds = time.perf_counter() - started
+    say(f"{kind}: done in {outcome.seconds:.0f} s")
+    return outcome
+
+
+async def start_profiler(
+    args: argparse.Namespace, pid: int, workdir: Path, kind: str
+) -> asyncio.subprocess.Process | None:
+    """``py-spy record`` of the server for the measured window (``--profile DIR``), as collapsed
+    stacks (``DIR/heartbeats-<db>.txt``; feed them to flamegraph.pl or speedscope)."""
+    if args.profile is None:
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out = Path(args.profile) / f"heartbeats-{kind}.txt"
+    say(f"{kind}: profiling the server with py-spy into {out}")
+    return await asyncio.create_subprocess_exec(
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(args.duration)),
+        "--rate",
+        "100",
+        *(["--gil"] if args.profile_gil else []),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+def make_clients(
+    agents: Sequence[Agent], base_url: str, args: argparse.Namespace, tls: ssl.SSLContext
+) -> dict[int, httpx.AsyncClient]:
+    """Per agent: its own client and keep-alive connection (as real agents have), or one shared
+    pool (``--connections shared``)."""
+    if args.connections == "shared":
+        shared = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=30,
+            verify=tls,
+            limits=httpx.Limits(max_connections=len(agents), max_keepalive_connections=len(agents)),
+        )
+        return {a.index: shared for a in agents}
+    return {
+        a.index: httpx.AsyncClient(
+            base_url=base_url, timeout=30, verify=tls, limits=httpx.Limits(max_connections=1)
+        )
+        for a in agents
+    }
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def say(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def pct(seconds: float, wall: float, cores: float = 1.0) -> str:
+    return f"{100 * seconds / wall / cores:.0f}%" if wall > 0 else "-"
+
+
+def column(o: Outcome, args: argparse.Namespace) -> list[str]:
+    assert o.setup is not None and o.before is not None and o.after is not None
+    cores = psutil.cpu_count() or 1
+    wall = o.window_s
+    good = [s for s in o.samples if s.outcome == "ok"]
+    latency = Latency.of([(s.done - s.sent) * 1000 for s in good])
+    lag = Latency.of([(s.sent - s.scheduled) * 1000 for s in o.samples])
+    errors = collections.Counter(s.outcome for s in o.samples if s.outcome != "ok")
+    error_text = ", ".join(f"{n} {what}" for what, n in errors.most_common()) or "0"
+    server_cpu = o.after.server - o.before.server
+    server_sys = o.after.server_system - o.before.server_system
+    loadgen_cpu = o.after.loadgen - o.before.loadgen
+    pg_cpu = sum(t - o.before.postgres.get(pid, 0.0) for pid, t in o.after.postgres.items())
+    busy_s = o.after.machine_busy - o.before.machine_busy
+    busy = busy_s / max(1e-9, o.after.machine_total - o.before.machine_total)
+    others = max(0.0, busy_s - server_cpu - loadgen_cpu - pg_cpu)
+    target_rate = len(o.setup.agents) / PERIOD_S
+    rate = len(good) / wall
+    verdict = "ok" if latency.p99 < TARGET_P99_MS else "MISS"
+    setup = o.setup
+    return [
+        f"{len(good)} ok of {len(o.samples)} sent in {wall:.0f} s",
+        f"{rate:.1f}/s of {target_rate:.0f}/s ({100 * rate / target_rate:.0f}%)",
+        error_text,
+        f"{ms(latency.p50)} / {ms(latency.p90)} / {ms(latency.p99)} / {ms(latency.max)}",
+        f"{ms(latency.p99)} {verdict}",
+        f"{o.server_p50} / {o.server_p99}",
+        f"{ms(lag.p99)} / {ms(lag.max)}",
+        f"{pct(server_cpu, wall)} of a core ({pct(server_sys, wall)} kernel), "
+        f"{pct(server_cpu, wall, cores)} of machine",
+        f"{pct(pg_cpu, wall)} of a core" if o.kind == "postgres" else "n/a (in server)",
+        f"{pct(loadgen_cpu, wall)} of a core",
+        f"{100 * busy:.0f}%",
+        f"{pct(others, wall)} of a core",
+        f"{1000 * server_cpu / max(1, len(o.samples)):.1f} ms",
+        f"{len(setup.agents) / setup.register_s:.0f}/s ({setup.register_s:.0f} s)",
+        f"{setup.instances / setup.rent_s:.0f}/s ({setup.rent_s:.0f} s)"
+        if setup.instances
+        else "-",
+        f"{o.seconds:.0f} s",
+    ]
+
+
+LABELS = (
+    "heartbeats",
+    "achieved rate vs target",
+    "errors",
+    "latency p50 / p90 / p99 / max (ms)",
+    f"p99 vs target < {TARGET_P99_MS:.0f} ms",
+    "server-side p50 / p99 (histogram bucket, ms)",
+    "load-gen send lag p99 / max (ms)",
+    "server process CPU",
+    "Postgres CPU (all its processes)",
+    "load generator CPU",
+    "machine busy (all processes)",
+    "other processes (neighbours, py-spy)",
+    "server CPU per heartbeat",
+    "setup: join + register (rate)",
+    "setup: rent instances (rate)",
+    "whole run incl. setup",
+)
+
+
+def render(outcomes: Sequence[Outcome], args: argparse.Namespace) -> str:
+    done = [o for o in outcomes if o.skipped is None]
+    headers = ["", *(o.kind for o in done)]
+    columns = [column(o, args) for o in done]
+    rows = [[label, *(c[i] for c in columns)] for i, label in enumerate(LABELS)]
+    lines = [
+        f"heartbeats: {machine_line()}",
+        f"{args.agents} agents x {args.gpus} logical GPUs, {args.workloads} running workloads "
+        f"each, every {PERIOD_S:.0f} s for {args.duration} s; {args.connections} connections; "
+        f"server log level {args.server_log_level}",
+    ]
+    lines += [f"{o.kind}: SKIPPED: {o.skipped}" for o in outcomes if o.skipped]
+    return "\n".join(lines) + "\n\n" + markdown_table(headers, rows)
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Heartbeat load from simulated agents against one real `gpuyard server` "
+        "process per database. Prints a Markdown table; progress goes to stderr.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--agents", type=int, default=1_000, help="simulated agents (hosts)")
+    parser.add_argument("--duration", type=float, default=60, help="seconds of measured load")
+    parser.add_argument("--gpus", type=int, default=8, help="logical GPUs per agent")
+    parser.add_argument(
+        "--workloads", type=int, default=2, help="one-GPU instances rented on every host"
+    )
+    parser.add_argument(
+        "--db", default="postgres,sqlite", help="comma-separated databases: postgres,sqlite"
+    )
+    parser.add_argument(
+        "--connections",
+        choices=("per-agent", "shared"),
+        default="per-agent",
+        help="each agent on its own keep-alive connection, or one shared pool",
+    )
+    parser.add_argument(
+        "--setup-concurrency", type=int, default=16, help="parallel requests while setting up"
+    )
+    parser.add_argument(
+        "--server-cmd",
+        default=None,
+        help="command that runs the server, configured by GPUYARD_* variables "
+        "[default: this Python -m gpuyard.cli.main server]; to compare another build",
+    )
+    parser.add_argument(
+        "--server-log-level", default="warning", help="GPUYARD_LOG_LEVEL of the server"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help="admin URL of the Postgres server to create the scratch database on "
+        "[default: $GPUYARD_BENCH_POSTGRES_URL, $GPUYARD_TEST_POSTGRES_URL, or 127.0.0.1:5432]",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the fleet generator")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        default=None,
+        help="record the server with py-spy (pip install py-spy) during the load, into DIR",
+    )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: only samples holding the GIL (Python CPU, no waiting in syscalls)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test in < 30 s: 200 agents, 10 s, Postgres only (SQLite if it is down)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.agents, args.duration = 200, 10
+        if args.db == parser.get_default("db"):
+            args.db = "postgres"
+    args.db = [d.strip() for d in args.db.split(",") if d.strip()]
+    for kind in args.db:
+        if kind not in KINDS:
+            parser.error(f"--db: unknown database {kind!r}")
+    return args
+
+
+async def main(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    tls = ssl.create_default_context()  # one context for every client (loopback is plain HTTP)
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="gpuyard-bench-") as tmp:
+        for kind in args.db:
+            outcomes.append(await bench_database(kind, args, Path(tmp), tls))
+    print(render(outcomes, args))
+    extra = ""
+    if any(o.kind == "postgres" and o.skipped is None for o in outcomes):
+        extra = f"Postgres {await postgres_version(admin_postgres_url(args.postgres_url))}; "
+    print(f"\n{extra}total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))

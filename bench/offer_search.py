@@ -1,0 +1,592 @@
+"""Offer search latency over a large fleet, on SQLite and Postgres, at two layers.
+
+The fleet (default 10,000 hosts x 8 GPUs: a mix of GPU types, countries, prices, network speeds,
+host states, and GPUs already rented) is written straight into a scratch database with bulk
+SQLAlchemy Core inserts; each host's offer rows come from ``services.offers.host_offers``, the
+function the server itself uses, so the offers table holds what registrations would have made.
+
+Two layers are timed for each query:
+
+- ``service``: ``services.offers.search`` on an open session (SQL, ORM rows, domain objects);
+- ``http``: the whole request against a real ``gpuyard server`` child process on loopback:
+  ``POST /api/v0/bundles/`` (the Vast dialect) when the server has it, else
+  ``GET /v1/orgs/{org}/offers?q=<the same Vast JSON>``. Two reference rows give the HTTP floor:
+  ``GET /healthz`` (no database) and ``GET /v1/me`` (API key lookup only).
+
+Queries are interleaved round-robin so that noise on a shared machine hits them alike. The target
+(issue: offer search p50 < 20 ms) is printed next to each result.
+
+    .venv/bin/python bench/offer_search.py            # full: 10,000 hosts, both databases
+    .venv/bin/python bench/offer_search.py --quick    # smoke test, < 30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import secrets
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from report import Latency, machine_line, markdown_table, ms
+from scratch_db import KINDS, admin_postgres_url, postgres_unavailable, postgres_version
+from scratch_db import scratch_database as scratch_db
+from server_process import running_server
+from sqlalchemy import event, insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gpuyard.core import gpu_names
+from gpuyard.core.agent_protocol import HostStatus
+from gpuyard.core.clock import SystemClock
+from gpuyard.core.credentials import hash_secret, new_api_key
+from gpuyard.core.ids import new_id
+from gpuyard.core.offer_query import OfferQuery, parse_cli_order, parse_cli_query, query_to_json
+from gpuyard.core.principal import Scope
+from gpuyard.server import orm
+from gpuyard.server.db import create_engine, session_factory, write_session
+from gpuyard.server.services import api_keys, offers, orgs, prices
+
+TARGET_P50_MS = 20.0
+LIMIT = 64
+DEFAULT_PRICE = 50  # cents per GPU-hour, the server's default for unpriced types
+CHUNK = 2_000
+RESET_HOST_SEQUENCE = (
+    "SELECT setval(pg_get_serial_sequence('hosts', 'pk'), (SELECT max(pk) FROM hosts))"
+)
+
+# --- the fleet ----------------------------------------------------------------------------------
+
+# (name as NVML reports it, VRAM MiB, share of hosts, operator price in cents per GPU-hour or None)
+GPU_MIX: tuple[tuple[str, int, int, int | None], ...] = (
+    ("NVIDIA GeForce RTX 4090", 24564, 30, 40),
+    ("NVIDIA GeForce RTX 3090", 24576, 14, 22),
+    ("NVIDIA A100-SXM4-80GB", 81920, 10, 110),
+    ("NVIDIA H100 80GB HBM3", 81559, 10, 220),
+    ("NVIDIA L40S", 46068, 8, 85),
+    ("NVIDIA RTX A6000", 49140, 7, 55),
+    ("NVIDIA GeForce RTX 5090", 32607, 6, 70),
+    ("NVIDIA A10", 23028, 5, None),
+    ("NVIDIA L4", 23034, 5, None),
+    ("NVIDIA H200", 143771, 5, 320),
+)
+COUNTRIES: tuple[tuple[str | None, int], ...] = (
+    ("US", 30), ("DE", 9), ("GB", 6), ("CA", 6), ("TW", 6), ("SE", 5), ("NL", 5), ("FR", 5),
+    ("JP", 5), ("PL", 4), ("SG", 4), ("FI", 3), ("KR", 3), ("AU", 3), ("BR", 3), (None, 3),
+)  # fmt: skip
+CUDA = ("12.2", "12.4", "12.6", "12.8")
+
+
+@dataclass
+class Fleet:
+    hosts: list[dict[str, Any]] = field(default_factory=list)
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    offers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_fleet(n_hosts: int, gpus_per_host: int, seed: int, prices: dict[str, int]) -> Fleet:
+    """Rows for ``n_hosts`` hosts: 90% one GPU type, 10% two; 45% with GPUs rented (the lowest
+    indices, as renting takes them); 94% ready, 1% cordoned, 3% unreachable, 2% offline."""
+    rng = random.Random(seed)
+    fleet = Fleet()
+    now = datetime.now(UTC)
+    types = [(name, vram) for name, vram, _, _ in GPU_MIX]
+    type_weights = [w for _, _, w, _ in GPU_MIX]
+    countries = [c for c, _ in COUNTRIES]
+    country_weights = [w for _, w in COUNTRIES]
+    for pk in range(1, n_hosts + 1):
+        host_id = new_id("host")
+        first = rng.choices(types, type_weights)[0]
+        kinds = [first] * gpus_per_host
+        if rng.random() < 0.10:
+            second = rng.choices(types, type_weights)[0]
+            half = gpus_per_host // 2
+            kinds = [first] * half + [second] * (gpus_per_host - half)
+        rented = _rented_count(rng, gpus_per_host)
+        roll = rng.random()
+        status = HostStatus.READY
+        if roll < 0.03:
+            status = HostStatus.UNREACHABLE
+        elif roll < 0.05:
+            status = HostStatus.OFFLINE
+        cores = rng.choice((32, 64, 96, 128, 192, 256))
+        facts = {
+            "gpus": [
+                {"index": i, "uuid": f"GPU-{pk:06d}-{i:02d}", "name": name, "vram_mb": vram}
+                for i, (name, vram) in enumerate(kinds)
+            ],
+            "driver_version": rng.choice(("535.183.01", "550.127.05", "560.35.03", "570.86.15")),
+            "cuda_version": rng.choice(CUDA),
+            "cpu_cores": cores,
+            "ram_mb": cores * rng.choice((4_000, 8_000)),
+            "disk_free_mb": rng.randrange(500_000, 8_000_000),
+            "disk_total_mb": 8_000_000,
+            "hostname": f"gpu-{pk:05d}",
+            "address": f"10.{pk >> 16 & 255}.{pk >> 8 & 255}.{pk & 255}",
+            "port_range": {"start": 40000, "end": 40000 + rng.choice((99, 999))},
+            "os": "Linux",
+        }
+        seen = now - timedelta(seconds=rng.uniform(0, 5))
+        host = {
+            "pk": pk,
+            "id": host_id,
+            "name": facts["hostname"],
+            "credential_hash": hash_secret(secrets.token_hex(16)),
+            "status": status.value,
+            "cordoned": rng.random() < 0.01,
+            "draining": False,
+            "verified": rng.random() < 0.85,
+            "facts": facts,
+            "address": facts["address"],
+            "geolocation": rng.choices(countries, country_weights)[0],
+            "inet_up_mbps": float(rng.choice((100, 250, 500, 1000, 2500, 10000))),
+            "inet_down_mbps": float(rng.choice((250, 500, 1000, 2500, 10000))),
+            "created_at": now,
+            "updated_at": now,
+            "last_heartbeat_at": seen,
+            "status_changed_at": now,
+        }
+        gpus = []
+        taken_by_type: dict[str, int] = {}
+        for i, (name, vram) in enumerate(kinds):
+            key = gpu_names.gpu_key(name)
+            workload = None
+            if taken_by_type.get(key, 0) < rented:
+                taken_by_type[key] = taken_by_type.get(key, 0) + 1
+                workload = f"wl_bench{pk:08d}{i:02d}"
+            gpus.append(
+                {
+                    "host_id": host_id,
+                    "index": i,
+                    "uuid": f"GPU-{pk:06d}-{i:02d}",
+                    "name": name,
+                    "gpu_key": key,
+                    "vram_mb": vram,
+                    "workload_id": workload,
+                }
+            )
+        fleet.hosts.append(host)
+        fleet.gpus.extend(gpus)
+        fleet.offers.extend(
+            offers.host_offers(
+                orm.Host(**host), [orm.Gpu(**g) for g in gpus], prices, DEFAULT_PRICE
+            )
+        )
+    return fleet
+
+
+def _rented_count(rng: random.Random, gpus: int) -> int:
+    roll = rng.random()
+    if roll < 0.55:
+        return 0
+    if roll < 0.85:
+        return rng.randint(1, max(1, gpus // 2))
+    if roll < 0.95:
+        return rng.randint(max(1, gpus // 2), max(1, gpus - 1))
+    return gpus
+
+
+@dataclass(frozen=True, slots=True)
+class Populated:
+    org_id: str
+    api_key: str
+    hosts: int
+    gpus: int
+    offers: int
+    seconds: float
+
+
+async def populate(engine: AsyncEngine, *, hosts: int, gpus_per_host: int, seed: int) -> Populated:
+    started = time.perf_counter()
+    clock = SystemClock()
+    sessions = session_factory(engine)
+    async with write_session(sessions) as session:
+        org = await orgs.create_org(session, clock=clock, name="Bench renter")
+        key = await api_keys.create_key(
+            session, clock=clock, org_id=org.id, name="bench", scopes=[Scope.READ]
+        )
+        for name, _, _, cents in GPU_MIX:
+            if cents is not None:
+                await prices.set_price(
+                    session, clock=clock, gpu_name=name, cents=cents, default_price=DEFAULT_PRICE
+                )
+        price_map = await offers.prices_by_key(session)
+    fleet = build_fleet(hosts, gpus_per_host, seed, price_map)
+    async with engine.begin() as conn:
+        for table, rows in ((orm.Host, fleet.hosts), (orm.Gpu, fleet.gpus)):
+            for i in range(0, len(rows), CHUNK):
+                await conn.execute(insert(table), rows[i : i + CHUNK])
+        for i in range(0, len(fleet.offers), CHUNK):
+            await conn.execute(insert(orm.Offer), fleet.offers[i : i + CHUNK])
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(RESET_HOST_SEQUENCE))
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE"))  # what autovacuum does soon after a load
+    return Populated(
+        org_id=org.id,
+        api_key=key.secret,
+        hosts=len(fleet.hosts),
+        gpus=len(fleet.gpus),
+        offers=len(fleet.offers),
+        seconds=time.perf_counter() - started,
+    )
+
+
+# --- the queries ----------------------------------------------------------------------------------
+
+VASTAI_DEFAULTS = {
+    "verified": {"eq": True},
+    "external": {"eq": False},
+    "rentable": {"eq": True},
+    "rented": {"eq": False},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    name: str
+    text: str
+    order: str
+    vastai_defaults: bool = False
+
+    def query(self) -> OfferQuery:
+        parsed = parse_cli_query(
+            self.text, defaults=VASTAI_DEFAULTS if self.vastai_defaults else None
+        )
+        return OfferQuery(filters=parsed.filters, order=parse_cli_order(self.order), limit=LIMIT)
+
+    def body(self) -> dict[str, object]:
+        """The Vast JSON body for this search (what ``vastai search offers`` sends)."""
+        body = query_to_json(self.query())
+        if self.vastai_defaults:
+            body["external"] = {"eq": False}
+        return body
+
+
+SEARCHES = (
+    Search("gpu_name=RTX_4090 num_gpus>=2 -o dph_total", "gpu_name=RTX_4090 num_gpus>=2",
+           "dph_total"),
+    Search("vastai defaults + gpu_ram>=24 -o score-", "gpu_ram>=24", "score-",
+           vastai_defaults=True),
+    Search(
+        "gpu_name=H100_SXM num_gpus=8 geolocation in [EU] inet_down>=1000 -o dph_total",
+        "gpu_name=H100_SXM num_gpus=8 geolocation in [DE,SE,NL,FR,FI,PL] inet_down>=1000",
+        "dph_total",
+    ),
+    Search(
+        "num_gpus=1 cuda_max_good>=12.4 gpu_ram>=24 -o dph_total",
+        "num_gpus=1 cuda_max_good>=12.4 gpu_ram>=24",
+        "dph_total",
+    ),
+)  # fmt: skip
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+Probe = Callable[[], Coroutine[Any, Any, tuple[int, float]]]
+"""One call: how many offers it found and how many seconds the timed part took."""
+
+
+async def time_round_robin(
+    probes: dict[str, Probe], *, iterations: int, warmup: int
+) -> tuple[dict[str, Latency], dict[str, int]]:
+    samples: dict[str, list[float]] = {name: [] for name in probes}
+    rows: dict[str, int] = {}
+    for i in range(warmup + iterations):
+        for name, probe in probes.items():
+            rows[name], seconds = await probe()
+            if i >= warmup:
+                samples[name].append(seconds * 1000)
+    return {name: Latency.of(v) for name, v in samples.items()}, rows
+
+
+def service_probes(engine: AsyncEngine) -> dict[str, Probe]:
+    """Time ``offers.search`` alone: the session's connection is checked out and its
+    transaction begun before the clock starts, as the request's unit of work would have."""
+    sessions = session_factory(engine)
+
+    def probe(query: OfferQuery) -> Probe:
+        async def run() -> tuple[int, float]:
+            async with sessions() as session, session.begin():
+                await session.connection()
+                started = time.perf_counter()
+                found = await offers.search(session, query=query)
+                return len(found), time.perf_counter() - started
+
+        return run
+
+    return {s.name: probe(s.query()) for s in SEARCHES}
+
+
+async def http_route(client: httpx.AsyncClient) -> str:
+    """``vast`` when the server answers ``POST /api/v0/bundles/``, else ``native``."""
+    r = await client.post("/api/v0/bundles/", json={"limit": 1})
+    return "native" if r.status_code in (404, 405) else "vast"
+
+
+def http_probes(client: httpx.AsyncClient, org_id: str, route: str) -> dict[str, Probe]:
+    def probe(search: Search) -> Probe:
+        body = search.body()
+        body["limit"] = LIMIT
+
+        params = {"q": json.dumps(body), "limit": str(LIMIT)}
+
+        async def vast() -> tuple[int, float]:
+            started = time.perf_counter()
+            r = await client.post("/api/v0/bundles/", json=body)
+            seconds = time.perf_counter() - started
+            r.raise_for_status()
+            return len(r.json()["offers"]), seconds
+
+        async def native() -> tuple[int, float]:
+            started = time.perf_counter()
+            r = await client.get(f"/v1/orgs/{org_id}/offers", params=params)
+            seconds = time.perf_counter() - started
+            r.raise_for_status()
+            return len(r.json()["data"]), seconds
+
+        return vast if route == "vast" else native
+
+    def floor(path: str) -> Probe:
+        async def get() -> tuple[int, float]:
+            started = time.perf_counter()
+            r = await client.get(path)
+            seconds = time.perf_counter() - started
+            r.raise_for_status()
+            return 0, seconds
+
+        return get
+
+    return {
+        **{s.name: probe(s) for s in SEARCHES},
+        "floor: GET /healthz": floor("/healthz"),
+        "floor: GET /v1/me": floor("/v1/me"),
+    }
+
+
+async def explain(engine: AsyncEngine) -> None:
+    """Print each search's SQL plan (Postgres: EXPLAIN ANALYZE; SQLite: EXPLAIN QUERY PLAN)."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    sessions = session_factory(engine)
+    try:
+        for search in SEARCHES:
+            async with sessions() as session, session.begin():
+                seen.clear()
+                await offers.search(session, query=search.query())
+                statement, parameters = seen[-1]
+                prefix = (
+                    "EXPLAIN (ANALYZE, BUFFERS) "
+                    if engine.dialect.name == "postgresql"
+                    else "EXPLAIN QUERY PLAN "
+                )
+                conn = await session.connection()
+                plan = await conn.exec_driver_sql(prefix + statement, parameters)
+                print(f"\n-- {engine.dialect.name}: {search.name}")
+                for row in plan.all():
+                    print("   ", " | ".join(str(c) for c in row))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+
+
+# --- one database -------------------------------------------------------------------------------
+
+
+@dataclass
+class DbResult:
+    kind: str
+    populated: Populated | None = None
+    service: dict[str, Latency] = field(default_factory=dict)
+    http: dict[str, Latency] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    route: str = ""
+    skipped: str | None = None
+    seconds: float = 0.0
+
+
+async def bench_database(kind: str, args: argparse.Namespace, workdir: Path) -> DbResult:
+    result = DbResult(kind)
+    started = time.perf_counter()
+    admin_url = admin_postgres_url(args.postgres_url)
+    if kind == "postgres":
+        why = await postgres_unavailable(admin_url)
+        if why is not None:
+            result.skipped = f"Postgres at {admin_url.split('@')[-1]} unreachable ({why})"
+            return result
+    async with scratch_db(kind, directory=workdir, admin_url=admin_url, migrated=True) as url:
+        engine = create_engine(url)
+        try:
+            pop = await populate(
+                engine, hosts=args.hosts, gpus_per_host=args.gpus_per_host, seed=args.seed
+            )
+            result.populated = pop
+            say(f"{kind}: {pop.hosts} hosts, {pop.offers} offers loaded in {pop.seconds:.1f} s")
+            if args.explain:
+                await explain(engine)
+            if "service" in args.layers:
+                result.service, rows = await time_round_robin(
+                    service_probes(engine), iterations=args.iterations, warmup=args.warmup
+                )
+                result.rows.update(rows)
+                say(f"{kind}: service layer done")
+        finally:
+            await engine.dispose()
+        if "http" in args.layers:
+            async with running_server(
+                url,
+                data_dir=workdir / f"server-{kind}",
+                admin_key=new_api_key(),
+                run_controllers=False,  # host health would age the fake fleet out mid-run
+            ) as server:
+                headers = {"Authorization": f"Bearer {pop.api_key}"}
+                async with httpx.AsyncClient(
+                    base_url=server.base_url, headers=headers, timeout=30
+                ) as client:
+                    result.route = await http_route(client)
+                    result.http, rows = await time_round_robin(
+                        http_probes(client, pop.org_id, result.route),
+                        iterations=args.iterations,
+                        warmup=args.warmup,
+                    )
+                    for name, n in rows.items():
+                        if name in result.rows and result.rows[name] != n:
+                            raise AssertionError(f"{name}: service {result.rows[name]}, http {n}")
+                        result.rows.setdefault(name, n)
+            say(f"{kind}: http layer done")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def say(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def cell(lat: Latency | None, *, judged: bool) -> str:
+    if lat is None or lat.n == 0:
+        return "-"
+    verdict = ""
+    if judged:
+        verdict = " ok" if lat.p50 < TARGET_P50_MS else " MISS"
+    return f"{ms(lat.p50)} / {ms(lat.p99)} / {ms(lat.mean)}{verdict}"
+
+
+def render(results: Sequence[DbResult], args: argparse.Namespace) -> str:
+    done = [r for r in results if r.skipped is None]
+    headers = ["query", "layer", "offers"]
+    headers += [f"{r.kind} p50 / p99 / mean ms" for r in done]
+    headers += ["target"]
+    rows: list[list[object]] = []
+    names = [s.name for s in SEARCHES]
+    for layer in args.layers:
+        extra = ["floor: GET /healthz", "floor: GET /v1/me"] if layer == "http" else []
+        for name in [*names, *extra]:
+            judged = name in names
+            found = {r.rows.get(name) for r in done if name in r.rows}
+            count = found.pop() if len(found) == 1 else "?"
+            row: list[object] = [name, layer, count if judged else ""]
+            for r in done:
+                lat = (r.service if layer == "service" else r.http).get(name)
+                row.append(cell(lat, judged=judged))
+            row.append(f"p50 < {TARGET_P50_MS:.0f}" if judged else "")
+            rows.append(row)
+    lines = [
+        f"offer search: {machine_line()}",
+        f"fleet: {args.hosts} hosts x {args.gpus_per_host} GPUs, limit {LIMIT}; "
+        f"{args.iterations} timed runs per query per layer after {args.warmup} warm-up, "
+        "queries interleaved",
+    ]
+    for r in results:
+        if r.skipped:
+            lines.append(f"{r.kind}: SKIPPED: {r.skipped}")
+        elif r.populated is not None:
+            via = {
+                "vast": "POST /api/v0/bundles/",
+                "native": "GET /v1/orgs/{org}/offers?q=<Vast JSON>",
+            }.get(r.route, "-")
+            lines.append(
+                f"{r.kind}: {r.populated.offers} offers; loaded in {r.populated.seconds:.1f} s; "
+                f"http via {via}; whole run {r.seconds:.0f} s"
+            )
+    return "\n".join(lines) + "\n\n" + markdown_table(headers, rows)
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Offer search latency (service call and HTTP) over a large fleet on SQLite "
+        "and Postgres. Prints a Markdown table; progress goes to stderr.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--hosts", type=int, default=10_000, help="hosts in the fleet")
+    parser.add_argument("--gpus-per-host", type=int, default=8, help="GPUs per host")
+    parser.add_argument("--iterations", type=int, default=200, help="timed runs per query")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed runs per query first")
+    parser.add_argument(
+        "--db", default=",".join(KINDS), help="comma-separated databases: sqlite,postgres"
+    )
+    parser.add_argument(
+        "--layers", default="service,http", help="comma-separated layers: service,http"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help="admin URL of the Postgres server to create the scratch database on "
+        "[default: $GPUYARD_BENCH_POSTGRES_URL, $GPUYARD_TEST_POSTGRES_URL, or 127.0.0.1:5432]",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the fleet generator")
+    parser.add_argument("--explain", action="store_true", help="print each query's SQL plan")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test in < 30 s: 2,000 hosts, 30 timed runs, 3 warm-up",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.hosts, args.iterations, args.warmup = 2_000, 30, 3
+    args.db = [d.strip() for d in args.db.split(",") if d.strip()]
+    args.layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    for kind in args.db:
+        if kind not in KINDS:
+            parser.error(f"--db: unknown database {kind!r}")
+    for layer in args.layers:
+        if layer not in ("service", "http"):
+            parser.error(f"--layers: unknown layer {layer!r}")
+    return args
+
+
+async def main(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="gpuyard-bench-") as tmp:
+        for kind in args.db:
+            results.append(await bench_database(kind, args, Path(tmp)))
+    print(render(results, args))
+    versions = []
+    if any(r.kind == "postgres" and r.skipped is None for r in results):
+        versions.append(f"Postgres {await postgres_version(admin_postgres_url(args.postgres_url))}")
+    versions.append(f"SQLite {sqlite3.sqlite_version}")
+    print(f"\n{'; '.join(versions)}; total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))

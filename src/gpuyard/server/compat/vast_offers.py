@@ -1,0 +1,89 @@
+"""Vast offers: search (``/api/v0/bundles/``), rent (``PUT /api/v0/asks/{id}/``), GPU names."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from gpuyard.core.offer_query import OfferQuery, parse_json_query, parse_query_param
+from gpuyard.server.compat.vast_launch import launch_spec
+from gpuyard.server.compat.vast_scopes import Reader, Writer
+from gpuyard.server.deps import ClockDep, Session, SettingsDep
+from gpuyard.server.schemas.vast import (
+    AskCreate,
+    GpuNames,
+    NewContract,
+    Offers,
+    VastOffer,
+    vast_errors,
+)
+from gpuyard.server.services import hosts, instances, offers
+
+router = APIRouter(prefix="/api/v0", tags=["vast"])
+
+
+async def _search(session: Session, query: OfferQuery) -> Offers:
+    found = await offers.search(session, query=query)
+    return Offers(offers=[VastOffer.of(o) for o in found])
+
+
+@router.post("/bundles/", response_model=Offers, responses=vast_errors(403))
+@router.post("/bundles", response_model=Offers, include_in_schema=False)
+async def search_offers(
+    principal: Reader,
+    session: Session,
+    body: Annotated[
+        Any,
+        Body(
+            description='Filters `{"field": {"op": value}}` plus `order`, `limit`, `type` '
+            "(what `vastai search offers` sends)",
+            examples=[{"num_gpus": {"gte": "2"}, "order": [["dph_total", "asc"]]}],
+        ),
+    ] = None,
+) -> Offers:
+    """Search offers (`vastai search offers`). Unknown fields are a 400 naming the field."""
+    return await _search(session, parse_json_query({} if body is None else body))
+
+
+@router.get("/bundles/", response_model=Offers, responses=vast_errors(403))
+@router.get("/bundles", response_model=Offers, include_in_schema=False)
+async def search_offers_get(
+    principal: Reader,
+    session: Session,
+    q: Annotated[
+        str | None,
+        Query(max_length=8192, description='The same JSON as the POST body, e.g. {"num_gpus": 2}'),
+    ] = None,
+) -> Offers:
+    """Search offers with the query as `?q=<json>` (the REST examples and older CLIs)."""
+    return await _search(session, parse_query_param(q) if q else OfferQuery())
+
+
+@router.put("/asks/{offer_id}/", response_model=NewContract, responses=vast_errors(403, 404, 409))
+async def rent_offer(
+    offer_id: int,
+    body: AskCreate,
+    principal: Writer,
+    session: Session,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> NewContract:
+    """Rent an offer (`vastai create instance`): 404 `no_such_ask` for an unknown offer, 409
+    `offer_unavailable` when its GPUs are no longer free."""
+    instance = await instances.create_instance(
+        session,
+        clock=clock,
+        org_id=principal.org_id,
+        offer_id=offer_id,
+        launch=launch_spec(body),
+        default_price=settings.default_gpu_price_cents,
+    )
+    return NewContract(new_contract=instance.number)
+
+
+@router.get("/gpu_names/unique/", response_model=GpuNames)
+async def gpu_names(session: Session, settings: SettingsDep) -> GpuNames:
+    """The fleet's GPU type names. No key needed: the CLI asks on every start."""
+    types = await hosts.gpu_types(session, default_price=settings.default_gpu_price_cents)
+    return GpuNames(gpu_names=sorted({t.name for t in types}))

@@ -1,0 +1,153 @@
+"""The real agent against the real server: join, rent, run, stop, start, destroy, exit at once.
+
+The supervisor is driven step by step over real HTTP, with the real process runtime; each test
+runs on SQLite and on Postgres (``api``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpuyard.agent.runtimes.process import ProcessRuntime
+from gpuyard.agent.state import AgentState
+from gpuyard.agent.supervisor import Supervisor
+from gpuyard.agent.transport import AgentRejected, HttpTransport
+from gpuyard.core.clock import ManualClock
+from gpuyard.core.hosts import HostFacts, PortRange
+from gpuyard.core.workload import WorkloadState
+from tests.harness import Api, Tenant
+
+from .polling import ended, wait_for
+from .supervisor_kit import facts, live_wrappers
+
+
+@pytest.fixture
+async def transport(api: Api) -> AsyncIterator[HttpTransport]:
+    async with HttpTransport(api.base_url) as http:
+        yield http
+
+
+async def join(
+    api: Api, transport: HttpTransport, runtime: ProcessRuntime, state_dir: Path, ports: PortRange
+) -> Supervisor:
+    r = await api.client.post("/v1/admin/join-tokens", json={"name": "rig"})
+    assert r.status_code == 201, r.text
+    host_facts = facts(ports)
+
+    async def source() -> HostFacts:
+        return host_facts
+
+    return Supervisor(
+        transport,
+        runtime,
+        source,
+        ManualClock(),
+        AgentState.open(state_dir),
+        server_url=api.base_url,
+        join_token=r.json()["token"],
+        action_wait_s=None,
+        stop_grace_s=2.0,
+    )
+
+
+async def rent(t: Tenant, command: str) -> tuple[str, dict[str, Any]]:
+    offers = (await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"]
+    body = {"offer_id": offers[0]["id"], "command": command}
+    r = await t.client.post(f"/v1/orgs/{t.org_id}/vms", json=body)
+    assert r.status_code == 201, r.text
+    url = f"/v1/orgs/{t.org_id}/vms/{r.json()['id']}"
+    return url, r.json()
+
+
+async def vm(t: Tenant, url: str) -> dict[str, Any]:
+    got: dict[str, Any] = (await t.client.get(url)).json()
+    return got
+
+
+async def test_rent_run_stop_start_destroy(
+    api: Api,
+    transport: HttpTransport,
+    runtime: ProcessRuntime,
+    state_dir: Path,
+    port_range: PortRange,
+) -> None:
+    sup = await join(api, transport, runtime, state_dir, port_range)
+    await sup.step()
+    hosts = (await api.client.get("/v1/admin/hosts")).json()["data"]
+    assert [h["id"] for h in hosts] == [sup.host_id]
+
+    t = await api.tenant()
+    url, _ = await rent(t, "exec sleep 600")
+    started = await sup.step()
+    [workload_id] = started.actions
+    await sup.step()
+    running = await vm(t, url)
+    assert running["actual_status"] == "running"
+    first_pid = (await runtime.inspect(workload_id)).pid  # type: ignore[union-attr]
+
+    assert (await t.client.post(f"{url}/stop")).status_code == 200
+    await sup.step()
+    await sup.step()
+    assert (await vm(t, url))["actual_status"] == "stopped"
+    assert live_wrappers(state_dir, workload_id) == []
+
+    assert (await t.client.post(f"{url}/start")).status_code == 200
+    await sup.step()
+    await sup.step()
+    assert (await vm(t, url))["actual_status"] == "running"
+    again = await runtime.inspect(workload_id)
+    assert again is not None and again.pid != first_pid
+
+    assert (await t.client.delete(url)).status_code == 200
+    await sup.step()  # stops and removes it
+    await sup.step()  # reports it gone; the server frees its GPUs
+    assert await runtime.inspect(workload_id) is None
+    assert live_wrappers(state_dir, workload_id) == []
+    assert len((await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"]) >= 1
+
+
+async def test_a_command_that_exits_at_once_reads_exited_with_its_logs(
+    api: Api,
+    transport: HttpTransport,
+    runtime: ProcessRuntime,
+    state_dir: Path,
+    port_range: PortRange,
+) -> None:
+    sup = await join(api, transport, runtime, state_dir, port_range)
+    await sup.step()
+    t = await api.tenant()
+    url, _ = await rent(t, "echo 'loading model'; echo 'boom: bad config' >&2; exit 3")
+    [workload_id] = (await sup.step()).actions
+    await wait_for(lambda: runtime.inspect(workload_id), ended)
+    for _ in range(3):
+        assert (await sup.step()).actions == {}
+
+    got = await vm(t, url)
+    assert got["actual_status"] == "exited" and got["exit_code"] == 3
+    logs = await t.client.get(f"{url}/logs", params={"tail": 1})
+    assert logs.text == "boom: bad config\n"
+    status = await runtime.inspect(workload_id)
+    assert status is not None and status.state is WorkloadState.EXITED
+
+
+async def test_a_removed_host_is_refused(
+    api: Api,
+    transport: HttpTransport,
+    runtime: ProcessRuntime,
+    state_dir: Path,
+    port_range: PortRange,
+) -> None:
+    sup = await join(api, transport, runtime, state_dir, port_range)
+    await sup.step()
+    r = await api.client.delete(f"/v1/admin/hosts/{sup.host_id}")
+    if r.status_code == 405:
+        pytest.skip("the server has no host removal yet")
+    assert r.status_code in (200, 204), r.text
+
+    with pytest.raises(AgentRejected) as caught:
+        await sup.step()
+    assert caught.value.status in (401, 403)

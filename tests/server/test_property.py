@@ -1,0 +1,372 @@
+"""Property: no route answers 5xx to generated input, on SQLite and on Postgres.
+
+Every operation in the app's OpenAPI document is driven by schemathesis-generated cases (valid and,
+where the schema allows it, invalid path and query parameters and bodies), sent to the real server
+on loopback as the operator and as a customer; path ids are either generated or taken from ids the
+API has returned, so that requests reach past the 404s. A second pass sends raw bytes (non-UTF-8,
+truncated or malformed JSON, odd content types) as the body of every POST, PATCH and PUT route.
+
+Every response must be below 500, carry ``X-Request-Id``, and when it is an error, be JSON in the
+error envelope of its dialect. Failures of all operations are gathered and reported together.
+
+The schemathesis and httpx calls are synchronous, so each pass runs in a worker thread while the
+event loop keeps serving the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+
+from gpuyard.server.errors import error_body
+from tests.harness import Api
+
+EXAMPLES_PER_OPERATION = 15
+BYTE_EXAMPLES_PER_OPERATION = 12
+BODY_METHODS = ("POST", "PATCH", "PUT")
+ID_RE = re.compile(r"^[a-z]+_[A-Za-z0-9]{8,40}$")
+MISSING_ORG = "org_00000000000000000000"
+# uvicorn answers a request line of more than about 64 KiB itself, before the app, in plain text.
+HTTP_LINE_LIMIT = 60_000
+UVICORN_REFUSAL = b"Invalid HTTP request received."
+
+FUZZ = settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    report_multiple_bugs=False,
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    key: str
+    org_id: str
+    other_org_id: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+class Fuzzer:
+    """Runs in a worker thread: sends generated requests, keeps the ids the API hands out (to aim
+    path parameters at real rows), and gathers the failures of every operation.
+
+    Each operation gets a fresh customer org and a fresh operator key, so a key that the fuzzer
+    revokes or an org that it suspends spoils that operation's run at most. The harness's own
+    operator key, which mints them, is never offered as a path parameter.
+    """
+
+    def __init__(self, base_url: str, operator_key: str, operator_org: str) -> None:
+        self.base_url = base_url
+        self.operator_org = operator_org
+        self.admin = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {operator_key}"}, timeout=30
+        )
+        self.protected = {self.admin.get("/v1/me").json()["key_id"]}
+        self.ids: set[str] = set()
+        self.failures: list[str] = []
+        self.cases = 0
+
+    def close(self) -> None:
+        self.admin.close()
+
+    def fresh_callers(self) -> list[Caller]:
+        org = self._created("/v1/admin/orgs", {"name": "Fuzzed"})
+        tenant_key = self._created(
+            f"/v1/admin/orgs/{org['id']}/api-keys", {"name": "fuzz", "scopes": ["org:write"]}
+        )
+        operator_key = self._created(
+            f"/v1/admin/orgs/{self.operator_org}/api-keys",
+            {"name": "fuzz", "scopes": ["operator"]},
+        )
+        return [
+            Caller("operator", operator_key["key"], self.operator_org, org["id"]),
+            Caller("tenant", tenant_key["key"], org["id"], self.operator_org),
+        ]
+
+    def _created(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = self.admin.post(path, json=body)
+        assert r.status_code == 201, r.text
+        self.harvest(r.status_code, r.content)
+        created: dict[str, Any] = r.json()
+        return created
+
+    def harvest(self, status: int, content: bytes) -> None:
+        if not 200 <= status < 300:
+            return
+        try:
+            body = json.loads(content)
+        except ValueError:
+            return
+        self.ids.update(i for i in _ids_in(body) if i not in self.protected)
+
+    def id_choices(self, name: str, caller: Caller) -> list[str]:
+        if name == "org_id":
+            return [caller.org_id, caller.org_id, caller.other_org_id, MISSING_ORG]
+        return sorted(self.ids) or [MISSING_ORG]
+
+    def path_ids(self, names: Iterable[str], caller: Caller) -> st.SearchStrategy[dict[str, str]]:
+        return st.fixed_dictionaries(
+            {name: st.sampled_from(self.id_choices(name, caller)) for name in names}
+        )
+
+    def attempt(self, label: str, run: Callable[[], None]) -> None:
+        try:
+            run()
+        except Unsatisfiable:
+            pass  # nothing invalid to generate for this operation (only free-form string params)
+        except Exception as exc:  # gathered and reported together at the end
+            notes = "\n".join(getattr(exc, "__notes__", []))
+            self.failures.append(f"{label}: {type(exc).__name__}: {exc}\n{notes}")
+
+    def observe(self, method: str, url: str, r: httpx.Response | Any) -> None:
+        """Check one response and learn from it."""
+        self.cases += 1
+        headers = {k.lower(): (v[0] if isinstance(v, list) else v) for k, v in r.headers.items()}
+        check_response(method, url, r.status_code, headers, r.content)
+        self.harvest(r.status_code, r.content)
+
+    def report(self) -> str:
+        return f"{len(self.failures)} operation(s) failed:\n\n" + "\n\n".join(self.failures)
+
+
+def _ids_in(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if (key == "id" or key.endswith("_id")) and isinstance(item, str) and ID_RE.match(item):
+                yield item
+            else:
+                yield from _ids_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _ids_in(item)
+
+
+def check_response(
+    method: str, url: str, status: int, headers: dict[str, str], content: bytes
+) -> None:
+    """The contract every response keeps, whatever it was sent."""
+    shown = url if len(url) <= 300 else f"{url[:300]}... ({len(url)} characters)"
+    where = f"{method} {shown} -> {status}: {content[:300]!r}"
+    assert status < 500, where
+    if len(url) > HTTP_LINE_LIMIT and status == 400 and content == UVICORN_REFUSAL:
+        return  # the HTTP server refused a request line it cannot parse; the app never saw it
+    assert headers.get("x-request-id"), f"no X-Request-Id on {where}"
+    if status < 400:
+        return
+    try:
+        body = json.loads(content)
+    except ValueError:
+        raise AssertionError(f"error body is not JSON on {where}") from None
+    path = unquote(urlsplit(url).path)
+    expected = json.loads(error_body(path, status, code="c", message="m", request_id="r"))
+    assert isinstance(body, dict), where
+    missing = {k for k in expected if k != "param"} - set(body)
+    assert not missing, f"error envelope lacks {sorted(missing)} on {where}"
+    for key, sample in expected.items():
+        if isinstance(sample, dict):
+            assert isinstance(body[key], dict), where
+            assert set(sample) <= set(body[key]), where
+    if "code" in expected:  # the native envelope
+        assert isinstance(body["error"], str) and body["error"], where
+        assert isinstance(body["code"], str) and body["code"], where
+    if "request_id" in body:
+        assert body["request_id"] == headers["x-request-id"], where
+
+
+# --- schemathesis pass --------------------------------------------------------------------------
+
+
+def _can_be_invalid(operation: Any) -> bool:
+    """Whether negative generation has anything to work on (a free string path param has not)."""
+    if len(operation.body) > 0:
+        return True
+    for parameter in operation.iter_parameters():
+        if parameter.location != "path":
+            return True
+        if parameter.definition.get("schema", {}).get("type") != "string":
+            return True
+    return False
+
+
+def case_strategy(operation: Any, caller: Caller, fuzzer: Fuzzer) -> st.SearchStrategy[Any]:
+    """Generated cases, valid and (where possible) invalid; half of them aimed at real ids."""
+    modes = [GenerationMode.POSITIVE]
+    if _can_be_invalid(operation):
+        modes.append(GenerationMode.NEGATIVE)
+    generated = [operation.as_strategy(generation_mode=mode) for mode in modes]
+    names = [p.name for p in operation.iter_parameters() if p.location == "path"]
+    if not names:
+        return st.one_of(generated)
+
+    def aim(pair: tuple[Any, dict[str, str]]) -> Any:
+        case, chosen = pair
+        case.path_parameters = {**case.path_parameters, **chosen}
+        return case
+
+    ids = fuzzer.path_ids(names, caller)
+    return st.one_of(*generated, *(st.tuples(s, ids).map(aim) for s in generated))
+
+
+def fuzz_operation(
+    operation: Any, caller: Caller, fuzzer: Fuzzer, session: requests.Session
+) -> None:
+    @FUZZ
+    @given(case=case_strategy(operation, caller, fuzzer))
+    def run(case: Any) -> None:
+        response = case.call(
+            base_url=fuzzer.base_url, session=session, headers=caller.auth, timeout=30
+        )
+        fuzzer.observe(case.method.upper(), response.request.url or "", response)
+
+    fuzzer.attempt(f"{operation.label} as {caller.name}", run)
+
+
+def fuzz_schema(fuzzer: Fuzzer, api_doc: dict[str, Any]) -> int:
+    schema = schemathesis.openapi.from_dict(api_doc, config=schemathesis.Config())
+    operations = [result.ok() for result in schema.get_all_operations()]
+    with requests.Session() as session:
+        for operation in operations:
+            for caller in fuzzer.fresh_callers():
+                fuzz_operation(operation, caller, fuzzer, session)
+    return len(operations)
+
+
+# --- raw bytes pass -----------------------------------------------------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+RAW_BODIES = st.one_of(
+    st.binary(max_size=512),
+    st.binary(min_size=1, max_size=64).map(lambda b: b"\xff\xfe\x80" + b),  # never UTF-8
+    st.text(max_size=64).map(lambda s: s.encode("utf-8", "surrogatepass")),
+    st.tuples(_JSON_VALUES, st.integers(min_value=0, max_value=80)).map(  # truncated JSON
+        lambda pair: json.dumps(pair[0]).encode()[: pair[1]]
+    ),
+    _JSON_VALUES.map(lambda v: json.dumps(v).encode()),  # valid JSON of the wrong shape
+    st.sampled_from(
+        [
+            b"",
+            b"{",
+            b"}",
+            b"[",
+            b"null",
+            b"{}",
+            b"[]",
+            b'"x"',
+            b"1e999999",
+            b"NaN",
+            b'{"name": NaN}',
+            b"\xef\xbb\xbf{}",
+            b"\x00\x00\x00{",
+            b'{"name": "\\ud800"}',
+            b'{"name": "a\\u0000b"}',
+            b'{"name": "x", "name": 1}',
+            b"[" * 50_000,
+            b'{"a":' * 20_000,
+            '{"name": "\u00e9"}'.encode("latin-1"),
+            '{"name": "ok"}'.encode("utf-16"),
+        ]
+    ),
+)
+CONTENT_TYPES = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=latin-1",
+        "application/json; charset=utf-16",
+        "application/merge-patch+json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "multipart/form-data",
+        "application/octet-stream",
+        "",
+        None,
+    ]
+)
+
+
+def _fill_path(template: str, ids: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], template)
+
+
+def fuzz_route(
+    method: str, template: str, caller: Caller, fuzzer: Fuzzer, client: httpx.Client
+) -> None:
+    ids = fuzzer.path_ids(re.findall(r"\{(\w+)\}", template), caller)
+
+    @settings(FUZZ, max_examples=BYTE_EXAMPLES_PER_OPERATION)
+    @given(body=RAW_BODIES, content_type=CONTENT_TYPES, path_ids=ids)
+    def run(body: bytes, content_type: str | None, path_ids: dict[str, str]) -> None:
+        headers = dict(caller.auth)
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        r = client.request(method, _fill_path(template, path_ids), content=body, headers=headers)
+        fuzzer.observe(method, str(r.url), r)
+
+    fuzzer.attempt(f"raw bytes {method} {template} as {caller.name}", run)
+
+
+def fuzz_raw_bodies(fuzzer: Fuzzer, api_doc: dict[str, Any]) -> int:
+    routes = [
+        (method.upper(), path)
+        for path, item in api_doc["paths"].items()
+        for method in item
+        if method.upper() in BODY_METHODS
+    ]
+    with httpx.Client(base_url=fuzzer.base_url, timeout=30) as client:
+        for method, template in routes:
+            for caller in fuzzer.fresh_callers():
+                fuzz_route(method, template, caller, fuzzer, client)
+    return len(routes)
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def _run(api: Api, passes: Callable[[Fuzzer, dict[str, Any]], int]) -> tuple[int, Fuzzer]:
+    fuzzer = Fuzzer(api.base_url, api.operator_key, api.operator_org)
+    try:
+        return passes(fuzzer, api.app.openapi()), fuzzer
+    finally:
+        fuzzer.close()
+
+
+async def test_no_operation_answers_5xx_to_generated_requests(api: Api) -> None:
+    operations, fuzzer = await asyncio.to_thread(_run, api, fuzz_schema)
+
+    assert operations >= 10, "the OpenAPI document lists suspiciously few operations"
+    assert fuzzer.cases >= operations * 2
+    assert not fuzzer.failures, fuzzer.report()
+
+
+async def test_no_body_route_answers_5xx_to_raw_bytes(api: Api) -> None:
+    routes, fuzzer = await asyncio.to_thread(_run, api, fuzz_raw_bodies)
+
+    assert routes >= 3, "the OpenAPI document lists suspiciously few POST/PATCH/PUT routes"
+    assert fuzzer.cases >= routes * 2 * BYTE_EXAMPLES_PER_OPERATION
+    assert not fuzzer.failures, fuzzer.report()
