@@ -674,11 +674,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test in < 30 s: 200 agents, 10 s, Postgres only (SQLite if it is down)",
+        help="smoke test in < 30 s: 100 agents for 10 s, on Postgres only",
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.agents, args.duration = 200, 10
+        args.agents, args.duration = 100, 10
         if args.db == parser.get_default("db"):
             args.db = "postgres"
     args.db = [d.strip() for d in args.db.split(",") if d.strip()]

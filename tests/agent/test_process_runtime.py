@@ -17,6 +17,7 @@ from gpuyard.agent.runtimes.process_state import WorkloadDir
 from gpuyard.core.errors import NotFound
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState
+from tests.agent.supervisor_kit import live_wrappers
 
 from .polling import ended, wait_for
 
@@ -29,16 +30,7 @@ IGNORES_TERM = (
 
 
 def wrappers_for(state_dir: Path, workload_id: str) -> list[psutil.Process]:
-    """Live wrapper processes (children of this test process) running ``workload_id``."""
-    exit_file = str(WorkloadDir(state_dir, workload_id).exit_path)
-    found = []
-    for proc in psutil.Process().children():
-        try:
-            if exit_file in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            continue
-    return found
+    return live_wrappers(state_dir, workload_id)
 
 
 async def test_serves_on_the_allocated_port(runtime: ProcessRuntime, port_range: PortRange) -> None:

@@ -239,3 +239,17 @@ async def test_ssh_keys_reach_new_instances(api: Api) -> None:
     await rent(t, (await offers(t))[0]["id"])
     [a] = (await host.beat())["workloads"]
     assert a["spec"]["ssh_authorized_keys"] == [key]
+
+
+async def test_a_host_cannot_report_on_another_hosts_workloads(api: Api) -> None:
+    a = await join_host(api, [RTX], name="a")
+    b = await join_host(api, [RTX], name="b")
+    t = await api.tenant()
+    found = await offers(t)
+    on_a = next(o for o in found if o["host_id"] == a.host_id)
+    vm = await rent(t, on_a["id"])
+    [wl] = (await a.beat())["workloads"]
+    b.report(wl["spec"]["id"], "exited", exit_code=1, log_tail="forged")
+    assert (await b.beat())["workloads"] == []  # b is not told about a's workload
+    got = (await t.client.get(f"/v1/orgs/{t.org_id}/vms/{vm['id']}")).json()
+    assert got["actual_status"] == "loading" and got["exit_code"] is None

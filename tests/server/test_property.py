@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import requests
@@ -137,11 +137,11 @@ class Fuzzer:
             notes = "\n".join(getattr(exc, "__notes__", []))
             self.failures.append(f"{label}: {type(exc).__name__}: {exc}\n{notes}")
 
-    def observe(self, method: str, url: str, r: httpx.Response | Any) -> None:
+    def observe(self, method: str, url: str, r: httpx.Response | Any, detail: str = "") -> None:
         """Check one response and learn from it."""
         self.cases += 1
         headers = {k.lower(): (v[0] if isinstance(v, list) else v) for k, v in r.headers.items()}
-        check_response(method, url, r.status_code, headers, r.content)
+        check_response(method, url, r.status_code, headers, r.content, detail)
         self.harvest(r.status_code, r.content)
 
     def report(self) -> str:
@@ -161,11 +161,11 @@ def _ids_in(value: Any) -> Iterator[str]:
 
 
 def check_response(
-    method: str, url: str, status: int, headers: dict[str, str], content: bytes
+    method: str, url: str, status: int, headers: dict[str, str], content: bytes, detail: str = ""
 ) -> None:
     """The contract every response keeps, whatever it was sent."""
     shown = url if len(url) <= 300 else f"{url[:300]}... ({len(url)} characters)"
-    where = f"{method} {shown} -> {status}: {content[:300]!r}"
+    where = f"{method} {shown} {detail}-> {status}: {content[:300]!r}"
     assert status < 500, where
     if len(url) > HTTP_LINE_LIMIT and status == 400 and content == UVICORN_REFUSAL:
         return  # the HTTP server refused a request line it cannot parse; the app never saw it
@@ -226,9 +226,97 @@ def case_strategy(operation: Any, caller: Caller, fuzzer: Fuzzer) -> st.SearchSt
     return st.one_of(*generated, *(st.tuples(s, ids).map(aim) for s in generated))
 
 
+# Values that a schema lets through and a database or a parser may choke on: NUL (Postgres text
+# cannot hold it), lone surrogates, strings longer than a column, integers beyond 64 bits, JSON
+# nested deeper than Python's parser recurses or of the wrong shape (for parameters holding JSON).
+NASTY_STRINGS = [
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "x" * 5000,
+    "\U0001f4a5" * 300,
+    "' OR '1'='1",
+    "%_\\",
+    "",
+    " \r\n\u2028",
+    "9" * 40,
+    "[" * 1500,
+    "true",
+]
+NASTY_NUMBERS = [2**31, 2**63, -(2**63) - 1, 10**40, -1, 1e308]
+WRONG_TYPES: list[Any] = [None, {"x": 1}]
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, (*path, index))
+    else:
+        yield path, value
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+def _nasty_for(leaf: Any) -> list[Any]:
+    if isinstance(leaf, bool):
+        return WRONG_TYPES
+    if isinstance(leaf, int | float):
+        return NASTY_NUMBERS + WRONG_TYPES
+    if isinstance(leaf, str):
+        return NASTY_STRINGS + WRONG_TYPES
+    return []
+
+
+def mutations(request: dict[str, Any], template: str) -> Iterator[dict[str, Any]]:
+    """An accepted request with one path parameter, body field or query value at a time set to
+    a nasty value."""
+    url = urlsplit(request["url"])
+    segments, names = url.path.split("/"), template.split("/")
+    if len(segments) == len(names):
+        for index, name in enumerate(names):
+            if not name.startswith("{"):
+                continue
+            for nasty in NASTY_STRINGS:
+                if _fits_a_url(nasty):
+                    path = "/".join(
+                        [*segments[:index], quote(nasty, safe=""), *segments[index + 1 :]]
+                    )
+                    yield {**request, "url": url._replace(path=path).geturl()}
+    for part in ("json", "params"):
+        if part not in request:
+            continue
+        for path, leaf in list(_leaves(request[part])):
+            if not path and part == "params":
+                continue
+            for nasty in _nasty_for(leaf):
+                if part == "params" and not _fits_a_url(nasty):
+                    continue
+                yield {**request, part: _replaced(request[part], path, nasty)}
+
+
+def _fits_a_url(value: Any) -> bool:
+    """A value that an HTTP client can put in a URL at all (a lone surrogate has no UTF-8)."""
+    try:
+        str(value).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def fuzz_operation(
     operation: Any, caller: Caller, fuzzer: Fuzzer, session: requests.Session
 ) -> None:
+    accepted: list[dict[str, Any]] = []
+
     @FUZZ
     @given(case=case_strategy(operation, caller, fuzzer))
     def run(case: Any) -> None:
@@ -236,8 +324,17 @@ def fuzz_operation(
             base_url=fuzzer.base_url, session=session, headers=caller.auth, timeout=30
         )
         fuzzer.observe(case.method.upper(), response.request.url or "", response)
+        if 200 <= response.status_code < 300 and not accepted:
+            accepted.append(case.as_transport_kwargs(fuzzer.base_url, caller.auth))
+
+    def mutate() -> None:
+        for request in mutations(accepted[0], operation.full_path) if accepted else ():
+            r = session.request(**request, allow_redirects=False, timeout=30)
+            sent = {k: request.get(k) for k in ("json", "params")}
+            fuzzer.observe(request["method"], request["url"], r, f"with {sent!r:.300} ")
 
     fuzzer.attempt(f"{operation.label} as {caller.name}", run)
+    fuzzer.attempt(f"{operation.label} as {caller.name}, accepted request mutated", mutate)
 
 
 def fuzz_schema(fuzzer: Fuzzer, api_doc: dict[str, Any]) -> int:

@@ -153,7 +153,7 @@ def parse_query_param(text: str) -> OfferQuery:
     """Parse the ``q`` query parameter of ``GET /api/v0/bundles/`` (JSON text)."""
     try:
         obj = json.loads(text) if text.strip() else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidRequest(f"q is not valid JSON: {exc}", param="q") from None
     return parse_json_query(obj)
 

@@ -33,6 +33,7 @@ from gpuyard.server.routers import (
     admin,
     agent,
     api_keys,
+    clusters,
     events,
     gpus,
     hosts,
@@ -114,6 +115,8 @@ def create_app(
         vast,
     ):
         app.include_router(module.router)
+    app.include_router(clusters.native)
+    app.include_router(clusters.vectorlay)
     return app
 
 

@@ -315,3 +315,43 @@ class Workload(Base):
     reported_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Deployment replicas only: which spec generation it runs, and what health checks found.
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    served_models: Mapped[list[str] | None] = mapped_column(JsonType, default=None)
+    health_failures: Mapped[int] = mapped_column(Integer, default=0)
+    health_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Cluster(LeaseColumns, Base):
+    """An inference cluster: ``replicas`` copies of one container on GPUs of one type."""
+
+    __tablename__ = "clusters"
+    __table_args__ = (
+        Index("ix_clusters_org_created", "org_id", "created_at", "pk"),
+        Index("ix_clusters_org_name", "org_id", "name", "deleted_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    gpu_key: Mapped[str] = mapped_column(String(64))
+    gpu_name: Mapped[str] = mapped_column(String(128))
+    replicas: Mapped[int] = mapped_column(Integer)
+    gpus_per_replica: Mapped[int] = mapped_column(Integer, default=1)
+    container: Mapped[str] = mapped_column(Text)
+    env: Mapped[dict[str, Any]]
+    command: Mapped[str | None] = mapped_column(Text, default=None)
+    port: Mapped[int] = mapped_column(Integer)
+    health_path: Mapped[str] = mapped_column(String(200))
+    models: Mapped[list[str]]
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -38,7 +38,7 @@ def split_env(env: dict[str, str]) -> tuple[dict[str, str], int | None]:
         if proto not in ("", "tcp"):
             continue
         container = mapping.rsplit(":", 1)[-1]
-        if not container.isdigit() or not 1 <= int(container) <= 65535:
+        if not (container.isascii() and container.isdigit()) or not 1 <= int(container) <= 65535:
             raise InvalidRequest(
                 f"env: {key!r} is not a port mapping like '-p 8080:8080'", param="env"
             )

@@ -79,7 +79,7 @@ def _json(text: str | None, param: str) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidRequest(f"{param} is not valid JSON: {exc}", param=param) from None
 
 
@@ -121,6 +121,10 @@ def parse_filters(text: str | None) -> list[Condition]:
 
 def parse_order(text: str | None) -> list[OrderCol]:
     obj = _json(text, "order_by")
+    if obj is not None and not isinstance(obj, list):
+        raise InvalidRequest(
+            'order_by must be a list like [{"col": "id", "dir": "asc"}]', param="order_by"
+        )
     order: list[OrderCol] = []
     for item in obj or []:
         if isinstance(item, Mapping):
@@ -223,7 +227,7 @@ def decode_token(token: str, order: Sequence[OrderCol]) -> Key:
                 raise ValueError
             key.append(float(v) if _is_number(v) else v)
         return tuple(key)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, RecursionError, binascii.Error, UnicodeDecodeError):
         raise InvalidRequest(
             "after_token is not one this API returned; pass next_token unchanged",
             code="invalid_cursor",

@@ -81,6 +81,11 @@ class Reconciler(ABC, Generic[ItemT, ResultT]):
     def snapshot(self, row: Any) -> ItemT:
         """A plain copy of what ``process`` needs; rows do not leave the transaction."""
 
+    async def load(self, session: AsyncSession, row: Any) -> ItemT:
+        """The snapshot of a claimed row, read in the claiming transaction; override when it
+        needs more than the row itself (related rows). Default: ``snapshot(row)``."""
+        return self.snapshot(row)
+
     async def process(self, item: ItemT) -> ResultT:
         """The work outside any transaction. Default: nothing to do outside the database."""
         return None  # type: ignore[return-value]
@@ -124,7 +129,9 @@ class Reconciler(ABC, Generic[ItemT, ResultT]):
                 )
             )
             rows = (await session.scalars(select(model).where(model.pk.in_(pks)))).all()
-            return [Claim(pk=row.pk, token=token, item=self.snapshot(row)) for row in rows]
+            return [
+                Claim(pk=row.pk, token=token, item=await self.load(session, row)) for row in rows
+            ]
 
     async def step(self) -> int:
         """Claim one batch and reconcile each row; the number of rows claimed."""

@@ -10,6 +10,7 @@ import socket
 from typing import Protocol
 
 from gpuyard.server.context import AppContext
+from gpuyard.server.controllers.clusters import ClusterController
 from gpuyard.server.controllers.hosts import HostHealthController
 from gpuyard.server.controllers.key_expiry import KeyExpiryController
 from gpuyard.server.controllers.retention import RetentionSweeper
@@ -47,6 +48,14 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
             unreachable_after=ctx.settings.host_unreachable_seconds,
             offline_after=ctx.settings.host_offline_seconds,
+            default_price=ctx.settings.default_gpu_price_cents,
+        ),
+        ClusterController(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
             default_price=ctx.settings.default_gpu_price_cents,
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),

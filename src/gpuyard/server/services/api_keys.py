@@ -110,7 +110,7 @@ async def _row(session: AsyncSession, org_id: str, key_id: str) -> orm.ApiKey:
     stmt = select(orm.ApiKey).where(orm.ApiKey.org_id == org_id)
     if is_id(key_id, "key"):
         row = await session.scalar(stmt.where(orm.ApiKey.id == key_id))
-    elif key_id.isdigit() and len(key_id) < 19:
+    elif key_id.isascii() and key_id.isdigit() and len(key_id) < 19:
         row = await session.scalar(stmt.where(orm.ApiKey.pk == int(key_id)))
     else:
         row = None

@@ -28,7 +28,6 @@ from gpuyard.server import orm
 from gpuyard.server.services import events, offers, ssh_keys, workloads
 from gpuyard.server.services.pagination import paginate
 
-
 DEFAULT_PORT = 8080
 """The port an instance's workload listens on unless told otherwise. The host publishes it on a
 port of its range (the process runtime passes that one as PORT)."""
@@ -238,7 +237,7 @@ def _by_ref(instance_ref: str):  # type: ignore[no-untyped-def]
     """An instance named by id (``vm_…``) or, for the Vast dialect, by integer number."""
     if is_id(instance_ref, "vm"):
         return orm.Instance.id == instance_ref
-    if instance_ref.isdigit() and len(instance_ref) < 19:
+    if instance_ref.isascii() and instance_ref.isdigit() and len(instance_ref) < 19:
         return orm.Instance.pk == int(instance_ref)
     return None
 

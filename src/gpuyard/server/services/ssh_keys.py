@@ -64,7 +64,7 @@ async def _row(session: AsyncSession, org_id: str, key_ref: str) -> orm.SshKey:
     stmt = select(orm.SshKey).where(orm.SshKey.org_id == org_id)
     if is_id(key_ref, "ssh"):
         row = await session.scalar(stmt.where(orm.SshKey.id == key_ref))
-    elif key_ref.isdigit() and len(key_ref) < 19:
+    elif key_ref.isascii() and key_ref.isdigit() and len(key_ref) < 19:
         row = await session.scalar(stmt.where(orm.SshKey.pk == int(key_ref)))
     else:
         row = None

@@ -1,0 +1,84 @@
+"""Inference clusters: ``replicas`` copies of one container on GPUs of one type, and how their
+status follows from their replicas.
+
+Status::
+
+    provisioning  replicas are being placed or started, none has failed for good
+    healthy       every wanted replica is ready
+    degraded      some, not all, are ready
+    failed        none is ready and they cannot be (no capacity, or replicas keep failing);
+                  ``status_reason`` says why, with the last log lines
+    stopped       zero replicas wanted
+    deleting      deleted, replicas draining; the cluster disappears once none is left
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+MAX_FAILURES = 3
+"""Replicas of one spec that may fail before the cluster is ``failed`` (until it is changed)."""
+
+
+class ClusterStatus(StrEnum):
+    PROVISIONING = "provisioning"
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    DELETING = "deleting"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaView:
+    id: str
+    host_id: str
+    state: str
+    ready: bool
+    generation: int
+    address: str | None
+    host_port: int | None
+    models: tuple[str, ...]
+
+
+def cluster_status(
+    *, wanted: int, ready: int, failures: int, unplaceable: bool, deleting: bool
+) -> ClusterStatus:
+    if deleting:
+        return ClusterStatus.DELETING
+    if wanted == 0:
+        return ClusterStatus.STOPPED
+    if ready >= wanted:
+        return ClusterStatus.HEALTHY
+    if ready > 0:
+        return ClusterStatus.DEGRADED
+    if failures >= MAX_FAILURES or unplaceable:
+        return ClusterStatus.FAILED
+    return ClusterStatus.PROVISIONING
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    id: str
+    org_id: str
+    name: str
+    slug: str
+    gpu_type: str  # as VectorLay writes it: rtx-4090
+    gpu_name: str
+    replicas: int
+    gpus_per_replica: int
+    container: str
+    env: dict[str, str]
+    command: str | None
+    port: int
+    health_path: str
+    models: tuple[str, ...]  # explicit, or discovered from ready replicas
+    public: bool
+    status: ClusterStatus
+    status_reason: str | None
+    ready_replicas: int
+    created_at: datetime
+    updated_at: datetime
+    replica_views: tuple[ReplicaView, ...] = ()

@@ -1,0 +1,99 @@
+"""Clusters as the native API and the VectorLay dialect show them (the seed's fields first)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+
+from gpuyard.core.clusters import Cluster
+from gpuyard.server.schemas.common import RequestBody
+
+
+class ClusterCreate(RequestBody):
+    name: StrictStr = Field(min_length=1, max_length=63, description="Unique in your org")
+    gpu_type: StrictStr = Field(min_length=1, max_length=128, description="e.g. rtx-4090")
+    replicas: StrictInt = Field(default=1, ge=0, le=64)
+    container: StrictStr = Field(min_length=1, max_length=500, description="Image to run")
+    env: dict[str, StrictStr] = Field(default_factory=dict, max_length=256)
+    gpus_per_replica: StrictInt = Field(default=1, ge=1, le=64)
+    port: StrictInt = Field(default=8000, ge=1, le=65535, description="Port the container serves")
+    command: StrictStr | None = Field(default=None, max_length=65536)
+    health_path: StrictStr = Field(default="/health", pattern=r"^/", max_length=200)
+    models: list[StrictStr] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Models it serves; empty: discovered from each ready replica's /v1/models",
+    )
+    public: StrictBool = Field(default=False, description="Operator only: serve every org")
+
+
+class ClusterUpdate(RequestBody):
+    replicas: StrictInt | None = Field(default=None, ge=0, le=64)
+    container: StrictStr | None = Field(default=None, min_length=1, max_length=500)
+    env: dict[str, StrictStr] | None = Field(default=None, max_length=256)
+    command: StrictStr | None = Field(default=None, max_length=65536)
+    port: StrictInt | None = Field(default=None, ge=1, le=65535)
+    health_path: StrictStr | None = Field(default=None, pattern=r"^/", max_length=200)
+    models: list[StrictStr] | None = Field(default=None, max_length=64)
+
+
+class ReplicaOut(BaseModel):
+    id: str
+    host_id: str
+    state: str
+    ready: bool
+    generation: int
+
+
+class ClusterOut(BaseModel):
+    id: str
+    name: str
+    status: str = Field(description="provisioning, healthy, degraded, failed, stopped, deleting")
+    gpu_type: str
+    replicas: int
+    endpoint: str
+    created_at: datetime
+    status_reason: str | None
+    ready_replicas: int
+    gpus_per_replica: int
+    container: str
+    env: dict[str, str]
+    command: str | None
+    port: int
+    health_path: str
+    models: list[str]
+    replica_details: list[ReplicaOut]
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, c: Cluster, endpoint: str) -> ClusterOut:
+        return cls(
+            id=c.id,
+            name=c.name,
+            status=c.status.value,
+            gpu_type=c.gpu_type,
+            replicas=c.replicas,
+            endpoint=endpoint,
+            created_at=c.created_at,
+            status_reason=c.status_reason,
+            ready_replicas=c.ready_replicas,
+            gpus_per_replica=c.gpus_per_replica,
+            container=c.container,
+            env=c.env,
+            command=c.command,
+            port=c.port,
+            health_path=c.health_path,
+            models=list(c.models),
+            replica_details=[
+                ReplicaOut(
+                    id=r.id,
+                    host_id=r.host_id,
+                    state=r.state,
+                    ready=r.ready,
+                    generation=r.generation,
+                )
+                for r in c.replica_views
+            ],
+            updated_at=c.updated_at,
+        )

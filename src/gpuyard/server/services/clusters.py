@@ -1,0 +1,283 @@
+"""Inference clusters: create, read, change and delete. The clusters controller
+(controllers/clusters.py) places, health-checks, scales and rolls their replicas."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpuyard.core import gpu_names
+from gpuyard.core.clock import Clock
+from gpuyard.core.clusters import Cluster, ClusterStatus, ReplicaView
+from gpuyard.core.errors import Conflict, InvalidRequest, NotFound
+from gpuyard.core.ids import is_id, new_id
+from gpuyard.core.pagination import Page
+from gpuyard.server import orm
+from gpuyard.server.services import events
+from gpuyard.server.services.pagination import paginate
+
+_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_REPLICAS = 64
+DEFAULT_PORT = 8000
+DEFAULT_HEALTH_PATH = "/health"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    name: str
+    gpu_type: str
+    replicas: int
+    container: str
+    env: dict[str, str]
+    command: str | None = None
+    gpus_per_replica: int = 1
+    port: int = DEFAULT_PORT
+    health_path: str = DEFAULT_HEALTH_PATH
+    models: tuple[str, ...] = ()
+    public: bool = False
+
+
+def _check_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise InvalidRequest(
+            "name must be 1-63 lowercase letters, digits or '-', not starting or ending with '-'",
+            param="name",
+        )
+    return name
+
+
+def _check_replicas(replicas: int) -> None:
+    if not 0 <= replicas <= MAX_REPLICAS:
+        raise InvalidRequest(f"replicas must be between 0 and {MAX_REPLICAS}", param="replicas")
+
+
+async def _known_gpu_type(session: AsyncSession, gpu_type: str) -> tuple[str, str]:
+    key = gpu_names.gpu_key(gpu_type)
+    name = await session.scalar(select(orm.Gpu.name).where(orm.Gpu.gpu_key == key).limit(1))
+    if name is None:
+        name = await session.scalar(select(orm.GpuPrice.name).where(orm.GpuPrice.gpu_key == key))
+    if not key or name is None:
+        raise InvalidRequest(
+            f"unknown gpu_type {gpu_type!r}; GET /v1/gpus lists the fleet's types",
+            code="unknown_gpu_type",
+            param="gpu_type",
+        )
+    return key, gpu_names.display_name(name)
+
+
+async def replica_rows(
+    session: AsyncSession, cluster_id: str
+) -> list[tuple[orm.Workload, orm.Host]]:
+    rows = await session.execute(
+        select(orm.Workload, orm.Host)
+        .join(orm.Host, orm.Host.id == orm.Workload.host_id)
+        .where(orm.Workload.owner_id == cluster_id, orm.Workload.desired != "removed")
+        .order_by(orm.Workload.pk)
+    )
+    return [(w, h) for w, h in rows.all()]
+
+
+def view(w: orm.Workload, h: orm.Host) -> ReplicaView:
+    return ReplicaView(
+        id=w.id,
+        host_id=h.id,
+        state=w.state,
+        ready=w.ready,
+        generation=w.generation,
+        address=h.address,
+        host_port=w.host_port,
+        models=tuple(w.served_models or ()),
+    )
+
+
+def to_domain(row: orm.Cluster, replicas: list[ReplicaView]) -> Cluster:
+    ready = [r for r in replicas if r.ready]
+    discovered = sorted({m for r in ready for m in r.models})
+    return Cluster(
+        id=row.id,
+        org_id=row.org_id,
+        name=row.name,
+        slug=row.slug,
+        gpu_type=gpu_names.slug(row.gpu_name),
+        gpu_name=row.gpu_name,
+        replicas=row.replicas,
+        gpus_per_replica=row.gpus_per_replica,
+        container=row.container,
+        env=dict(row.env),
+        command=row.command,
+        port=row.port,
+        health_path=row.health_path,
+        models=tuple(row.models) or tuple(discovered),
+        public=row.public,
+        status=ClusterStatus(row.status),
+        status_reason=row.status_reason,
+        ready_replicas=len(ready),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        replica_views=tuple(replicas),
+    )
+
+
+async def _row(
+    session: AsyncSession, org_id: str, cluster_id: str, *, lock: bool = False
+) -> orm.Cluster:
+    row = None
+    if is_id(cluster_id, "cl"):
+        stmt = select(orm.Cluster).where(
+            orm.Cluster.id == cluster_id,
+            orm.Cluster.org_id == org_id,
+            orm.Cluster.deleted_at.is_(None),
+        )
+        row = await session.scalar(stmt.with_for_update() if lock else stmt)
+    if row is None:
+        raise NotFound(f"cluster {cluster_id} not found", code="cluster_not_found")
+    return row
+
+
+async def _domain(session: AsyncSession, row: orm.Cluster) -> Cluster:
+    return to_domain(row, [view(w, h) for w, h in await replica_rows(session, row.id)])
+
+
+async def create_cluster(
+    session: AsyncSession, *, clock: Clock, org_id: str, spec: ClusterSpec
+) -> Cluster:
+    name = _check_name(spec.name)
+    _check_replicas(spec.replicas)
+    if spec.public:
+        org = await session.scalar(select(orm.Org).where(orm.Org.id == org_id))
+        if org is None or not org.is_operator:
+            raise InvalidRequest(
+                "only the operator can publish a cluster to every org", param="public"
+            )
+    taken = await session.scalar(
+        select(orm.Cluster.id).where(
+            orm.Cluster.org_id == org_id, orm.Cluster.name == name, orm.Cluster.deleted_at.is_(None)
+        )
+    )
+    if taken:
+        raise Conflict(
+            f"a cluster named {name!r} exists ({taken})", code="cluster_name_taken", param="name"
+        )
+    key, display = await _known_gpu_type(session, spec.gpu_type)
+    now = clock.now()
+    row = orm.Cluster(
+        id=new_id("cl"),
+        org_id=org_id,
+        name=name,
+        slug=f"{name[:56]}-{secrets.token_hex(3)}",
+        gpu_key=key,
+        gpu_name=display,
+        replicas=spec.replicas,
+        gpus_per_replica=spec.gpus_per_replica,
+        container=spec.container,
+        env=dict(spec.env),
+        command=spec.command,
+        port=spec.port,
+        health_path=spec.health_path,
+        models=list(spec.models),
+        public=spec.public,
+        status=ClusterStatus.PROVISIONING if spec.replicas else ClusterStatus.STOPPED,
+        generation=1,
+        failures=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    await events.record(
+        session,
+        clock=clock,
+        org_id=org_id,
+        type="cluster.created",
+        subject_id=row.id,
+        data={"name": name, "gpu_type": gpu_names.slug(display), "replicas": spec.replicas},
+    )
+    return to_domain(row, [])
+
+
+async def get_cluster(session: AsyncSession, *, org_id: str, cluster_id: str) -> Cluster:
+    return await _domain(session, await _row(session, org_id, cluster_id))
+
+
+async def list_clusters(
+    session: AsyncSession, *, org_id: str, limit: int, cursor: str | None
+) -> Page[Cluster]:
+    stmt = select(orm.Cluster).where(orm.Cluster.org_id == org_id, orm.Cluster.deleted_at.is_(None))
+    page = await paginate(
+        session, stmt, model=orm.Cluster, limit=limit, cursor=cursor, convert=lambda r: r
+    )
+    items = [await _domain(session, r) for r in page.items]
+    return Page(items=items, has_more=page.has_more, next_cursor=page.next_cursor)
+
+
+_ROLLING = {"container", "env", "command", "port", "health_path", "gpus_per_replica"}
+
+
+async def update_cluster(
+    session: AsyncSession, *, clock: Clock, org_id: str, cluster_id: str, changes: dict[str, Any]
+) -> Cluster:
+    """PATCH: ``replicas`` scales; a change to what runs starts a rolling update (a new
+    generation of replicas, surged one at a time)."""
+    row = await _row(session, org_id, cluster_id, lock=True)
+    if "name" in changes and changes["name"] != row.name:
+        raise InvalidRequest("a cluster cannot be renamed", param="name")
+    if "replicas" in changes:
+        _check_replicas(int(changes["replicas"]))
+        row.replicas = int(changes["replicas"])
+    rolled = False
+    for field in _ROLLING & changes.keys():
+        value = changes[field]
+        if field == "env":
+            value = dict(value)
+        if getattr(row, field) != value:
+            setattr(row, field, value)
+            rolled = True
+    if "models" in changes:
+        row.models = list(changes["models"])
+    if rolled:
+        row.generation += 1
+    if rolled or "replicas" in changes:
+        row.failures = 0
+        row.status_reason = None
+    row.updated_at = clock.now()
+    await events.record(
+        session,
+        clock=clock,
+        org_id=org_id,
+        type="cluster.updated",
+        subject_id=row.id,
+        data={"changed": sorted(changes), "generation": row.generation, "replicas": row.replicas},
+    )
+    return await _domain(session, row)
+
+
+async def delete_cluster(
+    session: AsyncSession, *, clock: Clock, org_id: str, cluster_id: str
+) -> Cluster:
+    """Delete: the cluster stops taking traffic for new requests, its replicas drain and stop."""
+    row = await _row(session, org_id, cluster_id, lock=True)
+    now = clock.now()
+    row.deleted_at = now
+    row.status = ClusterStatus.DELETING
+    row.updated_at = now
+    await events.record(
+        session,
+        clock=clock,
+        org_id=org_id,
+        type="cluster.deleted",
+        subject_id=row.id,
+        data={"name": row.name},
+    )
+    return to_domain(row, [view(w, h) for w, h in await replica_rows(session, row.id)])
+
+
+def endpoint_url(*, slug: str, public_url: str, endpoint_domain: str | None) -> str:
+    if endpoint_domain:
+        scheme = "https" if public_url.startswith("https") else "http"
+        return f"{scheme}://{slug}.{endpoint_domain}"
+    return f"{public_url.rstrip('/')}/endpoints/{slug}"

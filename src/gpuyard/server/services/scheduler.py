@@ -1,0 +1,90 @@
+"""Where a new replica runs: filter hosts, score them, and take GPUs atomically.
+
+Filter: the host is ready, not cordoned or draining, and has ``count`` free GPUs of the wanted
+type (names normalised). Score: first spread (fewest replicas of the same deployment on the
+host), then binpack (fewest free GPUs left after placing), then the older host. Allocation is a
+conditional update that only takes GPUs that are still free; if another placement won a race,
+the caller gets ``None`` and tries again on its next pass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpuyard.core.agent_protocol import HostStatus
+from gpuyard.server import orm
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    host: orm.Host
+    gpus: list[orm.Gpu]
+
+
+async def place(
+    session: AsyncSession,
+    *,
+    gpu_key: str,
+    count: int,
+    owner_id: str,
+    exclude_hosts: frozenset[str] = frozenset(),
+) -> Placement | None:
+    hosts = {
+        h.id: h
+        for h in await session.scalars(
+            select(orm.Host).where(
+                orm.Host.status == HostStatus.READY,
+                orm.Host.cordoned.is_(False),
+                orm.Host.draining.is_(False),
+            )
+        )
+        if h.id not in exclude_hosts
+    }
+    if not hosts:
+        return None
+    free: dict[str, list[orm.Gpu]] = defaultdict(list)
+    for gpu in await session.scalars(
+        select(orm.Gpu).where(
+            orm.Gpu.host_id.in_(list(hosts)),
+            orm.Gpu.gpu_key == gpu_key,
+            orm.Gpu.workload_id.is_(None),
+        )
+    ):
+        free[gpu.host_id].append(gpu)
+    same_owner = Counter(
+        (
+            await session.scalars(
+                select(orm.Workload.host_id).where(
+                    orm.Workload.owner_id == owner_id, orm.Workload.desired != "removed"
+                )
+            )
+        ).all()
+    )
+    fits = [h for h in hosts.values() if len(free[h.id]) >= count]
+    if not fits:
+        return None
+    best = min(fits, key=lambda h: (same_owner[h.id], len(free[h.id]) - count, h.pk))
+    chosen = sorted(free[best.id], key=lambda g: g.index)[:count]
+    return Placement(host=best, gpus=chosen)
+
+
+async def allocate(session: AsyncSession, *, gpus: list[orm.Gpu], workload_id: str) -> bool:
+    """Take ``gpus`` for ``workload_id`` if all are still free; False when any was taken."""
+    result = await session.execute(
+        update(orm.Gpu)
+        .where(orm.Gpu.pk.in_([g.pk for g in gpus]), orm.Gpu.workload_id.is_(None))
+        .values(workload_id=workload_id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != len(gpus):  # type: ignore[attr-defined]
+        await session.execute(  # undo the part that did go through
+            update(orm.Gpu).where(orm.Gpu.workload_id == workload_id).values(workload_id=None)
+        )
+        return False
+    for gpu in gpus:
+        gpu.workload_id = workload_id
+    return True

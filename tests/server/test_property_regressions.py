@@ -1,0 +1,165 @@
+"""Regressions found by the property test (test_property.py), pinned on both databases.
+
+NUL characters (U+0000): Postgres text and jsonb cannot hold them, so a NUL in a body field, a
+path id or a query value made the database raise and the route answer 500 (SQLite stored it).
+Every request carrying one is now refused at the edge with 400 ``invalid_request``.
+
+JSON in query parameters (Vast ``order_by``, ``select_filters``, ``after_token``, offer ``q``):
+nesting too deep for the parser, or a scalar where a list belongs, was a 500; now a 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+
+from tests.harness import Api
+
+
+def assert_refused_for_nul(r: httpx.Response, where: str) -> None:
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["code"] == "invalid_request"
+    assert f"request {where}" in body["error"] and "NUL" in body["error"]
+    assert body["request_id"] == r.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("name", ["\x00", "a\x00b", "trailing\x00"])
+async def test_nul_in_a_created_name_is_400_and_nothing_is_written(api: Api, name: str) -> None:
+    r = await api.client.post("/v1/admin/orgs", json={"name": name})
+    assert_refused_for_nul(r, "body")
+    names = [o["name"] for o in (await api.client.get("/v1/admin/orgs")).json()["data"]]
+    assert not any("\x00" in n for n in names)
+
+
+async def test_nul_in_a_rename_is_400(api: Api) -> None:
+    t = await api.tenant("Acme")
+    r = await t.client.patch(f"/v1/orgs/{t.org_id}", json={"name": "Ac\x00me"})
+    assert_refused_for_nul(r, "body")
+    assert (await t.client.get(f"/v1/orgs/{t.org_id}")).json()["name"] == "Acme"
+
+
+async def test_nul_nested_in_a_body_is_400(api: Api) -> None:
+    t = await api.tenant()
+    r = await t.client.post(
+        f"/v1/orgs/{t.org_id}/api-keys", json={"name": "k", "scopes": ["org:read\x00"]}
+    )
+    assert_refused_for_nul(r, "body")
+
+
+async def test_nul_in_a_utf16_json_body_is_400(api: Api) -> None:
+    body = json.dumps({"name": "a\x00b"}).encode("utf-16")
+    r = await api.client.post(
+        "/v1/admin/orgs", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert_refused_for_nul(r, "body")
+
+
+async def test_nul_in_a_body_without_content_type_is_400(api: Api) -> None:
+    r = await api.client.post("/v1/admin/orgs", content=b'{"name": "a\\u0000b"}')
+    assert_refused_for_nul(r, "body")
+
+
+async def test_an_escaped_backslash_before_u0000_is_ordinary_text(api: Api) -> None:
+    name = "C:\\u0000 and \\\\u0000"  # backslashes, no NUL
+    r = await api.client.post("/v1/admin/orgs", json={"name": name})
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == name
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/admin/orgs/%00/api-keys",
+        "/v1/admin/orgs/org_%00/suspend",
+    ],
+)
+async def test_nul_in_a_path_id_is_400(api: Api, path: str) -> None:
+    r = await api.client.post(path, json={"name": "k"})
+    assert_refused_for_nul(r, "path")
+
+
+async def test_nul_in_a_price_gpu_type_is_400(api: Api) -> None:
+    r = await api.client.put("/v1/admin/prices/a%00b", json={"cents_per_gpu_hour": 100})
+    assert_refused_for_nul(r, "path")
+
+
+async def test_nul_in_a_query_value_is_400(api: Api) -> None:
+    t = await api.tenant()
+    r = await t.client.get(f"/v1/orgs/{t.org_id}/events", params={"type": "a\x00b"})
+    assert_refused_for_nul(r, "query")
+
+
+async def test_nul_is_refused_in_the_vast_dialects_envelope(api: Api) -> None:
+    r = await api.client.put("/api/v0/instances/1/", json={"label": "x\x00"})
+    assert r.status_code == 400, r.text
+    assert r.json()["success"] is False
+    assert r.json()["error"] == "invalid_request"
+    assert "NUL" in r.json()["msg"]
+
+
+async def test_uploads_that_are_not_json_are_not_inspected(api: Api) -> None:
+    """Binary bodies may hold NUL bytes; they reach the route, which judges them itself."""
+    r = await api.client.post(
+        "/v1/admin/orgs",
+        content=b"\x00\x01binary",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 415, r.text
+
+
+# --- JSON carried in query parameters ------------------------------------------------------------
+# Python's json parser raises RecursionError (not ValueError) past about 1000 levels of nesting,
+# and a JSON scalar where a list belongs made `for item in 1` raise TypeError: both were 500s.
+
+DEEP = "[" * 1500
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "param"),
+    [
+        ("/api/v1/instances/", {"order_by": DEEP}, "order_by"),
+        ("/api/v1/instances/", {"order_by": "1"}, "order_by"),
+        ("/api/v1/instances/", {"order_by": "true"}, "order_by"),
+        ("/api/v1/instances/", {"order_by": '{"col": "id"}'}, "order_by"),
+        ("/api/v1/instances/", {"select_filters": DEEP}, "select_filters"),
+        ("/api/v0/bundles/", {"q": DEEP}, "q"),
+    ],
+)
+async def test_bad_json_in_a_vast_query_parameter_is_400(
+    api: Api, path: str, params: dict[str, str], param: str
+) -> None:
+    t = await api.tenant()
+    r = await t.client.get(path, params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["success"] is False
+    assert r.json()["error"] == "invalid_request"
+    assert param in r.json()["msg"]
+
+
+async def test_a_deeply_nested_after_token_is_an_invalid_cursor(api: Api) -> None:
+    t = await api.tenant()
+    token = base64.urlsafe_b64encode(DEEP.encode()).decode().rstrip("=")
+    r = await t.client.get("/api/v1/instances/", params={"after_token": token})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_cursor"
+
+
+async def test_deeply_nested_offer_query_is_400(api: Api) -> None:
+    t = await api.tenant()
+    r = await t.client.get(f"/v1/orgs/{t.org_id}/offers", params={"q": DEEP})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_request"
+    assert r.json()["param"] == "q"
+
+
+async def test_the_vast_clis_own_order_by_still_works(api: Api) -> None:
+    t = await api.tenant()
+    r = await t.client.get(
+        "/api/v1/instances/", params={"order_by": '[{"col": "id", "dir": "asc"}]', "limit": 5}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["instances"] == []
