@@ -265,6 +265,43 @@ def test_second_start_keeps_the_key_and_prints_none(gpuyard: Launch) -> None:
     assert me(second, key).status_code == 200
 
 
+def wait_for_hosts(server: Server, key: str, count: int) -> list[dict[str, object]]:
+    """Poll the operator's host list until ``count`` hosts are ready (the agent registers and
+    heartbeats on its own schedule)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        r = httpx.get(
+            f"{server.base_url}/v1/admin/hosts",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        hosts: list[dict[str, object]] = r.json()["data"]
+        if len([h for h in hosts if h["status"] == "ready"]) >= count:
+            return hosts
+        if time.monotonic() > deadline:
+            raise AssertionError(f"hosts after {START_TIMEOUT_S}s: {hosts}\n{server.output()}")
+        time.sleep(0.1)
+
+
+def test_up_runs_a_local_agent_that_keeps_its_host_across_restarts(gpuyard: Launch) -> None:
+    """Each start listens on another free port: the agent's registration follows the server."""
+    first = gpuyard("--gpus", "RTX 4090:2")
+    first.wait_ready()
+    (key,) = first.printed_keys()
+    (host,) = wait_for_hosts(first, key, 1)
+    assert host["gpus"], host
+    assert first.interrupt() == 0, first.output()
+    assert_no_traceback(first)
+
+    second = gpuyard("--gpus", "RTX 4090:2")
+    second.wait_ready()
+    hosts = wait_for_hosts(second, key, 1)
+    assert [h["id"] for h in hosts] == [host["id"]]  # the agent kept its credential
+    assert second.interrupt() == 0, second.output()
+    assert_no_traceback(second)
+
+
 # --- GPUYARD_ADMIN_KEY --------------------------------------------------------------------------
 
 
@@ -387,6 +424,10 @@ def test_server_on_postgres_migrates_and_is_ready(
     assert ready.json()["schema_revision"] == ready.json()["expected_revision"] is not None
     (key,) = server.printed_keys()
     assert me(server, key).status_code == 200
+    r = httpx.get(
+        f"{server.base_url}/v1/admin/hosts", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    assert r.json()["data"] == []  # a control-plane replica runs no agent
     (shown,) = [line for line in server.stderr.splitlines() if "(database: " in line]
     assert "postgres@" not in shown  # the database is named without its credentials
     assert not (tmp_path / "data" / "gpuyard.db").exists()

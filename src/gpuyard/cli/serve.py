@@ -12,6 +12,7 @@ from rich.console import Console
 from sqlalchemy.exc import IntegrityError
 
 from gpuyard.agent.main import AgentOptions, run_agent
+from gpuyard.agent.state import AgentState, StateError
 from gpuyard.core.clock import SystemClock
 from gpuyard.core.credentials import looks_like_api_key
 from gpuyard.server.app import create_app
@@ -124,6 +125,18 @@ def local_agent_options(settings: Settings, gpus: str | None, token: str | None)
     )
 
 
+def rebind_local_agent(agent: AgentOptions) -> None:
+    """Point the local agent's registration at this server when it was made under another port:
+    its host record lives in this data dir's database, whichever port serves it now."""
+    state = AgentState(agent.state_dir)
+    try:
+        saved = state.load_registration()
+    except StateError:
+        return  # the agent explains a damaged host.json itself
+    if saved is not None and agent.server_url and saved.server_url != agent.server_url:
+        state.save_registration(saved.model_copy(update={"server_url": agent.server_url}))
+
+
 async def serve(settings: Settings, local_agent: AgentOptions | None = None) -> None:
     """Serve the API (and run the local agent beside it) until Ctrl-C."""
     app = create_app(settings, migrate_on_start=False)
@@ -176,6 +189,7 @@ def run_server(
     if with_agent:
         token = asyncio.run(local_join_token(settings))
         agent = local_agent_options(settings, local_gpus, token)
+        rebind_local_agent(agent)
         console.print(
             f"Local agent: state in {agent.state_dir}; GPUs from NVML, else {agent.gpus!r} "
             "(choose with --gpus)."

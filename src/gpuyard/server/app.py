@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gpuyard import __version__
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.errors import GpuyardError, RateLimited, Unavailable
+from gpuyard.gateway.service import Gateway
 from gpuyard.server.compat import vast
 from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
@@ -37,6 +38,7 @@ from gpuyard.server.routers import (
     events,
     gpus,
     hosts,
+    inference,
     me,
     meta,
     offers,
@@ -64,11 +66,14 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     engine = create_engine(settings.resolved_database_url())
+    sessions = session_factory(engine)
+    clock = clock or SystemClock()
     ctx = AppContext(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
-        clock=clock or SystemClock(),
+        sessions=sessions,
+        clock=clock,
+        gateway=Gateway(sessions, clock),
     )
     start_controllers = settings.run_controllers if run_controllers is None else run_controllers
 
@@ -81,10 +86,12 @@ def create_app(
         app.state.controllers = controllers
         if start_controllers:
             controllers.start()
+        await ctx.gateway.start()
         try:
             yield
         finally:
             await controllers.stop()
+            await ctx.gateway.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -115,6 +122,7 @@ def create_app(
         vast,
     ):
         app.include_router(module.router)
+    app.include_router(inference.router)
     app.include_router(clusters.native)
     app.include_router(clusters.vectorlay)
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
+from gpuyard.gateway.service import Gateway
 from gpuyard.server.metrics import Metrics
 from gpuyard.server.settings import Settings
 
@@ -17,4 +18,5 @@ class AppContext:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
+    gateway: Gateway
     metrics: Metrics = field(default_factory=Metrics)

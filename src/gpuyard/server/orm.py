@@ -355,3 +355,26 @@ class Cluster(LeaseColumns, Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RequestLog(Base):
+    """One row per inference request, written off the request path (gateway/logs.py)."""
+
+    __tablename__ = "request_logs"
+    __table_args__ = (Index("ix_request_logs_org_created", "org_id", "created_at", "pk"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    org_id: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str] = mapped_column(String(32))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(200), default=None)
+    cluster_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    replica_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    status: Mapped[int] = mapped_column(Integer)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    latency_ms: Mapped[float] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime]

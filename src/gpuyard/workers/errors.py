@@ -9,6 +9,7 @@ own 404/405, and any bug) into that shape.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -37,7 +38,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         type_: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status

@@ -13,16 +13,14 @@ from gpuyard.core.errors import InvalidRequest
 from gpuyard.server.compat import vast_listing as listing
 from gpuyard.server.compat.vast_scopes import Reader, Writer
 from gpuyard.server.deps import ClockDep, Session
-from gpuyard.server.schemas.vast import (
+from gpuyard.server.schemas.vast import InstanceUpdate, Success, vast_errors
+from gpuyard.server.schemas.vast_instances import (
     FilterCombo,
     InstanceFilters,
     InstanceList,
     InstancesPage,
-    InstanceUpdate,
     OneInstance,
-    Success,
     VastInstance,
-    vast_errors,
 )
 from gpuyard.server.services import instances
 

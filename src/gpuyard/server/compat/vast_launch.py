@@ -10,7 +10,8 @@
 - ``onstart`` is a setup script run before the image's program (``ssh``/``jupyter`` runtypes, and
   none), except in ``args`` mode, where Vast takes it as the entrypoint (the CLI sends
   ``--entrypoint`` there): the instance runs ``exec <onstart> "$@"`` with ``args`` as its
-  arguments. docs/agent-runtimes.md says how a runtime turns that into a process.
+  arguments (a multi-line ``onstart`` runs as a script with ``args`` as ``$1``, ``$2``, ...).
+  docs/agent-runtimes.md says how a runtime turns that into a process.
 - ``price`` (bids), ``image_login``, ``python_utf8``, ``lang_utf8``, ``jupyter_*``, ``force``,
   ``cancel_unavail``, ``user``, ``volume_info`` and ``extra`` are ignored; templates are not
   supported.

@@ -27,7 +27,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.core.gpu_names import gpu_key
 from gpuyard.core.pagination import Page
-from gpuyard.server.schemas.vast import VastInstance
+from gpuyard.server.schemas.vast_instances import VastInstance
 
 T = TypeVar("T")
 Key = tuple[float | str | None, ...]

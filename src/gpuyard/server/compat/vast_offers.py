@@ -10,14 +10,8 @@ from gpuyard.core.offer_query import OfferQuery, parse_json_query, parse_query_p
 from gpuyard.server.compat.vast_launch import launch_spec
 from gpuyard.server.compat.vast_scopes import Reader, Writer
 from gpuyard.server.deps import ClockDep, Session, SettingsDep
-from gpuyard.server.schemas.vast import (
-    AskCreate,
-    GpuNames,
-    NewContract,
-    Offers,
-    VastOffer,
-    vast_errors,
-)
+from gpuyard.server.schemas.vast import AskCreate, GpuNames, NewContract, vast_errors
+from gpuyard.server.schemas.vast_offers import Offers, VastOffer
 from gpuyard.server.services import hosts, instances, offers
 
 router = APIRouter(prefix="/api/v0", tags=["vast"])

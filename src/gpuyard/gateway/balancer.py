@@ -1,0 +1,42 @@
+"""Replica choice: the fewest requests in flight, ties broken at random."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class LeastOutstanding:
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._inflight: defaultdict[str, int] = defaultdict(int)
+        self._rng = rng or random.Random()
+
+    def order(self, candidates: Sequence[T], key: str = "replica_id") -> list[T]:
+        """Candidates best first: fewest in flight; ties shuffled so load spreads."""
+        shuffled = list(candidates)
+        self._rng.shuffle(shuffled)
+        return sorted(shuffled, key=lambda c: self._inflight[str(getattr(c, key))])
+
+    def acquire(self, replica_id: str) -> None:
+        self._inflight[replica_id] += 1
+
+    def release(self, replica_id: str) -> None:
+        self._inflight[replica_id] -= 1
+        if self._inflight[replica_id] <= 0:
+            del self._inflight[replica_id]
+
+    @contextmanager
+    def track(self, replica_id: str) -> Iterator[None]:
+        self.acquire(replica_id)
+        try:
+            yield
+        finally:
+            self.release(replica_id)
+
+    def inflight(self, replica_id: str) -> int:
+        return self._inflight.get(replica_id, 0)

@@ -1,0 +1,133 @@
+"""Which replicas serve which model, for whom: a snapshot of the database refreshed at most once
+per ``ttl`` seconds (and at once on ``invalidate()``), so routing a request costs no query.
+
+A model is served by the ready replicas (running, healthy, on a ready host) of the caller's own
+clusters that name it (explicitly, or as discovered from the replica's ``/v1/models``), and of
+clusters the operator publishes to every org.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gpuyard.core.agent_protocol import HostStatus
+from gpuyard.server import orm
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    replica_id: str
+    cluster_id: str
+    org_id: str
+    public: bool
+    url: str  # http://address:port
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    by_model: dict[str, list[Target]]
+    by_slug: dict[str, list[Target]]
+    cluster_org: dict[str, tuple[str, bool]]  # slug -> (org, public), ready or not
+    created: dict[str, float]  # model -> when its cluster was created (for /v1/models)
+
+
+class ModelDirectory:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        ttl: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._snapshot: Snapshot | None = None
+        self._taken_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+
+    async def snapshot(self) -> Snapshot:
+        now = self._monotonic()
+        if self._snapshot is not None and now - self._taken_at < self._ttl:
+            return self._snapshot
+        async with self._lock:
+            if self._snapshot is None or self._monotonic() - self._taken_at >= self._ttl:
+                self._snapshot = await self._load()
+                self._taken_at = self._monotonic()
+            return self._snapshot
+
+    async def _load(self) -> Snapshot:
+        by_model: dict[str, list[Target]] = defaultdict(list)
+        by_slug: dict[str, list[Target]] = defaultdict(list)
+        cluster_org: dict[str, tuple[str, bool]] = {}
+        created: dict[str, float] = {}
+        async with self._sessions() as session:
+            clusters = {
+                c.id: c
+                for c in await session.scalars(
+                    select(orm.Cluster).where(orm.Cluster.deleted_at.is_(None))
+                )
+            }
+            for cl in clusters.values():
+                cluster_org[cl.slug] = (cl.org_id, cl.public)
+                for model in cl.models:
+                    created.setdefault(model, cl.created_at.timestamp())
+            rows = await session.execute(
+                select(orm.Workload, orm.Host.address)
+                .join(orm.Host, orm.Host.id == orm.Workload.host_id)
+                .where(
+                    orm.Workload.kind == "replica",
+                    orm.Workload.ready.is_(True),
+                    orm.Workload.desired == "running",
+                    orm.Workload.state == "running",
+                    orm.Host.status == HostStatus.READY,
+                )
+            )
+            for w, address in rows.all():
+                c = clusters.get(w.owner_id)
+                if c is None or w.host_port is None:
+                    continue
+                target = Target(
+                    replica_id=w.id,
+                    cluster_id=c.id,
+                    org_id=c.org_id,
+                    public=c.public,
+                    url=f"http://{address}:{w.host_port}",
+                )
+                by_slug[c.slug].append(target)
+                for model in c.models or (w.served_models or []):
+                    by_model[model].append(target)
+                    created.setdefault(model, c.created_at.timestamp())
+        return Snapshot(dict(by_model), dict(by_slug), cluster_org, created)
+
+    async def resolve(self, org_id: str, model: str) -> list[Target]:
+        snap = await self.snapshot()
+        return [t for t in snap.by_model.get(model, []) if t.org_id == org_id or t.public]
+
+    async def models(self, org_id: str) -> dict[str, float]:
+        """The models the org can call now, with a creation time each."""
+        snap = await self.snapshot()
+        return {
+            m: snap.created.get(m, 0.0)
+            for m, targets in snap.by_model.items()
+            if any(t.org_id == org_id or t.public for t in targets)
+        }
+
+    async def endpoint(self, org_id: str, slug: str) -> list[Target] | None:
+        """Ready replicas of the cluster with ``slug`` if the org may use it; None if it may not
+        (or no such cluster), [] if it may but none is ready."""
+        snap = await self.snapshot()
+        owner = snap.cluster_org.get(slug)
+        if owner is None or (owner[0] != org_id and not owner[1]):
+            return None
+        return snap.by_slug.get(slug, [])

@@ -1,0 +1,71 @@
+"""Request logs, written off the request path: ``submit`` queues a row; a background task inserts
+queued rows in batches. A full queue drops the row (and counts it) rather than slow a request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gpuyard.core.ids import new_id
+from gpuyard.server import orm
+from gpuyard.server.db import write_session
+
+log = logging.getLogger(__name__)
+BATCH = 200
+
+
+class RequestLogWriter:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, max_queue: int = 10_000
+    ) -> None:
+        self._sessions = sessions
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_queue)
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def submit(self, *, created_at: datetime, **row: Any) -> None:
+        row.update(id=new_id("req"), created_at=created_at)
+        try:
+            self._queue.put_nowait(row)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def flush(self) -> int:
+        rows: list[dict[str, Any]] = []
+        while not self._queue.empty() and len(rows) < BATCH:
+            rows.append(self._queue.get_nowait())
+        if rows:
+            async with write_session(self._sessions) as session:
+                await session.execute(insert(orm.RequestLog), rows)
+        return len(rows)
+
+    async def _run(self) -> None:
+        while True:
+            row = await self._queue.get()
+            self._queue.put_nowait(row)
+            try:
+                while await self.flush():
+                    pass
+            except Exception:
+                log.exception("could not write request logs")
+                await asyncio.sleep(1)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="request-log-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            while await self.flush():
+                pass
