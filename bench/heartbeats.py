@@ -39,9 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import psutil
-from report import Latency, machine_line, markdown_table, ms
+from report import Latency, idle_load, machine_line, markdown_table, ms
 from scratch_db import KINDS, admin_postgres_url, postgres_unavailable, postgres_version
 from scratch_db import scratch_database as scratch_db
 from server_process import log_tail, running_server
@@ -329,18 +330,30 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def postgres_cpu() -> dict[int, float]:
+async def backend_pids(database_url: str) -> set[int]:
+    """The Postgres backends serving ``database_url`` (not other databases on the server)."""
+    base, _, name = database_url.rpartition("/")
+    conn = await asyncpg.connect(
+        base.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
+    )
+    try:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+    finally:
+        await conn.close()
+    return {int(r["pid"]) for r in rows}
+
+
+def postgres_cpu(pids: set[int]) -> dict[int, float]:
     out: dict[int, float] = {}
-    for proc in psutil.process_iter(["name"]):
+    for pid in pids:
         try:
-            if (proc.info["name"] or "").startswith("postgres"):
-                out[proc.pid] = cpu_seconds(proc)
+            out[pid] = cpu_seconds(psutil.Process(pid))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return out
 
 
-def snapshot(server: psutil.Process, with_postgres: bool) -> CpuSnapshot:
+def snapshot(server: psutil.Process, pg_pids: set[int]) -> CpuSnapshot:
     machine = psutil.cpu_times()
     total = sum(machine)
     idle = machine.idle + getattr(machine, "iowait", 0.0)
@@ -349,7 +362,7 @@ def snapshot(server: psutil.Process, with_postgres: bool) -> CpuSnapshot:
         server=cpu_seconds(server),
         server_system=float(server.cpu_times().system),
         loadgen=cpu_seconds(psutil.Process()),
-        postgres=postgres_cpu() if with_postgres else {},
+        postgres=postgres_cpu(pg_pids),
         machine_busy=total - idle,
         machine_total=total,
     )
@@ -387,16 +400,24 @@ def histogram_quantile(before: dict[float, float], after: dict[float, float], q:
 
 
 @dataclass
+class Window:
+    """One measured stretch of load from the first ``agents`` agents."""
+
+    agents: int
+    samples: list[Sample]
+    seconds: float
+    before: CpuSnapshot
+    after: CpuSnapshot
+    server_p50: str
+    server_p99: str
+
+
+@dataclass
 class Outcome:
     kind: str
     skipped: str | None = None
     setup: Setup | None = None
-    samples: list[Sample] = field(default_factory=list)
-    window_s: float = 0.0
-    before: CpuSnapshot | None = None
-    after: CpuSnapshot | None = None
-    server_p50: str = "-"
-    server_p99: str = "-"
+    windows: list[Window] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -429,43 +450,23 @@ async def bench_database(
         outcome.setup = setup
         say(
             f"{kind}: registered in {setup.register_s:.1f} s, rented {setup.instances} in "
-            f"{setup.rent_s:.1f} s, settled in {setup.settle_s:.1f} s; load for {args.duration} s"
+            f"{setup.rent_s:.1f} s, settled in {setup.settle_s:.1f} s"
         )
         clients = make_clients(setup.agents, server.base_url, args, tls)
         meta = httpx.AsyncClient(base_url=server.base_url, timeout=30, verify=tls)
         try:
-            proc = psutil.Process(server.pid)
-            hist_before = await server_histogram(meta)
-            loop = asyncio.get_running_loop()
-            t0 = loop.time() + 1.0
-            t_end = t0 + args.duration
-            samples: list[Sample] = []
-            spacing = PERIOD_S / len(setup.agents)
-            tasks = [
-                asyncio.create_task(
-                    agent_loop(
-                        a,
-                        clients[a.index],
-                        phase=a.index * spacing,
-                        t0=t0,
-                        t_end=t_end,
-                        samples=samples,
-                    )
+            for n in args.loads:
+                say(f"{kind}: {n} agents for {args.duration:.0f} s")
+                window = await run_window(
+                    setup.agents[:n],
+                    clients,
+                    meta,
+                    args,
+                    server_pid=server.pid,
+                    postgres_url=url if kind == "postgres" else None,
+                    label=f"{kind}-{n}",
                 )
-                for a in setup.agents
-            ]
-            await asyncio.sleep(max(0.0, t0 - loop.time()))
-            profiler = await start_profiler(args, server.pid, workdir, kind)
-            outcome.before = snapshot(proc, kind == "postgres")
-            await asyncio.gather(*tasks)
-            outcome.after = snapshot(proc, kind == "postgres")
-            if profiler is not None:
-                await profiler.wait()
-            outcome.window_s = outcome.after.wall - outcome.before.wall
-            hist_after = await server_histogram(meta)
-            outcome.server_p50 = histogram_quantile(hist_before, hist_after, 50)
-            outcome.server_p99 = histogram_quantile(hist_before, hist_after, 99)
-            outcome.samples = samples
+                outcome.windows.append(window)
         except BaseException:
             say(f"{kind}: server log tail:\n{log_tail(server.log_path)}")
             raise
@@ -478,16 +479,68 @@ async def bench_database(
     return outcome
 
 
+async def run_window(
+    agents: Sequence[Agent],
+    clients: dict[int, httpx.AsyncClient],
+    meta: httpx.AsyncClient,
+    args: argparse.Namespace,
+    *,
+    server_pid: int,
+    postgres_url: str | None,
+    label: str,
+) -> Window:
+    proc = psutil.Process(server_pid)
+    hist_before = await server_histogram(meta)
+    pg_pids = await backend_pids(postgres_url) if postgres_url else set()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + 1.0
+    t_end = t0 + args.duration
+    samples: list[Sample] = []
+    spacing = PERIOD_S / len(agents)
+    tasks = [
+        asyncio.create_task(
+            agent_loop(
+                a,
+                clients[a.index],
+                phase=i * spacing,
+                t0=t0,
+                t_end=t_end,
+                samples=samples,
+            )
+        )
+        for i, a in enumerate(agents)
+    ]
+    await asyncio.sleep(max(0.0, t0 - loop.time()))
+    profiler = await start_profiler(args, server_pid, label)
+    before = snapshot(proc, pg_pids)
+    await asyncio.gather(*tasks)
+    if postgres_url:
+        pg_pids |= await backend_pids(postgres_url)
+    after = snapshot(proc, pg_pids)
+    if profiler is not None:
+        await profiler.wait()
+    hist_after = await server_histogram(meta)
+    return Window(
+        agents=len(agents),
+        samples=samples,
+        seconds=after.wall - before.wall,
+        before=before,
+        after=after,
+        server_p50=histogram_quantile(hist_before, hist_after, 50),
+        server_p99=histogram_quantile(hist_before, hist_after, 99),
+    )
+
+
 async def start_profiler(
-    args: argparse.Namespace, pid: int, workdir: Path, kind: str
+    args: argparse.Namespace, pid: int, label: str
 ) -> asyncio.subprocess.Process | None:
     """``py-spy record`` of the server for the measured window (``--profile DIR``), as collapsed
-    stacks (``DIR/heartbeats-<db>.txt``; feed them to flamegraph.pl or speedscope)."""
+    stacks (``DIR/heartbeats-<db>-<agents>.txt``; feed them to flamegraph.pl or speedscope)."""
     if args.profile is None:
         return None
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    out = Path(args.profile) / f"heartbeats-{kind}.txt"
-    say(f"{kind}: profiling the server with py-spy into {out}")
+    out = Path(args.profile) / f"heartbeats-{label}.txt"
+    say(f"{label}: profiling the server with py-spy into {out}")
     return await asyncio.create_subprocess_exec(
         py_spy,
         "record",
@@ -539,33 +592,33 @@ def pct(seconds: float, wall: float, cores: float = 1.0) -> str:
     return f"{100 * seconds / wall / cores:.0f}%" if wall > 0 else "-"
 
 
-def column(o: Outcome, args: argparse.Namespace) -> list[str]:
-    assert o.setup is not None and o.before is not None and o.after is not None
+def column(o: Outcome, w: Window) -> list[str]:
+    assert o.setup is not None
     cores = psutil.cpu_count() or 1
-    wall = o.window_s
-    good = [s for s in o.samples if s.outcome == "ok"]
+    wall = w.seconds
+    good = [s for s in w.samples if s.outcome == "ok"]
     latency = Latency.of([(s.done - s.sent) * 1000 for s in good])
-    lag = Latency.of([(s.sent - s.scheduled) * 1000 for s in o.samples])
-    errors = collections.Counter(s.outcome for s in o.samples if s.outcome != "ok")
+    lag = Latency.of([(s.sent - s.scheduled) * 1000 for s in w.samples])
+    errors = collections.Counter(s.outcome for s in w.samples if s.outcome != "ok")
     error_text = ", ".join(f"{n} {what}" for what, n in errors.most_common()) or "0"
-    server_cpu = o.after.server - o.before.server
-    server_sys = o.after.server_system - o.before.server_system
-    loadgen_cpu = o.after.loadgen - o.before.loadgen
-    pg_cpu = sum(t - o.before.postgres.get(pid, 0.0) for pid, t in o.after.postgres.items())
-    busy_s = o.after.machine_busy - o.before.machine_busy
-    busy = busy_s / max(1e-9, o.after.machine_total - o.before.machine_total)
+    server_cpu = w.after.server - w.before.server
+    server_sys = w.after.server_system - w.before.server_system
+    loadgen_cpu = w.after.loadgen - w.before.loadgen
+    pg_cpu = sum(t - w.before.postgres.get(pid, 0.0) for pid, t in w.after.postgres.items())
+    busy_s = w.after.machine_busy - w.before.machine_busy
+    busy = busy_s / max(1e-9, w.after.machine_total - w.before.machine_total)
     others = max(0.0, busy_s - server_cpu - loadgen_cpu - pg_cpu)
-    target_rate = len(o.setup.agents) / PERIOD_S
+    target_rate = w.agents / PERIOD_S
     rate = len(good) / wall
     verdict = "ok" if latency.p99 < TARGET_P99_MS else "MISS"
     setup = o.setup
     return [
-        f"{len(good)} ok of {len(o.samples)} sent in {wall:.0f} s",
+        f"{len(good)} ok of {len(w.samples)} sent in {wall:.0f} s",
         f"{rate:.1f}/s of {target_rate:.0f}/s ({100 * rate / target_rate:.0f}%)",
         error_text,
         f"{ms(latency.p50)} / {ms(latency.p90)} / {ms(latency.p99)} / {ms(latency.max)}",
         f"{ms(latency.p99)} {verdict}",
-        f"{o.server_p50} / {o.server_p99}",
+        f"{w.server_p50} / {w.server_p99}",
         f"{ms(lag.p99)} / {ms(lag.max)}",
         f"{pct(server_cpu, wall)} of a core ({pct(server_sys, wall)} kernel), "
         f"{pct(server_cpu, wall, cores)} of machine",
@@ -573,7 +626,7 @@ def column(o: Outcome, args: argparse.Namespace) -> list[str]:
         f"{pct(loadgen_cpu, wall)} of a core",
         f"{100 * busy:.0f}%",
         f"{pct(others, wall)} of a core",
-        f"{1000 * server_cpu / max(1, len(o.samples)):.1f} ms",
+        f"{1000 * server_cpu / max(1, len(w.samples)):.1f} ms",
         f"{len(setup.agents) / setup.register_s:.0f}/s ({setup.register_s:.0f} s)",
         f"{setup.instances / setup.rent_s:.0f}/s ({setup.rent_s:.0f} s)"
         if setup.instances
@@ -591,7 +644,7 @@ LABELS = (
     "server-side p50 / p99 (histogram bucket, ms)",
     "load-gen send lag p99 / max (ms)",
     "server process CPU",
-    "Postgres CPU (all its processes)",
+    "Postgres CPU (backends of the bench database)",
     "load generator CPU",
     "machine busy (all processes)",
     "other processes (neighbours, py-spy)",
@@ -602,16 +655,17 @@ LABELS = (
 )
 
 
-def render(outcomes: Sequence[Outcome], args: argparse.Namespace) -> str:
-    done = [o for o in outcomes if o.skipped is None]
-    headers = ["", *(o.kind for o in done)]
-    columns = [column(o, args) for o in done]
+def render(outcomes: Sequence[Outcome], args: argparse.Namespace, idle: str) -> str:
+    done = [(o, w) for o in outcomes if o.skipped is None for w in o.windows]
+    headers = ["", *(f"{o.kind}, {w.agents} agents" for o, w in done)]
+    columns = [column(o, w) for o, w in done]
     rows = [[label, *(c[i] for c in columns)] for i, label in enumerate(LABELS)]
     lines = [
         f"heartbeats: {machine_line()}",
         f"{args.agents} agents x {args.gpus} logical GPUs, {args.workloads} running workloads "
-        f"each, every {PERIOD_S:.0f} s for {args.duration} s; {args.connections} connections; "
+        f"each, every {PERIOD_S:.0f} s for {args.duration:.0f} s; {args.connections} connections; "
         f"server log level {args.server_log_level}",
+        idle,
     ]
     lines += [f"{o.kind}: SKIPPED: {o.skipped}" for o in outcomes if o.skipped]
     return "\n".join(lines) + "\n\n" + markdown_table(headers, rows)
@@ -628,6 +682,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--agents", type=int, default=1_000, help="simulated agents (hosts)")
     parser.add_argument("--duration", type=float, default=60, help="seconds of measured load")
+    parser.add_argument(
+        "--loads",
+        default=None,
+        help="comma-separated agent counts to measure one after the other on the same fleet, "
+        "e.g. 250,500,1000 to find the knee [default: --agents]",
+    )
     parser.add_argument("--gpus", type=int, default=8, help="logical GPUs per agent")
     parser.add_argument(
         "--workloads", type=int, default=2, help="one-GPU instances rented on every host"
@@ -682,6 +742,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if args.db == parser.get_default("db"):
             args.db = "postgres"
     args.db = [d.strip() for d in args.db.split(",") if d.strip()]
+    args.loads = [int(n) for n in args.loads.split(",")] if args.loads else [args.agents]
+    if any(not 0 < n <= args.agents for n in args.loads):
+        parser.error("--loads: each count must be between 1 and --agents")
     for kind in args.db:
         if kind not in KINDS:
             parser.error(f"--db: unknown database {kind!r}")
@@ -689,13 +752,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> None:
+    idle = idle_load()  # before anything of ours runs
     started = time.perf_counter()
     tls = ssl.create_default_context()  # one context for every client (loopback is plain HTTP)
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="gpuyard-bench-") as tmp:
         for kind in args.db:
             outcomes.append(await bench_database(kind, args, Path(tmp), tls))
-    print(render(outcomes, args))
+    print(render(outcomes, args, idle))
     extra = ""
     if any(o.kind == "postgres" and o.skipped is None for o in outcomes):
         extra = f"Postgres {await postgres_version(admin_postgres_url(args.postgres_url))}; "

@@ -8,10 +8,13 @@ function the server itself uses, so the offers table holds what registrations wo
 Two layers are timed for each query:
 
 - ``service``: ``services.offers.search`` on an open session (SQL, ORM rows, domain objects);
-- ``http``: the whole request against a real ``gpuyard server`` child process on loopback:
-  ``POST /api/v0/bundles/`` (the Vast dialect) when the server has it, else
-  ``GET /v1/orgs/{org}/offers?q=<the same Vast JSON>``. Two reference rows give the HTTP floor:
-  ``GET /healthz`` (no database) and ``GET /v1/me`` (API key lookup only).
+- ``http``: the whole request, sent one at a time, against a real ``gpuyard server`` child
+  process on loopback: ``POST /api/v0/bundles/`` (the Vast dialect, where the server has it) and
+  ``GET /v1/orgs/{org}/offers?q=<the same Vast JSON>`` (the native API). Two reference rows give
+  the HTTP floor: ``GET /healthz`` (no database) and ``GET /v1/me`` (API key lookup only).
+
+Last, one operator price change (``services.prices.set_price``, which rebuilds every offer) is
+timed, since it rewrites the table the searches read.
 
 Queries are interleaved round-robin so that noise on a shared machine hits them alike. The target
 (issue: offer search p50 < 20 ms) is printed next to each result.
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from report import Latency, machine_line, markdown_table, ms
+from report import Latency, idle_load, machine_line, markdown_table, ms
 from scratch_db import KINDS, admin_postgres_url, postgres_unavailable, postgres_version
 from scratch_db import scratch_database as scratch_db
 from server_process import running_server
@@ -329,13 +332,27 @@ def service_probes(engine: AsyncEngine) -> dict[str, Probe]:
     return {s.name: probe(s.query()) for s in SEARCHES}
 
 
-async def http_route(client: httpx.AsyncClient) -> str:
-    """``vast`` when the server answers ``POST /api/v0/bundles/``, else ``native``."""
+ROUTES = {
+    "vast": "http POST /api/v0/bundles/",
+    "native": "http GET /v1/orgs/{org}/offers?q=",
+}
+FLOORS = ("floor: GET /healthz", "floor: GET /v1/me")
+
+
+async def http_routes(client: httpx.AsyncClient, wanted: str) -> list[str]:
+    """The routes to time: ``vast`` only where the server has ``POST /api/v0/bundles/``."""
     r = await client.post("/api/v0/bundles/", json={"limit": 1})
-    return "native" if r.status_code in (404, 405) else "vast"
+    has_vast = r.status_code not in (404, 405)
+    if wanted == "all":
+        return ["vast", "native"] if has_vast else ["native"]
+    if wanted == "vast" and not has_vast:
+        raise SystemExit("--http-route vast: this server has no POST /api/v0/bundles/")
+    return [wanted]
 
 
-def http_probes(client: httpx.AsyncClient, org_id: str, route: str) -> dict[str, Probe]:
+def http_probes(
+    client: httpx.AsyncClient, org_id: str, route: str, *, floors: bool
+) -> dict[str, Probe]:
     def probe(search: Search) -> Probe:
         body = search.body()
         body["limit"] = LIMIT
@@ -368,11 +385,11 @@ def http_probes(client: httpx.AsyncClient, org_id: str, route: str) -> dict[str,
 
         return get
 
-    return {
-        **{s.name: probe(s) for s in SEARCHES},
-        "floor: GET /healthz": floor("/healthz"),
-        "floor: GET /v1/me": floor("/v1/me"),
-    }
+    probes = {s.name: probe(s) for s in SEARCHES}
+    if floors:
+        probes[FLOORS[0]] = floor("/healthz")
+        probes[FLOORS[1]] = floor("/v1/me")
+    return probes
 
 
 async def explain(engine: AsyncEngine) -> None:
@@ -411,12 +428,30 @@ async def explain(engine: AsyncEngine) -> None:
 class DbResult:
     kind: str
     populated: Populated | None = None
-    service: dict[str, Latency] = field(default_factory=dict)
-    http: dict[str, Latency] = field(default_factory=dict)
+    layers: dict[str, dict[str, Latency]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
-    route: str = ""
     skipped: str | None = None
+    price_change_s: float | None = None
     seconds: float = 0.0
+
+
+async def time_price_change(url: str) -> float:
+    """Seconds for the operator to change one GPU type's price: ``services.prices.set_price``,
+    which rebuilds every host's offers in the same transaction (``offers.refresh_all``)."""
+    engine = create_engine(url)
+    try:
+        started = time.perf_counter()
+        async with write_session(session_factory(engine)) as session:
+            await prices.set_price(
+                session,
+                clock=SystemClock(),
+                gpu_name=GPU_MIX[0][0],
+                cents=GPU_MIX[0][3] or DEFAULT_PRICE + 1,
+                default_price=DEFAULT_PRICE,
+            )
+        return time.perf_counter() - started
+    finally:
+        await engine.dispose()
 
 
 async def bench_database(kind: str, args: argparse.Namespace, workdir: Path) -> DbResult:
@@ -439,7 +474,7 @@ async def bench_database(kind: str, args: argparse.Namespace, workdir: Path) -> 
             if args.explain:
                 await explain(engine)
             if "service" in args.layers:
-                result.service, rows = await time_round_robin(
+                result.layers["service"], rows = await time_round_robin(
                     service_probes(engine), iterations=args.iterations, warmup=args.warmup
                 )
                 result.rows.update(rows)
@@ -457,17 +492,26 @@ async def bench_database(kind: str, args: argparse.Namespace, workdir: Path) -> 
                 async with httpx.AsyncClient(
                     base_url=server.base_url, headers=headers, timeout=30
                 ) as client:
-                    result.route = await http_route(client)
-                    result.http, rows = await time_round_robin(
-                        http_probes(client, pop.org_id, result.route),
-                        iterations=args.iterations,
-                        warmup=args.warmup,
+                    probes: dict[str, Probe] = {}
+                    routes = await http_routes(client, args.http_route)
+                    for i, route in enumerate(routes):
+                        for name, p in http_probes(
+                            client, pop.org_id, route, floors=i == 0
+                        ).items():
+                            probes[f"{route}|{name}"] = p
+                    timed, rows = await time_round_robin(
+                        probes, iterations=args.iterations, warmup=args.warmup
                     )
-                    for name, n in rows.items():
+                    for key, lat in timed.items():
+                        route, name = key.split("|", 1)
+                        layer = "http (floor)" if name in FLOORS else ROUTES[route]
+                        result.layers.setdefault(layer, {})[name] = lat
+                        n = rows[key]
                         if name in result.rows and result.rows[name] != n:
-                            raise AssertionError(f"{name}: service {result.rows[name]}, http {n}")
+                            raise AssertionError(f"{key}: {result.rows[name]} offers, then {n}")
                         result.rows.setdefault(name, n)
             say(f"{kind}: http layer done")
+        result.price_change_s = await time_price_change(url)  # last: it rewrites every offer
     result.seconds = time.perf_counter() - started
     return result
 
@@ -488,23 +532,27 @@ def cell(lat: Latency | None, *, judged: bool) -> str:
     return f"{ms(lat.p50)} / {ms(lat.p99)} / {ms(lat.mean)}{verdict}"
 
 
-def render(results: Sequence[DbResult], args: argparse.Namespace) -> str:
+def render(results: Sequence[DbResult], args: argparse.Namespace, idle: str) -> str:
     done = [r for r in results if r.skipped is None]
     headers = ["query", "layer", "offers"]
     headers += [f"{r.kind} p50 / p99 / mean ms" for r in done]
     headers += ["target"]
     rows: list[list[object]] = []
     names = [s.name for s in SEARCHES]
-    for layer in args.layers:
-        extra = ["floor: GET /healthz", "floor: GET /v1/me"] if layer == "http" else []
-        for name in [*names, *extra]:
+    layers = sorted(
+        {layer for r in done for layer in r.layers},
+        key=lambda layer: (layer != "service", layer == "http (floor)", layer),
+    )
+    for layer in layers:
+        for name in [*names, *FLOORS]:
+            if not any(name in r.layers.get(layer, {}) for r in done):
+                continue
             judged = name in names
             found = {r.rows.get(name) for r in done if name in r.rows}
             count = found.pop() if len(found) == 1 else "?"
             row: list[object] = [name, layer, count if judged else ""]
             for r in done:
-                lat = (r.service if layer == "service" else r.http).get(name)
-                row.append(cell(lat, judged=judged))
+                row.append(cell(r.layers.get(layer, {}).get(name), judged=judged))
             row.append(f"p50 < {TARGET_P50_MS:.0f}" if judged else "")
             rows.append(row)
     lines = [
@@ -512,18 +560,16 @@ def render(results: Sequence[DbResult], args: argparse.Namespace) -> str:
         f"fleet: {args.hosts} hosts x {args.gpus_per_host} GPUs, limit {LIMIT}; "
         f"{args.iterations} timed runs per query per layer after {args.warmup} warm-up, "
         "queries interleaved",
+        idle,
     ]
     for r in results:
         if r.skipped:
             lines.append(f"{r.kind}: SKIPPED: {r.skipped}")
         elif r.populated is not None:
-            via = {
-                "vast": "POST /api/v0/bundles/",
-                "native": "GET /v1/orgs/{org}/offers?q=<Vast JSON>",
-            }.get(r.route, "-")
             lines.append(
-                f"{r.kind}: {r.populated.offers} offers; loaded in {r.populated.seconds:.1f} s; "
-                f"http via {via}; whole run {r.seconds:.0f} s"
+                f"{r.kind}: {r.populated.offers} offers, loaded in {r.populated.seconds:.1f} s; "
+                f"an operator price change (set_price, rebuilds every offer) took "
+                f"{r.price_change_s or 0:.1f} s; whole run {r.seconds:.0f} s"
             )
     return "\n".join(lines) + "\n\n" + markdown_table(headers, rows)
 
@@ -548,6 +594,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--layers", default="service,http", help="comma-separated layers: service,http"
     )
     parser.add_argument(
+        "--http-route",
+        choices=("all", "vast", "native"),
+        default="all",
+        help="HTTP routes to time: POST /api/v0/bundles/ (vast, where the server has it), "
+        "GET /v1/orgs/{org}/offers?q=<the same JSON> (native), or all",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=None,
         help="admin URL of the Postgres server to create the scratch database on "
@@ -558,11 +611,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test in < 30 s: 2,000 hosts, 30 timed runs, 3 warm-up",
+        help="smoke test in < 30 s: 1,000 hosts, 20 timed runs, 3 warm-up",
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.hosts, args.iterations, args.warmup = 2_000, 30, 3
+        args.hosts, args.iterations, args.warmup = 1_000, 20, 3
     args.db = [d.strip() for d in args.db.split(",") if d.strip()]
     args.layers = [x.strip() for x in args.layers.split(",") if x.strip()]
     for kind in args.db:
@@ -575,12 +628,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> None:
+    idle = idle_load()  # before anything of ours runs
     started = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory(prefix="gpuyard-bench-") as tmp:
         for kind in args.db:
             results.append(await bench_database(kind, args, Path(tmp)))
-    print(render(results, args))
+    print(render(results, args, idle))
     versions = []
     if any(r.kind == "postgres" and r.skipped is None for r in results):
         versions.append(f"Postgres {await postgres_version(admin_postgres_url(args.postgres_url))}")

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psutil
+
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0-100) of ``values``, by linear interpolation; NaN when empty."""
@@ -62,6 +64,14 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
     rule = "| " + " | ".join("-" * w for w in widths) + " |"
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def idle_load(seconds: float = 3.0) -> str:
+    """How busy the machine is before the benchmark starts (other people's work, on a shared
+    box), so a reader can tell a quiet run from a noisy one."""
+    busy = psutil.cpu_percent(interval=seconds)
+    load1, _, _ = os.getloadavg()
+    return f"machine {busy:.0f}% busy over {seconds:.0f} s before the run, load average {load1:.1f}"
 
 
 def machine_line() -> str:

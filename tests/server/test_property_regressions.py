@@ -4,8 +4,11 @@ NUL characters (U+0000): Postgres text and jsonb cannot hold them, so a NUL in a
 path id or a query value made the database raise and the route answer 500 (SQLite stored it).
 Every request carrying one is now refused at the edge with 400 ``invalid_request``.
 
-JSON in query parameters (Vast ``order_by``, ``select_filters``, ``after_token``, offer ``q``):
-nesting too deep for the parser, or a scalar where a list belongs, was a 500; now a 400.
+JSON in query parameters (Vast ``order_by``, ``select_filters``, ``after_token``, offer ``q``)
+and in inference bodies (which the gateway parses itself): nesting too deep for the parser
+(RecursionError, not ValueError), or a scalar where a list belongs, was a 500; now a 400.
+
+PATCH bodies: null for a field that may only be left out was written to a NOT NULL column.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import httpx
 import pytest
 
-from tests.harness import Api
+from tests.harness import Api, Tenant
 
 
 def assert_refused_for_nul(r: httpx.Response, where: str) -> None:
@@ -163,3 +166,74 @@ async def test_the_vast_clis_own_order_by_still_works(api: Api) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["instances"] == []
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/v1/audio/speech"])
+async def test_deeply_nested_inference_body_is_400_invalid_json(api: Api, path: str) -> None:
+    r = await api.client.post(
+        path, content=DEEP.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_json"
+    assert r.headers["x-request-id"]
+
+
+# --- null in PATCH bodies -------------------------------------------------------------------------
+# A PATCH field that may be left out was also accepted as null and written to a NOT NULL column
+# (or iterated): 500 for clusters, a misleading 409 for hosts. Now 422 naming the field.
+
+
+async def _register_host(api: Api) -> str:
+    """A host with one RTX 4090, registered through the agent protocol; its id."""
+    r = await api.client.post("/v1/admin/join-tokens", json={"name": "t"})
+    facts = {
+        "gpus": [{"index": 0, "uuid": "GPU-0", "name": "RTX 4090"}],
+        "driver_version": None,
+        "cuda_version": None,
+        "cpu_cores": 1,
+        "ram_mb": 1,
+        "disk_free_mb": 1,
+        "disk_total_mb": 1,
+        "hostname": "h",
+        "address": "127.0.0.1",
+        "port_range": {"start": 40000, "end": 40010},
+        "os": "linux",
+    }
+    body = {"token": r.json()["token"], "facts": facts}
+    host = await api.client_for(None).post("/v1/agent/register", json=body)
+    assert host.status_code == 200, host.text
+    return str(host.json()["host_id"])
+
+
+async def _cluster(api: Api) -> tuple[Tenant, str]:
+    await _register_host(api)
+    t = await api.tenant()
+    body = {"name": "web", "gpu_type": "rtx-4090", "container": "busybox"}
+    r = await t.client.post(f"/v1/orgs/{t.org_id}/clusters", json=body)
+    assert r.status_code == 201, r.text
+    return t, r.json()["id"]
+
+
+@pytest.mark.parametrize("field", ["container", "models", "port", "replicas", "env", "health_path"])
+async def test_null_for_a_cluster_field_is_422(api: Api, field: str) -> None:
+    t, cluster_id = await _cluster(api)
+    for path in (f"/v1/orgs/{t.org_id}/clusters/{cluster_id}", f"/v1/clusters/{cluster_id}"):
+        r = await t.client.patch(path, json={field: None})
+        assert r.status_code == 422, r.text
+        assert r.json()["param"] == field
+    r = await t.client.get(f"/v1/orgs/{t.org_id}/clusters/{cluster_id}")
+    assert r.json()["container"] == "busybox"
+
+
+async def test_null_command_still_clears_it(api: Api) -> None:
+    t, cluster_id = await _cluster(api)
+    r = await t.client.patch(f"/v1/clusters/{cluster_id}", json={"command": None})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("field", ["name", "verified"])
+async def test_null_for_a_host_field_is_422(api: Api, field: str) -> None:
+    host_id = await _register_host(api)
+    r = await api.client.patch(f"/v1/admin/hosts/{host_id}", json={field: None})
+    assert r.status_code == 422, r.text
+    assert r.json()["param"] == field

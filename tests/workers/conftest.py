@@ -27,7 +27,7 @@ import pytest
 from gpuyard.agent.runtimes.process_command import build_argv, build_env
 from gpuyard.core.workload import WorkloadSpec
 
-STARTUP_DEADLINE_S = 180.0
+STARTUP_DEADLINE_S = 100.0  # under pytest-timeout's 120 s, so a slow start says why
 STOP_DEADLINE_S = 20.0
 PASSED_THROUGH = ("PYTHONPATH",)  # so a checkout that is not installed still finds gpuyard
 
@@ -103,9 +103,8 @@ def wait_healthy(worker: Worker, deadline_s: float = STARTUP_DEADLINE_S) -> list
     with httpx.Client(timeout=2.0) as client:
         while True:
             if worker.process.poll() is not None:
-                raise AssertionError(
-                    f"the worker exited with {worker.process.returncode}:\n{worker.output()[-3000:]}"
-                )
+                code = worker.process.returncode
+                raise AssertionError(f"the worker exited with {code}:\n{worker.output()[-3000:]}")
             try:
                 status = client.get(f"{worker.url}/health").status_code
             except httpx.TransportError:
@@ -115,7 +114,9 @@ def wait_healthy(worker: Worker, deadline_s: float = STARTUP_DEADLINE_S) -> list
             if status == 200:
                 return seen
             if time.monotonic() > deadline:
-                raise AssertionError(f"not healthy within {deadline_s}s:\n{worker.output()[-3000:]}")
+                raise AssertionError(
+                    f"not healthy within {deadline_s}s:\n{worker.output()[-3000:]}"
+                )
             time.sleep(0.1)
 
 

@@ -10,6 +10,7 @@ import typer
 from gpuyard import __version__
 from gpuyard.cli import agent as agent_cli
 from gpuyard.cli import fleet, market
+from gpuyard.cli import worker as worker_cli
 from gpuyard.cli.connection import ApiKey, Raw, Url, run
 from gpuyard.cli.output import show
 from gpuyard.cli.serve import StartupError, console, run_server
@@ -100,6 +101,7 @@ def me(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
 
 
 agent_cli.register(app)
+worker_cli.register(app)
 app.add_typer(market.offers, name="offers")
 app.add_typer(market.vms, name="vms")
 app.add_typer(market.ssh_keys, name="ssh-keys")

@@ -132,6 +132,8 @@ def chat(
         _fail(f"the chat worker needs {', '.join(missing)}: {INSTALL_HINT}")
     if not model.expanduser().is_dir():
         _fail(f"--model {model}: not a directory (give a local Hugging Face model directory)")
+    if not (model.expanduser() / "config.json").is_file():
+        _fail(f"--model {model}: no config.json there; is it a Hugging Face model directory?")
     app, slot = chat_worker.build_app(
         model.expanduser(), model_id=model_id, max_new_tokens=max_new_tokens, threads=threads
     )

@@ -91,6 +91,8 @@ class ChatService:
         *,
         chat: bool,
     ) -> Response:
+        if not prompt:
+            raise bad_request("the prompt is empty", param="prompt", code="invalid_value")
         room = model.context_length - len(prompt)
         if room < 1:
             raise bad_request(

@@ -28,8 +28,6 @@ log = logging.getLogger("gpuyard.workers")
 
 T = TypeVar("T")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
 GRACEFUL_SHUTDOWN_S = 10
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from gpuyard.core.clusters import Cluster
-from gpuyard.server.schemas.common import RequestBody
+from gpuyard.server.schemas.common import RequestBody, reject_null
 
 
 class ClusterCreate(RequestBody):
@@ -36,6 +36,8 @@ class ClusterUpdate(RequestBody):
     port: StrictInt | None = Field(default=None, ge=1, le=65535)
     health_path: StrictStr | None = Field(default=None, pattern=r"^/", max_length=200)
     models: list[StrictStr] | None = Field(default=None, max_length=64)
+
+    _no_null = reject_null("replicas", "container", "env", "port", "health_path", "models")
 
 
 class ReplicaOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gpuyard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
@@ -16,6 +16,18 @@ class RequestBody(BaseModel):
     """Base of request bodies: unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def reject_null(*fields: str) -> Any:
+    """A PATCH body's validator: ``fields`` may be left out (no change) but not sent as null,
+    which their columns cannot hold. Use as ``_no_null = reject_null("a", "b")``."""
+
+    def check(value: object) -> object:
+        if value is None:
+            raise ValueError("leave it out to keep its value; it cannot be null")
+        return value
+
+    return field_validator(*fields)(check)
 
 
 class ErrorOut(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from gpuyard.core.hosts import GpuType, Host, JoinToken, NewJoinToken
-from gpuyard.server.schemas.common import RequestBody
+from gpuyard.server.schemas.common import RequestBody, reject_null
 from gpuyard.server.services.prices import GpuPrice
 
 
@@ -79,6 +79,8 @@ class HostUpdate(RequestBody):
     inet_up_mbps: StrictFloat | StrictInt | None = Field(default=None, ge=0)
     inet_down_mbps: StrictFloat | StrictInt | None = Field(default=None, ge=0)
     verified: StrictBool | None = None
+
+    _no_null = reject_null("name", "verified")
 
 
 class JoinTokenCreate(RequestBody):
