@@ -330,17 +330,21 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-async def backend_pids(database_url: str) -> set[int]:
-    """The Postgres backends serving ``database_url`` (not other databases on the server)."""
+async def backend_pids(database_url: str) -> tuple[set[int], int]:
+    """The Postgres backends serving ``database_url`` now (not other databases on the server),
+    and how many sessions were ever opened on it."""
     base, _, name = database_url.rpartition("/")
     conn = await asyncpg.connect(
         base.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
     )
     try:
         rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+        sessions = await conn.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = $1", name
+        )
     finally:
         await conn.close()
-    return {int(r["pid"]) for r in rows}
+    return {int(r["pid"]) for r in rows}, int(sessions or 0)
 
 
 def postgres_cpu(pids: set[int]) -> dict[int, float]:
@@ -410,6 +414,7 @@ class Window:
     after: CpuSnapshot
     server_p50: str
     server_p99: str
+    pg_sessions: int | None
 
 
 @dataclass
@@ -491,7 +496,7 @@ async def run_window(
 ) -> Window:
     proc = psutil.Process(server_pid)
     hist_before = await server_histogram(meta)
-    pg_pids = await backend_pids(postgres_url) if postgres_url else set()
+    pg_pids, sessions_before = await backend_pids(postgres_url) if postgres_url else (set(), 0)
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 1.0
     t_end = t0 + args.duration
@@ -514,8 +519,11 @@ async def run_window(
     profiler = await start_profiler(args, server_pid, label)
     before = snapshot(proc, pg_pids)
     await asyncio.gather(*tasks)
+    sessions = None
     if postgres_url:
-        pg_pids |= await backend_pids(postgres_url)
+        pids_after, sessions_after = await backend_pids(postgres_url)
+        pg_pids |= pids_after
+        sessions = sessions_after - sessions_before
     after = snapshot(proc, pg_pids)
     if profiler is not None:
         await profiler.wait()
@@ -528,6 +536,7 @@ async def run_window(
         after=after,
         server_p50=histogram_quantile(hist_before, hist_after, 50),
         server_p99=histogram_quantile(hist_before, hist_after, 99),
+        pg_sessions=sessions,
     )
 
 
@@ -623,6 +632,7 @@ def column(o: Outcome, w: Window) -> list[str]:
         f"{pct(server_cpu, wall)} of a core ({pct(server_sys, wall)} kernel), "
         f"{pct(server_cpu, wall, cores)} of machine",
         f"{pct(pg_cpu, wall)} of a core" if o.kind == "postgres" else "n/a (in server)",
+        "n/a" if w.pg_sessions is None else str(w.pg_sessions),
         f"{pct(loadgen_cpu, wall)} of a core",
         f"{100 * busy:.0f}%",
         f"{pct(others, wall)} of a core",
@@ -644,7 +654,8 @@ LABELS = (
     "server-side p50 / p99 (histogram bucket, ms)",
     "load-gen send lag p99 / max (ms)",
     "server process CPU",
-    "Postgres CPU (backends of the bench database)",
+    "Postgres CPU (bench database's backends alive at the end)",
+    "Postgres connections opened during the load",
     "load generator CPU",
     "machine busy (all processes)",
     "other processes (neighbours, py-spy)",

@@ -39,6 +39,8 @@ class Principal:
     org_id: str
     scopes: frozenset[Scope]
     secret_hash: str
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
     def allows(self, scope: Scope) -> bool:
         return scope in granted(self.scopes)

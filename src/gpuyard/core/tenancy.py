@@ -46,6 +46,8 @@ class ApiKey:
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    rpm_limit: int | None = None  # requests per minute for inference; None: unlimited
+    tpm_limit: int | None = None  # tokens per minute for inference; None: unlimited
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,11 @@ again if the client had not asked. One request-log row per request is queued onc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ from gpuyard.gateway.usage import (
     usage_from_json,
     usage_of,
 )
+from gpuyard.server.db import write_session
+from gpuyard.server.services import rate_limits
 
 log = logging.getLogger(__name__)
 MAX_STREAM_ERROR = 500
@@ -94,6 +97,8 @@ class Gateway:
         auth_ttl: float = 5.0,
     ) -> None:
         self.clock = clock
+        self.sessions = sessions
+        self._background: set[asyncio.Task[None]] = set()
         self.directory = ModelDirectory(sessions, ttl=directory_ttl)
         self.balancer = LeastOutstanding()
         self.auth = PrincipalCache(sessions, clock, ttl=auth_ttl)
@@ -107,6 +112,7 @@ class Gateway:
         self.logs.start()
 
     async def stop(self) -> None:
+        await self.settle()
         await self.logs.stop()
         await self.client.aclose()
 
@@ -135,6 +141,9 @@ class Gateway:
                 body["stream_options"] = {**(options or {}), "include_usage": True}
                 raw = json.dumps(body).encode()
         targets = await self.targets(principal, model)
+        if principal.rpm_limit is not None or principal.tpm_limit is not None:
+            async with write_session(self.sessions) as session:
+                await rate_limits.admit(session, principal=principal, now=self.clock.now())
         headers = {**headers, "content-type": "application/json"}
         upstream = await open_upstream(
             client=self.client,
@@ -153,6 +162,7 @@ class Gateway:
             "cluster_id": upstream.target.cluster_id,
             "replica_id": upstream.target.replica_id,
             "stream": stream,
+            "_count_tokens": principal.tpm_limit is not None,
         }
         content_type = upstream.response.headers.get("content-type", "application/json")
         if not stream or upstream.response.status_code != 200 or "event-stream" not in content_type:
@@ -223,6 +233,11 @@ class Gateway:
         usage: Usage | None,
         error: str | None,
     ) -> None:
+        record = dict(record)
+        if record.pop("_count_tokens", False) and usage is not None:
+            tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+            if tokens:
+                self._spawn(self._count_tokens(record["key_id"], tokens))
         self.logs.submit(
             created_at=self.clock.now(),
             status=status,
@@ -232,3 +247,22 @@ class Gateway:
             error=error[:MAX_STREAM_ERROR] if error else None,
             **record,
         )
+
+    async def _count_tokens(self, key_id: str, tokens: int) -> None:
+        try:
+            async with write_session(self.sessions) as session:
+                await rate_limits.add_tokens(
+                    session, key_id=key_id, tokens=tokens, now=self.clock.now()
+                )
+        except Exception:
+            log.exception("could not count %d tokens for %s", tokens, key_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settle(self) -> None:
+        """Wait for token counting in flight (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)

@@ -107,6 +107,8 @@ class ApiKey(LeaseColumns, Base):
     expired_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer, default=None)
+    tpm_limit: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Event(Base):
@@ -378,3 +380,19 @@ class RequestLog(Base):
     latency_ms: Mapped[float] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]
+
+
+class RateWindow(Base):
+    """Requests and tokens one API key used in one minute, shared by every server replica."""
+
+    __tablename__ = "rate_windows"
+    __table_args__ = (
+        UniqueConstraint("key_id", "window_start", name="uq_rate_windows_key_window"),
+        Index("ix_rate_windows_window_start", "window_start"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    window_start: Mapped[datetime]
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)

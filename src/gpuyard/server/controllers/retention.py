@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
 from gpuyard.server.db import write_session
-from gpuyard.server.services import idempotency
+from gpuyard.server.services import idempotency, rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ class RetentionSweeper:
 
     async def step(self) -> int:
         async with write_session(self.sessions) as session:
-            return await idempotency.purge_expired(session, clock=self.clock)
+            removed = await idempotency.purge_expired(session, clock=self.clock)
+            return removed + await rate_limits.purge_old(session, now=self.clock.now())
 
     def hint(self) -> None:
         pass

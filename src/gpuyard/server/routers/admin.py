@@ -84,5 +84,7 @@ async def issue_key(
         name=body.name,
         scopes=body.scopes,
         expires_at=body.expires_at,
+        rpm_limit=body.rpm_limit,
+        tpm_limit=body.tpm_limit,
     )
     return ApiKeyCreated.of_new(new)

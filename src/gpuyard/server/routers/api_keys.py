@@ -30,6 +30,8 @@ async def create_key(
         name=body.name,
         scopes=body.scopes,
         expires_at=body.expires_at,
+        rpm_limit=body.rpm_limit,
+        tpm_limit=body.tpm_limit,
         created_by=principal,
     )
     return ApiKeyCreated.of_new(new)

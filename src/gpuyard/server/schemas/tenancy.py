@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictStr
+from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StrictStr
 
 from gpuyard.core.principal import Scope
 from gpuyard.core.tenancy import ApiKey, ApiKeyStatus, Event, NewApiKey, Org, OrgStatus
@@ -60,6 +60,8 @@ class ApiKeyOut(BaseModel):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    rpm_limit: int | None = Field(description="Inference requests per minute; null: unlimited")
+    tpm_limit: int | None = Field(description="Inference tokens per minute; null: unlimited")
 
     @classmethod
     def of(cls, key: ApiKey) -> ApiKeyOut:
@@ -74,6 +76,8 @@ class ApiKeyOut(BaseModel):
             expires_at=key.expires_at,
             last_used_at=key.last_used_at,
             revoked_at=key.revoked_at,
+            rpm_limit=key.rpm_limit,
+            tpm_limit=key.tpm_limit,
         )
 
 
@@ -93,6 +97,12 @@ class ApiKeyCreate(RequestBody):
         description="operator (operator org only), org:write, org:read, inference",
     )
     expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339, in the future")
+    rpm_limit: StrictInt | None = Field(
+        default=None, ge=1, le=10_000_000, description="Inference requests per minute"
+    )
+    tpm_limit: StrictInt | None = Field(
+        default=None, ge=1, le=10_000_000_000, description="Inference tokens per minute"
+    )
 
 
 class MeOut(BaseModel):

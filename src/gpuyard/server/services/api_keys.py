@@ -42,6 +42,8 @@ def to_domain(row: orm.ApiKey, now: datetime | None = None) -> ApiKey:
         expires_at=row.expires_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
     )
 
 
@@ -55,6 +57,8 @@ async def create_key(
     expires_at: datetime | None = None,
     created_by: Principal | None = None,
     secret: str | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
 ) -> NewApiKey:
     """Issue a key. ``created_by`` None means the system (bootstrap, operator first key)."""
     org = await session.scalar(select(orm.Org).where(orm.Org.id == org_id))
@@ -91,6 +95,8 @@ async def create_key(
         created_at=now,
         created_by=created_by.key_id if created_by else None,
         expires_at=expires_at,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
     )
     session.add(row)
     await session.flush()

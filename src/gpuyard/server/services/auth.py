@@ -57,6 +57,8 @@ async def authenticate(
         org_id=key.org_id,
         scopes=frozenset(Scope(s) for s in key.scopes),
         secret_hash=key.secret_hash,
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
     )
     stale = key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
     return principal, stale
