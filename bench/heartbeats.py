@@ -528,6 +528,8 @@ async def run_window(
     if profiler is not None:
         await profiler.wait()
     hist_after = await server_histogram(meta)
+    if args.samples:
+        write_samples(Path(args.samples) / f"heartbeats-{label}.csv", samples, t0)
     return Window(
         agents=len(agents),
         samples=samples,
@@ -538,6 +540,20 @@ async def run_window(
         server_p99=histogram_quantile(hist_before, hist_after, 99),
         pg_sessions=sessions,
     )
+
+
+def write_samples(path: Path, samples: Sequence[Sample], t0: float) -> None:
+    """One line per heartbeat: seconds from the start of the window it was scheduled, sent and
+    answered at, and its outcome."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        out.write("scheduled_s,sent_s,done_s,latency_ms,outcome\n")
+        for x in sorted(samples, key=lambda x: x.sent):
+            out.write(
+                f"{x.scheduled - t0:.4f},{x.sent - t0:.4f},{x.done - t0:.4f},"
+                f"{(x.done - x.sent) * 1000:.2f},{x.outcome}\n"
+            )
+    say(f"samples written to {path}")
 
 
 async def start_profiler(
@@ -731,6 +747,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "[default: $GPUYARD_BENCH_POSTGRES_URL, $GPUYARD_TEST_POSTGRES_URL, or 127.0.0.1:5432]",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the fleet generator")
+    parser.add_argument(
+        "--samples",
+        metavar="DIR",
+        default=None,
+        help="write every heartbeat's timings to DIR/heartbeats-<db>-<agents>.csv",
+    )
     parser.add_argument(
         "--profile",
         metavar="DIR",

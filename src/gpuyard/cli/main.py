@@ -45,9 +45,11 @@ def _settings(host: str | None, port: int | None, data_dir: Path | None) -> Sett
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
-def _run(settings: Settings, *, gpus: str | None = None, with_agent: bool = False) -> None:
+def _run(
+    settings: Settings, *, gpus: str | None = None, with_agent: bool = False, demo: bool = False
+) -> None:
     try:
-        run_server(settings, local_gpus=gpus, with_agent=with_agent)
+        run_server(settings, local_gpus=gpus, with_agent=with_agent, with_demo=demo)
     except StartupError as exc:
         console.print(f"[bold red]error:[/bold red] {exc}")
         raise typer.Exit(2) from exc
@@ -67,6 +69,14 @@ def up(
             "[default: 'Logical GPU:2']"
         ),
     ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Also deploy an embeddings and a speech cluster of the built-in CPU workers "
+            "(needs the `workers` extra)",
+        ),
+    ] = False,
 ) -> None:
     """Start gpuyard on this machine: API, gateway, controllers and a local agent, on SQLite in
     the data dir. A one-host GPU cloud with nothing else to start.
@@ -75,7 +85,7 @@ def up(
     DATA_DIR/admin-key, mode 0600). Set GPUYARD_ADMIN_KEY=vl_... to choose that key yourself.
     Workloads keep running across restarts of `gpuyard up`; the local agent re-adopts them.
     """
-    _run(_settings(host, port, data_dir), gpus=gpus, with_agent=True)
+    _run(_settings(host, port, data_dir), gpus=gpus, with_agent=True, demo=demo)
 
 
 @app.command()

@@ -10,6 +10,7 @@ from pathlib import Path
 import uvicorn
 from rich.console import Console
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.agent.main import AgentOptions, run_agent
 from gpuyard.agent.state import AgentState, StateError
@@ -18,7 +19,7 @@ from gpuyard.core.credentials import looks_like_api_key
 from gpuyard.server.app import create_app
 from gpuyard.server.db import create_engine, session_factory, write_session
 from gpuyard.server.migrate import migrate
-from gpuyard.server.services import join_tokens
+from gpuyard.server.services import demo, join_tokens
 from gpuyard.server.services.bootstrap import Bootstrap, ensure_operator
 from gpuyard.server.settings import Settings
 
@@ -137,7 +138,34 @@ def rebind_local_agent(agent: AgentOptions) -> None:
         state.save_registration(saved.model_copy(update={"server_url": agent.server_url}))
 
 
-async def serve(settings: Settings, local_agent: AgentOptions | None = None) -> None:
+async def start_demo(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Once the local host has joined, create the demo clusters and say how to call them."""
+    clock = SystemClock()
+    for _ in range(600):
+        async with sessions() as session:
+            gpu_type = await demo.local_gpu_type(session)
+        if gpu_type is not None:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        console.print("[red]demo:[/red] the local agent did not join; no demo clusters")
+        return
+    async with write_session(sessions) as session:
+        made = await demo.ensure_demo(session, clock=clock, gpu_type=gpu_type)
+    if made:
+        console.print(f"demo: deploying {', '.join(c.name for c in made)} on the local host")
+    url = settings.resolved_public_url()
+    console.print(
+        "demo: once `gpuyard` lists them healthy (GET /v1/clusters), call them with the openai "
+        f"SDK: OpenAI(base_url='{url}/v1', api_key=<a key>).embeddings.create("
+        "model='all-MiniLM-L6-v2', input='hello') and .audio.speech.create(model='espeak-ng', "
+        "voice='alloy', input='hello')"
+    )
+
+
+async def serve(
+    settings: Settings, local_agent: AgentOptions | None = None, *, with_demo: bool = False
+) -> None:
     """Serve the API (and run the local agent beside it) until Ctrl-C."""
     app = create_app(settings, migrate_on_start=False)
     config = uvicorn.Config(
@@ -152,10 +180,15 @@ async def serve(settings: Settings, local_agent: AgentOptions | None = None) -> 
         logging.getLogger("uvicorn.access").addFilter(QuietHeartbeats())
     stop = asyncio.Event()
     agent_task = asyncio.create_task(run_agent(local_agent, stop)) if local_agent else None
+    demo_task = (
+        asyncio.create_task(start_demo(settings, app.state.ctx.sessions)) if with_demo else None
+    )
     try:
         await uvicorn.Server(config).serve()
     finally:
         stop.set()
+        if demo_task is not None:
+            demo_task.cancel()
         if agent_task is not None:
             try:
                 await agent_task
@@ -179,7 +212,11 @@ def configure_logging(level: str) -> None:
 
 
 def run_server(
-    settings: Settings, *, local_gpus: str | None = None, with_agent: bool = False
+    settings: Settings,
+    *,
+    local_gpus: str | None = None,
+    with_agent: bool = False,
+    with_demo: bool = False,
 ) -> None:
     configure_logging(settings.log_level)
     check_settings(settings)
@@ -194,4 +231,4 @@ def run_server(
             f"Local agent: state in {agent.state_dir}; GPUs from NVML, else {agent.gpus!r} "
             "(choose with --gpus)."
         )
-    asyncio.run(serve(settings, agent))
+    asyncio.run(serve(settings, agent, with_demo=with_demo and agent is not None))
