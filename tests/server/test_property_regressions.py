@@ -2,7 +2,9 @@
 
 NUL characters (U+0000): Postgres text and jsonb cannot hold them, so a NUL in a body field, a
 path id or a query value made the database raise and the route answer 500 (SQLite stored it).
-Every request carrying one is now refused at the edge with 400 ``invalid_request``.
+Unpaired UTF-16 surrogates (``"\ud800"`` in JSON) are not Unicode: Postgres json refused them in
+a cluster's ``models`` (500). Every request carrying either is now refused at the edge with 400
+``invalid_request``.
 
 JSON in query parameters (Vast ``order_by``, ``select_filters``, ``after_token``, offer ``q``)
 and in inference bodies (which the gateway parses itself): nesting too deep for the parser
@@ -102,6 +104,45 @@ async def test_nul_is_refused_in_the_vast_dialects_envelope(api: Api) -> None:
     assert r.json()["success"] is False
     assert r.json()["error"] == "invalid_request"
     assert "NUL" in r.json()["msg"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"name": "\\ud800"}',
+        b'{"name": "\\udc00x"}',
+        b'{"name": "a\\ud83dz"}',
+        b'{"name": "\xed\xa0\x80"}',  # a surrogate encoded as if it were UTF-8
+    ],
+)
+async def test_an_unpaired_surrogate_in_a_body_is_400(api: Api, raw: bytes) -> None:
+    r = await api.client.post(
+        "/v1/admin/orgs", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_request"
+    assert "surrogate" in r.json()["error"]
+
+
+async def test_an_unpaired_surrogate_in_cluster_models_is_400(api: Api) -> None:
+    t, cluster_id = await _cluster(api)
+    r = await t.client.patch(
+        f"/v1/clusters/{cluster_id}",
+        content=b'{"models": ["\\ud800"]}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 400, r.text
+    assert "surrogate" in r.json()["error"]
+
+
+async def test_a_surrogate_pair_is_an_ordinary_character(api: Api) -> None:
+    r = await api.client.post(
+        "/v1/admin/orgs",
+        content=b'{"name": "boom \\ud83d\\udca5"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "boom \U0001f4a5"
 
 
 async def test_uploads_that_are_not_json_are_not_inspected(api: Api) -> None:

@@ -1,9 +1,9 @@
-"""Outermost middleware: request id, request-body size limit, NUL refusal, and request metrics.
+"""Outermost middleware: request id, body size limit, unstorable text, and request metrics.
 
 The body of a request is read here, up to ``max_body_bytes``; a larger one is answered 413 at once
 (by ``Content-Length`` when given, else when the stream passes the limit). The body is then handed
-on unchanged, and kept in the request state for the idempotency layer. A request with a NUL
-character in its path, query or JSON body is answered 400 (see ``nul_characters``).
+on unchanged, and kept in the request state for the idempotency layer. A request carrying text no
+database can hold (a NUL, an unpaired surrogate) is answered 400 (see ``invalid_text``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from gpuyard.server.middleware.asgi import (
     send_bytes,
     state,
 )
-from gpuyard.server.middleware.nul_characters import nul_location
+from gpuyard.server.middleware.invalid_text import invalid_text
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -82,16 +82,15 @@ class RequestContextMiddleware:
                     return
                 state(scope)["body"] = body
                 receive = _replay(body, receive)
-            nul_in = nul_location(
+            problem = invalid_text(
                 scope["path"], scope.get("query_string", b""), header(scope, b"content-type"), body
             )
-            if nul_in is not None:
+            if problem is not None:
                 status_seen = 400
-                message = f"the request {nul_in} holds a NUL character (\\u0000); none is accepted"
                 await send_bytes(
                     send,
                     400,
-                    error_body(scope["path"], 400, message=message, request_id=rid),
+                    error_body(scope["path"], 400, message=problem, request_id=rid),
                     [rid_header],
                 )
                 return

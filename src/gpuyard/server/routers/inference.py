@@ -112,11 +112,6 @@ async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[st
     }
 
 
-@router.api_route(
-    "/endpoints/{slug}/{path:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    responses=errors(403, 404, 503),
-)
 async def cluster_endpoint(
     slug: str, path: str, request: Request, principal: Caller, gw: GatewayDep
 ) -> Response:
@@ -166,3 +161,13 @@ async def cluster_endpoint(
         if k.lower() in ("content-type", "cache-control")
     }
     return StreamingResponse(relay(), status_code=upstream.response.status_code, headers=headers)
+
+
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+    router.add_api_route(
+        "/endpoints/{slug}/{path:path}",
+        cluster_endpoint,
+        methods=[_method],
+        name=f"cluster_endpoint_{_method.lower()}",
+        responses=errors(403, 404, 503),
+    )
