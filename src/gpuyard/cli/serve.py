@@ -16,6 +16,7 @@ from gpuyard.agent.main import AgentOptions, run_agent
 from gpuyard.agent.state import AgentState, StateError
 from gpuyard.core.clock import SystemClock
 from gpuyard.core.credentials import looks_like_api_key
+from gpuyard.core.errors import Conflict
 from gpuyard.server.app import create_app
 from gpuyard.server.db import create_engine, session_factory, write_session
 from gpuyard.server.migrate import migrate
@@ -52,7 +53,7 @@ async def prepare(settings: Settings) -> Bootstrap:
                     return await ensure_operator(
                         session, clock=SystemClock(), admin_key=settings.admin_key
                     )
-            except IntegrityError:  # another replica bootstrapped at the same moment
+            except (IntegrityError, Conflict):  # another replica bootstrapped at the same moment
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
