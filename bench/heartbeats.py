@@ -14,7 +14,13 @@ For each database (Postgres, and SQLite for comparison) the script:
    load), each on its own keep-alive connection, reporting its workloads ``running``;
 5. reports client-observed latency (send to full response), the server's own view of the same
    requests (its Prometheus histogram, so bucket bounds), achieved rate against the target, errors,
-   and CPU: the server process, Postgres' processes, this load generator, the whole machine.
+   and CPU: the server process, the bench database's Postgres backends (and how many connections
+   the server opened), this load generator, the whole machine and so the neighbours on it.
+
+``--loads 250,500,750,1000`` measures several loads on one fleet (to find the knee);
+``--profile DIR`` records the server with py-spy; ``--samples DIR`` keeps every heartbeat's
+timings; ``--server-cmd`` runs another build (bench/whatif_server.py: suggested fixes). The fleet
+set-up lives in heartbeat_fleet.py, the CPU and histogram accounting in resource_usage.py.
 
     .venv/bin/python bench/heartbeats.py            # full: 1,000 agents, 60 s, both databases
     .venv/bin/python bench/heartbeats.py --quick    # smoke test, < 30 s
@@ -26,44 +32,28 @@ import argparse
 import asyncio
 import collections
 import gc
-import json
-import random
-import re
 import shutil
 import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
-import asyncpg
 import httpx
 import psutil
+from heartbeat_fleet import HEARTBEAT, Agent, Setup, set_up_fleet
 from report import Latency, idle_load, machine_line, markdown_table, ms
+from resource_usage import CpuSnapshot, backend_pids, histogram_quantile, server_histogram, snapshot
 from scratch_db import KINDS, admin_postgres_url, postgres_unavailable, postgres_version
 from scratch_db import scratch_database as scratch_db
 from server_process import log_tail, running_server
 
 from gpuyard.core.credentials import new_api_key
-from gpuyard.core.hosts import HostFacts
-from gpuyard.core.offers import OfferRef, encode_offer_id
-from gpuyard.core.workload import WorkloadSpec
 
 TARGET_P99_MS = 50.0
 PERIOD_S = 5.0  # the server's default heartbeat_seconds
-HEARTBEAT = "/v1/agent/heartbeat"
-GPU_TYPES = (  # (name as NVML reports it, VRAM MiB, share of hosts)
-    ("NVIDIA GeForce RTX 4090", 24564, 40),
-    ("NVIDIA GeForce RTX 3090", 24576, 15),
-    ("NVIDIA A100-SXM4-80GB", 81920, 15),
-    ("NVIDIA H100 80GB HBM3", 81559, 15),
-    ("NVIDIA L40S", 46068, 15),
-)
-T = TypeVar("T")
 PATIENT_HOST_HEALTH = {
     # Setting up 1,000 hosts over HTTP takes longer than the 20 s after which a host that has not
     # heartbeated is marked unreachable (and stops offering); in the measured window every host
@@ -71,205 +61,6 @@ PATIENT_HOST_HEALTH = {
     "GPUYARD_HOST_UNREACHABLE_SECONDS": "3600",
     "GPUYARD_HOST_OFFLINE_SECONDS": "7200",
 }
-
-
-# --- the simulated fleet ------------------------------------------------------------------------
-
-
-@dataclass
-class Agent:
-    index: int
-    facts: dict[str, Any]
-    host_id: str = ""
-    number: int = 0
-    credential: str = ""
-    statuses: list[dict[str, Any]] = field(default_factory=list)
-    body: bytes = b""
-    client: httpx.AsyncClient | None = None
-
-    def heartbeat_body(self) -> bytes:
-        return json.dumps({"facts": self.facts, "workloads": self.statuses}).encode()
-
-
-def agent_facts(index: int, rng: random.Random, gpus: int) -> dict[str, Any]:
-    """What ``gpuyard agent --gpus`` reports, as the server stores it (a full JSON dump, so that
-    an unchanged host sends facts equal to the stored ones)."""
-    name, vram, _ = rng.choices(GPU_TYPES, [w for *_, w in GPU_TYPES])[0]
-    facts = HostFacts.model_validate(
-        {
-            "gpus": [
-                {
-                    "index": i,
-                    "uuid": f"GPU-{index:05d}-{i:02d}",
-                    "name": name,
-                    "vram_mb": vram,
-                    "logical": True,
-                }
-                for i in range(gpus)
-            ],
-            "driver_version": "550.127.05",
-            "cuda_version": "12.4",
-            "cpu_cores": 64,
-            "ram_mb": 512_000,
-            "disk_free_mb": 3_000_000,
-            "disk_total_mb": 4_000_000,
-            "hostname": f"gpu-{index:05d}",
-            "address": f"10.0.{index >> 8 & 255}.{index & 255}",
-            "port_range": {"start": 40000, "end": 40999},
-            "os": "Linux",
-        }
-    )
-    return facts.model_dump(mode="json")
-
-
-async def bounded(concurrency: int, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def run(job: Callable[[], Awaitable[T]]) -> T:
-        async with gate:
-            return await job()
-
-    return list(await asyncio.gather(*(run(j) for j in jobs)))
-
-
-def ok(response: httpx.Response, expected: int = 200) -> dict[str, Any]:
-    if response.status_code != expected:
-        raise RuntimeError(
-            f"{response.request.method} {response.request.url.path}: "
-            f"HTTP {response.status_code} {response.text[:300]}"
-        )
-    body: dict[str, Any] = response.json()
-    return body
-
-
-@dataclass
-class Setup:
-    agents: list[Agent]
-    instances: int
-    register_s: float
-    rent_s: float
-    settle_s: float
-
-
-async def set_up_fleet(
-    base_url: str, admin_key: str, args: argparse.Namespace, tls: ssl.SSLContext
-) -> Setup:
-    rng = random.Random(args.seed)
-    agents = [Agent(i, agent_facts(i, rng, args.gpus)) for i in range(args.agents)]
-    limits = httpx.Limits(max_connections=args.setup_concurrency)
-    operator = httpx.AsyncClient(
-        base_url=base_url,
-        headers={"Authorization": f"Bearer {admin_key}"},
-        timeout=60,
-        limits=limits,
-        verify=tls,
-    )
-    anonymous = httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, verify=tls)
-    try:
-        org = ok(await operator.post("/v1/admin/orgs", json={"name": "Bench renter"}), 201)
-        key = ok(
-            await operator.post(
-                f"/v1/admin/orgs/{org['id']}/api-keys",
-                json={"name": "bench", "scopes": ["org:write"]},
-            ),
-            201,
-        )
-        renter = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {key['key']}"},
-            timeout=60,
-            limits=limits,
-            verify=tls,
-        )
-
-        started = time.perf_counter()
-
-        def join(agent: Agent) -> Callable[[], Awaitable[None]]:
-            async def run() -> None:
-                token = ok(
-                    await operator.post(
-                        "/v1/admin/join-tokens", json={"name": f"agent-{agent.index}"}
-                    ),
-                    201,
-                )["token"]
-                body = {"token": token, "name": agent.facts["hostname"], "facts": agent.facts}
-                reg = ok(await anonymous.post("/v1/agent/register", json=body))
-                agent.host_id, agent.credential = reg["host_id"], reg["credential"]
-
-            return run
-
-        await bounded(args.setup_concurrency, [join(a) for a in agents])
-        numbers: dict[str, int] = {}
-        cursor: str | None = None
-        while True:
-            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
-            page = ok(await operator.get("/v1/admin/hosts", params=params))
-            numbers.update({h["id"]: h["number"] for h in page["data"]})
-            cursor = page.get("next_cursor")
-            if not page.get("has_more"):
-                break
-        for agent in agents:
-            agent.number = numbers[agent.host_id]
-        register_s = time.perf_counter() - started
-
-        started = time.perf_counter()
-
-        def rent(agent: Agent) -> Callable[[], Awaitable[None]]:
-            async def run() -> None:
-                for n in range(args.workloads):
-                    offer = encode_offer_id(
-                        OfferRef(machine_id=agent.number, first_index=0, num_gpus=1)
-                    )
-                    body = {
-                        "offer_id": offer,
-                        "image": "vllm/vllm-openai:v0.6.3",
-                        "command": "sleep infinity",
-                        "label": f"bench-{agent.index}-{n}",
-                        "port": 8000,
-                    }
-                    ok(await renter.post(f"/v1/orgs/{org['id']}/vms", json=body), 201)
-
-            return run
-
-        await bounded(args.setup_concurrency, [rent(a) for a in agents])
-        rent_s = time.perf_counter() - started
-        await renter.aclose()
-
-        started = time.perf_counter()
-        await bounded(args.setup_concurrency, [settle(anonymous, a) for a in agents])
-        settle_s = time.perf_counter() - started
-    finally:
-        await operator.aclose()
-        await anonymous.aclose()
-    return Setup(agents, args.workloads * len(agents), register_s, rent_s, settle_s)
-
-
-def settle(client: httpx.AsyncClient, agent: Agent) -> Callable[[], Awaitable[None]]:
-    """Two heartbeats: learn the assignments, then report them running (as the agent would once
-    its runtime has started them). Afterwards every heartbeat of this agent is steady state."""
-
-    async def run() -> None:
-        headers = {
-            "Authorization": f"Bearer {agent.credential}",
-            "Content-Type": "application/json",
-        }
-        answer = ok(await client.post(HEARTBEAT, content=agent.heartbeat_body(), headers=headers))
-        now = datetime.now(UTC).isoformat()
-        agent.statuses = [
-            {
-                "id": a["spec"]["id"],
-                "state": "running",
-                "host_port": 40000 + i,
-                "pid": 10_000 + i,
-                "started_at": now,
-                "spec_hash": WorkloadSpec.model_validate(a["spec"]).spec_hash(),
-            }
-            for i, a in enumerate(answer["workloads"])
-        ]
-        agent.body = agent.heartbeat_body()
-        ok(await client.post(HEARTBEAT, content=agent.body, headers=headers))
-
-    return run
 
 
 # --- the load -----------------------------------------------------------------------------------
@@ -313,95 +104,6 @@ async def agent_loop(
             outcome = type(exc).__name__
         samples.append(Sample(scheduled, sent, clock(), outcome))
         k += 1
-
-
-@dataclass
-class CpuSnapshot:
-    wall: float
-    server: float
-    server_system: float
-    loadgen: float
-    postgres: dict[int, float]
-    machine_busy: float
-    machine_total: float
-
-
-def cpu_seconds(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)
-
-
-async def backend_pids(database_url: str) -> tuple[set[int], int]:
-    """The Postgres backends serving ``database_url`` now (not other databases on the server),
-    and how many sessions were ever opened on it."""
-    base, _, name = database_url.rpartition("/")
-    conn = await asyncpg.connect(
-        base.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
-    )
-    try:
-        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
-        sessions = await conn.fetchval(
-            "SELECT sessions FROM pg_stat_database WHERE datname = $1", name
-        )
-    finally:
-        await conn.close()
-    return {int(r["pid"]) for r in rows}, int(sessions or 0)
-
-
-def postgres_cpu(pids: set[int]) -> dict[int, float]:
-    out: dict[int, float] = {}
-    for pid in pids:
-        try:
-            out[pid] = cpu_seconds(psutil.Process(pid))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return out
-
-
-def snapshot(server: psutil.Process, pg_pids: set[int]) -> CpuSnapshot:
-    machine = psutil.cpu_times()
-    total = sum(machine)
-    idle = machine.idle + getattr(machine, "iowait", 0.0)
-    return CpuSnapshot(
-        wall=time.perf_counter(),
-        server=cpu_seconds(server),
-        server_system=float(server.cpu_times().system),
-        loadgen=cpu_seconds(psutil.Process()),
-        postgres=postgres_cpu(pg_pids),
-        machine_busy=total - idle,
-        machine_total=total,
-    )
-
-
-_BUCKET = re.compile(
-    r"^gpuyard_http_request_duration_seconds_bucket\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$"
-)
-
-
-async def server_histogram(client: httpx.AsyncClient) -> dict[float, float]:
-    """Cumulative counts of the server's own heartbeat latency histogram, by upper bound (s)."""
-    text = (await client.get("/metrics")).text
-    out: dict[float, float] = {}
-    for line in text.splitlines():
-        m = _BUCKET.match(line)
-        if m and f'route="{HEARTBEAT}"' in m["labels"] and 'method="POST"' in m["labels"]:
-            le = re.search(r'le="([^"]+)"', m["labels"])
-            if le:
-                out[float(le[1])] = float(m["value"])
-    return out
-
-
-def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> str:
-    """``<= X ms``: the smallest bucket bound holding the q-th quantile of the window's requests."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    if not counts or counts[-1] <= 0:
-        return "-"
-    wanted = counts[-1] * q / 100
-    for bound, count in zip(bounds, counts, strict=True):
-        if count >= wanted:
-            return "> 10 s" if bound == float("inf") else f"<= {ms(bound * 1000)}"
-    return "-"
 
 
 @dataclass
@@ -498,7 +200,7 @@ async def run_window(
     label: str,
 ) -> Window:
     proc = psutil.Process(server_pid)
-    hist_before = await server_histogram(meta)
+    hist_before = await server_histogram(meta, HEARTBEAT)
     pg_pids, sessions_before = await backend_pids(postgres_url) if postgres_url else (set(), 0)
     t0 = time.perf_counter() + 1.0
     t_end = t0 + args.duration
@@ -529,7 +231,7 @@ async def run_window(
     after = snapshot(proc, pg_pids)
     if profiler is not None:
         await profiler.wait()
-    hist_after = await server_histogram(meta)
+    hist_after = await server_histogram(meta, HEARTBEAT)
     if args.samples:
         write_samples(Path(args.samples) / f"heartbeats-{label}.csv", samples, t0)
     return Window(
@@ -715,7 +417,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--loads",
         default=None,
         help="comma-separated agent counts to measure one after the other on the same fleet, "
-        "e.g. 250,500,1000 to find the knee [default: --agents]",
+        "e.g. 250,500,1000 to find the knee; none: just --agents",
     )
     parser.add_argument("--gpus", type=int, default=8, help="logical GPUs per agent")
     parser.add_argument(
@@ -736,8 +438,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--server-cmd",
         default=None,
-        help="command that runs the server, configured by GPUYARD_* variables "
-        "[default: this Python -m gpuyard.cli.main server]; to compare another build",
+        help="command that runs the server, configured by GPUYARD_* variables, to compare "
+        "another build (e.g. bench/whatif_server.py); none: this Python -m gpuyard.cli.main "
+        "server",
     )
     parser.add_argument(
         "--server-log-level", default="warning", help="GPUYARD_LOG_LEVEL of the server"
@@ -745,8 +448,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--postgres-url",
         default=None,
-        help="admin URL of the Postgres server to create the scratch database on "
-        "[default: $GPUYARD_BENCH_POSTGRES_URL, $GPUYARD_TEST_POSTGRES_URL, or 127.0.0.1:5432]",
+        help="admin URL of the Postgres server to create the scratch database on; none: "
+        "$GPUYARD_BENCH_POSTGRES_URL, else $GPUYARD_TEST_POSTGRES_URL, else 127.0.0.1:5432",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the fleet generator")
     parser.add_argument(

@@ -66,7 +66,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
 
 
-def idle_load(seconds: float = 3.0) -> str:
+def idle_load(seconds: float = 2.0) -> str:
     """How busy the machine is before the benchmark starts (other people's work, on a shared
     box), so a reader can tell a quiet run from a noisy one."""
     busy = psutil.cpu_percent(interval=seconds)
