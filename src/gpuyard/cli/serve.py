@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from pathlib import Path
@@ -176,6 +177,7 @@ async def serve(
         log_level=settings.log_level,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=max(15, int(settings.heartbeat_seconds * 3)),  # agents keep theirs
     )
     if settings.log_level.lower() != "debug":  # after uvicorn has set up its loggers
         logging.getLogger("uvicorn.access").addFilter(QuietHeartbeats())
@@ -184,6 +186,8 @@ async def serve(
     demo_task = (
         asyncio.create_task(start_demo(settings, app.state.ctx.sessions)) if with_demo else None
     )
+    gc.collect()
+    gc.freeze()  # what start-up made lives as long as the process: keep it out of collections
     try:
         await uvicorn.Server(config).serve()
     finally:
@@ -195,6 +199,15 @@ async def serve(
                 await agent_task
             except Exception:
                 logging.getLogger(__name__).exception("the local agent failed")
+
+
+def use_fast_event_loop() -> None:
+    """uvloop where installed (it comes with uvicorn[standard]); asyncio's own loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 class QuietHeartbeats(logging.Filter):
@@ -232,4 +245,5 @@ def run_server(
             f"Local agent: state in {agent.state_dir}; GPUs from NVML, else {agent.gpus!r} "
             "(choose with --gpus)."
         )
+    use_fast_event_loop()
     asyncio.run(serve(settings, agent, with_demo=with_demo and agent is not None))

@@ -106,7 +106,8 @@ def create_app(
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=ctx.metrics
     )
-    for module in (
+    for module in (  # the agent protocol first: heartbeats are the most frequent requests
+        agent,
         meta,
         me,
         orgs,
@@ -118,7 +119,6 @@ def create_app(
         offers,
         vms,
         ssh_keys,
-        agent,
         vast,
     ):
         app.include_router(module.router)

@@ -19,7 +19,7 @@ from gpuyard.server.settings import Settings
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -27,14 +27,14 @@ def get_context(request: Request) -> AppContext:
 Context = Annotated[AppContext, Depends(get_context)]
 
 
-def get_settings(ctx: Context) -> Settings:
+async def get_settings(ctx: Context) -> Settings:
     return ctx.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_clock(ctx: Context) -> Clock:
+async def get_clock(ctx: Context) -> Clock:
     return ctx.clock
 
 
