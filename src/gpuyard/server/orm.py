@@ -314,7 +314,9 @@ class Workload(Base):
     log_tail: Mapped[str | None] = mapped_column(Text, default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
-    reported_at: Mapped[datetime | None] = mapped_column(default=None)
+    reported_at: Mapped[datetime | None] = mapped_column(
+        default=None
+    )  # last report that changed it
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     # Deployment replicas only: which spec generation it runs, and what health checks found.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import inspect, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
@@ -69,7 +69,8 @@ async def apply_status(
         row.log_tail = status.log_tail[-MAX_LOG_TAIL:]
     row.started_at = status.started_at or row.started_at
     row.finished_at = status.finished_at
-    row.reported_at = now
+    if _dirty(row):  # a report that changes nothing writes nothing (heartbeats repeat them)
+        row.reported_at = now
     if changed:
         row.updated_at = now
         data: dict[str, object] = {"id": row.owner_id, "workload_id": row.id, "state": row.state}
@@ -86,6 +87,10 @@ async def apply_status(
             data=data,
         )
     return changed
+
+
+def _dirty(row: orm.Workload) -> bool:
+    return any(attr.history.has_changes() for attr in inspect(row).attrs)
 
 
 async def release_gpus(session: AsyncSession, *, workload_id: str) -> None:
