@@ -10,13 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpuyard.core.clock import Clock
 from gpuyard.core.credentials import display_prefix, hash_secret, looks_like_api_key, new_api_key
 from gpuyard.core.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
-from gpuyard.core.ids import is_id, new_id
+from gpuyard.core.ids import new_id
 from gpuyard.core.pagination import Page
 from gpuyard.core.principal import Principal, Scope, granted
 from gpuyard.core.tenancy import ApiKey, ApiKeyStatus, NewApiKey
 from gpuyard.server import orm
 from gpuyard.server.services import events
 from gpuyard.server.services.pagination import paginate
+from gpuyard.server.services.refs import by_ref
 
 
 def key_status(row: orm.ApiKey, now: datetime | None = None) -> ApiKeyStatus:
@@ -113,13 +114,10 @@ async def create_key(
 
 async def _row(session: AsyncSession, org_id: str, key_id: str) -> orm.ApiKey:
     """By id (``key_…``) or, for the Vast dialect, by integer number."""
-    stmt = select(orm.ApiKey).where(orm.ApiKey.org_id == org_id)
-    if is_id(key_id, "key"):
-        row = await session.scalar(stmt.where(orm.ApiKey.id == key_id))
-    elif key_id.isascii() and key_id.isdigit() and len(key_id) < 19:
-        row = await session.scalar(stmt.where(orm.ApiKey.pk == int(key_id)))
-    else:
-        row = None
+    cond = by_ref(orm.ApiKey, key_id, "key")
+    row = None
+    if cond is not None:
+        row = await session.scalar(select(orm.ApiKey).where(cond, orm.ApiKey.org_id == org_id))
     if row is None:
         raise NotFound(f"API key {key_id} not found", code="api_key_not_found")
     return row

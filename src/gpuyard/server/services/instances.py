@@ -19,7 +19,7 @@ from gpuyard.core import gpu_names
 from gpuyard.core.agent_protocol import Desired, HostStatus
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Conflict, InvalidRequest, NotFound
-from gpuyard.core.ids import is_id, new_id
+from gpuyard.core.ids import new_id
 from gpuyard.core.instances import Instance, actual_status
 from gpuyard.core.offers import bundle_sizes, decode_offer_id
 from gpuyard.core.pagination import Page
@@ -27,6 +27,7 @@ from gpuyard.core.workload import WorkloadKind, WorkloadSpec
 from gpuyard.server import orm
 from gpuyard.server.services import events, offers, ssh_keys, workloads
 from gpuyard.server.services.pagination import paginate
+from gpuyard.server.services.refs import by_ref
 
 DEFAULT_PORT = 8080
 """The port an instance's workload listens on unless told otherwise. The host publishes it on a
@@ -233,17 +234,8 @@ def _to_domain(
     )
 
 
-def _by_ref(instance_ref: str):  # type: ignore[no-untyped-def]
-    """An instance named by id (``vm_…``) or, for the Vast dialect, by integer number."""
-    if is_id(instance_ref, "vm"):
-        return orm.Instance.id == instance_ref
-    if instance_ref.isascii() and instance_ref.isdigit() and len(instance_ref) < 19:
-        return orm.Instance.pk == int(instance_ref)
-    return None
-
-
 async def get_instance(session: AsyncSession, *, org_id: str, instance_ref: str) -> Instance:
-    cond = _by_ref(instance_ref)
+    cond = by_ref(orm.Instance, instance_ref, "vm")
     found = None
     if cond is not None:
         stmt = _JOINED.where(
@@ -271,7 +263,7 @@ async def list_instances(
 async def _locked(
     session: AsyncSession, org_id: str, instance_ref: str
 ) -> tuple[orm.Instance, orm.Workload]:
-    cond = _by_ref(instance_ref)
+    cond = by_ref(orm.Instance, instance_ref, "vm")
     inst = None
     if cond is not None:
         inst = await session.scalar(

@@ -7,12 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Conflict, NotFound
-from gpuyard.core.ids import is_id, new_id
+from gpuyard.core.ids import new_id
 from gpuyard.core.pagination import Page
 from gpuyard.core.ssh_keys import SshKey, parse_public_key
 from gpuyard.server import orm
 from gpuyard.server.services import events
 from gpuyard.server.services.pagination import paginate
+from gpuyard.server.services.refs import by_ref
 
 
 def to_domain(row: orm.SshKey) -> SshKey:
@@ -61,13 +62,10 @@ async def create_key(
 
 async def _row(session: AsyncSession, org_id: str, key_ref: str) -> orm.SshKey:
     """By id (``ssh_…``) or, for the Vast dialect, by integer number."""
-    stmt = select(orm.SshKey).where(orm.SshKey.org_id == org_id)
-    if is_id(key_ref, "ssh"):
-        row = await session.scalar(stmt.where(orm.SshKey.id == key_ref))
-    elif key_ref.isascii() and key_ref.isdigit() and len(key_ref) < 19:
-        row = await session.scalar(stmt.where(orm.SshKey.pk == int(key_ref)))
-    else:
-        row = None
+    cond = by_ref(orm.SshKey, key_ref, "ssh")
+    row = None
+    if cond is not None:
+        row = await session.scalar(select(orm.SshKey).where(cond, orm.SshKey.org_id == org_id))
     if row is None:
         raise NotFound(f"SSH key {key_ref} not found", code="ssh_key_not_found")
     return row
