@@ -19,7 +19,7 @@ For each database (Postgres, and SQLite for comparison) the script:
 
 ``--loads 250,500,750,1000`` measures several loads on one fleet (to find the knee);
 ``--profile DIR`` records the server with py-spy; ``--samples DIR`` keeps every heartbeat's
-timings; ``--server-cmd`` runs another build (bench/whatif_server.py: suggested fixes). The fleet
+timings; ``--server-cmd`` runs another build. The fleet
 set-up lives in heartbeat_fleet.py, the CPU and histogram accounting in resource_usage.py.
 
     .venv/bin/python bench/heartbeats.py            # full: 1,000 agents, 60 s, both databases
@@ -439,7 +439,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--server-cmd",
         default=None,
         help="command that runs the server, configured by GPUYARD_* variables, to compare "
-        "another build (e.g. bench/whatif_server.py); none: this Python -m gpuyard.cli.main "
+        "another build; none: this Python -m gpuyard.cli.main "
         "server",
     )
     parser.add_argument(
