@@ -256,7 +256,12 @@ async def list_instances(
     page = await paginate(
         session, stmt, model=orm.Instance, limit=limit, cursor=cursor, convert=lambda r: r.id
     )
-    items = [await get_instance(session, org_id=org_id, instance_ref=i) for i in page.items]
+    # One query for the whole page; an instance with several GPUs joins to several rows.
+    found: dict[str, Instance] = {}
+    if page.items:
+        for row in await session.execute(_JOINED.where(orm.Instance.id.in_(page.items))):
+            found.setdefault(row[0].id, _to_domain(*row))
+    items = [found[i] for i in page.items]
     return Page(items=items, has_more=page.has_more, next_cursor=page.next_cursor)
 
 
