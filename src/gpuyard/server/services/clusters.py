@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core import gpu_names
@@ -73,13 +73,18 @@ async def _known_gpu_type(session: AsyncSession, gpu_type: str) -> tuple[str, st
 async def replica_rows(
     session: AsyncSession, cluster_id: str
 ) -> list[tuple[orm.Workload, orm.Host]]:
-    rows = await session.execute(
+    rows = await session.execute(_replicas_of([cluster_id]))
+    return [(w, h) for w, h in rows.all()]
+
+
+def _replicas_of(cluster_ids: list[str]) -> Select[orm.Workload, orm.Host]:
+    """The live replicas of these clusters with their hosts, oldest first."""
+    return (
         select(orm.Workload, orm.Host)
         .join(orm.Host, orm.Host.id == orm.Workload.host_id)
-        .where(orm.Workload.owner_id == cluster_id, orm.Workload.desired != "removed")
+        .where(orm.Workload.owner_id.in_(cluster_ids), orm.Workload.desired != "removed")
         .order_by(orm.Workload.pk)
     )
-    return [(w, h) for w, h in rows.all()]
 
 
 def view(w: orm.Workload, h: orm.Host) -> ReplicaView:
@@ -211,7 +216,11 @@ async def list_clusters(
     page = await paginate(
         session, stmt, model=orm.Cluster, limit=limit, cursor=cursor, convert=lambda r: r
     )
-    items = [await _domain(session, r) for r in page.items]
+    replicas: dict[str, list[ReplicaView]] = {r.id: [] for r in page.items}
+    if page.items:
+        for w, h in (await session.execute(_replicas_of(list(replicas)))).all():
+            replicas[w.owner_id].append(view(w, h))
+    items = [to_domain(r, replicas[r.id]) for r in page.items]
     return Page(items=items, has_more=page.has_more, next_cursor=page.next_cursor)
 
 
