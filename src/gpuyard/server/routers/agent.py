@@ -41,7 +41,7 @@ async def heartbeat(
     settings: SettingsDep,
 ) -> HeartbeatResponse:
     """Report facts and workload statuses; answers every workload the host should have."""
-    host = await agents.authenticate(session, credential=credential(request))
+    host = await agents.authenticate(session, clock=clock, credential=credential(request))
     return await agents.heartbeat(
         session,
         clock=clock,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core import gpu_names
@@ -75,16 +75,27 @@ async def register(
     )
 
 
-async def authenticate(session: AsyncSession, *, credential: str | None) -> orm.Host:
+# Built once: heartbeats are the server's most frequent call, and building is a good part of it.
+_HEARD_FROM = (
+    update(orm.Host)
+    .where(orm.Host.credential_hash == bindparam("secret_hash"))
+    .values(last_heartbeat_at=bindparam("heard_at"))
+    .returning(orm.Host)
+    .execution_options(synchronize_session=False)
+)
+_WORKLOADS_OF_HOST = select(orm.Workload).where(orm.Workload.host_id == bindparam("host_id"))
+
+
+async def authenticate(session: AsyncSession, *, clock: Clock, credential: str | None) -> orm.Host:
+    """The host whose credential this is, marked as heard from now. One statement finds, locks
+    and touches the row (heartbeats are the server's most frequent call)."""
     if not credential or not credential.startswith(HOST_CREDENTIAL_PREFIX):
         raise Unauthenticated(
             "missing or malformed host credential (gyh_…); register the agent with a join token",
             code="invalid_host_credential",
         )
     row = await session.scalar(
-        select(orm.Host)
-        .where(orm.Host.credential_hash == hash_secret(credential))
-        .with_for_update()
+        _HEARD_FROM, {"secret_hash": hash_secret(credential), "heard_at": clock.now()}
     )
     if row is None:
         raise Unauthenticated("unknown host credential", code="invalid_host_credential")
@@ -143,7 +154,6 @@ async def heartbeat(
         host.address = request.facts.address
         host.updated_at = now
         dirty = await _sync_gpus(session, host, request.facts) or dirty
-    host.last_heartbeat_at = now
     if host.status != HostStatus.READY:
         previous = host.status
         host.status = HostStatus.READY
@@ -159,7 +169,7 @@ async def heartbeat(
         )
     reported = {s.id: s for s in request.workloads}
     assignments = []
-    rows = await session.scalars(select(orm.Workload).where(orm.Workload.host_id == host.id))
+    rows = await session.scalars(_WORKLOADS_OF_HOST, {"host_id": host.id})
     for row in rows:
         status = reported.get(row.id)
         if row.desired == Desired.REMOVED and status is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import inspect, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
@@ -59,18 +59,24 @@ async def apply_status(
     """Record what the agent saw; an event when the state changed. True when it changed."""
     if status.spec_hash is not None and status.spec_hash != row.spec_hash:
         return False  # a report about an older spec; the agent is replacing it
-    now = clock.now()
-    changed = status.state.value != row.state
-    row.state = status.state.value
-    row.exit_code = status.exit_code
-    row.host_port = status.host_port
-    row.message = status.message
+    seen: dict[str, object] = {
+        "state": status.state.value,
+        "exit_code": status.exit_code,
+        "host_port": status.host_port,
+        "message": status.message,
+        "started_at": status.started_at or row.started_at,
+        "finished_at": status.finished_at,
+    }
     if status.log_tail is not None:
-        row.log_tail = status.log_tail[-MAX_LOG_TAIL:]
-    row.started_at = status.started_at or row.started_at
-    row.finished_at = status.finished_at
-    if _dirty(row):  # a report that changes nothing writes nothing (heartbeats repeat them)
-        row.reported_at = now
+        seen["log_tail"] = status.log_tail[-MAX_LOG_TAIL:]
+    news = {k: v for k, v in seen.items() if getattr(row, k) != v}
+    if not news:
+        return False  # heartbeats repeat every report: one that changes nothing writes nothing
+    now = clock.now()
+    changed = "state" in news
+    for key, value in news.items():
+        setattr(row, key, value)
+    row.reported_at = now
     if changed:
         row.updated_at = now
         data: dict[str, object] = {"id": row.owner_id, "workload_id": row.id, "state": row.state}
@@ -87,10 +93,6 @@ async def apply_status(
             data=data,
         )
     return changed
-
-
-def _dirty(row: orm.Workload) -> bool:
-    return any(attr.history.has_changes() for attr in inspect(row).attrs)
 
 
 async def release_gpus(session: AsyncSession, *, workload_id: str) -> None:
