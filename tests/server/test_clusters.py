@@ -1,16 +1,19 @@
 """Inference clusters: placement, health, scaling, rolling updates, failure, deletion.
 
 The controller is driven step by step with a manual clock; replicas' health answers come from an
-injected prober (the real HTTP prober is exercised end to end elsewhere).
+injected prober (the real HTTP prober is exercised end to end elsewhere). A replica that leaves
+drains first (``DRAIN`` seconds out of routing); test_cluster_drain.py covers that in detail.
 """
 
 from __future__ import annotations
 
+from gpuyard.core.clusters import DEFAULT_DRAIN_SECONDS
 from gpuyard.server.controllers.clusters import ClusterController, Probe, ProbeResult
 from tests.harness import Api
 from tests.server.market import FakeHost, join_host
 
 RTX = ("RTX 4090", 24564)
+DRAIN = DEFAULT_DRAIN_SECONDS
 
 
 class Health:
@@ -111,6 +114,11 @@ async def test_replicas_spread_across_hosts_and_scale(api: Api) -> None:
     assert (await t.client.get(f"/v1/clusters/{c['id']}")).json()["status"] == "healthy"
     r = await t.client.patch(f"/v1/clusters/{c['id']}", json={"replicas": 1})
     assert r.json()["replicas"] == 1
+    await ctl.step()  # the newest drains: out of routing, still running
+    got = (await t.client.get(f"/v1/clusters/{c['id']}")).json()
+    assert got["status"] == "healthy" and got["ready_replicas"] == 1
+    assert [d["ready"] for d in got["replica_details"]] == [True, False]
+    api.clock.advance(DRAIN)
     await ctl.step()
     got = (await t.client.get(f"/v1/clusters/{c['id']}")).json()
     assert got["ready_replicas"] == 1 and len(got["replica_details"]) == 1
@@ -144,7 +152,13 @@ async def test_rolling_update_keeps_capacity(api: Api) -> None:
     got = (await t.client.get(f"/v1/clusters/{c['id']}")).json()
     assert got["ready_replicas"] == 1
     health.healthy.add(new)
-    await ctl.step()  # now the old one goes
+    await ctl.step()  # now the old one drains: out of routing, still running
+    desired = {a["spec"]["id"]: a["desired"] for a in (await host.beat())["workloads"]}
+    assert desired == {old: "running", new: "running"}
+    got = (await t.client.get(f"/v1/clusters/{c['id']}")).json()
+    assert {d["id"]: d["ready"] for d in got["replica_details"]} == {old: False, new: True}
+    api.clock.advance(DRAIN)
+    await ctl.step()  # and then goes
     desired = {a["spec"]["id"]: a["desired"] for a in (await host.beat())["workloads"]}
     assert desired == {old: "removed", new: "running"}
     got = (await t.client.get(f"/v1/clusters/{c['id']}")).json()
@@ -161,7 +175,7 @@ async def test_a_replica_that_keeps_failing_fails_the_cluster(api: Api) -> None:
             "/v1/clusters", json={"name": "f", "gpu_type": "rtx-4090", "container": "broken"}
         )
     ).json()
-    for _ in range(3):
+    for _ in range(5):  # a replica, then its GPU back once the host let it go, three times
         await ctl.step()
         beat = await host.beat()
         for a in beat["workloads"]:
@@ -242,6 +256,9 @@ async def test_delete_drains_then_disappears(api: Api) -> None:
     r = await t.client.delete(f"/v1/clusters/{c['id']}")
     assert r.json()["status"] == "deleting"
     assert (await t.client.get(f"/v1/clusters/{c['id']}")).status_code == 404
+    await ctl.step()  # draining first
+    assert (await host.beat())["workloads"][0]["desired"] == "running"
+    api.clock.advance(DRAIN)
     await ctl.step()
     assert (await host.beat())["workloads"][0]["desired"] == "removed"
     host.forget(wid)

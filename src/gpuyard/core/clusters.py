@@ -10,6 +10,11 @@ Status::
                   ``status_reason`` says why, with the last log lines
     stopped       zero replicas wanted
     deleting      deleted, replicas draining; the cluster disappears once none is left
+
+A replica that goes away (scale down, rolling update, host drained by the operator, cluster
+deleted) first *drains*: it leaves routing (``ready`` is false) but keeps running for
+``DEFAULT_DRAIN_SECONDS`` (``GPUYARD_REPLICA_DRAIN_SECONDS``) so requests already sent to it
+finish; only then is the host told to remove it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from enum import StrEnum
 
 MAX_FAILURES = 3
 """Replicas of one spec that may fail before the cluster is ``failed`` (until it is changed)."""
+
+DEFAULT_DRAIN_SECONDS = 10.0
+"""How long a replica leaving a cluster keeps running, out of routing, before it is removed."""
 
 
 class ClusterStatus(StrEnum):
@@ -41,6 +49,7 @@ class ReplicaView:
     address: str | None
     host_port: int | None
     models: tuple[str, ...]
+    draining: bool = False  # out of routing, still finishing what it was sent
 
 
 def cluster_status(

@@ -325,6 +325,8 @@ class Workload(Base):
     served_models: Mapped[list[str] | None] = mapped_column(JsonType, default=None)
     health_failures: Mapped[int] = mapped_column(Integer, default=0)
     health_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when the replica leaves routing to drain; ``desired`` turns ``removed`` once it is old.
+    drain_started_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Cluster(LeaseColumns, Base):

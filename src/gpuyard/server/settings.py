@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gpuyard.core.clusters import DEFAULT_DRAIN_SECONDS
+
 
 def default_data_dir() -> Path:
     return Path.home() / ".gpuyard"
@@ -39,6 +41,12 @@ class Settings(BaseSettings):
     )
     host_offline_seconds: float = Field(
         default=60.0, gt=0, description="no heartbeat this long: host offline, its work lost"
+    )
+    replica_drain_seconds: float = Field(
+        default=DEFAULT_DRAIN_SECONDS,
+        ge=0,
+        description="a cluster replica being removed leaves routing and keeps running this long "
+        "so requests in flight finish",
     )
     default_gpu_price_cents: int = Field(
         default=50, ge=0, description="cents per GPU-hour for GPU types with no operator price"

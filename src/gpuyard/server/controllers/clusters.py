@@ -2,14 +2,25 @@
 
 One pass over a cluster (``process`` then ``apply``):
 
-1. probe, outside any transaction, every replica that runs and has a port: ``GET health_path``
-   (2xx = ready) and, when the cluster names no models, ``GET /v1/models`` to discover them;
+1. probe, outside any transaction, every replica that runs and has a port and is not draining:
+   ``GET health_path`` (2xx = ready) and, when the cluster names no models, ``GET /v1/models``
+   to discover them;
 2. record the results; replicas that ended (exited or failed) or whose host went offline are
-   removed and counted as failures (with their last log lines as the cluster's reason);
-3. scale: place missing replicas of the current generation (scheduler.place/allocate), remove
-   extra ones (unready first); during a rolling update place one new replica at a time beyond the
-   wanted count and remove an old one only once a new one is ready, so capacity never drops;
-4. derive the status (core/clusters.py) and write an event when it changes.
+   removed at once (nothing to drain), ended ones counted as failures (with their last log lines
+   as the cluster's reason); draining replicas whose drain period is over are removed;
+3. scale: place missing replicas of the current generation (scheduler.place/allocate), retire
+   extra ones (unready first); replicas of an older generation or on a host the operator drains
+   are *displaced*: one new replica at a time is placed beyond the wanted count and a displaced
+   one is retired only once a new one is ready, so capacity never drops (a drained host's
+   replicas are retired anyway when no replacement fits anywhere: the operator's drain wins);
+4. derive the status (core/clusters.py) and write an event when it changes; a deleted cluster
+   is ``deleted`` once every replica has drained and its host has confirmed it gone (or is lost).
+
+Retiring a replica that may be serving (running on a ready host) drains it: ``ready`` turns
+false (the gateway stops routing to it within its 1-second refresh) and ``drain_started_at`` is
+set while ``desired`` stays ``running``, so requests already sent to it finish; after
+``drain_seconds`` its ``desired`` becomes ``removed`` and the host's agent stops it. A draining
+replica is never probed back to ready and never counts as capacity. Others are removed at once.
 
 After ``MAX_FAILURES`` failed replicas the cluster is ``failed`` and is not retried until it is
 changed (PATCH), so a replica that can never start does not loop forever.
@@ -19,7 +30,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,7 +39,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.agent_protocol import Desired, HostStatus
-from gpuyard.core.clusters import MAX_FAILURES, cluster_status
+from gpuyard.core.clusters import DEFAULT_DRAIN_SECONDS, MAX_FAILURES, cluster_status
 from gpuyard.core.ids import new_id
 from gpuyard.core.workload import WorkloadKind, WorkloadSpec
 from gpuyard.server import orm
@@ -77,14 +89,37 @@ async def http_probe(probe: Probe, client: httpx.AsyncClient) -> ProbeResult:
         return ProbeResult(healthy=False, models=None)
 
 
+@dataclass(slots=True)
+class _Pass:
+    """What one pass over a cluster has found so far."""
+
+    cluster: orm.Cluster
+    now: datetime
+    hosts: dict[str, orm.Host] = field(default_factory=dict)  # by replica id
+    live: list[orm.Workload] = field(default_factory=list)  # running or starting, not leaving
+    draining: list[orm.Workload] = field(default_factory=list)
+
+    def displaced(self, w: orm.Workload) -> bool:
+        """To be replaced: an older generation, or on a host the operator drains."""
+        return w.generation != self.cluster.generation or self.hosts[w.id].draining
+
+
 class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
     name = "clusters"
     model = orm.Cluster
     batch_size = 10
 
-    def __init__(self, *, default_price: int, prober: Prober | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        *,
+        default_price: int,
+        prober: Prober | None = None,
+        drain_seconds: float = DEFAULT_DRAIN_SECONDS,
+        **kw: Any,
+    ) -> None:
         super().__init__(**kw)
         self.default_price = default_price
+        self.drain = timedelta(seconds=drain_seconds)
         self._client: httpx.AsyncClient | None = None
         self._prober = prober
 
@@ -97,7 +132,7 @@ class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
     async def load(self, session: AsyncSession, row: Any) -> ClusterWork:
         probes = []
         for w, h in await replica_rows(session, row.id):
-            if w.state == "running" and w.host_port and h.status == HostStatus.READY:
+            if _probed(w, h) and w.host_port:
                 probes.append(
                     Probe(
                         replica_id=w.id,
@@ -124,91 +159,154 @@ class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
         self, session: AsyncSession, row: Any, item: ClusterWork, result: dict[str, ProbeResult]
     ) -> None:
         cluster: orm.Cluster = row
-        now = self.clock.now()
-        replicas = await replica_rows(session, cluster.id)
-        live: list[orm.Workload] = []
-        for w, h in replicas:
-            probed = result.get(w.id)
-            if probed is not None:
-                w.ready = probed.healthy
-                w.health_checked_at = now
-                w.health_failures = 0 if probed.healthy else w.health_failures + 1
-                if probed.models is not None:
-                    w.served_models = list(probed.models)
-            elif w.state != "running":
-                w.ready = False
-            lost = h.status in (HostStatus.OFFLINE, HostStatus.REMOVED)
-            ended = w.state in ("exited", "failed")
-            hopeless = w.health_failures >= MAX_UNHEALTHY_CHECKS
-            if lost or ended or hopeless:
-                await self._remove(session, w)
-                if not lost:
-                    cluster.failures += 1
-                    tail = (w.log_tail or "").strip().splitlines()[-5:]
-                    why = w.message or (
-                        "never became healthy" if hopeless else f"exited ({w.exit_code})"
-                    )
-                    cluster.status_reason = f"replica {w.id} {why}" + (
-                        ": " + " | ".join(tail) if tail else ""
-                    )
-                continue
-            live.append(w)
-
-        wanted = 0 if cluster.deleted_at is not None else cluster.replicas
-        current = [w for w in live if w.generation == cluster.generation]
-        old = [w for w in live if w.generation != cluster.generation]
+        p = _Pass(cluster=cluster, now=self.clock.now())
+        for w, h in await replica_rows(session, cluster.id):
+            p.hosts[w.id] = h
+            _record_health(w, h, result.get(w.id), p.now)
+            await self._sweep(session, p, w)
+        deleting = cluster.deleted_at is not None
+        wanted = 0 if deleting else cluster.replicas
+        current = [w for w in p.live if not p.displaced(w)]
+        old = [w for w in p.live if p.displaced(w)]
+        room = wanted - len(current)
+        if old and wanted:  # surge: one replica beyond the wanted count at a time
+            room = min(room, wanted + 1 - len(p.live))
         unplaceable = False
-        if cluster.failures < MAX_FAILURES:
-            room = wanted - len(current)
-            if old and wanted:
-                room = min(room, wanted + 1 - len(live))
-            for _ in range(max(0, room)):
-                placed = await self._place(session, cluster)
-                if placed is None:
-                    # GPUs our removed replicas still hold come back once their host confirms.
-                    unplaceable = not await self._draining(session, cluster.id)
-                    if unplaceable and not cluster.failures:
-                        cluster.status_reason = (
-                            f"no ready host has {cluster.gpus_per_replica} free "
-                            f"{cluster.gpu_name} GPU(s) for a replica"
-                        )
-                    break
-                current.append(placed)
+        if cluster.failures < MAX_FAILURES and room > 0:
+            unplaceable = not await self._fill(session, p, current, room)
         for w in _surplus(current, wanted):
-            await self._remove(session, w)
+            await self._retire(session, p, w, "cluster deleted" if deleting else "scaled down")
             current.remove(w)
         ready_new = sum(1 for w in current if w.ready)
         for w in sorted(old, key=lambda w: (w.ready, w.pk)):
-            if ready_new + sum(1 for o in old if o.ready) > wanted or not w.ready or not wanted:
-                await self._remove(session, w)
+            host_drained = p.hosts[w.id].draining
+            covered = ready_new + sum(1 for o in old if o.ready) > wanted
+            # The operator's drain wins when no replacement fits anywhere.
+            if not wanted or not w.ready or covered or (host_drained and unplaceable):
+                why = "host drained" if host_drained else "rolling update"
+                await self._retire(session, p, w, "cluster deleted" if deleting else why)
                 old.remove(w)
-        ready = sum(1 for w in current + old if w.ready)
+        await self._set_status(
+            session, p, wanted=wanted, live=current + old, unplaceable=unplaceable and not current
+        )
+
+    async def _fill(
+        self, session: AsyncSession, p: _Pass, current: list[orm.Workload], room: int
+    ) -> bool:
+        """Place up to ``room`` new replicas (added to ``current``); False when one could not
+        be placed and none will fit soon."""
+        cluster = p.cluster
+        for _ in range(room):
+            placed = await self._place(session, cluster)
+            if placed is None:
+                # GPUs our leaving replicas hold come back once they are gone.
+                if await self._releasing(session, cluster.id):
+                    return True
+                if not cluster.failures:
+                    cluster.status_reason = (
+                        f"no ready host has {cluster.gpus_per_replica} free "
+                        f"{cluster.gpu_name} GPU(s) for a replica"
+                    )
+                return False
+            new, host = placed
+            p.hosts[new.id] = host
+            current.append(new)
+        return True
+
+    async def _sweep(self, session: AsyncSession, p: _Pass, w: orm.Workload) -> None:
+        """Remove what is over; file the rest as live or draining."""
+        lost = p.hosts[w.id].status in (HostStatus.OFFLINE, HostStatus.REMOVED)
+        ended = w.state in ("exited", "failed")
+        if w.drain_started_at is not None:
+            if lost or ended:
+                why = "host lost while draining" if lost else "ended while draining"
+                await self._remove(session, p.cluster, w, why)
+            elif p.now - w.drain_started_at >= self.drain:
+                await self._remove(session, p.cluster, w, "drained")
+            else:
+                p.draining.append(w)
+            return
+        hopeless = w.health_failures >= MAX_UNHEALTHY_CHECKS
+        if not (lost or ended or hopeless):
+            p.live.append(w)
+            return
+        why = w.message or ("never became healthy" if hopeless else f"exited ({w.exit_code})")
+        await self._remove(session, p.cluster, w, "host lost" if lost else why)
+        if not lost:
+            p.cluster.failures += 1
+            tail = (w.log_tail or "").strip().splitlines()[-5:]
+            p.cluster.status_reason = f"replica {w.id} {why}" + (
+                ": " + " | ".join(tail) if tail else ""
+            )
+
+    async def _retire(self, session: AsyncSession, p: _Pass, w: orm.Workload, why: str) -> None:
+        """Take a replica out of the cluster: drain it if it may be serving, else remove it."""
+        if not self.drain or not _probed(w, p.hosts[w.id]):
+            await self._remove(session, p.cluster, w, why)
+            return
+        w.ready = False
+        w.drain_started_at = w.updated_at = p.now
+        p.draining.append(w)
+        await self._event(session, p.cluster, w, "draining", why)
+
+    async def _remove(
+        self, session: AsyncSession, cluster: orm.Cluster, w: orm.Workload, why: str
+    ) -> None:
+        w.desired = Desired.REMOVED.value
+        w.ready = False
+        w.updated_at = self.clock.now()
+        await self._event(session, cluster, w, "removed", why)
+
+    async def _event(
+        self, session: AsyncSession, cluster: orm.Cluster, w: orm.Workload, what: str, why: str
+    ) -> None:
+        await events.record(
+            session,
+            clock=self.clock,
+            org_id=cluster.org_id,
+            type=f"replica.{what}",
+            subject_id=cluster.id,
+            data={"id": cluster.id, "workload_id": w.id, "reason": why},
+        )
+
+    async def _set_status(
+        self,
+        session: AsyncSession,
+        p: _Pass,
+        *,
+        wanted: int,
+        live: list[orm.Workload],
+        unplaceable: bool,
+    ) -> None:
+        cluster = p.cluster
+        ready = sum(1 for w in live if w.ready)
+        deleting = cluster.deleted_at is not None
         status = cluster_status(
             wanted=wanted,
             ready=ready,
             failures=cluster.failures,
-            unplaceable=unplaceable and not current,
-            deleting=cluster.deleted_at is not None,
-        )
-        if cluster.deleted_at is not None and not current and not old:
-            status_value = "deleted"
-        else:
-            status_value = status.value
-        if status_value in ("healthy",):
+            unplaceable=unplaceable,
+            deleting=deleting,
+        ).value
+        if deleting and not live and not p.draining and not await self._stopping(session, p):
+            status = "deleted"
+        if status == "healthy":
             cluster.status_reason = None
-        if status_value != cluster.status:
-            cluster.status = status_value
-            cluster.updated_at = now
+        if status != cluster.status:
+            cluster.status = status
+            cluster.updated_at = p.now
             await events.record(
                 session,
                 clock=self.clock,
                 org_id=cluster.org_id,
-                type=f"cluster.{status_value}",
+                type=f"cluster.{status}",
                 subject_id=cluster.id,
                 data={"ready": ready, "wanted": wanted, "reason": cluster.status_reason},
             )
 
-    async def _place(self, session: AsyncSession, cluster: orm.Cluster) -> orm.Workload | None:
+    async def _place(
+        self, session: AsyncSession, cluster: orm.Cluster
+    ) -> tuple[orm.Workload, orm.Host] | None:
         placement = await scheduler.place(
             session, gpu_key=cluster.gpu_key, count=cluster.gpus_per_replica, owner_id=cluster.id
         )
@@ -241,20 +339,55 @@ class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
         session.add(row)
         await session.flush()
         await offers.refresh_host(session, host=placement.host, default_price=self.default_price)
-        return row
+        return row, placement.host
 
-    async def _draining(self, session: AsyncSession, cluster_id: str) -> bool:
+    async def _releasing(self, session: AsyncSession, cluster_id: str) -> bool:
+        """Whether replicas of this cluster that are leaving hold GPUs a new one could use."""
+        await session.flush()  # sessions do not autoflush: let the query see this pass's removals
         found = await session.scalar(
             select(orm.Workload.pk)
-            .where(orm.Workload.owner_id == cluster_id, orm.Workload.desired == "removed")
+            .join(orm.Host, orm.Host.id == orm.Workload.host_id)
+            .where(
+                orm.Workload.owner_id == cluster_id,
+                or_(orm.Workload.desired == "removed", orm.Workload.drain_started_at.is_not(None)),
+                orm.Host.status == HostStatus.READY,
+                orm.Host.cordoned.is_(False),
+                orm.Host.draining.is_(False),
+            )
             .limit(1)
         )
         return found is not None
 
-    async def _remove(self, session: AsyncSession, w: orm.Workload) -> None:
-        w.desired = Desired.REMOVED.value
-        w.ready = False
-        w.updated_at = self.clock.now()
+    async def _stopping(self, session: AsyncSession, p: _Pass) -> bool:
+        """Whether a removed replica still waits for its host to confirm it stopped (a host that
+        is offline or removed will not: its GPUs are freed when it comes back or is removed)."""
+        await session.flush()
+        found = await session.scalar(
+            select(orm.Workload.pk)
+            .join(orm.Host, orm.Host.id == orm.Workload.host_id)
+            .where(
+                orm.Workload.owner_id == p.cluster.id,
+                orm.Host.status.not_in([HostStatus.OFFLINE, HostStatus.REMOVED]),
+            )
+            .limit(1)
+        )
+        return found is not None
+
+
+def _probed(w: orm.Workload, h: orm.Host) -> bool:
+    """Health-checked, and possibly routed to: running, not draining, on a ready host."""
+    return w.state == "running" and w.drain_started_at is None and h.status == HostStatus.READY
+
+
+def _record_health(w: orm.Workload, h: orm.Host, probed: ProbeResult | None, now: datetime) -> None:
+    if not _probed(w, h):
+        w.ready = False  # a draining replica is never probed back to ready
+    elif probed is not None:
+        w.ready = probed.healthy
+        w.health_checked_at = now
+        w.health_failures = 0 if probed.healthy else w.health_failures + 1
+        if probed.models is not None:
+            w.served_models = list(probed.models)
 
 
 def _surplus(current: list[orm.Workload], wanted: int) -> list[orm.Workload]:

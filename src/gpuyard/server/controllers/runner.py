@@ -57,6 +57,7 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
             default_price=ctx.settings.default_gpu_price_cents,
+            drain_seconds=ctx.settings.replica_drain_seconds,
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
     ]

@@ -78,7 +78,8 @@ async def replica_rows(
 
 
 def _replicas_of(cluster_ids: list[str]) -> Select[orm.Workload, orm.Host]:
-    """The live replicas of these clusters with their hosts, oldest first."""
+    """The live replicas of these clusters (draining ones included) with their hosts, oldest
+    first."""
     return (
         select(orm.Workload, orm.Host)
         .join(orm.Host, orm.Host.id == orm.Workload.host_id)
@@ -97,6 +98,7 @@ def view(w: orm.Workload, h: orm.Host) -> ReplicaView:
         address=h.address,
         host_port=w.host_port,
         models=tuple(w.served_models or ()),
+        draining=w.drain_started_at is not None,
     )
 
 
@@ -268,7 +270,8 @@ async def update_cluster(
 async def delete_cluster(
     session: AsyncSession, *, clock: Clock, org_id: str, cluster_id: str
 ) -> Cluster:
-    """Delete: the cluster stops taking traffic for new requests, its replicas drain and stop."""
+    """Delete: the cluster is ``deleting``; the clusters controller drains its replicas (out of
+    routing, finishing what they were sent), removes them, and then marks it ``deleted``."""
     row = await _row(session, org_id, cluster_id, lock=True)
     now = clock.now()
     row.deleted_at = now
@@ -278,7 +281,7 @@ async def delete_cluster(
         session,
         clock=clock,
         org_id=org_id,
-        type="cluster.deleted",
+        type="cluster.deleting",
         subject_id=row.id,
         data={"name": row.name},
     )
