@@ -6,13 +6,45 @@ import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+import httpx
 import openai
+from fastapi import FastAPI
+from sqlalchemy import select
 
+from gpuyard.server import orm
 from gpuyard.server.controllers.clusters import ClusterController
-from tests.harness import Api, Tenant
+from tests.harness import Api, Tenant, serve_app
 from tests.server.market import FakeHost, join_host
 
 RTX = ("RTX 4090", 24564)
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+async def serve(stack: AsyncExitStack, app: FastAPI) -> int:
+    """Serve a fake model server on loopback until ``stack`` closes; its port."""
+    return port_of(await stack.enter_async_context(serve_app(app)))
+
+
+async def request_logs(api: Api) -> list[orm.RequestLog]:
+    """Every request-log row, oldest first, once the queued ones are written."""
+    await api.ctx.gateway.logs.flush()
+    async with api.ctx.sessions() as s:
+        return list((await s.scalars(select(orm.RequestLog).order_by(orm.RequestLog.pk))).all())
+
+
+def openai_error(r: httpx.Response, status: int, code: str) -> dict[str, object]:
+    """The error object of an answer in the OpenAI error shape, checked field by field."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert list(body) == ["error"], body
+    error: dict[str, object] = body["error"]
+    assert sorted(error) == ["code", "message", "param", "type"], error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    return error
 
 
 def dead_port() -> int:

@@ -1,4 +1,11 @@
-"""A fake OpenAI-compatible model server for gateway tests: small, honest, in-process."""
+"""A fake OpenAI-compatible model server for gateway tests: small, honest, in-process.
+
+Its misbehaviour is chosen by keyword and kept in ``app.state``, so a test can change it between
+requests: ``raw_chat`` (answer chat completions with exactly these bytes), ``die_before_body``
+(send the headers, then drop the connection), ``die_mid_stream`` (drop it after two chunks),
+``hang_after`` (stream that many chunks, then wait until the request is cancelled). A chat stream
+that ends without finishing records how in ``app.state.cut_short`` and sets ``app.state.cut``.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,46 @@ import asyncio
 import base64
 import json
 import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 
-def fake_model_server(model: str = "tiny", *, die_mid_stream: bool = False) -> FastAPI:
+@dataclass(frozen=True)
+class RawAnswer:
+    body: bytes
+    media_type: str = "application/json"
+    status: int = 200
+
+
+def fake_model_server(
+    model: str = "tiny",
+    *,
+    die_mid_stream: bool = False,
+    raw_chat: RawAnswer | None = None,
+    die_before_body: bool = False,
+    hang_after: int | None = None,
+) -> FastAPI:
     app = FastAPI()
     app.state.requests = []
+    app.state.raw_chat = raw_chat
+    app.state.die_before_body = die_before_body
+    app.state.hang_after = hang_after
+    app.state.cut_short = []
+    app.state.cut = asyncio.Event()
+
+    @app.api_route("/echo/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def echo(request: Request) -> dict[str, Any]:
+        return {
+            "method": request.method,
+            "raw_path": request.scope["raw_path"].decode(),
+            "query": request.url.query,
+            "headers": dict(request.headers),
+            "body": (await request.body()).decode(),
+        }
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -31,6 +69,11 @@ def fake_model_server(model: str = "tiny", *, die_mid_stream: bool = False) -> F
     async def chat(request: Request) -> Response:
         body = await request.json()
         app.state.requests.append(body)
+        raw: RawAnswer | None = app.state.raw_chat
+        if raw is not None:
+            return Response(raw.body, status_code=raw.status, media_type=raw.media_type)
+        if app.state.die_before_body:
+            return StreamingResponse(_die_at_once(), media_type="application/json")
         words = ["Hello", " from", " the", " fake", " model"]
         usage = {
             "prompt_tokens": 7,
@@ -55,7 +98,17 @@ def fake_model_server(model: str = "tiny", *, die_mid_stream: bool = False) -> F
                 }
             )
 
-        async def events():
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for event in chat_events():
+                    yield event
+            except BaseException as exc:  # cancelled (the caller left), closed, or crashed
+                app.state.cut_short.append(type(exc).__name__)
+                app.state.cut.set()
+                raise
+
+        async def chat_events() -> AsyncIterator[str]:
+            hang_after: int | None = app.state.hang_after
             for i, w in enumerate(words):
                 chunk = {
                     "id": "c1",
@@ -68,6 +121,8 @@ def fake_model_server(model: str = "tiny", *, die_mid_stream: bool = False) -> F
                 await asyncio.sleep(0)
                 if die_mid_stream and i == 1:
                     raise RuntimeError("replica crashed")
+                if hang_after is not None and i + 1 == hang_after:
+                    await asyncio.Event().wait()  # until the request is cancelled
             final = {
                 "id": "c1",
                 "object": "chat.completion.chunk",
@@ -118,3 +173,8 @@ def fake_model_server(model: str = "tiny", *, die_mid_stream: bool = False) -> F
         return Response(wav, media_type="audio/wav")
 
     return app
+
+
+async def _die_at_once() -> AsyncIterator[bytes]:
+    raise RuntimeError("replica crashed before its first chunk")
+    yield b""  # an async generator

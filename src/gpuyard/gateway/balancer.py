@@ -40,3 +40,7 @@ class LeastOutstanding:
 
     def inflight(self, replica_id: str) -> int:
         return self._inflight.get(replica_id, 0)
+
+    def busy(self) -> int:
+        """Requests in flight on all replicas together."""
+        return sum(self._inflight.values())

@@ -27,6 +27,7 @@ class RequestLogWriter:
         self._sessions = sessions
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()
         self.dropped = 0
 
     def submit(self, *, created_at: datetime, **row: Any) -> None:
@@ -37,13 +38,16 @@ class RequestLogWriter:
             self.dropped += 1
 
     async def flush(self) -> int:
-        rows: list[dict[str, Any]] = []
-        while not self._queue.empty() and len(rows) < BATCH:
-            rows.append(self._queue.get_nowait())
-        if rows:
-            async with write_session(self._sessions) as session:
-                await session.execute(insert(orm.RequestLog), rows)
-        return len(rows)
+        """Write a batch of queued rows. One writer at a time, so that when a flush returns,
+        the rows another one had taken (the background task's) are written too."""
+        async with self._writing:
+            rows: list[dict[str, Any]] = []
+            while not self._queue.empty() and len(rows) < BATCH:
+                rows.append(self._queue.get_nowait())
+            if rows:
+                async with write_session(self._sessions) as session:
+                    await session.execute(insert(orm.RequestLog), rows)
+            return len(rows)
 
     async def _run(self) -> None:
         while True:

@@ -2,15 +2,18 @@
 
 ``open_upstream`` tries replicas best first (least outstanding requests); a connection that
 cannot be made moves on to the next one, so a dead replica costs a retry, never an error, as long
-as any other answers. Once a replica has accepted the request, its answer is ours: the first chunk
-is read before we answer, so an upstream error still becomes a real HTTP status.
+as any other answers; when none can be reached, ``Unavailable`` (503 with ``Retry-After``). Once a
+replica has accepted the request, its answer is ours, and not retried elsewhere (the request may
+have had effects): the first chunk is read before we answer, so a replica that fails before it
+(``UpstreamFailed``) still becomes a real HTTP status.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import anyio
 import httpx
 
 from gpuyard.core.errors import Unavailable
@@ -33,6 +36,15 @@ HOP_HEADERS = frozenset(
     }
 )
 RETRY_AFTER_S = 5.0
+
+
+class UpstreamFailed(Exception):
+    """A replica accepted the request and then failed before the first chunk of its answer."""
+
+    def __init__(self, target: Target, reason: str) -> None:
+        super().__init__(reason)
+        self.target = target
+        self.reason = reason
 
 
 @dataclass
@@ -58,13 +70,16 @@ class Upstream:
         return b"".join(parts)
 
     async def close(self) -> None:
+        """Release the replica; shielded, so a cancelled request (its client gone) still closes
+        the connection and the replica sees the request end."""
         if not self._closed:
             self._closed = True
             self.balancer.release(self.target.replica_id)
-            await self.response.aclose()
+            with anyio.CancelScope(shield=True):
+                await self.response.aclose()
 
 
-def forward_headers(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
+def forward_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {k: v for k, v in headers if k.lower() not in HOP_HEADERS}
 
 
@@ -84,21 +99,41 @@ async def open_upstream(
         balancer.acquire(target.replica_id)
         request = client.build_request(method, target.url + path, content=body, headers=headers)
         try:
-            response = await client.send(request, stream=True)
+            response, rest, first = await _first_chunk(client, request, target)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             balancer.release(target.replica_id)
             continue
         except BaseException:
             balancer.release(target.replica_id)
             raise
-        rest = response.aiter_raw()
-        try:
-            first = await anext(rest, b"")
-        except httpx.HTTPError:
-            first = b""
         return Upstream(target, response, first, rest, balancer, tried)
     raise Unavailable(
         f"no replica could be reached (tried {len(tried)}); retry shortly",
         retry_after=RETRY_AFTER_S,
         code="no_replica_reachable",
     )
+
+
+async def _first_chunk(
+    client: httpx.AsyncClient, request: httpx.Request, target: Target
+) -> tuple[httpx.Response, AsyncIterator[bytes], bytes]:
+    try:
+        response = await client.send(request, stream=True)
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        raise
+    except httpx.HTTPError as exc:
+        raise UpstreamFailed(target, _failed("before answering", exc)) from exc
+    rest = response.aiter_raw()
+    try:
+        first = await anext(rest, b"")
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+        if isinstance(exc, httpx.HTTPError):
+            raise UpstreamFailed(target, _failed("before its first chunk", exc)) from exc
+        raise
+    return response, rest, first
+
+
+def _failed(when: str, exc: Exception) -> str:
+    return f"the model server failed {when} ({type(exc).__name__})"

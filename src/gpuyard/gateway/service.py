@@ -1,89 +1,67 @@
-"""The inference gateway: route an OpenAI-style request to a ready replica and relay its answer.
+"""The inference gateway: route a request to a ready replica and relay its answer.
 
-``Gateway.call`` returns a ``Relay``: either a complete answer (status, headers, body) or an
-open stream whose chunks the HTTP layer sends on. Usage comes from the upstream's ``usage``; for
-streams the gateway asks for it (``stream_options.include_usage``) and removes that extra chunk
-again if the client had not asked. One request-log row per request is queued once it ends.
+``Gateway.call`` serves the OpenAI endpoints (``model`` picks the replicas); ``Gateway.forward``
+serves a cluster's own endpoint (every path, to that cluster's replicas). Both return a ``Relay``:
+a complete answer or an open stream that the HTTP layer sends on (relay.py). Both enforce the
+key's rate limits, and both leave one request-log row per request once it ends, with the usage
+the upstream reported (or, for a stream cut short, the tokens counted).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
-from gpuyard.core.errors import InvalidRequest, NotFound, Unavailable
+from gpuyard.core.errors import NotFound, Unavailable
 from gpuyard.core.principal import Principal
+from gpuyard.gateway import bodies
 from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
 from gpuyard.gateway.logs import RequestLogWriter
-from gpuyard.gateway.proxy import Upstream, open_upstream
-from gpuyard.gateway.usage import (
-    SseEvents,
-    Usage,
-    event_json,
-    is_usage_only,
-    usage_from_json,
-    usage_of,
+from gpuyard.gateway.proxy import RETRY_AFTER_S, UpstreamFailed, forward_headers, open_upstream
+from gpuyard.gateway.relay import (
+    SSE,
+    Relay,
+    bad_gateway,
+    is_event_stream,
+    passed_on_headers,
+    read_answer,
+    relay_bytes,
+    relay_events,
 )
+from gpuyard.gateway.usage import Usage
 from gpuyard.server.db import write_session
 from gpuyard.server.services import rate_limits
 
 log = logging.getLogger(__name__)
-MAX_STREAM_ERROR = 500
+MAX_LOGGED_ERROR = 500
+MAX_ENDPOINT = 64  # request_logs.endpoint
 
 
 @dataclass
-class Relay:
-    status: int
-    headers: dict[str, str]
-    body: bytes | None = None
-    stream: AsyncIterator[bytes] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+class LogEntry:
+    """What the request log will say about one request, filled in as it is routed."""
 
+    principal: Principal
+    endpoint: str
+    model: str | None
+    stream: bool
+    cluster_id: str | None = None
+    replica_id: str | None = None
+    started: float = field(default_factory=time.perf_counter)
 
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: nested too deep
-        raise InvalidRequest("request body is not valid JSON", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object", code="invalid_request")
-    return body
-
-
-def _check(endpoint: str, body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest(
-            "you must provide a model parameter", param="model", code="missing_model"
-        )
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise InvalidRequest("stream must be true or false", param="stream")
-    if endpoint == "chat/completions":
-        messages = body.get("messages")
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)
-        ):
-            raise InvalidRequest(
-                "messages must be a non-empty list of {role, content} objects", param="messages"
-            )
-    if endpoint == "embeddings" and not isinstance(body.get("input"), str | list):
-        raise InvalidRequest("input must be a string or a list", param="input")
-    if endpoint == "audio/speech" and not isinstance(body.get("input"), str):
-        raise InvalidRequest("input must be a string", param="input")
-    return model
+    def at(self, target: Target) -> None:
+        self.cluster_id, self.replica_id = target.cluster_id, target.replica_id
 
 
 class Gateway:
@@ -127,125 +105,134 @@ class Gateway:
         return targets
 
     async def call(
-        self, principal: Principal, endpoint: str, raw: bytes, headers: dict[str, str]
+        self,
+        principal: Principal,
+        endpoint: str,
+        raw: bytes,
+        headers: Iterable[tuple[str, str]],
     ) -> Relay:
-        started = time.perf_counter()
-        body = _json_object(raw)
-        model = _check(endpoint, body)
-        stream = bool(body.get("stream"))
-        strip_usage = False
-        if stream and endpoint in ("chat/completions", "completions"):
-            options = body.get("stream_options")
-            if not isinstance(options, dict) or not options.get("include_usage"):
-                strip_usage = True
-                body["stream_options"] = {**(options or {}), "include_usage": True}
-                raw = json.dumps(body).encode()
-        targets = await self.targets(principal, model)
+        """An OpenAI request (``endpoint`` like ``chat/completions``) to a replica of ``model``."""
+        request = bodies.parse(endpoint, raw)
+        targets = await self.targets(principal, request.model)
+        await self._admit(principal)
+        return await self._proxy(
+            LogEntry(principal, endpoint, request.model, request.stream),
+            targets,
+            method="POST",
+            path=f"/v1/{endpoint}",
+            headers={**forward_headers(headers), "content-type": "application/json"},
+            body=request.upstream_body,
+            strip_usage=request.strip_usage,
+            whole=True,
+            expect_json=endpoint != "audio/speech",
+        )
+
+    async def forward(
+        self,
+        principal: Principal,
+        *,
+        slug: str,
+        method: str,
+        path: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+    ) -> Relay:
+        """Any request under the endpoint of cluster ``slug`` (``path`` with its query) to one
+        of its replicas, passed through as it is; another org's cluster is the same 404."""
+        targets = await self.directory.endpoint(principal.org_id, slug)
+        if targets is None:
+            raise NotFound(f"no cluster endpoint {slug}", code="endpoint_not_found")
+        if not targets:
+            raise Unavailable(
+                f"cluster endpoint {slug} has no ready replica yet",
+                retry_after=RETRY_AFTER_S,
+                code="no_ready_replica",
+            )
+        await self._admit(principal)
+        return await self._proxy(
+            LogEntry(principal, path.split("?", 1)[0][:MAX_ENDPOINT], bodies.model_of(body), False),
+            targets,
+            method=method,
+            path=path,
+            headers=forward_headers(headers),
+            body=body,
+            strip_usage=False,
+            whole=False,
+            expect_json=False,
+        )
+
+    async def _admit(self, principal: Principal) -> None:
         if principal.rpm_limit is not None or principal.tpm_limit is not None:
             async with write_session(self.sessions) as session:
                 await rate_limits.admit(session, principal=principal, now=self.clock.now())
-        headers = {**headers, "content-type": "application/json"}
-        upstream = await open_upstream(
-            client=self.client,
-            balancer=self.balancer,
-            targets=targets,
-            method="POST",
-            path=f"/v1/{endpoint}",
-            headers=headers,
-            body=raw,
-        )
-        record = {
-            "org_id": principal.org_id,
-            "key_id": principal.key_id,
-            "endpoint": endpoint,
-            "model": model,
-            "cluster_id": upstream.target.cluster_id,
-            "replica_id": upstream.target.replica_id,
-            "stream": stream,
-            "_count_tokens": principal.tpm_limit is not None,
-        }
-        content_type = upstream.response.headers.get("content-type", "application/json")
-        if not stream or upstream.response.status_code != 200 or "event-stream" not in content_type:
-            try:
-                data = await upstream.read_all()
-            except httpx.HTTPError as exc:
-                self._log(record, 502, started, None, f"upstream failed: {exc!r}")
-                raise Unavailable(
-                    "the model server failed while answering; retry", retry_after=1
-                ) from exc
-            finally:
-                await upstream.close()
-            usage = usage_from_json(data) if "json" in content_type else None
-            self._log(record, upstream.response.status_code, started, usage, None)
-            return Relay(upstream.response.status_code, {"content-type": content_type}, body=data)
-        return Relay(
-            200,
-            {"content-type": content_type, "cache-control": "no-cache"},
-            stream=self._relay_stream(upstream, strip_usage, record, started),
-        )
 
-    async def _relay_stream(
-        self, upstream: Upstream, strip_usage: bool, record: dict[str, Any], started: float
-    ) -> AsyncIterator[bytes]:
-        events = SseEvents()
-        usage: Usage | None = None
-        error: str | None = None
-        done = False
-        try:
-            async for chunk in upstream.chunks():
-                for event in events.feed(chunk):
-                    obj = event_json(event)
-                    found = usage_of(obj)
-                    if found is not None:
-                        usage = found
-                    if b"[DONE]" in event:
-                        done = True
-                    if strip_usage and is_usage_only(obj):
-                        continue
-                    yield event
-            rest = events.rest()
-            if rest.strip():
-                yield rest
-            if not done:
-                error = "the model server ended the stream early"
-        except httpx.HTTPError as exc:
-            error = f"the model server failed mid-stream: {type(exc).__name__}"
-        finally:
-            await upstream.close()
-            self._log(record, 200, started, usage, error)
-        if error is not None:
-            payload = {
-                "error": {
-                    "message": error,
-                    "type": "api_error",
-                    "param": None,
-                    "code": "upstream_error",
-                }
-            }
-            yield f"data: {json.dumps(payload)}\n\n".encode()
-            yield b"data: [DONE]\n\n"
-
-    def _log(
+    async def _proxy(
         self,
-        record: dict[str, Any],
-        status: int,
-        started: float,
-        usage: Usage | None,
-        error: str | None,
-    ) -> None:
-        record = dict(record)
-        if record.pop("_count_tokens", False) and usage is not None:
+        entry: LogEntry,
+        targets: Sequence[Target],
+        *,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        strip_usage: bool,
+        whole: bool,
+        expect_json: bool,
+    ) -> Relay:
+        """Open the request on the best replica that answers and relay its answer: SSE event
+        by event, else the whole body (``whole``) or its bytes as they come."""
+        finish = partial(self._finish, entry)
+        try:
+            upstream = await open_upstream(
+                client=self.client,
+                balancer=self.balancer,
+                targets=targets,
+                method=method,
+                path=path,
+                headers=headers,
+                body=body,
+            )
+        except Unavailable as exc:
+            if len({t.cluster_id for t in targets}) == 1:
+                entry.cluster_id = targets[0].cluster_id
+            finish(503, None, exc.message)
+            raise
+        except UpstreamFailed as exc:
+            entry.at(exc.target)
+            return bad_gateway(finish, exc.reason)
+        entry.at(upstream.target)
+        if is_event_stream(upstream):
+            entry.stream = True
+            stream = relay_events(upstream, strip_usage=strip_usage, finish=finish)
+            return Relay(200, dict(SSE), stream=stream)
+        if whole:
+            return await read_answer(upstream, expect_json=expect_json, finish=finish)
+        status = upstream.response.status_code
+        return Relay(
+            status, passed_on_headers(upstream), stream=relay_bytes(upstream, finish=finish)
+        )
+
+    def _finish(self, entry: LogEntry, status: int, usage: Usage | None, error: str | None) -> None:
+        """The request has ended: queue its log row and count its tokens against the key."""
+        principal = entry.principal
+        if principal.tpm_limit is not None and usage is not None:
             tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
             if tokens:
-                self._spawn(self._count_tokens(record["key_id"], tokens))
+                self._spawn(self._count_tokens(principal.key_id, tokens))
         self.logs.submit(
             created_at=self.clock.now(),
+            org_id=principal.org_id,
+            key_id=principal.key_id,
+            endpoint=entry.endpoint,
+            model=entry.model,
+            cluster_id=entry.cluster_id,
+            replica_id=entry.replica_id,
+            stream=entry.stream,
             status=status,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            latency_ms=round((time.perf_counter() - entry.started) * 1000, 3),
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
-            error=error[:MAX_STREAM_ERROR] if error else None,
-            **record,
+            error=error[:MAX_LOGGED_ERROR] if error else None,
         )
 
     async def _count_tokens(self, key_id: str, tokens: int) -> None:

@@ -1,4 +1,5 @@
-"""Token usage from upstream answers: the ``usage`` object of a JSON body or of SSE chunks."""
+"""Token usage from upstream answers: the ``usage`` object of a JSON body or of SSE chunks, and,
+for a stream that ends without one (the replica died, the client left), the tokens counted."""
 
 from __future__ import annotations
 
@@ -27,43 +28,58 @@ def usage_of(obj: Any) -> Usage | None:
     )
 
 
-def usage_from_json(body: bytes) -> Usage | None:
+def json_or_none(body: bytes) -> Any:
+    """The JSON value of a body, or None when it is not JSON."""
     try:
-        return usage_of(json.loads(body))
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
-class SseEvents:
-    """Splits a byte stream into SSE events (``…\\n\\n``), keeping partial ones for later."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        self._buffer += chunk.replace(b"\r\n", b"\n")
-        *events, self._buffer = self._buffer.split(b"\n\n")
-        return [e + b"\n\n" for e in events]
-
-    def rest(self) -> bytes:
-        rest, self._buffer = self._buffer, b""
-        return rest
-
-
-def event_json(event: bytes) -> Any:
-    """The JSON of a ``data:`` event, or None (``[DONE]``, comments, malformed)."""
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:"):
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                return None
-            try:
-                return json.loads(payload)
-            except (ValueError, UnicodeDecodeError):
-                return None
-    return None
+def usage_from_json(body: bytes) -> Usage | None:
+    return usage_of(json_or_none(body))
 
 
 def is_usage_only(obj: Any) -> bool:
     """The final chunk that ``stream_options.include_usage`` adds: usage and no choices."""
     return isinstance(obj, dict) and obj.get("usage") is not None and not obj.get("choices")
+
+
+_OUTPUT_FIELDS = ("content", "reasoning_content", "refusal", "tool_calls")
+
+
+def generated_tokens(obj: Any) -> int:
+    """Tokens in one stream chunk, counted as one per choice with new output (servers stream
+    about a token a chunk): the estimate used when a stream ends without ``usage``."""
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    if not isinstance(choices, list):
+        return 0
+    count = 0
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        new_output = isinstance(delta, dict) and any(delta.get(f) for f in _OUTPUT_FIELDS)
+        if new_output or choice.get("text"):
+            count += 1
+    return count
+
+
+@dataclass
+class StreamUsage:
+    """What a stream has used so far: its ``usage`` once the server sent one, else the
+    completion tokens counted from the chunks passed on."""
+
+    reported: Usage | None = None
+    counted: int = 0
+
+    def see(self, obj: Any) -> None:
+        found = usage_of(obj)
+        if found is not None:
+            self.reported = found
+        self.counted += generated_tokens(obj)
+
+    def usage(self) -> Usage | None:
+        if self.reported is not None:
+            return self.reported
+        return Usage(prompt_tokens=None, completion_tokens=self.counted) if self.counted else None

@@ -27,6 +27,7 @@ from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
 from gpuyard.server.db import create_engine, session_factory
 from gpuyard.server.errors import error_body, status_for
+from gpuyard.server.middleware.endpoint_host import EndpointHostMiddleware
 from gpuyard.server.middleware.request_context import RequestContextMiddleware
 from gpuyard.server.middleware.unit_of_work import UnitOfWorkMiddleware
 from gpuyard.server.migrate import migrate
@@ -106,6 +107,7 @@ def create_app(
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=ctx.metrics
     )
+    app.add_middleware(EndpointHostMiddleware, domain=settings.endpoint_domain)
     for module in (  # the agent protocol first: heartbeats are the most frequent requests
         agent,
         meta,

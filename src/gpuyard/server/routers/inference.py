@@ -4,23 +4,25 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
-from gpuyard.core.errors import NotFound, Unavailable
+from gpuyard.core.errors import NotFound
 from gpuyard.core.principal import Principal, Scope
-from gpuyard.gateway.proxy import forward_headers, open_upstream
-from gpuyard.gateway.service import Gateway, Relay
+from gpuyard.gateway.relay import Relay
+from gpuyard.gateway.service import Gateway
 from gpuyard.server.deps import credential, require
 from gpuyard.server.errors import register_openai_paths
-from gpuyard.server.schemas.common import errors
+from gpuyard.server.schemas.common import ErrorOut, errors
 
 router = APIRouter(tags=["inference"])
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "audio/speech")
-register_openai_paths(*(f"/v1/{e}" for e in ENDPOINTS), "/v1/models")
+register_openai_paths(*(f"/v1/{e}" for e in ENDPOINTS), "/v1/models", "/endpoints")
+BAD_GATEWAY: dict[int | str, dict[str, Any]] = {
+    502: {"model": ErrorOut, "description": "The model server failed or answered garbage"}
+}
 
 
 def gateway(request: Request) -> Gateway:
@@ -67,13 +69,15 @@ def _body_doc(summary: str) -> dict[str, Any]:
 
 def _route(endpoint: str, summary: str) -> None:
     async def handler(request: Request, principal: Caller, gw: GatewayDep) -> Response:
-        headers = forward_headers(list(request.headers.items()))
-        return _respond(await gw.call(principal, endpoint, await request.body(), headers))
+        body = await request.body()
+        return _respond(await gw.call(principal, endpoint, body, request.headers.items()))
 
     handler.__doc__ = summary
     handler.__name__ = "create_" + endpoint.replace("/", "_")
     router.post(
-        f"/v1/{endpoint}", responses=errors(403, 404, 429, 503), openapi_extra=_body_doc(summary)
+        f"/v1/{endpoint}",
+        responses={**errors(403, 404, 429, 503), **BAD_GATEWAY},
+        openapi_extra=_body_doc(summary),
     )(handler)
 
 
@@ -116,51 +120,25 @@ async def cluster_endpoint(
     slug: str, path: str, request: Request, principal: Caller, gw: GatewayDep
 ) -> Response:
     """Everything under a cluster's endpoint is proxied to one of its ready replicas."""
-    targets = await gw.directory.endpoint(principal.org_id, slug)
-    if targets is None:
-        raise NotFound(f"no cluster endpoint {slug}", code="endpoint_not_found")
-    if not targets:
-        raise Unavailable(f"cluster endpoint {slug} has no ready replica yet", retry_after=5)
-    query = f"?{request.url.query}" if request.url.query else ""
-    upstream = await open_upstream(
-        client=gw.client,
-        balancer=gw.balancer,
-        targets=targets,
+    relay = await gw.forward(
+        principal,
+        slug=slug,
         method=request.method,
-        path=f"/{path}{query}",
-        headers=forward_headers(list(request.headers.items())),
+        path=_upstream_path(request, slug, path),
+        headers=request.headers.items(),
         body=await request.body(),
     )
-    started = time.perf_counter()
+    return _respond(relay)
 
-    async def relay() -> Any:
-        try:
-            async for chunk in upstream.chunks():
-                yield chunk
-        finally:
-            await upstream.close()
-            gw.logs.submit(
-                created_at=gw.clock.now(),
-                org_id=principal.org_id,
-                key_id=principal.key_id,
-                endpoint=f"endpoint:{slug}",
-                model=None,
-                cluster_id=upstream.target.cluster_id,
-                replica_id=upstream.target.replica_id,
-                stream=True,
-                status=upstream.response.status_code,
-                prompt_tokens=None,
-                completion_tokens=None,
-                latency_ms=round((time.perf_counter() - started) * 1000, 3),
-                error=None,
-            )
 
-    headers = {
-        k: v
-        for k, v in upstream.response.headers.items()
-        if k.lower() in ("content-type", "cache-control")
-    }
-    return StreamingResponse(relay(), status_code=upstream.response.status_code, headers=headers)
+def _upstream_path(request: Request, slug: str, path: str) -> str:
+    """The path after the endpoint's prefix, as the client sent it (still percent-encoded), and
+    the query."""
+    raw: bytes = request.scope.get("raw_path") or b""
+    prefix = f"/endpoints/{slug}/".encode()
+    tail = raw[len(prefix) - 1 :].decode("latin-1") if raw.startswith(prefix) else f"/{path}"
+    query = request.url.query
+    return f"{tail}?{query}" if query else tail
 
 
 for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
@@ -169,5 +147,5 @@ for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
         cluster_endpoint,
         methods=[_method],
         name=f"cluster_endpoint_{_method.lower()}",
-        responses=errors(403, 404, 503),
+        responses={**errors(403, 404, 429, 503), **BAD_GATEWAY},
     )

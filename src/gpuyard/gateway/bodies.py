@@ -1,0 +1,92 @@
+"""OpenAI request bodies, checked just enough to route them: a JSON object with a string
+``model``, and per endpoint the one field no model server could answer without (``messages`` a
+non-empty list of role objects, ``input``). Everything else is the model server's to judge.
+
+For a stream of chat or text completions the gateway asks for usage
+(``stream_options.include_usage``) and notes whether the client had asked, so that the extra
+usage chunk can be dropped again on the way back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from gpuyard.core.errors import InvalidRequest
+
+STREAMS_USAGE = ("chat/completions", "completions")
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    endpoint: str
+    model: str
+    stream: bool
+    upstream_body: bytes
+    strip_usage: bool  # the gateway asked for a usage chunk the client did not want
+
+
+def parse(endpoint: str, raw: bytes) -> InferenceRequest:
+    body = json_object(raw)
+    model = _check(endpoint, body)
+    stream = bool(body.get("stream"))
+    strip_usage = False
+    if stream and endpoint in STREAMS_USAGE:
+        options = body.get("stream_options") or {}
+        if not options.get("include_usage"):
+            strip_usage = True
+            body["stream_options"] = {**options, "include_usage": True}
+            raw = json.dumps(body).encode()
+    return InferenceRequest(endpoint, model, stream, raw, strip_usage)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: nested too deep
+        raise InvalidRequest("request body is not valid JSON", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_request")
+    return body
+
+
+def model_of(raw: bytes) -> str | None:
+    """The ``model`` of a JSON body, if it has one (for the log of a proxied request)."""
+    try:
+        model = json_object(raw).get("model")
+    except InvalidRequest:
+        return None
+    return model if isinstance(model, str) else None
+
+
+def _check(endpoint: str, body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None or model == "":
+        raise InvalidRequest(
+            "you must provide a model parameter", param="model", code="missing_model"
+        )
+    if not isinstance(model, str):
+        raise InvalidRequest("model must be a string", param="model", code="invalid_type")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise InvalidRequest("stream must be true or false", param="stream", code="invalid_type")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest(
+            "stream_options must be an object", param="stream_options", code="invalid_type"
+        )
+    if endpoint == "chat/completions":
+        messages = body.get("messages")
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)
+        ):
+            raise InvalidRequest(
+                "messages must be a non-empty list of {role, content} objects", param="messages"
+            )
+    if endpoint == "embeddings" and not isinstance(body.get("input"), str | list):
+        raise InvalidRequest("input must be a string or a list", param="input")
+    if endpoint == "audio/speech" and not isinstance(body.get("input"), str):
+        raise InvalidRequest("input must be a string", param="input")
+    return model

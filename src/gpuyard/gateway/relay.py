@@ -1,0 +1,166 @@
+"""Relaying a replica's answer to the client, in one of three ways chosen by what it answers:
+
+- ``read_answer``: the whole body, for the non-streamed OpenAI endpoints. A 2xx answer of a JSON
+  endpoint must be a JSON object, else the client gets 502 ``upstream_invalid_response``; a
+  non-2xx answer that is not JSON is put in the OpenAI error shape with the replica's status.
+- ``relay_events``: an SSE stream, event by event, each checked (sse.py). A replica that dies or
+  sends a malformed event ends the stream with an error event and ``data: [DONE]``.
+- ``relay_bytes``: anything else under a cluster's endpoint, passed through untouched.
+
+Each calls ``finish(status, usage, error)`` exactly once, before the replica's connection is
+closed, and also when the client goes away (the stream is cancelled or closed), so every request
+leaves a request-log row, with the usage of what was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from gpuyard.gateway.proxy import Upstream
+from gpuyard.gateway.sse import DONE, Event, MalformedEvent, SseEvents
+from gpuyard.gateway.usage import (
+    StreamUsage,
+    Usage,
+    is_usage_only,
+    json_or_none,
+    usage_from_json,
+    usage_of,
+)
+from gpuyard.server.errors import OPENAI_TYPES
+
+Finish = Callable[[int, Usage | None, str | None], None]
+CLIENT_GONE = "the client disconnected"
+JSON = {"content-type": "application/json"}
+SSE = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+PASSED_ON = ("content-type", "cache-control")  # answer headers a proxied request keeps
+KEEP_FOR_USAGE = 1 << 20  # a proxied JSON answer up to this size is read for its usage
+_SHOWN = 200  # characters of an upstream error body kept in a message
+
+
+@dataclass
+class Relay:
+    status: int
+    headers: dict[str, str]
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+
+
+def openai_error(status: int, message: str, code: str) -> bytes:
+    """The OpenAI error body for an error the gateway reports about a replica."""
+    kind = OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return json.dumps(body).encode()
+
+
+def bad_gateway(finish: Finish, message: str, code: str = "upstream_error") -> Relay:
+    finish(502, None, message)
+    return Relay(502, dict(JSON), body=openai_error(502, message, code))
+
+
+def is_event_stream(upstream: Upstream) -> bool:
+    content_type = upstream.response.headers.get("content-type", "")
+    return upstream.response.status_code == 200 and "text/event-stream" in content_type
+
+
+async def read_answer(upstream: Upstream, *, expect_json: bool, finish: Finish) -> Relay:
+    status = upstream.response.status_code
+    content_type = upstream.response.headers.get("content-type", "application/json")
+    try:
+        body = await upstream.read_all()
+    except httpx.HTTPError as exc:
+        return bad_gateway(
+            finish, f"the model server failed while answering ({type(exc).__name__})"
+        )
+    except asyncio.CancelledError:
+        finish(status, None, CLIENT_GONE)
+        raise
+    finally:
+        await upstream.close()
+    parsed = json_or_none(body)
+    if 200 <= status < 300:
+        if expect_json and not isinstance(parsed, dict):
+            return bad_gateway(
+                finish,
+                "the model server answered with something other than a JSON object",
+                "upstream_invalid_response",
+            )
+        finish(status, usage_of(parsed), None)
+        return Relay(status, {"content-type": content_type}, body=body)
+    text = body[:_SHOWN].decode(errors="replace")
+    finish(status, None, text or f"the model server answered {status}")
+    if parsed is None:
+        message = f"the model server answered {status}: {text}".rstrip(": ")
+        return Relay(status, dict(JSON), body=openai_error(status, message, "upstream_error"))
+    return Relay(status, {"content-type": content_type}, body=body)
+
+
+async def relay_events(
+    upstream: Upstream, *, strip_usage: bool, finish: Finish
+) -> AsyncIterator[bytes]:
+    events = SseEvents()
+    used = StreamUsage()
+    done = False
+    error: str | None = None
+
+    def pass_on(batch: Iterator[Event]) -> Iterator[bytes]:
+        nonlocal done
+        for event in batch:
+            used.see(event.data)
+            done = done or event.done
+            if not (strip_usage and is_usage_only(event.data)):
+                yield event.raw
+
+    try:
+        async for chunk in upstream.chunks():
+            for raw in pass_on(events.feed(chunk)):
+                yield raw
+        for raw in pass_on(events.end()):
+            yield raw
+        if not done:
+            error = "the model server ended the stream early"
+    except httpx.HTTPError as exc:
+        error = f"the model server failed mid-stream ({type(exc).__name__})"
+    except MalformedEvent as exc:
+        error = f"the model server sent a malformed event: {exc}"
+    except (asyncio.CancelledError, GeneratorExit):
+        error = CLIENT_GONE
+        raise
+    finally:
+        finish(200, used.usage(), error)
+        await upstream.close()
+    if error is not None:
+        yield f"data: {openai_error(502, error, 'upstream_error').decode()}\n\n".encode()
+        yield DONE
+
+
+async def relay_bytes(upstream: Upstream, *, finish: Finish) -> AsyncIterator[bytes]:
+    status = upstream.response.status_code
+    kept: bytearray | None = None
+    if "json" in upstream.response.headers.get("content-type", ""):
+        kept = bytearray()
+    error: str | None = None
+    try:
+        async for chunk in upstream.chunks():
+            if kept is not None:
+                kept += chunk
+                if len(kept) > KEEP_FOR_USAGE:
+                    kept = None
+            yield chunk
+    except httpx.HTTPError as exc:
+        error = f"the model server failed while answering ({type(exc).__name__})"
+        raise  # the client sees a broken answer, never a cut one that looks whole
+    except (asyncio.CancelledError, GeneratorExit):
+        error = CLIENT_GONE
+        raise
+    finally:
+        finish(status, usage_from_json(bytes(kept)) if kept else None, error)
+        await upstream.close()
+
+
+def passed_on_headers(upstream: Upstream) -> dict[str, str]:
+    return {k: v for k, v in upstream.response.headers.items() if k.lower() in PASSED_ON}

@@ -1,0 +1,69 @@
+"""Server-sent events from a model server, split and checked one event at a time.
+
+An event is passed on only when it is well formed: every line blank, a comment (``:``) or a
+``data:``, ``event:``, ``id:`` or ``retry:`` field, and its data either ``[DONE]`` or JSON.
+Anything else means the model server is broken (``MalformedEvent``); the gateway then ends the
+stream with an error event and ``DONE`` instead of passing garbage to an SDK's parser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+DONE = b"data: [DONE]\n\n"
+_FIELDS = (b"data:", b"event:", b"id:", b"retry:")
+_SHOWN = 80  # bytes of a bad line quoted in the error
+
+
+class MalformedEvent(Exception):
+    """The model server sent something that is not an SSE event with JSON data."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    raw: bytes  # as received, ending in a blank line
+    data: Any  # the JSON of its data; None for [DONE] or an event without data
+    done: bool  # ``data: [DONE]``
+
+
+def parse_event(raw: bytes) -> Event:
+    data: list[bytes] = []
+    for line in raw.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        if not line.startswith(_FIELDS):
+            raise MalformedEvent(f"not an SSE line: {line[:_SHOWN]!r}")
+        if line.startswith(b"data:"):
+            data.append(line[5:].removeprefix(b" "))
+    if not data:
+        return Event(raw, None, False)
+    payload = b"\n".join(data)
+    if payload.strip() == b"[DONE]":
+        return Event(raw, None, True)
+    try:
+        return Event(raw, json.loads(payload), False)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedEvent(f"event data is not JSON: {payload[:_SHOWN]!r}") from exc
+
+
+class SseEvents:
+    """Splits a byte stream into events (``…\\n\\n``), keeping a partial one for the next chunk."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> Iterator[Event]:
+        """The events ``chunk`` completes, one at a time: those before a malformed one are
+        still passed on."""
+        self._buffer += chunk.replace(b"\r\n", b"\n")
+        *events, self._buffer = self._buffer.split(b"\n\n")
+        return (parse_event(e + b"\n\n") for e in events if e.strip(b"\n"))
+
+    def end(self) -> Iterator[Event]:
+        """The last event, when the stream ended without its blank line."""
+        rest, self._buffer = self._buffer.strip(b"\n"), b""
+        if rest:
+            yield parse_event(rest + b"\n\n")
