@@ -11,6 +11,7 @@ from gpuyard.agent.gpus import (
     NvmlProbe,
     collect_facts,
     detect_gpus,
+    listen_host,
     logical_gpu_seed,
     parse_gpu_declaration,
 )
@@ -213,3 +214,11 @@ async def test_collect_facts_finds_an_address_itself(tmp_path: Path) -> None:
         port_range=PortRange(start=40000, end=40001),
     )
     assert facts.address.count(".") == 3
+
+
+def test_workloads_listen_where_the_control_plane_dials() -> None:
+    assert listen_host("127.0.0.1") == "127.0.0.1"  # gpuyard up: one machine, loopback only
+    assert listen_host("::1") == "127.0.0.1"
+    assert listen_host("localhost") == "127.0.0.1"
+    assert listen_host("10.0.0.7") == "0.0.0.0"  # other machines dial this host
+    assert listen_host("gpu-7.example.net") == "0.0.0.0"

@@ -109,7 +109,8 @@ def test_env_precedence_and_pinning() -> None:
         ssh_authorized_keys=["ssh-ed25519 AAAA one", " ", "ssh-rsa BBBB two\n"],
     )
     base = {"PATH": "/usr/bin", "GPUYARD_TOKEN": "secret", "LANG": "C.UTF-8"}
-    env = build_env(s, host_port=40001, home="/state/home", base=base)
+    env = build_env(s, host_port=40001, home="/state/home", base=base, listen_host="0.0.0.0")
+    assert env["HOST"] == "0.0.0.0"  # where to listen so the control plane reaches it
     assert env["PATH"] == "/usr/bin" and env["LANG"] == "C.UTF-8"
     assert "GPUYARD_TOKEN" not in env  # the agent's credentials stay out
     assert env["FOO"] == "bar"
@@ -130,4 +131,5 @@ def test_env_without_gpus_or_port() -> None:
     assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert env["PORT"] == "9000"  # no port allocated: the spec's own PORT stands
     assert env["HOME"] == "/h"
+    assert "HOST" not in env  # nothing to listen on
     assert "SSH_PUBLIC_KEY" not in env

@@ -64,6 +64,7 @@ async def test_env_reaches_the_process(runtime: ProcessRuntime, state_dir: Path)
     assert status.state is WorkloadState.EXITED and status.exit_code == 0
     env = json.loads(await runtime.logs("wl_env"))
     assert env["PORT"] == str(started.host_port)
+    assert env["HOST"] == "127.0.0.1"  # the runtime's default: reached on loopback only
     assert env["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert env["NVIDIA_VISIBLE_DEVICES"] == "0,1"
     assert env["GPUYARD_WORKLOAD_ID"] == "wl_env"

@@ -78,11 +78,12 @@ class Worker:
             raise AssertionError(f"the worker ignored SIGTERM:\n{self.output()[-3000:]}") from None
 
 
-def launch(kind: str, args: list[str], home: Path) -> Worker:
-    """Start ``gpuyard/worker:<kind>`` with ``args`` on a free port; return at once."""
+def launch(kind: str, args: list[str], home: Path, host: str = "127.0.0.1") -> Worker:
+    """Start ``gpuyard/worker:<kind>`` with ``args`` on a free port of ``host`` (given, like the
+    port, only through the environment the runtime builds); return at once."""
     port = free_port()
     spec = WorkloadSpec(id=f"wl_{kind}", image=f"gpuyard/worker:{kind}", args=args, port=8000)
-    env = build_env(spec, host_port=port, home=str(home))
+    env = build_env(spec, host_port=port, home=str(home), listen_host=host)
     env.update({name: os.environ[name] for name in PASSED_THROUGH if name in os.environ})
     log = home / "output.log"
     with log.open("wb") as out:
@@ -93,7 +94,7 @@ def launch(kind: str, args: list[str], home: Path) -> Worker:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    return Worker(process, f"http://127.0.0.1:{port}", log)
+    return Worker(process, f"http://{host}:{port}", log)
 
 
 def wait_healthy(worker: Worker, deadline_s: float = STARTUP_DEADLINE_S) -> list[int]:
@@ -121,8 +122,8 @@ def wait_healthy(worker: Worker, deadline_s: float = STARTUP_DEADLINE_S) -> list
 
 
 @contextmanager
-def running(kind: str, args: list[str], home: Path) -> Iterator[Worker]:
-    worker = launch(kind, args, home)
+def running(kind: str, args: list[str], home: Path, host: str = "127.0.0.1") -> Iterator[Worker]:
+    worker = launch(kind, args, home, host)
     try:
         wait_healthy(worker)
         yield worker

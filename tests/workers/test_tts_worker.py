@@ -20,7 +20,8 @@ require("espeakng_loader", "numpy")
 @pytest.fixture(scope="module")
 def tts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     args = ["--voice-default", "en-gb", "--max-input-chars", "500"]
-    with running("tts", args, tmp_path_factory.mktemp("tts")) as worker:
+    # Another loopback address: answering there shows the worker listens where HOST says.
+    with running("tts", args, tmp_path_factory.mktemp("tts"), host="127.0.0.2") as worker:
         yield worker
 
 

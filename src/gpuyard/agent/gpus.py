@@ -9,6 +9,7 @@ seed kept in the agent's state dir, its index and its name, so it is the same af
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import platform
@@ -191,6 +192,18 @@ def choose_gpus(found: Sequence[GpuInfo], declared: Sequence[GpuInfo]) -> list[G
 
 def detect_gpus(probe: GpuProbe, declared: Sequence[GpuInfo]) -> list[GpuInfo]:
     return choose_gpus(probe.probe().gpus, declared)
+
+
+def listen_host(address: str | None) -> str:
+    """Where a workload should listen so the control plane reaches it at ``address`` (this host's
+    address as reported, ``None`` for the outward one): loopback for a host that is only reached
+    on loopback, every interface otherwise (as Docker publishes a container's port)."""
+    chosen = address or outward_address()
+    try:
+        loopback = ipaddress.ip_address(chosen).is_loopback
+    except ValueError:
+        loopback = chosen == "localhost"
+    return "127.0.0.1" if loopback else "0.0.0.0"
 
 
 def outward_address() -> str:

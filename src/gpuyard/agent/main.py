@@ -17,6 +17,7 @@ from gpuyard.agent.gpus import (
     GpuProbeResult,
     NvmlProbe,
     collect_facts,
+    listen_host,
     parse_gpu_declaration,
 )
 from gpuyard.agent.runtimes import choose_runtime
@@ -110,6 +111,7 @@ async def run_agent(
             port_range=options.port_range,
             clock=clock,
             use_gpus=bool(found.gpus),
+            listen_host=listen_host(options.address),
         )
         if saved is not None and options.join_token:
             log.info("already registered as host %s; the join token is not used", saved.host_id)

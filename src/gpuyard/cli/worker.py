@@ -25,7 +25,15 @@ worker = typer.Typer(
     no_args_is_help=True,
 )
 
-Host = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+Host = Annotated[
+    str,
+    typer.Option(
+        "--host",
+        envvar="HOST",
+        show_envvar=True,
+        help="Address to listen on (the process runtime sets HOST).",
+    ),
+]
 Port = Annotated[
     int,
     typer.Option(

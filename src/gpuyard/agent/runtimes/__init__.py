@@ -46,19 +46,21 @@ async def choose_runtime(
     clock: Clock | None = None,
     docker_client: DockerClientLike | None = None,
     use_gpus: bool = True,
+    listen_host: str = "127.0.0.1",
     docker_timeout_s: float = 2.0,
 ) -> Runtime:
     """The runtime called ``name`` (``process``, ``docker``; ``None`` or ``auto`` to pick).
 
     ``docker_client`` replaces the client built from the environment (``DOCKER_HOST`` or the local
     socket). ``use_gpus=False`` tells the docker runtime the host's GPUs are logical (declared), so
-    containers get no GPU device requests.
+    containers get no GPU device requests. ``listen_host`` is where the process runtime's
+    workloads listen (their ``HOST``).
     """
     choice = (name or "auto").strip().lower()
     if choice not in RUNTIME_NAMES:
         raise ValueError(f"unknown runtime {name!r}: expected one of {', '.join(RUNTIME_NAMES)}")
     if choice == "process":
-        return ProcessRuntime(state_dir, port_range, clock=clock)
+        return ProcessRuntime(state_dir, port_range, clock=clock, listen_host=listen_host)
     client = docker_client
     if client is None:
         try:
@@ -74,4 +76,4 @@ async def choose_runtime(
             code="docker_unavailable",
         )
     log.info("no Docker engine answers; using the process runtime")
-    return ProcessRuntime(state_dir, port_range, clock=clock)
+    return ProcessRuntime(state_dir, port_range, clock=clock, listen_host=listen_host)

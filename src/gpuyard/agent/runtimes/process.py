@@ -56,12 +56,14 @@ class ProcessRuntime:
         *,
         clock: Clock | None = None,
         python: str = sys.executable,
+        listen_host: str = "127.0.0.1",
         inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV,
     ) -> None:
         self.state_dir = state_dir
         self._ports = PortAllocator(port_range)
         self._clock: Clock = clock or SystemClock()
         self._python = python
+        self._listen_host = listen_host
         self._inherit_env = tuple(inherit_env)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = asyncio.Lock()
@@ -83,7 +85,11 @@ class ProcessRuntime:
             wdir.home.mkdir(parents=True, exist_ok=True)
             _write_authorized_keys(wdir.home, spec.ssh_authorized_keys)
             env = build_env(
-                spec, host_port=record.host_port, home=str(wdir.home), inherit=self._inherit_env
+                spec,
+                host_port=record.host_port,
+                home=str(wdir.home),
+                listen_host=self._listen_host,
+                inherit=self._inherit_env,
             )
             record.started_at = self._clock.now()
             try:

@@ -94,6 +94,7 @@ def build_env(
     *,
     host_port: int | None,
     home: str,
+    listen_host: str = "127.0.0.1",
     base: Mapping[str, str] | None = None,
     inherit: Sequence[str] = DEFAULT_INHERITED_ENV,
 ) -> dict[str, str]:
@@ -102,7 +103,8 @@ def build_env(
     Precedence, lowest first: the inherited variables of ``base`` (the agent's environment),
     ``HOME`` (the workload's own directory), ``spec.env``, then the variables gpuyard owns, which a
     spec cannot override: ``PORT`` (when a port was allocated), ``CUDA_VISIBLE_DEVICES``,
-    ``CUDA_DEVICE_ORDER``, ``NVIDIA_VISIBLE_DEVICES``, ``GPUYARD_WORKLOAD_ID``,
+    ``CUDA_DEVICE_ORDER``, ``NVIDIA_VISIBLE_DEVICES``, ``HOST`` (where to listen: all interfaces
+    unless the host is only reached on loopback), ``GPUYARD_WORKLOAD_ID``,
     ``GPUYARD_GPU_UUIDS`` and the SSH keys.
     """
     source = os.environ if base is None else base
@@ -117,6 +119,7 @@ def build_env(
     env["GPUYARD_GPU_UUIDS"] = ",".join(spec.gpu_uuids)
     if host_port is not None:
         env["PORT"] = str(host_port)
+        env["HOST"] = listen_host
     keys = "\n".join(k.strip() for k in spec.ssh_authorized_keys if k.strip())
     if keys:
         env["GPUYARD_SSH_AUTHORIZED_KEYS"] = keys
