@@ -11,6 +11,9 @@ and in inference bodies (which the gateway parses itself): nesting too deep for 
 (RecursionError, not ValueError), or a scalar where a list belongs, was a 500; now a 400.
 
 PATCH bodies: null for a field that may only be left out was written to a NOT NULL column.
+
+API key limits: a `tpm_limit` above 2**31 - 1 passed validation and overflowed the INTEGER column on
+Postgres (500); the bound is now 1,000,000,000.
 """
 
 from __future__ import annotations
@@ -278,3 +281,17 @@ async def test_null_for_a_host_field_is_422(api: Api, field: str) -> None:
     r = await api.client.patch(f"/v1/admin/hosts/{host_id}", json={field: None})
     assert r.status_code == 422, r.text
     assert r.json()["param"] == field
+
+
+@pytest.mark.parametrize("field", ["rpm_limit", "tpm_limit"])
+async def test_a_key_limit_beyond_a_32_bit_column_is_422(api: Api, field: str) -> None:
+    t = await api.tenant()
+    url = f"/v1/orgs/{t.org_id}/api-keys"
+    before = len((await t.client.get(url)).json()["data"])
+    r = await t.client.post(url, json={field: 2**31})
+    assert r.status_code == 422, r.text
+    assert r.json()["param"] == field
+    assert len((await t.client.get(url)).json()["data"]) == before
+    r = await t.client.post(url, json={field: 10_000_000})  # a large limit that fits is kept
+    assert r.status_code == 201, r.text
+    assert r.json()[field] == 10_000_000

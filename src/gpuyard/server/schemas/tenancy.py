@@ -101,7 +101,7 @@ class ApiKeyCreate(RequestBody):
         default=None, ge=1, le=10_000_000, description="Inference requests per minute"
     )
     tpm_limit: StrictInt | None = Field(
-        default=None, ge=1, le=10_000_000_000, description="Inference tokens per minute"
+        default=None, ge=1, le=1_000_000_000, description="Inference tokens per minute"
     )
 
 
