@@ -1,9 +1,9 @@
 """``create_app()``: the composition root of the API server.
 
 It wires settings, database, clock and metrics once; installs the middleware (request id and body
-limit outermost, then one transaction per request) and the error handlers that turn every failure,
-the framework's own included, into the error envelope; mounts the routers; and in its lifespan
-migrates the database and runs the controllers.
+limit outermost, then the hot routes, then one transaction per request) and the error handlers
+that turn every failure, the framework's own included, into the error envelope; mounts the
+routers; and in its lifespan migrates the database and runs the controllers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,8 +25,9 @@ from gpuyard.server.compat import vast
 from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
 from gpuyard.server.db import create_engine, session_factory
-from gpuyard.server.errors import error_body, status_for
+from gpuyard.server.errors import error_body, status_for, validation_problem
 from gpuyard.server.middleware.endpoint_host import EndpointHostMiddleware
+from gpuyard.server.middleware.hot_routes import HotRoutesMiddleware
 from gpuyard.server.middleware.request_context import RequestContextMiddleware
 from gpuyard.server.middleware.unit_of_work import UnitOfWorkMiddleware
 from gpuyard.server.migrate import migrate
@@ -104,6 +104,7 @@ def create_app(
     app.state.ctx = ctx
     _install_error_handlers(app)
     app.add_middleware(UnitOfWorkMiddleware, factory=ctx.sessions, clock=ctx.clock)
+    app.add_middleware(HotRoutesMiddleware, factory=ctx.sessions, routes=agent.hot_routes(ctx))
     app.add_middleware(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=ctx.metrics
     )
@@ -171,37 +172,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        problems = exc.errors()
-        first: dict[str, Any] = problems[0] if problems else {}
-        content_type = request.headers.get("content-type", "")
-        if first.get("loc") == ("body",) and "json" not in content_type and content_type:
-            return _error(
-                request,
-                415,
-                f"send the body as JSON with 'Content-Type: application/json' "
-                f"(got {content_type.split(';')[0]!r})",
-                code="unsupported_media_type",
-            )
-        if first.get("type") == "json_invalid":
-            return _error(
-                request,
-                400,
-                f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(
-                    ": "
-                ),
-                code="invalid_json",
-            )
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        where = ".".join(loc) or None
-        message = first.get("msg", "invalid request")
-        if first.get("type") == "extra_forbidden":
-            message = "unknown field"
-        if first.get("type") == "missing" and where is None and "body" in first.get("loc", ()):
-            message = "request body is required"
-        text = f"{where}: {message}" if where else message
-        if len(problems) > 1:
-            text += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
-        return _error(request, 422, text, code="validation_error", param=where)
+        problem = validation_problem(exc.errors(), request.headers.get("content-type", ""))
+        return _error(
+            request, problem.status, problem.message, code=problem.code, param=problem.param
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -9,7 +9,8 @@ Every error response carries ``X-Request-Id``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gpuyard.core.errors import (
@@ -130,3 +131,40 @@ def error_body(
     code = code or STATUS_CODES.get(status, "error")
     body = renderer_for(path)(status, code, message, param, request_id)
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    status: int
+    message: str
+    code: str
+    param: str | None = None
+
+
+def validation_problem(problems: Sequence[Any], content_type: str) -> Problem:
+    """What a request body or parameter that failed validation gets: 415 for a body that is not
+    JSON, 400 for JSON that does not parse, else 422 naming the first field (pydantic's error
+    list, with locations as FastAPI gives them: ``("body", "field", …)``)."""
+    first: dict[str, Any] = problems[0] if problems else {}
+    if first.get("loc") == ("body",) and "json" not in content_type and content_type:
+        return Problem(
+            415,
+            f"send the body as JSON with 'Content-Type: application/json' "
+            f"(got {content_type.split(';')[0]!r})",
+            "unsupported_media_type",
+        )
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error", "")
+        message = f"request body is not valid JSON: {detail}".rstrip(": ")
+        return Problem(400, message, "invalid_json")
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    where = ".".join(loc) or None
+    message = first.get("msg", "invalid request")
+    if first.get("type") == "extra_forbidden":
+        message = "unknown field"
+    if first.get("type") == "missing" and where is None and "body" in first.get("loc", ()):
+        message = "request body is required"
+    text = f"{where}: {message}" if where else message
+    if len(problems) > 1:
+        text += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    return Problem(422, text, "validation_error", where)
