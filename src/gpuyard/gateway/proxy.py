@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import anyio
-import httpx
-
 from gpuyard.core.errors import Unavailable
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import Target
+from gpuyard.gateway.upstream_http import ConnectError, HttpError, Response, UpstreamClient
 
 HOP_HEADERS = frozenset(
     {
@@ -52,17 +50,17 @@ class Upstream:
     """An answer being received from one replica; ``close()`` releases it (and its slot)."""
 
     target: Target
-    response: httpx.Response
+    response: Response
     first: bytes
-    rest: AsyncIterator[bytes]
     balancer: LeastOutstanding
     tried: list[str] = field(default_factory=list)
     _closed: bool = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives: each piece is what one read of the connection brought."""
         if self.first:
             yield self.first
-        async for chunk in self.rest:
+        while chunk := await self.response.read():
             yield chunk
 
     async def read_all(self) -> bytes:
@@ -70,13 +68,12 @@ class Upstream:
         return b"".join(parts)
 
     async def close(self) -> None:
-        """Release the replica; shielded, so a cancelled request (its client gone) still closes
-        the connection and the replica sees the request end."""
+        """Release the replica; an answer not read to its end closes its connection, so the
+        replica sees the request end. Never suspends, so a cancelled request still closes it."""
         if not self._closed:
             self._closed = True
             self.balancer.release(self.target.replica_id)
-            with anyio.CancelScope(shield=True):
-                await self.response.aclose()
+            self.response.close()
 
 
 def forward_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -85,7 +82,7 @@ def forward_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 async def open_upstream(
     *,
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     balancer: LeastOutstanding,
     targets: Sequence[Target],
     method: str,
@@ -97,16 +94,15 @@ async def open_upstream(
     for target in balancer.order(targets):
         tried.append(target.replica_id)
         balancer.acquire(target.replica_id)
-        request = client.build_request(method, target.url + path, content=body, headers=headers)
         try:
-            response, rest, first = await _first_chunk(client, request, target)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
+            response, first = await _first_chunk(client, target, method, path, headers, body)
+        except ConnectError:  # ConnectTimeout too: nothing was sent, so try the next replica
             balancer.release(target.replica_id)
             continue
         except BaseException:
             balancer.release(target.replica_id)
             raise
-        return Upstream(target, response, first, rest, balancer, tried)
+        return Upstream(target, response, first, balancer, tried)
     raise Unavailable(
         f"no replica could be reached (tried {len(tried)}); retry shortly",
         retry_after=RETRY_AFTER_S,
@@ -115,24 +111,27 @@ async def open_upstream(
 
 
 async def _first_chunk(
-    client: httpx.AsyncClient, request: httpx.Request, target: Target
-) -> tuple[httpx.Response, AsyncIterator[bytes], bytes]:
+    client: UpstreamClient,
+    target: Target,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+) -> tuple[Response, bytes]:
     try:
-        response = await client.send(request, stream=True)
-    except (httpx.ConnectError, httpx.ConnectTimeout):
+        response = await client.request(target.url, method, path, headers, body)
+    except ConnectError:
         raise
-    except httpx.HTTPError as exc:
+    except HttpError as exc:
         raise UpstreamFailed(target, _failed("before answering", exc)) from exc
-    rest = response.aiter_raw()
     try:
-        first = await anext(rest, b"")
+        first = await response.read()
     except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
-        if isinstance(exc, httpx.HTTPError):
+        response.close()
+        if isinstance(exc, HttpError):
             raise UpstreamFailed(target, _failed("before its first chunk", exc)) from exc
         raise
-    return response, rest, first
+    return response, first
 
 
 def _failed(when: str, exc: Exception) -> str:

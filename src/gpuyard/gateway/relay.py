@@ -3,8 +3,9 @@
 - ``read_answer``: the whole body, for the non-streamed OpenAI endpoints. A 2xx answer of a JSON
   endpoint must be a JSON object, else the client gets 502 ``upstream_invalid_response``; a
   non-2xx answer that is not JSON is put in the OpenAI error shape with the replica's status.
-- ``relay_events``: an SSE stream, event by event, each checked (sse.py). A replica that dies or
-  sends a malformed event ends the stream with an error event and ``data: [DONE]``.
+- ``relay_events``: an SSE stream, each event checked (sse.py), the complete events of one
+  upstream read sent on as one piece. A replica that dies or sends a malformed event ends the
+  stream with an error event and ``data: [DONE]``.
 - ``relay_bytes``: anything else under a cluster's endpoint, passed through untouched.
 
 Each calls ``finish(status, usage, error)`` exactly once, before the replica's connection is
@@ -19,10 +20,9 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
-import httpx
-
 from gpuyard.gateway.proxy import Upstream
 from gpuyard.gateway.sse import DONE, Event, MalformedEvent, SseEvents
+from gpuyard.gateway.upstream_http import HttpError
 from gpuyard.gateway.usage import (
     StreamUsage,
     Usage,
@@ -72,7 +72,7 @@ async def read_answer(upstream: Upstream, *, expect_json: bool, finish: Finish) 
     content_type = upstream.response.headers.get("content-type", "application/json")
     try:
         body = await upstream.read_all()
-    except httpx.HTTPError as exc:
+    except HttpError as exc:
         return bad_gateway(
             finish, f"the model server failed while answering ({type(exc).__name__})"
         )
@@ -106,24 +106,30 @@ async def relay_events(
     used = StreamUsage()
     done = False
     error: str | None = None
+    passed: list[bytes] = []  # the events of one upstream read, sent on together
 
-    def pass_on(batch: Iterator[Event]) -> Iterator[bytes]:
+    def pass_on(batch: Iterator[Event]) -> None:
         nonlocal done
         for event in batch:
             used.see(event.data)
             done = done or event.done
             if not (strip_usage and is_usage_only(event.data)):
-                yield event.raw
+                passed.append(event.raw)
+
+    def take() -> bytes:
+        joined = b"".join(passed)
+        passed.clear()
+        return joined
 
     try:
         async for chunk in upstream.chunks():
-            for raw in pass_on(events.feed(chunk)):
-                yield raw
-        for raw in pass_on(events.end()):
-            yield raw
+            pass_on(events.feed(chunk))
+            if passed:
+                yield take()
+        pass_on(events.end())
         if not done:
             error = "the model server ended the stream early"
-    except httpx.HTTPError as exc:
+    except HttpError as exc:
         error = f"the model server failed mid-stream ({type(exc).__name__})"
     except MalformedEvent as exc:
         error = f"the model server sent a malformed event: {exc}"
@@ -133,9 +139,11 @@ async def relay_events(
     finally:
         finish(200, used.usage(), error)
         await upstream.close()
+    rest = take()  # the events before a malformed one, or the last one
     if error is not None:
-        yield f"data: {openai_error(502, error, 'upstream_error').decode()}\n\n".encode()
-        yield DONE
+        rest += f"data: {openai_error(502, error, 'upstream_error').decode()}\n\n".encode() + DONE
+    if rest:
+        yield rest
 
 
 async def relay_bytes(upstream: Upstream, *, finish: Finish) -> AsyncIterator[bytes]:
@@ -151,7 +159,7 @@ async def relay_bytes(upstream: Upstream, *, finish: Finish) -> AsyncIterator[by
                 if len(kept) > KEEP_FOR_USAGE:
                     kept = None
             yield chunk
-    except httpx.HTTPError as exc:
+    except HttpError as exc:
         error = f"the model server failed while answering ({type(exc).__name__})"
         raise  # the client sees a broken answer, never a cut one that looks whole
     except (asyncio.CancelledError, GeneratorExit):

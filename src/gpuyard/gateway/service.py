@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
@@ -39,6 +38,7 @@ from gpuyard.gateway.relay import (
     relay_bytes,
     relay_events,
 )
+from gpuyard.gateway.upstream_http import UpstreamClient
 from gpuyard.gateway.usage import Usage
 from gpuyard.server.db import write_session
 from gpuyard.server.services import rate_limits
@@ -70,7 +70,7 @@ class Gateway:
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: UpstreamClient | None = None,
         directory_ttl: float = 1.0,
         auth_ttl: float = 5.0,
     ) -> None:
@@ -81,10 +81,7 @@ class Gateway:
         self.balancer = LeastOutstanding()
         self.auth = PrincipalCache(sessions, clock, ttl=auth_ttl)
         self.logs = RequestLogWriter(sessions)
-        self.client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=2.0, read=600.0, write=60.0, pool=10.0),
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        )
+        self.client = client or UpstreamClient(connect_timeout=2.0, read_timeout=600.0)
 
     async def start(self) -> None:
         self.logs.start()
@@ -179,8 +176,8 @@ class Gateway:
         whole: bool,
         expect_json: bool,
     ) -> Relay:
-        """Open the request on the best replica that answers and relay its answer: SSE event
-        by event, else the whole body (``whole``) or its bytes as they come."""
+        """Open the request on the best replica that answers and relay its answer: SSE checked
+        event by event, else the whole body (``whole``) or its bytes as they come."""
         finish = partial(self._finish, entry)
         try:
             upstream = await open_upstream(

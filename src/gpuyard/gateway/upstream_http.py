@@ -1,0 +1,330 @@
+"""A lean HTTP/1.1 client for the gateway's hop to its replicas.
+
+httpx cost more CPU on this hop than the rest of the gateway together (its pool scans every pooled
+connection, with a ``poll()`` each, per request); this client does only what the hop needs:
+
+- one ``asyncio.Protocol`` per connection (``_Connection``), answers parsed by httptools (llhttp,
+  as uvicorn parses requests); a request is one ``transport.write``;
+- per (host, port) a LIFO stack of idle keep-alive connections, at most ``max_idle``; those idle
+  longer than ``keepalive_expiry`` are closed (checked when one is taken, and by one sweep timer),
+  and one the replica closes is dropped as it goes (``connection_lost``): nothing is polled;
+- the body handed on as it arrives (upstream_answer.py).
+
+Errors, all ``HttpError``, named as httpx names them (the names reach request logs):
+
+- ``ConnectError``, ``ConnectTimeout`` (a ``ConnectError``): no connection, nothing was sent, so
+  the request may go to another replica;
+- ``ReadTimeout``: no byte for ``read_timeout`` while waiting for the answer;
+- ``RemoteProtocolError``: the replica closed the connection before its answer ended, or sent
+  something that is not HTTP; ``ReadError``: the connection failed (reset);
+- ``LocalProtocolError``: a request that cannot be written (CR or LF in its head).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Mapping
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from gpuyard.gateway.upstream_answer import (
+    HttpError,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    Response,
+)
+
+__all__ = [
+    "ConnectError",
+    "ConnectTimeout",
+    "HttpError",
+    "LocalProtocolError",
+    "ReadError",
+    "ReadTimeout",
+    "RemoteProtocolError",
+    "Response",
+    "UpstreamClient",
+]
+
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 600.0
+KEEPALIVE_EXPIRY_S = 4.0  # under uvicorn's 5 s, so that we, not the replica, close idle ones
+MAX_IDLE = 64  # idle connections kept per replica
+HIGH_WATER = 1 << 18  # unread body bytes above which a connection stops reading
+_NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+_MAX_ORIGINS = 4096
+
+
+class ConnectError(HttpError):
+    """The connection could not be made; nothing was sent."""
+
+
+class ConnectTimeout(ConnectError):
+    """The connection was not made within the connect timeout; nothing was sent."""
+
+
+class LocalProtocolError(HttpError):
+    """The request cannot be written as HTTP/1.1."""
+
+
+Key = tuple[str, int]
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to a replica, serving one exchange at a time (``response``)."""
+
+    def __init__(self, pool: _Pool, key: Key) -> None:
+        self.pool = pool
+        self.key = key
+        self.transport = cast(asyncio.Transport, None)  # set by connection_made, before use
+        self.parser = httptools.HttpResponseParser(self)
+        self.response: Response | None = None
+        self.idle_since = 0.0
+        self.pooled = False  # in the pool's idle stack
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.pooled:
+                self.pool.forget(self)
+            self.transport.close()
+
+    def release(self) -> None:
+        """The exchange ended with the connection reusable: back to the pool."""
+        self.response = None
+        self.pool.release(self)
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            response = self.response
+            self.response = None
+            self.close()
+            if response is not None:
+                response.failed(RemoteProtocolError(f"not an HTTP answer ({exc})"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.pooled:
+            self.pool.forget(self)
+        response, self.response = self.response, None
+        if response is not None:
+            response.lost(exc)
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.response is None or self.response.complete:
+            raise RemoteProtocolError("the replica sent bytes nobody asked for")
+        self.response.begin()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.response is not None:
+            self.response.header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.response is not None:
+            self.response.headers_complete(
+                self.parser.get_status_code(), self.parser.should_keep_alive()
+            )
+
+    def on_body(self, body: bytes) -> None:
+        if self.response is not None:
+            self.response.body(body)
+
+    def on_message_complete(self) -> None:
+        if self.response is not None:
+            self.response.message_complete()
+
+
+class _Pool:
+    """Idle keep-alive connections, a LIFO stack per (host, port): the warmest is reused, and the
+    oldest sit at the bottom, where expiry takes them."""
+
+    def __init__(self, *, max_idle: int, expiry: float) -> None:
+        self.max_idle = max_idle
+        self.expiry = expiry
+        self.closed = False
+        self._idle: dict[Key, deque[_Connection]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def take(self, key: Key, now: float) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            conn.pooled = False
+            if now - conn.idle_since >= self.expiry:
+                conn.close()  # the freshest has expired, so have all below it
+                while idle:
+                    stale = idle.pop()
+                    stale.pooled = False
+                    stale.close()
+                return None
+            if not conn.transport.is_closing():
+                return conn
+            conn.close()  # closing, its connection_lost still to come
+        return None
+
+    def release(self, conn: _Connection) -> None:
+        if self.closed or conn.closed:
+            conn.close()
+            return
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = deque()
+        if len(idle) >= self.max_idle:
+            oldest = idle.popleft()
+            oldest.pooled = False
+            oldest.close()
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        conn.pooled = True
+        idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.expiry, self._sweep)
+
+    def forget(self, conn: _Connection) -> None:
+        """A pooled connection closed (by the replica, or by us): never hand it out."""
+        conn.pooled = False
+        with contextlib.suppress(KeyError, ValueError):
+            self._idle[conn.key].remove(conn)
+
+    def count(self, key: Key) -> int:
+        return len(self._idle.get(key, ()))
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        cutoff = asyncio.get_running_loop().time() - self.expiry
+        for key, idle in list(self._idle.items()):
+            while idle and idle[0].idle_since <= cutoff:
+                stale = idle.popleft()
+                stale.pooled = False
+                stale.close()
+            if not idle:
+                del self._idle[key]
+        if self._idle:
+            self._sweeper = asyncio.get_running_loop().call_later(self.expiry, self._sweep)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for idle in self._idle.values():
+            while idle:
+                conn = idle.pop()
+                conn.pooled = False
+                conn.close()
+        self._idle.clear()
+
+
+class UpstreamClient:
+    """Sends requests to replicas (``http://host:port`` URLs) over pooled keep-alive connections.
+
+    ``request`` returns once the answer's status and headers are in; its body is then read with
+    ``Response.read()``, and ``Response.close()`` ends the exchange: a connection whose answer
+    was read to its end goes back to the pool (unless the replica said ``Connection: close``),
+    any other is closed, so the replica sees its request end."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        read_timeout: float = READ_TIMEOUT_S,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY_S,
+        max_idle: int = MAX_IDLE,
+        high_water: int = HIGH_WATER,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.high_water = high_water
+        self._pool = _Pool(max_idle=max_idle, expiry=keepalive_expiry)
+        self._origins: dict[str, tuple[str, int, str]] = {}
+
+    async def request(
+        self, url: str, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Response:
+        """Send ``method path`` to the replica at ``url``; its answer once its head is in."""
+        host, port, netloc = self._origin(url)
+        head = request_head(method, path, netloc, headers, body)
+        loop = asyncio.get_running_loop()
+        key = (host, port)
+        conn = self._pool.take(key, loop.time()) or await self._connect(loop, key)
+        response = Response(
+            conn,
+            loop,
+            read_timeout=self.read_timeout,
+            high_water=self.high_water,
+            head_only=method == "HEAD",
+        )
+        conn.response = response
+        conn.transport.write(head + body if body else head)
+        try:
+            await response.started()
+        except BaseException:
+            response.close()
+            raise
+        return response
+
+    async def aclose(self) -> None:
+        """Close the idle connections; those in use close when their answers end."""
+        self._pool.close()
+
+    def idle(self, url: str) -> int:
+        """Idle connections pooled for the replica at ``url`` (tests, metrics)."""
+        host, port, _ = self._origin(url)
+        return self._pool.count((host, port))
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, key: Key) -> _Connection:
+        host, port = key
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(lambda: _Connection(self._pool, key), *key)
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"no connection to {host}:{port} within the timeout") from exc
+        except OSError as exc:
+            raise ConnectError(f"no connection to {host}:{port}: {exc}") from exc
+        return conn
+
+    def _origin(self, url: str) -> tuple[str, int, str]:
+        origin = self._origins.get(url)
+        if origin is None:
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname:
+                raise LocalProtocolError(f"not an http:// URL: {url!r}")
+            origin = (parts.hostname, parts.port or 80, parts.netloc)
+            if len(self._origins) >= _MAX_ORIGINS:
+                self._origins.clear()
+            self._origins[url] = origin
+        return origin
+
+
+def request_head(
+    method: str, path: str, netloc: str, headers: Mapping[str, str], body: bytes
+) -> bytes:
+    """The request line and headers; a CR or LF inside any of them is refused (smuggling)."""
+    lines = [f"{method} {path} HTTP/1.1\r\nhost: {netloc}\r\n"]
+    if body or method not in _NO_BODY:
+        lines.append(f"content-length: {len(body)}\r\n")
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+    lines.append("\r\n")
+    text = "".join(lines)
+    breaks = len(lines) + 1  # the request line and host share the first entry
+    if text.count("\n") != breaks or text.count("\r") != breaks:
+        raise LocalProtocolError("a CR or LF inside the request line or a header")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError("a header that is not latin-1") from exc
