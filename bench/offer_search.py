@@ -17,7 +17,7 @@ Last, one operator price change (``services.prices.set_price``, which rebuilds e
 timed, since it rewrites the table the searches read.
 
 Queries are interleaved round-robin so that noise on a shared machine hits them alike. The target
-(the target: offer search p50 < 20 ms) is printed next to each result.
+(offer search p50 < 20 ms) is printed next to each result.
 
     .venv/bin/python bench/offer_search.py            # full: 10,000 hosts, both databases
     .venv/bin/python bench/offer_search.py --quick    # smoke test, < 30 s
