@@ -1,4 +1,4 @@
-"""The inference gateway's overhead (issue 4): the same streaming load sent to a fast fake OpenAI
+"""The inference gateway's overhead: the same streaming load sent to a fast fake OpenAI
 upstream directly, through gpuyard, and through LiteLLM's proxy, in one run.
 
 What runs, each in its own process, all on this machine:

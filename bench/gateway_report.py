@@ -197,7 +197,7 @@ def render(ms_: Sequence[Measurement], run: Run) -> str:
             "",
             latency_table(ms_),
             "",
-            "Against the targets of issue 4",
+            "Against the targets",
             "",
             targets_table(ms_, run),
         ]

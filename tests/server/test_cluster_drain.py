@@ -105,6 +105,7 @@ async def test_scale_down_drains_then_removes_then_frees_the_gpu(api: Api) -> No
     got = (await t.client.get(f"/v1/clusters/{c['id']}")).json()
     assert got["status"] == "healthy"
     assert {d["id"]: d["ready"] for d in got["replica_details"]} == {first: True, extra: False}
+    assert {d["id"]: d["draining"] for d in got["replica_details"]} == {first: False, extra: True}
 
     api.clock.advance(DRAIN - 1)
     await ctl.step()

@@ -109,8 +109,11 @@ def create_app(
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=ctx.metrics
     )
     app.add_middleware(EndpointHostMiddleware, domain=settings.endpoint_domain)
-    for module in (  # the agent protocol first: heartbeats are the most frequent requests
-        agent,
+    # The most frequent requests' routes first (FastAPI matches routes in order): the agent
+    # protocol, then inference.
+    app.include_router(agent.router)
+    app.include_router(inference.router)
+    for module in (
         meta,
         me,
         orgs,
@@ -125,7 +128,6 @@ def create_app(
         vast,
     ):
         app.include_router(module.router)
-    app.include_router(inference.router)
     app.include_router(clusters.native)
     app.include_router(clusters.vectorlay)
     return app

@@ -46,6 +46,9 @@ class ReplicaOut(BaseModel):
     state: str
     ready: bool
     generation: int
+    draining: bool = Field(
+        description="leaving: out of routing, still finishing the requests it was sent"
+    )
 
 
 class ClusterOut(BaseModel):
@@ -94,6 +97,7 @@ class ClusterOut(BaseModel):
                     state=r.state,
                     ready=r.ready,
                     generation=r.generation,
+                    draining=r.draining,
                 )
                 for r in c.replica_views
             ],
