@@ -115,3 +115,13 @@ async def test_a_bad_field_is_worded_as_on_a_fastapi_route(api: Api) -> None:
     assert hot.status_code == plain.status_code == 422
     assert hot.json()["error"] == plain.json()["error"]
     assert hot.json()["param"] == plain.json()["param"] == "facts"
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"facts": "\xff\xfe"}'])
+async def test_a_body_no_parser_can_read_is_400_as_on_a_fastapi_route(api: Api, raw: bytes) -> None:
+    host = await join_host(api, [RTX4090])
+    headers = {"content-type": "application/json"}
+    hot = await host.client.post("/v1/agent/heartbeat", content=raw, headers=headers)
+    plain = await host.client.post("/v1/agent/register", content=raw, headers=headers)
+    assert hot.status_code == plain.status_code == 400, hot.text
+    assert hot.json()["code"] == plain.json()["code"] == "invalid_json"

@@ -62,8 +62,10 @@ def parse_body(scope: Scope, body: bytes, model: type[M]) -> M:
                     "ctx": {"error": exc.msg},
                 }
             ]
-        except UnicodeDecodeError:
-            problems = [{"type": "json_invalid", "loc": ("body", 0), "msg": "JSON decode error"}]
+        except (UnicodeDecodeError, RecursionError):  # as FastAPI answers a body it cannot parse
+            raise BadBody(
+                Problem(400, "request body is not valid UTF-8 JSON", "invalid_json")
+            ) from None
         except ValidationError as exc:
             problems = [{**p, "loc": ("body", *p["loc"])} for p in exc.errors(include_url=False)]
     raise BadBody(validation_problem(problems, content_type))
