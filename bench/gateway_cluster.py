@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from heartbeat_fleet import ok
 from scratch_db import scratch_database
 from server_process import log_tail, running_server
 
@@ -40,16 +41,6 @@ class Gpuyard:
     key: str
     pid: int
     log_path: Path
-
-
-def ok(response: httpx.Response, expected: int = 200) -> dict[str, Any]:
-    if response.status_code != expected:
-        raise RuntimeError(
-            f"{response.request.method} {response.request.url.path}: "
-            f"HTTP {response.status_code} {response.text[:300]}"
-        )
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def host_facts() -> dict[str, Any]:

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from event_loops import new_event_loop
+
 TIMEOUT_S = 30.0
 clock = time.perf_counter  # not loop.time(): uvloop's has millisecond resolution
 
@@ -252,14 +254,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--duration", type=float, default=10.0)
     return parser.parse_args()
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import signal
 from dataclasses import dataclass
 from typing import Any, cast
 
+from event_loops import new_event_loop
+
 PROMPT_TOKENS = 12
 CHUNKED_END = b"0\r\n\r\n"
 
@@ -184,14 +186,6 @@ async def serve(host: str, port: int, answers: Answers) -> None:
     print(f"fake upstream on http://{host}:{port}", flush=True)
     async with server:
         await stop.wait()
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from event_loops import new_event_loop
 from heartbeat_fleet import HEARTBEAT, Agent, Setup, set_up_fleet
 from report import Latency, idle_load, machine_line, markdown_table, ms
 from resource_usage import CpuSnapshot, backend_pids, histogram_quantile, server_histogram, snapshot
@@ -502,15 +503,6 @@ async def main(args: argparse.Namespace) -> None:
     if any(o.kind == "postgres" and o.skipped is None for o in outcomes):
         extra = f"Postgres {await postgres_version(admin_postgres_url(args.postgres_url))}; "
     print(f"\n{extra}total {time.perf_counter() - started:.0f} s")
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where installed (it comes with uvicorn[standard]): a cheaper load generator."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 if __name__ == "__main__":

@@ -343,35 +343,35 @@ class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
 
     async def _releasing(self, session: AsyncSession, cluster_id: str) -> bool:
         """Whether replicas of this cluster that are leaving hold GPUs a new one could use."""
-        await session.flush()  # sessions do not autoflush: let the query see this pass's removals
-        found = await session.scalar(
-            select(orm.Workload.pk)
-            .join(orm.Host, orm.Host.id == orm.Workload.host_id)
-            .where(
-                orm.Workload.owner_id == cluster_id,
-                or_(orm.Workload.desired == "removed", orm.Workload.drain_started_at.is_not(None)),
-                orm.Host.status == HostStatus.READY,
-                orm.Host.cordoned.is_(False),
-                orm.Host.draining.is_(False),
-            )
-            .limit(1)
+        return await _has_replica(
+            session,
+            cluster_id,
+            or_(orm.Workload.desired == "removed", orm.Workload.drain_started_at.is_not(None)),
+            orm.Host.status == HostStatus.READY,
+            orm.Host.cordoned.is_(False),
+            orm.Host.draining.is_(False),
         )
-        return found is not None
 
     async def _stopping(self, session: AsyncSession, p: _Pass) -> bool:
         """Whether a removed replica still waits for its host to confirm it stopped (a host that
         is offline or removed will not: its GPUs are freed when it comes back or is removed)."""
-        await session.flush()
-        found = await session.scalar(
-            select(orm.Workload.pk)
-            .join(orm.Host, orm.Host.id == orm.Workload.host_id)
-            .where(
-                orm.Workload.owner_id == p.cluster.id,
-                orm.Host.status.not_in([HostStatus.OFFLINE, HostStatus.REMOVED]),
-            )
-            .limit(1)
+        return await _has_replica(
+            session,
+            p.cluster.id,
+            orm.Host.status.not_in([HostStatus.OFFLINE, HostStatus.REMOVED]),
         )
-        return found is not None
+
+
+async def _has_replica(session: AsyncSession, cluster_id: str, *where: ColumnElement[bool]) -> bool:
+    """Whether the cluster has a replica row (joined with its host) matching ``where``."""
+    await session.flush()  # sessions do not autoflush: let the query see this pass's changes
+    found = await session.scalar(
+        select(orm.Workload.pk)
+        .join(orm.Host, orm.Host.id == orm.Workload.host_id)
+        .where(orm.Workload.owner_id == cluster_id, *where)
+        .limit(1)
+    )
+    return found is not None
 
 
 def _probed(w: orm.Workload, h: orm.Host) -> bool:
