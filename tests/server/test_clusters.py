@@ -7,7 +7,10 @@ drains first (``DRAIN`` seconds out of routing); test_cluster_drain.py covers th
 
 from __future__ import annotations
 
+import pytest
+
 from gpuyard.core.clusters import DEFAULT_DRAIN_SECONDS
+from gpuyard.server.controllers import clusters as clusters_controller
 from gpuyard.server.controllers.clusters import ClusterController, Probe, ProbeResult
 from tests.harness import Api
 from tests.server.market import FakeHost, join_host
@@ -267,3 +270,29 @@ async def test_delete_drains_then_disappears(api: Api) -> None:
     offers = (await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"]
     assert len(offers) == 1  # the GPU is free again
     assert await ctl.step() == 0  # a deleted cluster is no longer due
+
+
+async def test_a_replica_that_never_becomes_healthy_fails_the_cluster(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clusters_controller, "MAX_UNHEALTHY_CHECKS", 3)
+    host = await join_host(api, [RTX])
+    t = await api.tenant()
+    health = Health()  # nothing ever passes
+    ctl = controller(api, health)
+    c = (
+        await t.client.post(
+            "/v1/clusters", json={"name": "mute", "gpu_type": "rtx-4090", "container": "x"}
+        )
+    ).json()
+    for _ in range(20):
+        await ctl.step()
+        await run_replicas(host, health, ready=False)
+        got = (await t.client.get(f"/v1/clusters/{c['id']}")).json()
+        if got["status"] == "failed":
+            break
+    assert got["status"] == "failed", got
+    assert "never became healthy" in got["status_reason"]
+    await ctl.step()  # no endless loop: nothing new is placed
+    beat = await host.beat()
+    assert all(a["desired"] == "removed" for a in beat["workloads"])
