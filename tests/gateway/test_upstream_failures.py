@@ -283,3 +283,20 @@ async def test_a_client_leaving_mid_stream_cancels_the_replicas_request(api: Api
             2,
         )
         assert api.ctx.gateway.balancer.busy() == 0
+
+
+async def test_a_client_leaving_before_the_answer_cancels_the_replicas_request(api: Api) -> None:
+    async with AsyncExitStack() as stack:
+        upstream = fake_model_server(hang_before_answer=True)
+        d = await deploy(api, stack, [await serve(stack, upstream)])
+        call = asyncio.create_task(d.tenant.client.post("/v1/chat/completions", json=CHAT))
+        await asyncio.wait_for(upstream.state.arrived.wait(), WAIT_S)
+        call.cancel()  # the client gives up: its connection closes
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.wait_for(upstream.state.cut.wait(), WAIT_S)
+        assert upstream.state.cut_short == ["disconnected"]
+
+        [row] = await request_logs(api)
+        assert (row.status, row.error, row.stream) == (499, "the client disconnected", False)
+        assert api.ctx.gateway.balancer.busy() == 0

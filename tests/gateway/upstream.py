@@ -3,8 +3,10 @@
 Its misbehaviour is chosen by keyword and kept in ``app.state``, so a test can change it between
 requests: ``raw_chat`` (answer chat completions with exactly these bytes), ``die_before_body``
 (send the headers, then drop the connection), ``die_mid_stream`` (drop it after two chunks),
-``hang_after`` (stream that many chunks, then wait until the request is cancelled). A chat stream
-that ends without finishing records how in ``app.state.cut_short`` and sets ``app.state.cut``.
+``hang_after`` (stream that many chunks, then wait until the request is cancelled),
+``hang_before_answer`` (answer a chat completion only once the caller has gone: sets
+``app.state.arrived``, then waits for the connection to close). A chat answer that ends without
+finishing records how in ``app.state.cut_short`` and sets ``app.state.cut``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def fake_model_server(
     raw_chat: RawAnswer | None = None,
     die_before_body: bool = False,
     hang_after: int | None = None,
+    hang_before_answer: bool = False,
 ) -> FastAPI:
     app = FastAPI()
     app.state.requests = []
@@ -43,6 +46,7 @@ def fake_model_server(
     app.state.hang_after = hang_after
     app.state.cut_short = []
     app.state.cut = asyncio.Event()
+    app.state.arrived = asyncio.Event()
 
     @app.api_route("/echo/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def echo(request: Request) -> dict[str, Any]:
@@ -74,6 +78,13 @@ def fake_model_server(
             return Response(raw.body, status_code=raw.status, media_type=raw.media_type)
         if app.state.die_before_body:
             return StreamingResponse(_die_at_once(), media_type="application/json")
+        if hang_before_answer:
+            app.state.arrived.set()
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            app.state.cut_short.append("disconnected")
+            app.state.cut.set()
+            return Response(status_code=499)
         words = ["Hello", " from", " the", " fake", " model"]
         usage = {
             "prompt_tokens": 7,

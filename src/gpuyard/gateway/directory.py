@@ -1,5 +1,8 @@
 """Which replicas serve which model, for whom: a snapshot of the database refreshed at most once
 per ``ttl`` seconds (and at once on ``invalidate()``), so routing a request costs no query.
+Once a snapshot is ``ttl`` old, the next request starts a refresh in the background and is
+routed on the snapshot it has: no request waits for the query, except the first and those after
+``invalidate()``.
 
 A model is served by the ready replicas (running, healthy, on a ready host) of the caller's own
 clusters that name it (explicitly, or as discovered from the replica's ``/v1/models``), and of
@@ -9,6 +12,8 @@ clusters the operator publishes to every org.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.agent_protocol import HostStatus
 from gpuyard.server import orm
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +58,51 @@ class ModelDirectory:
         self._monotonic = monotonic
         self._snapshot: Snapshot | None = None
         self._taken_at = 0.0
+        self._generation = 0  # bumped by invalidate(): a snapshot of an older one is not reused
+        self._loaded_generation = -1
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None
 
     def invalidate(self) -> None:
         self._snapshot = None
+        self._generation += 1
 
     async def snapshot(self) -> Snapshot:
-        now = self._monotonic()
-        if self._snapshot is not None and now - self._taken_at < self._ttl:
+        snap = self._snapshot
+        if snap is None:
+            return await self._refresh()
+        if self._monotonic() - self._taken_at >= self._ttl and self._refreshing is None:
+            self._refreshing = asyncio.create_task(self._refresh_in_background())
+        return snap
+
+    async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
+
+    async def _refresh(self) -> Snapshot:
+        async with self._lock:  # one query at a time; who waited gets the fresh one
+            started, generation = self._monotonic(), self._generation
+            if (
+                self._snapshot is None
+                or self._loaded_generation != generation
+                or started - self._taken_at >= self._ttl
+            ):
+                snap = await self._load()
+                self._taken_at, self._loaded_generation = started, generation
+                if self._generation == generation:  # else invalidated while loading
+                    self._snapshot = snap
+                return snap
             return self._snapshot
-        async with self._lock:
-            if self._snapshot is None or self._monotonic() - self._taken_at >= self._ttl:
-                self._snapshot = await self._load()
-                self._taken_at = self._monotonic()
-            return self._snapshot
+
+    async def _refresh_in_background(self) -> None:
+        try:
+            await self._refresh()
+        except Exception:  # routed on the last snapshot until a refresh succeeds
+            log.exception("could not refresh the model directory")
+        finally:
+            self._refreshing = None
 
     async def _load(self) -> Snapshot:
         by_model: dict[str, list[Target]] = defaultdict(list)

@@ -1,5 +1,7 @@
 """Request logs, written off the request path: ``submit`` queues a row; a background task inserts
-queued rows in batches. A full queue drops the row (and counts it) rather than slow a request."""
+queued rows in batches, at most once per ``interval`` (one transaction for many requests, and
+none competing with each request at a low rate). A full queue drops the row (and counts it)
+rather than slow a request; a killed process loses what was queued (at most ``interval``'s)."""
 
 from __future__ import annotations
 
@@ -22,9 +24,15 @@ BATCH = 200
 
 class RequestLogWriter:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, max_queue: int = 10_000
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        max_queue: int = 10_000,
+        interval: float = 0.5,
     ) -> None:
         self._sessions = sessions
+        self._interval = interval
+        self._pending = asyncio.Event()
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task[None] | None = None
         self._writing = asyncio.Lock()
@@ -36,6 +44,8 @@ class RequestLogWriter:
             self._queue.put_nowait(row)
         except asyncio.QueueFull:
             self.dropped += 1
+            return
+        self._pending.set()
 
     async def flush(self) -> int:
         """Write a batch of queued rows. One writer at a time, so that when a flush returns,
@@ -51,14 +61,16 @@ class RequestLogWriter:
 
     async def _run(self) -> None:
         while True:
-            row = await self._queue.get()
-            self._queue.put_nowait(row)
+            await self._pending.wait()
+            await asyncio.sleep(self._interval)  # the rows of the next ``interval`` join the batch
+            self._pending.clear()
             try:
                 while await self.flush():
                     pass
             except Exception:
                 log.exception("could not write request logs")
-                await asyncio.sleep(1)
+                if not self._queue.empty():
+                    self._pending.set()  # tried again after the next interval
 
     def start(self) -> None:
         if self._task is None:

@@ -29,6 +29,7 @@ from gpuyard.gateway.directory import ModelDirectory, Target
 from gpuyard.gateway.logs import RequestLogWriter
 from gpuyard.gateway.proxy import RETRY_AFTER_S, UpstreamFailed, forward_headers, open_upstream
 from gpuyard.gateway.relay import (
+    CLIENT_GONE,
     SSE,
     Relay,
     bad_gateway,
@@ -46,6 +47,7 @@ from gpuyard.server.services import rate_limits
 log = logging.getLogger(__name__)
 MAX_LOGGED_ERROR = 500
 MAX_ENDPOINT = 64  # request_logs.endpoint
+CLIENT_CLOSED = 499  # logged for a request whose client left before any answer (as nginx logs it)
 
 
 @dataclass
@@ -88,6 +90,8 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.settle()
+        await self.directory.close()
+        await self.auth.close()
         await self.logs.stop()
         await self.client.aclose()
 
@@ -197,6 +201,9 @@ class Gateway:
         except UpstreamFailed as exc:
             entry.at(exc.target)
             return bad_gateway(finish, exc.reason)
+        except asyncio.CancelledError:  # the client went away before the replica answered
+            finish(CLIENT_CLOSED, None, CLIENT_GONE)
+            raise
         entry.at(upstream.target)
         if is_event_stream(upstream):
             entry.stream = True

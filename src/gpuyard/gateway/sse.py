@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 DONE = b"data: [DONE]\n\n"
 _FIELDS = (b"data:", b"event:", b"id:", b"retry:")
 _SHOWN = 80  # bytes of a bad line quoted in the error
@@ -30,6 +32,11 @@ class Event:
 
 
 def parse_event(raw: bytes) -> Event:
+    if raw.startswith(b"data: ") and raw.find(b"\n") == len(raw) - 2:
+        payload = raw[6:-2]  # the usual event: one data line (a chunk, usage or [DONE])
+        if payload == b"[DONE]":
+            return Event(raw, None, True)
+        return Event(raw, _json(payload), False)
     data: list[bytes] = []
     for line in raw.split(b"\n"):
         if not line or line.startswith(b":"):
@@ -43,8 +50,16 @@ def parse_event(raw: bytes) -> Event:
     payload = b"\n".join(data)
     if payload.strip() == b"[DONE]":
         return Event(raw, None, True)
+    return Event(raw, _json(payload), False)
+
+
+def _json(payload: bytes) -> Any:
     try:
-        return Event(raw, json.loads(payload), False)
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # what orjson refuses and Python reads: NaN, Infinity, integers beyond 64 bits
+        return json.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedEvent(f"event data is not JSON: {payload[:_SHOWN]!r}") from exc
 
@@ -58,8 +73,9 @@ class SseEvents:
     def feed(self, chunk: bytes) -> Iterator[Event]:
         """The events ``chunk`` completes, one at a time: those before a malformed one are
         still passed on."""
-        self._buffer += chunk.replace(b"\r\n", b"\n")
-        *events, self._buffer = self._buffer.split(b"\n\n")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        *events, self._buffer = (self._buffer + chunk if self._buffer else chunk).split(b"\n\n")
         return (parse_event(e + b"\n\n") for e in events if e.strip(b"\n"))
 
     def end(self) -> Iterator[Event]:

@@ -45,11 +45,9 @@ def is_usage_only(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("usage") is not None and not obj.get("choices")
 
 
-_OUTPUT_FIELDS = ("content", "reasoning_content", "refusal", "tool_calls")
-
-
 def generated_tokens(obj: Any) -> int:
-    """Tokens in one stream chunk, counted as one per choice with new output (servers stream
+    """Tokens in one stream chunk, counted as one per choice with new output (``content``,
+    ``reasoning_content``, ``refusal``, ``tool_calls`` or a completion's ``text``; servers stream
     about a token a chunk): the estimate used when a stream ends without ``usage``."""
     choices = obj.get("choices") if isinstance(obj, dict) else None
     if not isinstance(choices, list):
@@ -59,8 +57,15 @@ def generated_tokens(obj: Any) -> int:
         if not isinstance(choice, dict):
             continue
         delta = choice.get("delta")
-        new_output = isinstance(delta, dict) and any(delta.get(f) for f in _OUTPUT_FIELDS)
-        if new_output or choice.get("text"):
+        if (
+            isinstance(delta, dict)
+            and (
+                delta.get("content")
+                or delta.get("reasoning_content")
+                or delta.get("refusal")
+                or delta.get("tool_calls")
+            )
+        ) or choice.get("text"):
             count += 1
     return count
 

@@ -1,7 +1,8 @@
 """``create_app()``: the composition root of the API server.
 
-It wires settings, database, clock and metrics once; installs the middleware (request id and body
-limit outermost, then the hot routes, then one transaction per request) and the error handlers
+It wires settings, database, clock and metrics once; installs the middleware (the Host-header
+rewrite, request id and body limit outermost, then the hot routes, all in front of the framework;
+then one transaction per request) and the error handlers
 that turn every failure, the framework's own included, into the error envelope; mounts the
 routers; and in its lifespan migrates the database and runs the controllers.
 """
@@ -9,8 +10,9 @@ routers; and in its lifespan migrates the database and runs the controllers.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +28,7 @@ from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
 from gpuyard.server.db import create_engine, session_factory
 from gpuyard.server.errors import error_body, status_for, validation_problem
+from gpuyard.server.middleware.asgi import ASGIApp
 from gpuyard.server.middleware.endpoint_host import EndpointHostMiddleware
 from gpuyard.server.middleware.hot_routes import HotRoutesMiddleware
 from gpuyard.server.middleware.request_context import RequestContextMiddleware
@@ -56,6 +59,19 @@ DESCRIPTION = (
     "inference clusters and serverless endpoints, and an OpenAI-compatible inference API, "
     "for many organizations with API keys, billing in integer cents, events and webhooks."
 )
+
+
+class GpuyardAPI(FastAPI):
+    """FastAPI behind gpuyard's own outermost layers (``front``): the Host-header rewrite, the
+    request context (request id, body limit, text check, metrics) and the hot routes come before
+    any of the framework's, so the most frequent requests pass no framework layer at all."""
+
+    def __init__(self, *, front: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._front = front
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._front(super().build_middleware_stack())
 
 
 def create_app(
@@ -95,7 +111,17 @@ def create_app(
             await ctx.gateway.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    def front(framework: ASGIApp) -> ASGIApp:
+        hot = HotRoutesMiddleware(
+            framework, routes={**agent.hot_routes(ctx), **inference.hot_routes(ctx)}
+        )
+        limited = RequestContextMiddleware(
+            hot, max_body_bytes=settings.max_body_bytes, metrics=ctx.metrics
+        )
+        return EndpointHostMiddleware(limited, domain=settings.endpoint_domain)
+
+    app = GpuyardAPI(
+        front=front,
         title="gpuyard",
         version=__version__,
         description=DESCRIPTION,
@@ -104,11 +130,6 @@ def create_app(
     app.state.ctx = ctx
     _install_error_handlers(app)
     app.add_middleware(UnitOfWorkMiddleware, factory=ctx.sessions, clock=ctx.clock)
-    app.add_middleware(HotRoutesMiddleware, factory=ctx.sessions, routes=agent.hot_routes(ctx))
-    app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=ctx.metrics
-    )
-    app.add_middleware(EndpointHostMiddleware, domain=settings.endpoint_domain)
     # The most frequent requests' routes first (FastAPI matches routes in order): the agent
     # protocol, then inference.
     app.include_router(agent.router)

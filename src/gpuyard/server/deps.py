@@ -12,6 +12,7 @@ from gpuyard.core.errors import NotFound, PermissionDenied
 from gpuyard.core.principal import Principal, Scope
 from gpuyard.server.context import AppContext
 from gpuyard.server.db import write_session
+from gpuyard.server.middleware import asgi
 from gpuyard.server.middleware.unit_of_work import RequestUnitOfWork
 from gpuyard.server.services import auth
 from gpuyard.server.settings import Settings
@@ -51,11 +52,7 @@ Session = Annotated[AsyncSession, Depends(get_session)]
 
 def credential(request: Request) -> str | None:
     """The API key from ``Authorization: Bearer`` or, for the Vast dialect, ``?api_key=``."""
-    value = request.headers.get("authorization")
-    if value:
-        scheme, _, token = value.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else value.strip()
-    return request.query_params.get("api_key")
+    return asgi.credential(request.scope)
 
 
 async def get_principal(request: Request, session: Session, ctx: Context) -> Principal:

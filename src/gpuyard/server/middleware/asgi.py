@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -20,6 +21,22 @@ def header(scope: Scope, name: bytes) -> str | None:
             except UnicodeDecodeError:
                 return None
     return None
+
+
+def credential(scope: Scope) -> str | None:
+    """The API key from ``Authorization: Bearer`` or, for the Vast dialect, ``?api_key=``."""
+    value = header(scope, b"authorization")
+    if value:
+        scheme, _, token = value.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else value.strip()
+    query: bytes = scope.get("query_string", b"")
+    if b"api_key" not in query:
+        return None
+    found = None
+    for name, given in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name == "api_key":
+            found = given  # the last one, as Starlette's query_params.get gives it
+    return found
 
 
 def state(scope: Scope) -> dict[str, Any]:

@@ -10,9 +10,13 @@ and in front of the unit of work and FastAPI. It keeps the API's conventions:
 - errors in the route's dialect (server/errors.py), validation problems worded as FastAPI's are;
 - the route stays declared in FastAPI, with the same handler logic, for ``/openapi.json``.
 
-A hot handler gets the request's scope, its body and a session in a write transaction (opened
-and ended here, as the unit of work does), and answers ``(status, JSON bytes)``; it parses the
-body with ``parse_body`` and raises ``GpuyardError`` for a refusal.
+A hot route gets the request's scope, its body (read and size-checked by the request context),
+``receive`` and ``send``, and answers through ``send``; an exception raised before it started its
+answer becomes the error answer here. ``in_transaction`` makes one of a handler that gets a
+session in a write transaction (opened and ended as the unit of work does) and answers
+``(status, JSON bytes)``; such a handler parses the body with ``parse_body`` and raises
+``GpuyardError`` for a refusal. A route that streams its answer marks the scope with
+``answering(scope)`` once it has started, so a late failure closes the connection instead.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send, header
 
 log = logging.getLogger(__name__)
 
-HotHandler = Callable[[Scope, bytes, AsyncSession], Awaitable[tuple[int, bytes]]]
+HotRoute = Callable[[Scope, bytes, Receive, Send], Awaitable[None]]
+JsonHandler = Callable[[Scope, bytes, AsyncSession], Awaitable[tuple[int, bytes]]]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -72,73 +77,78 @@ def parse_body(scope: Scope, body: bytes, model: type[M]) -> M:
 
 
 @dataclass(frozen=True, slots=True)
-class HotRoute:
+class MatchedRoute:
     """What metrics see as the matched route (FastAPI's routes have ``path`` too)."""
 
     path: str
 
 
+def answering(scope: Scope) -> None:
+    """The route has started its answer: a failure now can only cut the connection."""
+    state(scope)["answering"] = True
+
+
+def in_transaction(factory: async_sessionmaker[AsyncSession], handler: JsonHandler) -> HotRoute:
+    """A hot route of a handler that runs in one write transaction, committed before it answers."""
+
+    async def route(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        async with write_session(factory) as session:
+            status, answer = await handler(scope, body, session)
+        await send_bytes(send, status, answer)
+
+    return route
+
+
 class HotRoutesMiddleware:
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        factory: async_sessionmaker[AsyncSession],
-        routes: Mapping[tuple[str, str], HotHandler],
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, routes: Mapping[tuple[str, str], HotRoute]) -> None:
         self.app = app
-        self.factory = factory
         self.routes = dict(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = None
+        route = None
         if scope["type"] == "http":
-            handler = self.routes.get((scope["method"], scope["path"]))
-        if handler is None:
+            route = self.routes.get((scope["method"], scope["path"]))
+        if route is None:
             await self.app(scope, receive, send)
             return
-        scope["route"] = HotRoute(scope["path"])
-        body: bytes = state(scope).get("body", b"")
+        scope["route"] = MatchedRoute(scope["path"])
+        st = state(scope)
         try:
-            async with write_session(self.factory) as session:
-                status, answer = await handler(scope, body, session)
-        except GpuyardError as exc:
-            extra = []
-            if isinstance(exc, RateLimited | Unavailable) and exc.retry_after is not None:
-                extra.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
-            problem = Problem(status_for(exc), exc.message, exc.code, exc.param)
-            await _error(scope, send, problem, extra)
-            return
-        except BadBody as exc:
-            await _error(scope, send, exc.problem)
-            return
-        except IntegrityError:
-            log.info("commit conflict on %s %s", scope["method"], scope["path"], exc_info=True)
-            message = "the request conflicted with a concurrent change; nothing was written"
-            await _error(scope, send, Problem(409, message, "conflict"))
-            return
-        except OperationalError:
-            log.exception("database error on %s %s", scope["method"], scope["path"])
-            message = "the database could not commit the change; nothing was written"
-            await _error(scope, send, Problem(503, message, "database_unavailable"))
-            return
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            message = "internal error; quote the request id when reporting it"
-            await _error(scope, send, Problem(500, message, "internal_error"))
-            return
-        await send_bytes(send, status, answer)
+            await route(scope, st.get("body", b""), receive, send)
+        except Exception as exc:
+            if st.get("answering"):
+                raise  # too late for an error answer: the server closes the connection
+            problem, extra = _problem(scope, exc)
+            body = error_body(
+                scope["path"],
+                problem.status,
+                code=problem.code,
+                message=problem.message,
+                param=problem.param,
+                request_id=st.get("request_id"),
+            )
+            await send_bytes(send, problem.status, body, extra)
 
 
-async def _error(
-    scope: Scope, send: Send, problem: Problem, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = error_body(
-        scope["path"],
-        problem.status,
-        code=problem.code,
-        message=problem.message,
-        param=problem.param,
-        request_id=state(scope).get("request_id"),
-    )
-    await send_bytes(send, problem.status, body, extra)
+def _problem(scope: Scope, exc: Exception) -> tuple[Problem, list[tuple[bytes, bytes]]]:
+    """The error answer for what a hot route raised, as the app's handlers and the unit of work
+    would give it."""
+    what = (scope["method"], scope["path"])
+    if isinstance(exc, GpuyardError):
+        extra = []
+        if isinstance(exc, RateLimited | Unavailable) and exc.retry_after is not None:
+            extra.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+        return Problem(status_for(exc), exc.message, exc.code, exc.param), extra
+    if isinstance(exc, BadBody):
+        return exc.problem, []
+    if isinstance(exc, IntegrityError):
+        log.info("commit conflict on %s %s", *what, exc_info=True)
+        message = "the request conflicted with a concurrent change; nothing was written"
+        return Problem(409, message, "conflict"), []
+    if isinstance(exc, OperationalError):
+        log.error("database error on %s %s", *what, exc_info=exc)
+        message = "the database could not commit the change; nothing was written"
+        return Problem(503, message, "database_unavailable"), []
+    log.error("unhandled error on %s %s", *what, exc_info=exc)
+    message = "internal error; quote the request id when reporting it"
+    return Problem(500, message, "internal_error"), []

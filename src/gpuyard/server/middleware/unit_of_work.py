@@ -31,6 +31,7 @@ from gpuyard.server.middleware.asgi import (
     Receive,
     Scope,
     Send,
+    credential,
     header,
     send_bytes,
     state,
@@ -261,18 +262,11 @@ def _idempotency_request(scope: Scope) -> _Idem | None:
     if scope["method"] != "POST":
         return None
     key = header(scope, b"idempotency-key")
-    credential = _credential(scope)
-    if key is None or credential is None:
+    key_secret = credential(scope)
+    if key is None or not key_secret:
         return None
     digest = hashlib.sha256()
     digest.update(scope["method"].encode() + b" " + scope["path"].encode() + b"?")
     digest.update(scope.get("query_string", b"") + b"\n")
     digest.update(state(scope).get("body", b""))
-    return _Idem(key=key, scope=hash_secret(credential), request_hash=digest.hexdigest())
-
-
-def _credential(scope: Scope) -> str | None:
-    auth = header(scope, b"authorization")
-    if auth and auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    return None
+    return _Idem(key=key, scope=hash_secret(key_secret), request_hash=digest.hexdigest())

@@ -1,6 +1,9 @@
 """The OpenAI-compatible inference API (``/v1/chat/completions``, ``/v1/completions``,
 ``/v1/embeddings``, ``/v1/audio/speech``, ``/v1/models``) and each cluster's own endpoint
-(``/endpoints/{slug}/…``). Thin: every decision is in gateway/service.py."""
+(``/endpoints/{slug}/…``). Thin: every decision is in gateway/service.py.
+
+The four POSTs are served by ``hot_routes`` (in front of the framework: the gateway's added
+latency is a product goal), and declared here as well, with the same logic, for the API docs."""
 
 from __future__ import annotations
 
@@ -12,9 +15,13 @@ from fastapi.responses import Response, StreamingResponse
 from gpuyard.core.errors import NotFound
 from gpuyard.core.principal import Principal, Scope
 from gpuyard.gateway.relay import Relay
+from gpuyard.gateway.respond import respond
 from gpuyard.gateway.service import Gateway
+from gpuyard.server.context import AppContext
 from gpuyard.server.deps import credential, require
 from gpuyard.server.errors import register_openai_paths
+from gpuyard.server.middleware import asgi
+from gpuyard.server.middleware.hot_routes import HotRoute, answering
 from gpuyard.server.schemas.common import ErrorOut, errors
 
 router = APIRouter(tags=["inference"])
@@ -85,6 +92,29 @@ _route("chat/completions", "Chat completion (OpenAI shape; `stream: true` for SS
 _route("completions", "Text completion (OpenAI shape).")
 _route("embeddings", "Embeddings; `encoding_format` float or base64.")
 _route("audio/speech", "Text to speech; answers audio bytes.")
+
+
+def hot_routes(ctx: AppContext) -> dict[tuple[str, str], HotRoute]:
+    """The four inference POSTs without the framework's per-request cost."""
+
+    def route(endpoint: str) -> HotRoute:
+        async def serve(
+            scope: asgi.Scope, body: bytes, receive: asgi.Receive, send: asgi.Send
+        ) -> None:
+            gw = ctx.gateway
+            principal = await gw.auth.principal(asgi.credential(scope))
+            require(principal, Scope.INFERENCE)
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            await respond(
+                receive,
+                send,
+                lambda: gw.call(principal, endpoint, body, headers),
+                started=lambda: answering(scope),
+            )
+
+        return serve
+
+    return {("POST", f"/v1/{e}"): route(e) for e in ENDPOINTS}
 
 
 @router.get("/v1/models", responses=errors(403))
