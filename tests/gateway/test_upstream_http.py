@@ -19,7 +19,7 @@ from gpuyard.core.errors import Unavailable
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import Target
 from gpuyard.gateway.proxy import Upstream, UpstreamFailed, open_upstream
-from gpuyard.gateway.relay import relay_events
+from gpuyard.gateway.relay import StreamEnd, relay_events
 from gpuyard.gateway.upstream_http import (
     ConnectError,
     LocalProtocolError,
@@ -449,6 +449,10 @@ class Pieces:
     async def read(self) -> bytes:
         return self.pieces.pop(0) if self.pieces else b""
 
+    @property
+    def ended(self) -> bool:
+        return not self.pieces
+
     def close(self) -> None:
         self.closed = True
 
@@ -473,12 +477,15 @@ async def test_the_relay_sends_one_piece_per_upstream_read() -> None:
         balancer,  # type: ignore[arg-type]
     )
     finished: list[tuple[int, Usage | None, str | None]] = []
-    sent = [
-        piece
-        async for piece in relay_events(
-            upstream, strip_usage=True, finish=lambda *a: finished.append(a)
-        )
+    end = StreamEnd()
+    sent = []
+    async for piece in relay_events(
+        upstream, strip_usage=True, finish=lambda *a: finished.append(a), end=end
+    ):
+        sent.append((piece, end.reached))
+    assert sent == [  # the usage chunk stripped; the last piece known as the last
+        (event(1), False),
+        (event(2) + b"data: [DONE]\n\n", True),
     ]
-    assert sent == [event(1), event(2) + b"data: [DONE]\n\n"]  # the usage chunk stripped
     assert finished == [(200, Usage(3, 2), None)]
     assert answer.closed and balancer.busy() == 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpuyard.core.errors import InvalidRequest
+from gpuyard.gateway.json_values import NotJson, loads
 
 STREAMS_USAGE = ("chat/completions", "completions")
 
@@ -43,8 +44,8 @@ def parse(endpoint: str, raw: bytes) -> InferenceRequest:
 
 def json_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: nested too deep
+        body = loads(raw)
+    except NotJson as exc:
         raise InvalidRequest("request body is not valid JSON", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_request")

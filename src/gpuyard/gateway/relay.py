@@ -43,11 +43,20 @@ _SHOWN = 200  # characters of an upstream error body kept in a message
 
 
 @dataclass
+class StreamEnd:
+    """Set by a stream before it yields its last piece: the client's answer can end with that
+    piece, in one write, instead of with an empty one after it."""
+
+    reached: bool = False
+
+
+@dataclass
 class Relay:
     status: int
     headers: dict[str, str]
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
+    end: StreamEnd | None = None  # when the stream says which piece is its last
 
 
 def openai_error(status: int, message: str, code: str) -> bytes:
@@ -100,7 +109,7 @@ async def read_answer(upstream: Upstream, *, expect_json: bool, finish: Finish) 
 
 
 async def relay_events(
-    upstream: Upstream, *, strip_usage: bool, finish: Finish
+    upstream: Upstream, *, strip_usage: bool, finish: Finish, end: StreamEnd | None = None
 ) -> AsyncIterator[bytes]:
     events = SseEvents()
     used = StreamUsage()
@@ -122,28 +131,32 @@ async def relay_events(
         return joined
 
     try:
-        async for chunk in upstream.chunks():
-            pass_on(events.feed(chunk))
-            if passed:
-                yield take()
-        pass_on(events.end())
-        if not done:
-            error = "the model server ended the stream early"
-    except HttpError as exc:
-        error = f"the model server failed mid-stream ({type(exc).__name__})"
-    except MalformedEvent as exc:
-        error = f"the model server sent a malformed event: {exc}"
-    except (asyncio.CancelledError, GeneratorExit):
-        error = CLIENT_GONE
-        raise
-    finally:
+        try:
+            async for chunk in upstream.chunks():
+                pass_on(events.feed(chunk))
+                if passed and not upstream.response.ended:  # the last read goes with the end
+                    yield take()
+            pass_on(events.end())
+            if not done:
+                error = "the model server ended the stream early"
+        except HttpError as exc:
+            error = f"the model server failed mid-stream ({type(exc).__name__})"
+        except MalformedEvent as exc:
+            error = f"the model server sent a malformed event: {exc}"
+        except (asyncio.CancelledError, GeneratorExit):
+            error = CLIENT_GONE
+            raise
+        rest = take()  # the last events, or those before a malformed one
+        if error is not None:
+            rest += f"data: {openai_error(502, error, 'upstream_error').decode()}\n\n".encode()
+            rest += DONE
+        if end is not None:
+            end.reached = True
+        if rest:
+            yield rest
+    finally:  # once the client has it all (or has gone): log it, release the replica
         finish(200, used.usage(), error)
         await upstream.close()
-    rest = take()  # the events before a malformed one, or the last one
-    if error is not None:
-        rest += f"data: {openai_error(502, error, 'upstream_error').decode()}\n\n".encode() + DONE
-    if rest:
-        yield rest
 
 
 async def relay_bytes(upstream: Upstream, *, finish: Finish) -> AsyncIterator[bytes]:

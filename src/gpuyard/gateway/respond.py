@@ -58,10 +58,14 @@ async def respond(
             await send({"type": "http.response.start", "status": answer.status, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
-        stream = answer.stream
+        stream, end = answer.stream, answer.end
         started()
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         async for chunk in stream:
+            if end is not None and end.reached:  # the last piece: the answer ends with it
+                watching = False
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                return
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         watching = False
         await send({"type": "http.response.body", "body": b"", "more_body": False})

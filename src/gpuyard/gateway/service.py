@@ -32,6 +32,7 @@ from gpuyard.gateway.relay import (
     CLIENT_GONE,
     SSE,
     Relay,
+    StreamEnd,
     bad_gateway,
     is_event_stream,
     passed_on_headers,
@@ -207,8 +208,9 @@ class Gateway:
         entry.at(upstream.target)
         if is_event_stream(upstream):
             entry.stream = True
-            stream = relay_events(upstream, strip_usage=strip_usage, finish=finish)
-            return Relay(200, dict(SSE), stream=stream)
+            end = StreamEnd()
+            stream = relay_events(upstream, strip_usage=strip_usage, finish=finish, end=end)
+            return Relay(200, dict(SSE), stream=stream, end=end)
         if whole:
             return await read_answer(upstream, expect_json=expect_json, finish=finish)
         status = upstream.response.status_code

@@ -8,12 +8,11 @@ stream with an error event and ``DONE`` instead of passing garbage to an SDK's p
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from gpuyard.gateway.json_values import NotJson, loads
 
 DONE = b"data: [DONE]\n\n"
 _FIELDS = (b"data:", b"event:", b"id:", b"retry:")
@@ -55,12 +54,8 @@ def parse_event(raw: bytes) -> Event:
 
 def _json(payload: bytes) -> Any:
     try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        pass
-    try:  # what orjson refuses and Python reads: NaN, Infinity, integers beyond 64 bits
-        return json.loads(payload)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return loads(payload)
+    except NotJson as exc:
         raise MalformedEvent(f"event data is not JSON: {payload[:_SHOWN]!r}") from exc
 
 

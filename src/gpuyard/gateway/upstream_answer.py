@@ -85,6 +85,11 @@ class Response:
                 raise self._error
             await self._wait()
 
+    @property
+    def ended(self) -> bool:
+        """The whole body has been received and read: ``read()`` would answer ``b""`` now."""
+        return self.complete and not self._chunks
+
     async def read(self) -> bytes:
         """The body bytes received since the last read; ``b""`` once it has ended."""
         chunks = self._chunks

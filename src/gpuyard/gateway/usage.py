@@ -3,9 +3,10 @@ for a stream that ends without one (the replica died, the client left), the toke
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from gpuyard.gateway.json_values import NotJson, loads
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +32,8 @@ def usage_of(obj: Any) -> Usage | None:
 def json_or_none(body: bytes) -> Any:
     """The JSON value of a body, or None when it is not JSON."""
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return loads(body)
+    except NotJson:
         return None
 
 
