@@ -64,9 +64,11 @@ class RequestLogWriter:
             await self._pending.wait()
             await asyncio.sleep(self._interval)  # the rows of the next ``interval`` join the batch
             self._pending.clear()
-            try:
-                while await self.flush():
+            try:  # shielded: stop() cancels this task, but never a batch half-written
+                while await asyncio.shield(self.flush()):
                     pass
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception("could not write request logs")
                 if not self._queue.empty():
@@ -82,6 +84,8 @@ class RequestLogWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
+        try:  # after a batch in flight (it holds the lock), what is still queued
             while await self.flush():
                 pass
+        except Exception:
+            log.exception("could not write the last request logs")

@@ -1,0 +1,168 @@
+"""The gateway's caches in front of the database: the model directory and the API-key cache
+answer from memory, refresh in the background once stale (no request waits for the query but the
+first), and the request-log writer keeps rows in the order the requests ended."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+
+from gpuyard.core.errors import Unauthenticated
+from gpuyard.gateway.auth import PrincipalCache
+from gpuyard.gateway.directory import ModelDirectory, Snapshot
+from gpuyard.gateway.logs import RequestLogWriter
+from gpuyard.server import orm
+from tests.harness import Api
+
+
+@dataclass
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    now: float = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingDirectory(ModelDirectory):
+    """Loads numbered snapshots instead of reading the database; a load can be held open."""
+
+    def __init__(self, ticks: Ticks) -> None:
+        super().__init__(None, ttl=1.0, monotonic=ticks)  # type: ignore[arg-type]
+        self.loads = 0
+        self.gate: asyncio.Event | None = None
+        self.fail = False
+
+    async def _load(self) -> Snapshot:
+        self.loads += 1
+        number = self.loads
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise RuntimeError("database away")
+        return Snapshot({f"model-{number}": []}, {}, {}, {})
+
+
+def models(snap: Snapshot) -> list[str]:
+    return list(snap.by_model)
+
+
+async def settle(directory: ModelDirectory) -> None:
+    task = directory._refreshing
+    if task is not None:
+        await task
+
+
+async def test_a_stale_directory_answers_at_once_and_refreshes_behind() -> None:
+    ticks = Ticks()
+    d = CountingDirectory(ticks)
+    assert models(await d.snapshot()) == ["model-1"]  # the first request waits for the load
+    ticks.now += 0.5
+    assert models(await d.snapshot()) == ["model-1"] and d.loads == 1
+
+    ticks.now += 0.6  # stale: answered from what it has, one refresh started
+    d.gate = asyncio.Event()
+    assert models(await d.snapshot()) == ["model-1"]
+    assert models(await d.snapshot()) == ["model-1"]
+    await asyncio.sleep(0)  # the refresh task starts and waits at the gate
+    assert d.loads == 2  # one refresh for both requests
+    d.gate.set()
+    await settle(d)
+    assert models(await d.snapshot()) == ["model-2"] and d.loads == 2
+
+
+async def test_invalidate_makes_the_next_request_wait_for_a_fresh_snapshot() -> None:
+    ticks = Ticks()
+    d = CountingDirectory(ticks)
+    await d.snapshot()
+    ticks.now += 2
+    d.gate = asyncio.Event()
+    await d.snapshot()  # starts a background refresh (load 2), held at the gate
+    await asyncio.sleep(0)
+    d.invalidate()  # a change the refresh in flight may have missed
+    waiting = asyncio.create_task(d.snapshot())
+    await asyncio.sleep(0)
+    d.gate.set()
+    assert models(await waiting) == ["model-3"]  # not load 2's, which began before invalidate()
+    await settle(d)
+    assert models(await d.snapshot()) == ["model-3"]
+
+
+async def test_a_failed_refresh_keeps_the_last_snapshot(caplog: pytest.LogCaptureFixture) -> None:
+    ticks = Ticks()
+    d = CountingDirectory(ticks)
+    await d.snapshot()
+    ticks.now += 2
+    d.fail = True
+    assert models(await d.snapshot()) == ["model-1"]
+    await settle(d)
+    assert "could not refresh the model directory" in caplog.text
+    assert models(await d.snapshot()) == ["model-1"]  # and the next stale request tries again
+    await settle(d)
+    assert d.loads == 3
+    await d.close()
+
+
+async def test_a_revoked_key_stops_working_within_the_ttl(api: Api) -> None:
+    t = await api.tenant()
+    url = f"/v1/orgs/{t.org_id}/api-keys"
+    key = (await t.client.post(url, json={"name": "short-lived"})).json()
+    ticks = Ticks()
+    cache = PrincipalCache(api.ctx.sessions, api.clock, ttl=5.0, monotonic=ticks)
+    assert (await cache.principal(key["key"])).key_id == key["id"]
+
+    assert (await t.client.delete(f"{url}/{key['id']}")).status_code == 200
+    ticks.now += 4
+    assert (await cache.principal(key["key"])).key_id == key["id"]  # cached, no query
+    assert not cache._refreshing
+
+    ticks.now += 2  # stale: this request is answered from the cache, the key is read again
+    assert (await cache.principal(key["key"])).key_id == key["id"]
+    await asyncio.gather(*cache._refreshing.values())
+    with pytest.raises(Unauthenticated) as refused:
+        await cache.principal(key["key"])
+    assert refused.value.code == "api_key_revoked"
+    await cache.close()
+
+
+async def test_an_unknown_key_is_refused_from_the_first_read(api: Api) -> None:
+    cache = PrincipalCache(api.ctx.sessions, api.clock, monotonic=Ticks())
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            await cache.principal("vl_" + "x" * 43)
+
+
+async def test_request_log_rows_keep_their_order(api: Api) -> None:
+    async with api.ctx.sessions() as s:
+        key_id = (await s.scalars(select(orm.ApiKey.id))).first()
+    writer = RequestLogWriter(api.ctx.sessions, interval=0)
+    for n in range(5):
+        writer.submit(
+            created_at=api.clock.now(),
+            org_id=api.operator_org,
+            key_id=key_id,
+            endpoint=f"e{n}",
+            model=None,
+            cluster_id=None,
+            replica_id=None,
+            stream=False,
+            status=200,
+            latency_ms=1.0,
+            prompt_tokens=None,
+            completion_tokens=None,
+            error=None,
+        )
+    writer.start()
+    for _ in range(100):  # event-loop turns, until the background task has taken the batch ...
+        if writer._queue.empty():
+            break
+        await asyncio.sleep(0)
+    assert writer._queue.empty()
+    await writer.stop()  # ... and it is stopped while writing it: nothing is lost
+    async with api.ctx.sessions() as s:
+        rows = (await s.scalars(select(orm.RequestLog).order_by(orm.RequestLog.pk))).all()
+    assert [r.endpoint for r in rows] == [f"e{n}" for n in range(5)]
