@@ -18,6 +18,8 @@ class LeastOutstanding:
 
     def order(self, candidates: Sequence[T], key: str = "replica_id") -> list[T]:
         """Candidates best first: fewest in flight; ties shuffled so load spreads."""
+        if len(candidates) < 2:
+            return list(candidates)
         shuffled = list(candidates)
         self._rng.shuffle(shuffled)
         return sorted(shuffled, key=lambda c: self._inflight[str(getattr(c, key))])
