@@ -70,6 +70,7 @@ async def cluster_status(api: Api, cluster_id: str) -> str:
 def host_health(api: Api) -> HostHealthController:
     return HostHealthController(
         sessions=api.ctx.sessions,
+        heard=api.ctx.heard,
         clock=api.clock,
         owner="t",
         unreachable_after=api.ctx.settings.host_unreachable_seconds,

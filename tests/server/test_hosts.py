@@ -101,6 +101,7 @@ async def test_missed_heartbeats_make_a_host_unreachable_then_offline_and_back(a
     s = api.ctx.settings
     ctl = HostHealthController(
         sessions=api.ctx.sessions,
+        heard=api.ctx.heard,
         clock=api.clock,
         owner="t",
         unreachable_after=s.host_unreachable_seconds,

@@ -207,6 +207,7 @@ async def test_instances_on_an_offline_host_read_offline(api: Api) -> None:
     s = api.ctx.settings
     ctl = HostHealthController(
         sessions=api.ctx.sessions,
+        heard=api.ctx.heard,
         clock=api.clock,
         owner="t",
         unreachable_after=s.host_unreachable_seconds,

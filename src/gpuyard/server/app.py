@@ -108,6 +108,7 @@ def create_app(
             yield
         finally:
             await controllers.stop()
+            await ctx.heard.flush_or_log(ctx.sessions)  # the last second's heartbeats
             await ctx.gateway.stop()
             await engine.dispose()
 

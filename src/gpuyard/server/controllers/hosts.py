@@ -3,6 +3,10 @@
 An unreachable host offers nothing new; an offline host's instances read ``offline`` and (later)
 its deployment replicas are replaced elsewhere. A heartbeat brings the host back to ``ready``
 (services/agents.py), and the workloads it reports are read again, so nothing is duplicated.
+
+Heartbeats that change nothing are not written one by one: their times wait in memory
+(services/heard.py) for up to a second. Each step writes them first, so silence is judged on
+every heartbeat this replica has answered.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from gpuyard.core.agent_protocol import HostStatus
 from gpuyard.server import orm
 from gpuyard.server.controllers.base import Reconciler
 from gpuyard.server.services import events, offers
+from gpuyard.server.services.heard import HeardFrom
 from gpuyard.server.services.hosts import operator_org_id
 
 
@@ -33,12 +38,23 @@ class HostHealthController(Reconciler[SilentHost, None]):
     model = orm.Host
 
     def __init__(
-        self, *, unreachable_after: float, offline_after: float, default_price: int, **kw: Any
+        self,
+        *,
+        heard: HeardFrom,
+        unreachable_after: float,
+        offline_after: float,
+        default_price: int,
+        **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self.heard = heard
         self.unreachable_after = timedelta(seconds=unreachable_after)
         self.offline_after = timedelta(seconds=offline_after)
         self.default_price = default_price
+
+    async def step(self) -> int:
+        await self.heard.flush(self.sessions)  # before judging silence
+        return await super().step()
 
     def due(self) -> ColumnElement[bool]:
         now = self.clock.now()

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.clusters import ClusterController
+from gpuyard.server.controllers.heard_flush import HeardFlush
 from gpuyard.server.controllers.hosts import HostHealthController
 from gpuyard.server.controllers.key_expiry import KeyExpiryController
 from gpuyard.server.controllers.retention import RetentionSweeper
@@ -46,6 +47,7 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             owner=owner,
             metrics=ctx.metrics,
             poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
+            heard=ctx.heard,
             unreachable_after=ctx.settings.host_unreachable_seconds,
             offline_after=ctx.settings.host_offline_seconds,
             default_price=ctx.settings.default_gpu_price_cents,
@@ -60,6 +62,7 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             drain_seconds=ctx.settings.replica_drain_seconds,
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
+        HeardFlush(heard=ctx.heard, sessions=ctx.sessions),
     ]
     return {c.name: c for c in made}
 

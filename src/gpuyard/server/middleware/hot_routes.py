@@ -11,12 +11,11 @@ and in front of the unit of work and FastAPI. It keeps the API's conventions:
 - the route stays declared in FastAPI, with the same handler logic, for ``/openapi.json``.
 
 A hot route gets the request's scope, its body (read and size-checked by the request context),
-``receive`` and ``send``, and answers through ``send``; an exception raised before it started its
-answer becomes the error answer here. ``in_transaction`` makes one of a handler that gets a
-session in a write transaction (opened and ended as the unit of work does) and answers
-``(status, JSON bytes)``; such a handler parses the body with ``parse_body`` and raises
-``GpuyardError`` for a refusal. A route that streams its answer marks the scope with
-``answering(scope)`` once it has started, so a late failure closes the connection instead.
+``receive`` and ``send``, and answers through ``send``; it parses a JSON body with
+``parse_body`` and raises ``GpuyardError`` for a refusal, and an exception raised before it
+started its answer becomes the error answer here (database errors as the unit of work answers
+them). A route that streams its answer marks the scope with ``answering(scope)`` once it has
+started, so a late failure closes the connection instead.
 """
 
 from __future__ import annotations
@@ -29,17 +28,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.errors import GpuyardError, RateLimited, Unavailable
-from gpuyard.server.db import write_session
 from gpuyard.server.errors import Problem, error_body, status_for, validation_problem
 from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send, header, send_bytes, state
 
 log = logging.getLogger(__name__)
 
 HotRoute = Callable[[Scope, bytes, Receive, Send], Awaitable[None]]
-JsonHandler = Callable[[Scope, bytes, AsyncSession], Awaitable[tuple[int, bytes]]]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -86,17 +82,6 @@ class MatchedRoute:
 def answering(scope: Scope) -> None:
     """The route has started its answer: a failure now can only cut the connection."""
     state(scope)["answering"] = True
-
-
-def in_transaction(factory: async_sessionmaker[AsyncSession], handler: JsonHandler) -> HotRoute:
-    """A hot route of a handler that runs in one write transaction, committed before it answers."""
-
-    async def route(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
-        async with write_session(factory) as session:
-            status, answer = await handler(scope, body, session)
-        await send_bytes(send, status, answer)
-
-    return route
 
 
 class HotRoutesMiddleware:

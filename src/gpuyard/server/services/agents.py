@@ -86,21 +86,34 @@ _HEARD_FROM = (
 _WORKLOADS_OF_HOST = select(orm.Workload).where(orm.Workload.host_id == bindparam("host_id"))
 
 
-async def authenticate(session: AsyncSession, *, clock: Clock, credential: str | None) -> orm.Host:
-    """The host whose credential this is, marked as heard from now. One statement finds, locks
-    and touches the row (heartbeats are the server's most frequent call)."""
+def credential_hash(credential: str | None) -> str:
+    """What a host credential is stored as; ``Unauthenticated`` when it is not one."""
     if not credential or not credential.startswith(HOST_CREDENTIAL_PREFIX):
         raise Unauthenticated(
             "missing or malformed host credential (gyh_…); register the agent with a join token",
             code="invalid_host_credential",
         )
+    return hash_secret(credential)
+
+
+def unknown_host() -> Unauthenticated:
+    return Unauthenticated("unknown host credential", code="invalid_host_credential")
+
+
+def removed_host(host_id: str) -> PermissionDenied:
+    return PermissionDenied(f"host {host_id} was removed by the operator", code="host_removed")
+
+
+async def authenticate(session: AsyncSession, *, clock: Clock, credential: str | None) -> orm.Host:
+    """The host whose credential this is, marked as heard from now. One statement finds, locks
+    and touches the row (heartbeats are the server's most frequent call)."""
     row = await session.scalar(
-        _HEARD_FROM, {"secret_hash": hash_secret(credential), "heard_at": clock.now()}
+        _HEARD_FROM, {"secret_hash": credential_hash(credential), "heard_at": clock.now()}
     )
     if row is None:
-        raise Unauthenticated("unknown host credential", code="invalid_host_credential")
+        raise unknown_host()
     if row.status == HostStatus.REMOVED:
-        raise PermissionDenied(f"host {row.id} was removed by the operator", code="host_removed")
+        raise removed_host(row.id)
     return row
 
 

@@ -3,11 +3,15 @@
 A workload's ``desired`` state is written by the service that owns it (instances, clusters); its
 ``state`` is only ever what the host's agent reported. A workload whose desired state is
 ``removed`` is deleted, and its GPUs freed, once its agent reports it gone.
+
+``spec`` and ``spec_hash`` are always written together (``new_workload``, ``respec``): the hash
+stands for the spec where answers are cached (services/heartbeats.py).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,12 +57,12 @@ def respec(row: orm.Workload, spec: WorkloadSpec, now: datetime) -> None:
     row.updated_at = now
 
 
-async def apply_status(
-    session: AsyncSession, *, clock: Clock, row: orm.Workload, status: WorkloadStatus
-) -> bool:
-    """Record what the agent saw; an event when the state changed. True when it changed."""
+def news_of(row: Any, status: WorkloadStatus) -> dict[str, object]:
+    """What recording ``status`` would change in ``row`` (a workload row, ORM or Core, with the
+    column names): the fields that differ, empty when the report repeats what is stored or is
+    about an older spec (the agent is replacing it)."""
     if status.spec_hash is not None and status.spec_hash != row.spec_hash:
-        return False  # a report about an older spec; the agent is replacing it
+        return {}
     seen: dict[str, object] = {
         "state": status.state.value,
         "exit_code": status.exit_code,
@@ -69,7 +73,14 @@ async def apply_status(
     }
     if status.log_tail is not None:
         seen["log_tail"] = status.log_tail[-MAX_LOG_TAIL:]
-    news = {k: v for k, v in seen.items() if getattr(row, k) != v}
+    return {k: v for k, v in seen.items() if getattr(row, k) != v}
+
+
+async def apply_status(
+    session: AsyncSession, *, clock: Clock, row: orm.Workload, status: WorkloadStatus
+) -> bool:
+    """Record what the agent saw; an event when the state changed. True when it changed."""
+    news = news_of(row, status)
     if not news:
         return False  # heartbeats repeat every report: one that changes nothing writes nothing
     now = clock.now()
