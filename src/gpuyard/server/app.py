@@ -28,7 +28,7 @@ from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
 from gpuyard.server.db import create_engine, session_factory
 from gpuyard.server.errors import error_body, status_for, validation_problem
-from gpuyard.server.middleware.asgi import ASGIApp
+from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send
 from gpuyard.server.middleware.endpoint_host import EndpointHostMiddleware
 from gpuyard.server.middleware.hot_routes import HotRoutesMiddleware
 from gpuyard.server.middleware.request_context import RequestContextMiddleware
@@ -64,14 +64,15 @@ DESCRIPTION = (
 class GpuyardAPI(FastAPI):
     """FastAPI behind gpuyard's own outermost layers (``front``): the Host-header rewrite, the
     request context (request id, body limit, text check, metrics) and the hot routes come before
-    any of the framework's, so the most frequent requests pass no framework layer at all."""
+    any of the framework's (its own ``__call__`` included), so the most frequent requests pass
+    no framework code at all."""
 
     def __init__(self, *, front: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._front = front
+        self._front = front(super().__call__)
 
-    def build_middleware_stack(self) -> ASGIApp:
-        return self._front(super().build_middleware_stack())
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._front(scope, receive, send)
 
 
 def create_app(
