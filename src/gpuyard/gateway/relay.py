@@ -19,6 +19,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from gpuyard.gateway.proxy import Upstream
 from gpuyard.gateway.sse import DONE, Event, MalformedEvent, SseEvents
@@ -116,11 +117,13 @@ async def relay_events(
     done = False
     error: str | None = None
     passed: list[bytes] = []  # the events of one upstream read, sent on together
+    seen: list[Any] = []  # their data, counted once they are sent (off the client's wait)
 
     def pass_on(batch: Iterator[Event]) -> None:
         nonlocal done
         for event in batch:
-            used.see(event.data)
+            if event.data is not None:
+                seen.append(event.data)
             done = done or event.done
             if not (strip_usage and is_usage_only(event.data)):
                 passed.append(event.raw)
@@ -130,12 +133,18 @@ async def relay_events(
         passed.clear()
         return joined
 
+    def count() -> None:
+        for data in seen:
+            used.see(data)
+        seen.clear()
+
     try:
         try:
             async for chunk in upstream.chunks():
                 pass_on(events.feed(chunk))
                 if passed and not upstream.response.ended:  # the last read goes with the end
                     yield take()
+                count()
             pass_on(events.end())
             if not done:
                 error = "the model server ended the stream early"
@@ -155,6 +164,7 @@ async def relay_events(
         if rest:
             yield rest
     finally:  # once the client has it all (or has gone): log it, release the replica
+        count()
         finish(200, used.usage(), error)
         await upstream.close()
 
