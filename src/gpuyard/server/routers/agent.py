@@ -11,7 +11,6 @@ from gpuyard.core.agent_protocol import (
     RegisterRequest,
     RegisterResponse,
 )
-from gpuyard.core.clock import Clock
 from gpuyard.server.context import AppContext
 from gpuyard.server.deps import ClockDep, Session, SettingsDep, credential
 from gpuyard.server.middleware import asgi
@@ -20,7 +19,6 @@ from gpuyard.server.middleware.hot_routes import HotRoute, parse_body
 from gpuyard.server.schemas.common import errors
 from gpuyard.server.services import agents
 from gpuyard.server.services.heartbeats import Heartbeats
-from gpuyard.server.settings import Settings
 
 router = APIRouter(prefix="/v1/agent", tags=["agent protocol"])
 
@@ -50,7 +48,14 @@ async def heartbeat(
     """Report facts and workload statuses; answers every workload the host should have.
 
     Served by ``hot_routes`` below (middleware/hot_routes.py); declared here for the API docs."""
-    return await _beat(session, settings, clock, credential(request), body)
+    return await agents.record_heartbeat(
+        session,
+        clock=clock,
+        credential=credential(request),
+        request=body,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        default_price=settings.default_gpu_price_cents,
+    )
 
 
 def hot_routes(ctx: AppContext) -> dict[tuple[str, str], HotRoute]:
@@ -72,21 +77,3 @@ def hot_routes(ctx: AppContext) -> dict[tuple[str, str], HotRoute]:
         await asgi.send_bytes(send, 200, answer)
 
     return {("POST", f"{router.prefix}/heartbeat"): heartbeat_now}
-
-
-async def _beat(
-    session: Session,
-    settings: Settings,
-    clock: Clock,
-    host_credential: str | None,
-    body: HeartbeatRequest,
-) -> HeartbeatResponse:
-    host = await agents.authenticate(session, clock=clock, credential=host_credential)
-    return await agents.heartbeat(
-        session,
-        clock=clock,
-        host=host,
-        request=body,
-        heartbeat_seconds=settings.heartbeat_seconds,
-        default_price=settings.default_gpu_price_cents,
-    )

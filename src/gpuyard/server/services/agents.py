@@ -204,3 +204,25 @@ async def heartbeat(
         heartbeat_interval_s=heartbeat_seconds,
         workloads=assignments,
     )
+
+
+async def record_heartbeat(
+    session: AsyncSession,
+    *,
+    clock: Clock,
+    credential: str | None,
+    request: HeartbeatRequest,
+    heartbeat_seconds: float,
+    default_price: int,
+) -> HeartbeatResponse:
+    """A heartbeat on the write path: authenticate the host (marking it heard from) and record
+    what it reports, in the caller's transaction."""
+    host = await authenticate(session, clock=clock, credential=credential)
+    return await heartbeat(
+        session,
+        clock=clock,
+        host=host,
+        request=request,
+        heartbeat_seconds=heartbeat_seconds,
+        default_price=default_price,
+    )

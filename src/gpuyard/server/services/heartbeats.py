@@ -107,11 +107,10 @@ class Heartbeats:
         self, clock: Clock, credential: str | None, request: HeartbeatRequest
     ) -> bytes:
         async with write_session(self._sessions) as session:
-            host = await agents.authenticate(session, clock=clock, credential=credential)
-            written = await agents.heartbeat(
+            written = await agents.record_heartbeat(
                 session,
                 clock=clock,
-                host=host,
+                credential=credential,
                 request=request,
                 heartbeat_seconds=self._interval,
                 default_price=self._default_price,
