@@ -9,18 +9,21 @@ For each database (Postgres, and SQLite for comparison) the script:
    ``--workloads`` one-GPU instances on every host, so each heartbeat carries assignments back;
 3. brings every agent to steady state: one heartbeat to learn its assignments, one to report
    them ``running`` (the state-change events happen here, not in the measured window);
-4. runs the load for ``--duration`` seconds: agent ``i`` sends at ``start + i * 5 s / agents
-   + k * 5 s`` (phases spread evenly; a fixed schedule, so a slow server does not slow the offered
-   load), each on its own keep-alive connection, reporting its workloads ``running``;
+4. runs the load for ``--duration`` seconds from a lean load generator in a child process
+   (heartbeat_load.py: raw asyncio streams, each agent's request bytes built once, so that the
+   client's own stalls stay out of the measurement): agent ``i`` sends at ``start + i * 5 s /
+   agents + k * 5 s`` (phases spread evenly; a fixed schedule, so a slow server does not slow the
+   offered load), each on its own keep-alive connection, reporting its workloads ``running``;
 5. reports client-observed latency (send to full response), the server's own view of the same
    requests (its Prometheus histogram, so bucket bounds), achieved rate against the target, errors,
    and CPU: the server process, the bench database's Postgres backends (and how many connections
-   the server opened), this load generator, the whole machine and so the neighbours on it.
+   the server opened), the load generator, the whole machine and so the neighbours on it.
 
 ``--loads 250,500,750,1000`` measures several loads on one fleet (to find the knee);
 ``--profile DIR`` records the server with py-spy; ``--samples DIR`` keeps every heartbeat's
 timings; ``--server-cmd`` runs another build. The fleet
-set-up lives in heartbeat_fleet.py, the CPU and histogram accounting in resource_usage.py.
+set-up lives in heartbeat_fleet.py, the load in heartbeat_load.py, the CPU and histogram
+accounting in resource_usage.py.
 
     .venv/bin/python bench/heartbeats.py            # full: 1,000 agents, 60 s, both databases
     .venv/bin/python bench/heartbeats.py --quick    # smoke test, < 30 s
@@ -31,14 +34,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import gc
+import json
 import shutil
 import ssl
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -46,7 +49,14 @@ import psutil
 from event_loops import new_event_loop
 from heartbeat_fleet import HEARTBEAT, Agent, Setup, set_up_fleet
 from report import Latency, idle_load, machine_line, markdown_table, ms
-from resource_usage import CpuSnapshot, backend_pids, histogram_quantile, server_histogram, snapshot
+from resource_usage import (
+    CpuSnapshot,
+    backend_pids,
+    cpu_seconds,
+    histogram_quantile,
+    server_histogram,
+    snapshot,
+)
 from scratch_db import KINDS, admin_postgres_url, postgres_unavailable, postgres_version
 from scratch_db import scratch_database as scratch_db
 from server_process import log_tail, running_server
@@ -55,6 +65,9 @@ from gpuyard.core.credentials import new_api_key
 
 TARGET_P99_MS = 50.0
 PERIOD_S = 5.0  # the server's default heartbeat_seconds
+LOADGEN = Path(__file__).with_name("heartbeat_load.py")
+START_IN_S = 1.0  # from the load generator's connections being open to its first heartbeat
+OUTPUT_LIMIT = 64 * 1024 * 1024  # its JSON line: ~70 bytes per heartbeat
 PATIENT_HOST_HEALTH = {
     # Setting up 1,000 hosts over HTTP takes longer than the 20 s after which a host that has not
     # heartbeated is marked unreachable (and stops offering); in the measured window every host
@@ -73,38 +86,6 @@ class Sample:
     sent: float
     done: float
     outcome: str  # "ok", "HTTP 503", or an exception's type name
-
-
-async def agent_loop(
-    agent: Agent,
-    client: httpx.AsyncClient,
-    *,
-    phase: float,
-    t0: float,
-    t_end: float,
-    samples: list[Sample],
-) -> None:
-    clock = time.perf_counter  # not loop.time(): uvloop's has millisecond resolution
-    headers = {
-        "Authorization": f"Bearer {agent.credential}",
-        "Content-Type": "application/json",
-    }
-    k = 0
-    while True:
-        scheduled = t0 + phase + k * PERIOD_S
-        if scheduled >= t_end:
-            return
-        delay = scheduled - clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sent = clock()
-        try:
-            r = await client.post(HEARTBEAT, content=agent.body, headers=headers)
-            outcome = "ok" if r.status_code == 200 else f"HTTP {r.status_code}"
-        except httpx.HTTPError as exc:
-            outcome = type(exc).__name__
-        samples.append(Sample(scheduled, sent, clock(), outcome))
-        k += 1
 
 
 @dataclass
@@ -161,21 +142,19 @@ async def bench_database(
             f"{kind}: registered in {setup.register_s:.1f} s, rented {setup.instances} in "
             f"{setup.rent_s:.1f} s, settled in {setup.settle_s:.1f} s"
         )
-        clients = make_clients(setup.agents, server.base_url, args, tls)
         meta = httpx.AsyncClient(base_url=server.base_url, timeout=30, verify=tls)
-        gc.collect()
-        gc.freeze()  # the fleet and its clients live to the end: keep the collector off them
         try:
             for n in args.loads:
                 say(f"{kind}: {n} agents for {args.duration:.0f} s")
                 window = await run_window(
                     setup.agents[:n],
-                    clients,
+                    server.base_url,
                     meta,
                     args,
                     server_pid=server.pid,
                     postgres_url=url if kind == "postgres" else None,
                     label=f"{kind}-{n}",
+                    plan_path=workdir / f"heartbeat-plan-{kind}-{n}.json",
                 )
                 outcome.windows.append(window)
         except BaseException:
@@ -183,8 +162,6 @@ async def bench_database(
             raise
         finally:
             await meta.aclose()
-            for c in {id(c): c for c in clients.values()}.values():
-                await c.aclose()
     outcome.seconds = time.perf_counter() - started
     say(f"{kind}: done in {outcome.seconds:.0f} s")
     return outcome
@@ -192,44 +169,54 @@ async def bench_database(
 
 async def run_window(
     agents: Sequence[Agent],
-    clients: dict[int, httpx.AsyncClient],
+    base_url: str,
     meta: httpx.AsyncClient,
     args: argparse.Namespace,
     *,
     server_pid: int,
     postgres_url: str | None,
     label: str,
+    plan_path: Path,
 ) -> Window:
+    """The load of ``agents`` from heartbeat_load.py, a child process, with the CPU of the
+    server, the Postgres backends, the load generator and the machine read when it says the
+    window starts (``measuring``) and ends (``done``)."""
     proc = psutil.Process(server_pid)
     hist_before = await server_histogram(meta, HEARTBEAT)
     pg_pids, sessions_before = await backend_pids(postgres_url) if postgres_url else (set(), 0)
-    t0 = time.perf_counter() + 1.0
-    t_end = t0 + args.duration
-    samples: list[Sample] = []
-    spacing = PERIOD_S / len(agents)
-    tasks = [
-        asyncio.create_task(
-            agent_loop(
-                a,
-                clients[a.index],
-                phase=i * spacing,
-                t0=t0,
-                t_end=t_end,
-                samples=samples,
-            )
-        )
-        for i, a in enumerate(agents)
-    ]
-    await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
-    profiler = await start_profiler(args, server_pid, label)
-    before = snapshot(proc, pg_pids)
-    await asyncio.gather(*tasks)
-    sessions = None
-    if postgres_url:
-        pids_after, sessions_after = await backend_pids(postgres_url)
-        pg_pids |= pids_after
-        sessions = sessions_after - sessions_before
-    after = snapshot(proc, pg_pids)
+    write_plan(plan_path, agents, base_url, args)
+    loadgen = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(LOADGEN),
+        str(plan_path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=OUTPUT_LIMIT,
+    )
+    assert loadgen.stdin is not None and loadgen.stdout is not None
+    try:
+        loadgen_proc = psutil.Process(loadgen.pid)
+        await expect(loadgen.stdout, "measuring")
+        t0 = time.perf_counter()
+        profiler = await start_profiler(args, server_pid, label)
+        before = replace(snapshot(proc, pg_pids), loadgen=cpu_seconds(loadgen_proc))
+        await expect(loadgen.stdout, "done")
+        sessions = None
+        if postgres_url:
+            pids_after, sessions_after = await backend_pids(postgres_url)
+            pg_pids |= pids_after
+            sessions = sessions_after - sessions_before
+        after = replace(snapshot(proc, pg_pids), loadgen=cpu_seconds(loadgen_proc))
+        loadgen.stdin.close()  # it waits for this before it prints its samples and exits
+        out = json.loads(await loadgen.stdout.readline())
+    except BaseException:
+        if loadgen.returncode is None:
+            loadgen.kill()
+        await loadgen.wait()
+        raise
+    if await loadgen.wait() != 0:
+        raise RuntimeError(f"{label}: the load generator exited with {loadgen.returncode}")
+    samples = [samples_of(row, t0) for row in out["rows"]]
     if profiler is not None:
         await profiler.wait()
     hist_after = await server_histogram(meta, HEARTBEAT)
@@ -245,6 +232,38 @@ async def run_window(
         server_p99=histogram_quantile(hist_before, hist_after, 99),
         pg_sessions=sessions,
     )
+
+
+def write_plan(
+    path: Path, agents: Sequence[Agent], base_url: str, args: argparse.Namespace
+) -> None:
+    """What heartbeat_load.py sends: agent ``i`` (of this list) posts its body at ``t0 + i *
+    spacing + k * PERIOD_S`` for ``--duration`` seconds, ``t0`` one second after its connections
+    are open."""
+    plan = {
+        "url": base_url,
+        "path": HEARTBEAT,
+        "period_s": PERIOD_S,
+        "spacing_s": PERIOD_S / len(agents),
+        "duration_s": args.duration,
+        "start_in_s": START_IN_S,
+        "shared": args.connections == "shared",
+        "agents": [{"credential": a.credential, "body": a.body.decode()} for a in agents],
+    }
+    path.write_text(json.dumps(plan))
+
+
+def samples_of(row: list[float | str], t0: float) -> Sample:
+    """A heartbeat as heartbeat_load.py reports it: due, sent and answered in ms from the
+    window's start, and its outcome when not ``ok``."""
+    due, sent, done = (t0 + float(x) / 1000 for x in row[:3])
+    return Sample(due, sent, done, str(row[3]) if len(row) > 3 else "ok")
+
+
+async def expect(stream: asyncio.StreamReader, word: str) -> None:
+    line = (await stream.readline()).decode().strip()
+    if line != word:
+        raise RuntimeError(f"the load generator said {line!r}, expected {word!r}")
 
 
 def write_samples(path: Path, samples: Sequence[Sample], t0: float) -> None:
@@ -270,6 +289,7 @@ async def start_profiler(
         return None
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out = Path(args.profile) / f"heartbeats-{label}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
     say(f"{label}: profiling the server with py-spy into {out}")
     return await asyncio.create_subprocess_exec(
         py_spy,
@@ -288,27 +308,6 @@ async def start_profiler(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-
-
-def make_clients(
-    agents: Sequence[Agent], base_url: str, args: argparse.Namespace, tls: ssl.SSLContext
-) -> dict[int, httpx.AsyncClient]:
-    """Per agent: its own client and keep-alive connection (as real agents have), or one shared
-    pool (``--connections shared``)."""
-    if args.connections == "shared":
-        shared = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=30,
-            verify=tls,
-            limits=httpx.Limits(max_connections=len(agents), max_keepalive_connections=len(agents)),
-        )
-        return {a.index: shared for a in agents}
-    return {
-        a.index: httpx.AsyncClient(
-            base_url=base_url, timeout=30, verify=tls, limits=httpx.Limits(max_connections=1)
-        )
-        for a in agents
-    }
 
 
 # --- output -------------------------------------------------------------------------------------
