@@ -12,14 +12,10 @@ ASGI message per upstream read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from gpuyard.gateway.relay import Relay
-
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from gpuyard.server.middleware.asgi import Receive, Send
 
 
 async def respond(

@@ -21,13 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpuyard import __version__
 from gpuyard.core.clock import Clock, SystemClock
-from gpuyard.core.errors import GpuyardError, RateLimited, Unavailable
+from gpuyard.core.errors import GpuyardError
 from gpuyard.gateway.service import Gateway
 from gpuyard.server.compat import vast
 from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
 from gpuyard.server.db import create_engine, session_factory
-from gpuyard.server.errors import error_body, status_for, validation_problem
+from gpuyard.server.errors import INTERNAL_ERROR, domain_problem, error_body, validation_problem
 from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send
 from gpuyard.server.middleware.endpoint_host import EndpointHostMiddleware
 from gpuyard.server.middleware.hot_routes import HotRoutesMiddleware
@@ -188,11 +188,15 @@ def _error(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GpuyardError)
     async def domain_error(request: Request, exc: GpuyardError) -> Response:
-        headers = None
-        if isinstance(exc, RateLimited | Unavailable) and exc.retry_after is not None:
-            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        problem, retry_after = domain_problem(exc)
+        headers = None if retry_after is None else {"Retry-After": str(retry_after)}
         return _error(
-            request, status_for(exc), exc.message, code=exc.code, param=exc.param, headers=headers
+            request,
+            problem.status,
+            problem.message,
+            code=problem.code,
+            param=problem.param,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -219,8 +223,5 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unhandled(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(
-            request,
-            500,
-            "internal error; quote the request id when reporting it",
-            code="internal_error",
+            request, INTERNAL_ERROR.status, INTERNAL_ERROR.message, code=INTERNAL_ERROR.code
         )

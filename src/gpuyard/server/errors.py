@@ -141,6 +141,27 @@ class Problem:
     param: str | None = None
 
 
+# What every route answers when its commit conflicts, the database fails, or a bug escapes (the
+# unit of work, the hot routes and the app's handler for anything unhandled).
+COMMIT_CONFLICT = Problem(
+    409, "the request conflicted with a concurrent change; nothing was written", "conflict"
+)
+DATABASE_UNAVAILABLE = Problem(
+    503, "the database could not commit the change; nothing was written", "database_unavailable"
+)
+INTERNAL_ERROR = Problem(
+    500, "internal error; quote the request id when reporting it", "internal_error"
+)
+
+
+def domain_problem(exc: GpuyardError) -> tuple[Problem, int | None]:
+    """A refusal's answer and its ``Retry-After`` seconds (for 429 and 503 that say when)."""
+    retry_after = None
+    if isinstance(exc, RateLimited | Unavailable) and exc.retry_after is not None:
+        retry_after = max(1, round(exc.retry_after))
+    return Problem(status_for(exc), exc.message, exc.code, exc.param), retry_after
+
+
 def validation_problem(problems: Sequence[Any], content_type: str) -> Problem:
     """What a request body or parameter that failed validation gets: 415 for a body that is not
     JSON, 400 for JSON that does not parse, else 422 naming the first field (pydantic's error

@@ -29,8 +29,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from gpuyard.core.errors import GpuyardError, RateLimited, Unavailable
-from gpuyard.server.errors import Problem, error_body, status_for, validation_problem
+from gpuyard.core.errors import GpuyardError
+from gpuyard.server.errors import (
+    COMMIT_CONFLICT,
+    DATABASE_UNAVAILABLE,
+    INTERNAL_ERROR,
+    Problem,
+    domain_problem,
+    error_body,
+    validation_problem,
+)
 from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send, header, send_bytes, state
 
 log = logging.getLogger(__name__)
@@ -120,20 +128,16 @@ def _problem(scope: Scope, exc: Exception) -> tuple[Problem, list[tuple[bytes, b
     would give it."""
     what = (scope["method"], scope["path"])
     if isinstance(exc, GpuyardError):
-        extra = []
-        if isinstance(exc, RateLimited | Unavailable) and exc.retry_after is not None:
-            extra.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
-        return Problem(status_for(exc), exc.message, exc.code, exc.param), extra
+        problem, retry_after = domain_problem(exc)
+        extra = [] if retry_after is None else [(b"retry-after", str(retry_after).encode())]
+        return problem, extra
     if isinstance(exc, BadBody):
         return exc.problem, []
     if isinstance(exc, IntegrityError):
         log.info("commit conflict on %s %s", *what, exc_info=True)
-        message = "the request conflicted with a concurrent change; nothing was written"
-        return Problem(409, message, "conflict"), []
+        return COMMIT_CONFLICT, []
     if isinstance(exc, OperationalError):
         log.error("database error on %s %s", *what, exc_info=exc)
-        message = "the database could not commit the change; nothing was written"
-        return Problem(503, message, "database_unavailable"), []
+        return DATABASE_UNAVAILABLE, []
     log.error("unhandled error on %s %s", *what, exc_info=exc)
-    message = "internal error; quote the request id when reporting it"
-    return Problem(500, message, "internal_error"), []
+    return INTERNAL_ERROR, []

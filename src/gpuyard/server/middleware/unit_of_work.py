@@ -24,7 +24,7 @@ from gpuyard.core.clock import Clock
 from gpuyard.core.credentials import hash_secret
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.server.db import begin_write
-from gpuyard.server.errors import error_body
+from gpuyard.server.errors import COMMIT_CONFLICT, DATABASE_UNAVAILABLE, Problem, error_body
 from gpuyard.server.middleware.asgi import (
     ASGIApp,
     Message,
@@ -103,7 +103,7 @@ class UnitOfWorkMiddleware:
             try:
                 idempotency.check_key(idem.key)
             except InvalidRequest as exc:
-                await self._error(scope, send, 400, exc.code, exc.message)
+                await self._error(scope, send, Problem(400, exc.message, exc.code))
                 return
             replayed = await self._reserve(scope, send, uow, idem)
             if replayed:
@@ -155,21 +155,11 @@ class UnitOfWorkMiddleware:
         stored = await idempotency.lookup(session, scope=idem.scope, key=idem.key)
         await session.rollback()
         if stored is None or stored.status_code is None:
-            await self._error(
-                scope,
-                send,
-                409,
-                "idempotency_key_in_use",
-                "a request with this Idempotency-Key is still in progress; retry later",
-            )
+            message = "a request with this Idempotency-Key is still in progress; retry later"
+            await self._error(scope, send, Problem(409, message, "idempotency_key_in_use"))
         elif stored.request_hash != idem.request_hash:
-            await self._error(
-                scope,
-                send,
-                409,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request",
-            )
+            message = "this Idempotency-Key was used with a different request"
+            await self._error(scope, send, Problem(409, message, "idempotency_key_reused"))
         else:
             headers = [(k.encode(), v.encode()) for k, v in stored.headers.items()]
             headers.append((b"idempotent-replayed", b"true"))
@@ -217,36 +207,27 @@ class UnitOfWorkMiddleware:
             except IntegrityError:
                 await session.rollback()
                 log.info("commit conflict on %s %s", scope["method"], scope["path"], exc_info=True)
-                await self._error(
-                    scope,
-                    send,
-                    409,
-                    "conflict",
-                    "the request conflicted with a concurrent change; nothing was written",
-                )
+                await self._error(scope, send, COMMIT_CONFLICT)
                 return
             except OperationalError:
                 await session.rollback()
                 log.exception("commit failed on %s %s", scope["method"], scope["path"])
-                await self._error(
-                    scope,
-                    send,
-                    503,
-                    "database_unavailable",
-                    "the database could not commit the change; nothing was written",
-                )
+                await self._error(scope, send, DATABASE_UNAVAILABLE)
                 return
         await uow.run_after()
         await send(start)
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def _error(self, scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    async def _error(self, scope: Scope, send: Send, problem: Problem) -> None:
         rid = state(scope).get("request_id")
-        await send_bytes(
-            send,
-            status,
-            error_body(scope["path"], status, code=code, message=message, request_id=rid),
+        body = error_body(
+            scope["path"],
+            problem.status,
+            code=problem.code,
+            message=problem.message,
+            request_id=rid,
         )
+        await send_bytes(send, problem.status, body)
 
 
 class _Idem:

@@ -18,7 +18,7 @@ from gpuyard.gateway.relay import Relay
 from gpuyard.gateway.respond import respond
 from gpuyard.gateway.service import Gateway
 from gpuyard.server.context import AppContext
-from gpuyard.server.deps import credential, require
+from gpuyard.server.deps import require
 from gpuyard.server.errors import register_openai_paths
 from gpuyard.server.middleware import asgi
 from gpuyard.server.middleware.hot_routes import HotRoute, answering
@@ -41,7 +41,12 @@ GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
 async def inference_principal(request: Request, gw: GatewayDep) -> Principal:
-    principal = await gw.auth.principal(credential(request))
+    return await _caller(gw, request.scope)
+
+
+async def _caller(gw: Gateway, scope: asgi.Scope) -> Principal:
+    """The key's principal (cached), if it may call inference."""
+    principal = await gw.auth.principal(asgi.credential(scope))
     require(principal, Scope.INFERENCE)
     return principal
 
@@ -102,8 +107,7 @@ def hot_routes(ctx: AppContext) -> dict[tuple[str, str], HotRoute]:
             scope: asgi.Scope, body: bytes, receive: asgi.Receive, send: asgi.Send
         ) -> None:
             gw = ctx.gateway
-            principal = await gw.auth.principal(asgi.credential(scope))
-            require(principal, Scope.INFERENCE)
+            principal = await _caller(gw, scope)
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
             await respond(
                 receive,
