@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from heartbeat_fleet import ok
+from heartbeat_fleet import ok, org_with_key
 from scratch_db import scratch_database
 from server_process import log_tail, running_server
 
@@ -105,18 +105,6 @@ class FakeHost:
             await asyncio.sleep(self.interval_s)
 
 
-async def org_key(operator: httpx.AsyncClient) -> str:
-    org = ok(await operator.post("/v1/admin/orgs", json={"name": "Gateway bench"}), 201)
-    key = ok(
-        await operator.post(
-            f"/v1/admin/orgs/{org['id']}/api-keys",
-            json={"name": "bench", "scopes": ["org:write"]},
-        ),
-        201,
-    )
-    return str(key["key"])
-
-
 async def join(operator: httpx.AsyncClient, upstream_port: int) -> FakeHost:
     token = ok(await operator.post("/v1/admin/join-tokens", json={"name": "bench"}), 201)["token"]
     reg = ok(
@@ -169,7 +157,7 @@ async def gpuyard_serving(
             timeout=30,
         ) as operator,
     ):
-        key = await org_key(operator)
+        _, key = await org_with_key(operator, "Gateway bench")
         host = await join(operator, upstream_port)
         beating = asyncio.create_task(host.keep_beating(operator), name="bench-host-heartbeats")
         try:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import psutil
 from gateway_process import tree_cpu_seconds
+from load_child import expect, load_generator
 from report import Latency
 
 LOADGEN = Path(__file__).with_name("gateway_load.py")
-OUTPUT_LIMIT = 64 * 1024 * 1024  # the JSON line of one window: a few MB at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,27 +122,17 @@ async def measure(
         *(["--key", target.key] if target.key else []),
         *(["--rate", str(rate)] if rate else []),
     ]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, limit=OUTPUT_LIMIT
-    )
-    assert proc.stdout is not None
     m = Measurement(target.name, round_no, rate)
-    try:
-        await _expect(proc.stdout, "measuring")
+    async with load_generator(argv, what=f"the load generator against {target.name}") as proc:
+        assert proc.stdout is not None
+        await expect(proc.stdout, "measuring")
         m.before = Cpu.now(target.pid, upstream_pid, proc.pid)
         spy = await start_py_spy(target.pid, duration, profile) if profile and target.pid else None
-        await _expect(proc.stdout, "done")
+        await expect(proc.stdout, "done")
         m.after = Cpu.now(target.pid, upstream_pid, proc.pid)
         out = json.loads(await proc.stdout.readline())
         if spy is not None:
             await spy.wait()
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-        raise
-    if await proc.wait() != 0:
-        raise RuntimeError(f"the load generator failed against {target.name}")
     m.seconds = out["seconds"]
     m.latency = Latency.of(out["latency_ms"])
     m.ttfb = Latency.of(out["ttfb_ms"])
@@ -173,9 +163,3 @@ async def start_py_spy(pid: int, duration: float, out: Path) -> asyncio.subproce
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-
-
-async def _expect(stream: asyncio.StreamReader, word: str) -> None:
-    line = (await stream.readline()).decode().strip()
-    if line != word:
-        raise RuntimeError(f"the load generator said {line!r}, expected {word!r}")

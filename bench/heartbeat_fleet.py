@@ -106,6 +106,19 @@ class Setup:
     settle_s: float
 
 
+async def org_with_key(operator: httpx.AsyncClient, name: str) -> tuple[str, str]:
+    """A new organization (made by the operator) and an ``org:write`` key of it."""
+    org = ok(await operator.post("/v1/admin/orgs", json={"name": name}), 201)
+    key = ok(
+        await operator.post(
+            f"/v1/admin/orgs/{org['id']}/api-keys",
+            json={"name": "bench", "scopes": ["org:write"]},
+        ),
+        201,
+    )
+    return str(org["id"]), str(key["key"])
+
+
 async def set_up_fleet(
     base_url: str, admin_key: str, args: argparse.Namespace, tls: ssl.SSLContext
 ) -> Setup:
@@ -121,17 +134,10 @@ async def set_up_fleet(
     )
     anonymous = httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, verify=tls)
     try:
-        org = ok(await operator.post("/v1/admin/orgs", json={"name": "Bench renter"}), 201)
-        key = ok(
-            await operator.post(
-                f"/v1/admin/orgs/{org['id']}/api-keys",
-                json={"name": "bench", "scopes": ["org:write"]},
-            ),
-            201,
-        )
+        org_id, key = await org_with_key(operator, "Bench renter")
         renter = httpx.AsyncClient(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {key['key']}"},
+            headers={"Authorization": f"Bearer {key}"},
             timeout=60,
             limits=limits,
             verify=tls,
@@ -182,7 +188,7 @@ async def set_up_fleet(
                         "label": f"bench-{agent.index}-{n}",
                         "port": 8000,
                     }
-                    ok(await renter.post(f"/v1/orgs/{org['id']}/vms", json=body), 201)
+                    ok(await renter.post(f"/v1/orgs/{org_id}/vms", json=body), 201)
 
             return run
 

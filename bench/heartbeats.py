@@ -48,6 +48,7 @@ import httpx
 import psutil
 from event_loops import new_event_loop
 from heartbeat_fleet import HEARTBEAT, Agent, Setup, set_up_fleet
+from load_child import expect, load_generator
 from report import Latency, idle_load, machine_line, markdown_table, ms
 from resource_usage import (
     CpuSnapshot,
@@ -67,7 +68,6 @@ TARGET_P99_MS = 50.0
 PERIOD_S = 5.0  # the server's default heartbeat_seconds
 LOADGEN = Path(__file__).with_name("heartbeat_load.py")
 START_IN_S = 1.0  # from the load generator's connections being open to its first heartbeat
-OUTPUT_LIMIT = 64 * 1024 * 1024  # its JSON line: ~70 bytes per heartbeat
 PATIENT_HOST_HEALTH = {
     # Setting up 1,000 hosts over HTTP takes longer than the 20 s after which a host that has not
     # heartbeated is marked unreachable (and stops offering); in the measured window every host
@@ -185,16 +185,9 @@ async def run_window(
     hist_before = await server_histogram(meta, HEARTBEAT)
     pg_pids, sessions_before = await backend_pids(postgres_url) if postgres_url else (set(), 0)
     write_plan(plan_path, agents, base_url, args)
-    loadgen = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(LOADGEN),
-        str(plan_path),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        limit=OUTPUT_LIMIT,
-    )
-    assert loadgen.stdin is not None and loadgen.stdout is not None
-    try:
+    argv = [sys.executable, str(LOADGEN), str(plan_path)]
+    async with load_generator(argv, what=f"{label}: the load generator", stdin=True) as loadgen:
+        assert loadgen.stdin is not None and loadgen.stdout is not None
         loadgen_proc = psutil.Process(loadgen.pid)
         await expect(loadgen.stdout, "measuring")
         t0 = time.perf_counter()
@@ -209,13 +202,6 @@ async def run_window(
         after = replace(snapshot(proc, pg_pids), loadgen=cpu_seconds(loadgen_proc))
         loadgen.stdin.close()  # it waits for this before it prints its samples and exits
         out = json.loads(await loadgen.stdout.readline())
-    except BaseException:
-        if loadgen.returncode is None:
-            loadgen.kill()
-        await loadgen.wait()
-        raise
-    if await loadgen.wait() != 0:
-        raise RuntimeError(f"{label}: the load generator exited with {loadgen.returncode}")
     samples = [samples_of(row, t0) for row in out["rows"]]
     if profiler is not None:
         await profiler.wait()
@@ -258,12 +244,6 @@ def samples_of(row: list[float | str], t0: float) -> Sample:
     window's start, and its outcome when not ``ok``."""
     due, sent, done = (t0 + float(x) / 1000 for x in row[:3])
     return Sample(due, sent, done, str(row[3]) if len(row) > 3 else "ok")
-
-
-async def expect(stream: asyncio.StreamReader, word: str) -> None:
-    line = (await stream.readline()).decode().strip()
-    if line != word:
-        raise RuntimeError(f"the load generator said {line!r}, expected {word!r}")
 
 
 def write_samples(path: Path, samples: Sequence[Sample], t0: float) -> None:
