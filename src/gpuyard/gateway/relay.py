@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gpuyard.gateway.proxy import Upstream
-from gpuyard.gateway.sse import DONE, Event, MalformedEvent, SseEvents
+from gpuyard.gateway.sse import DONE, Batch, MalformedEvent, SseEvents
 from gpuyard.gateway.upstream_http import HttpError
 from gpuyard.gateway.usage import (
     StreamUsage,
@@ -112,40 +112,39 @@ async def read_answer(upstream: Upstream, *, expect_json: bool, finish: Finish) 
 async def relay_events(
     upstream: Upstream, *, strip_usage: bool, finish: Finish, end: StreamEnd | None = None
 ) -> AsyncIterator[bytes]:
-    events = SseEvents()
+    events = SseEvents(drop=is_usage_only if strip_usage else None)
     used = StreamUsage()
     done = False
     error: str | None = None
-    passed: list[bytes] = []  # the events of one upstream read, sent on together
-    seen: list[Any] = []  # their data, counted once they are sent (off the client's wait)
+    passed: list[bytes] = []  # checked events not yet sent: the last read's go with the end
+    seen: list[list[Any]] = []  # the data of events, counted once sent (off the client's wait)
 
-    def pass_on(batch: Iterator[Event]) -> None:
+    def take(batch: Batch) -> None:
         nonlocal done
-        for event in batch:
-            if event.data is not None:
-                seen.append(event.data)
-            done = done or event.done
-            if not (strip_usage and is_usage_only(event.data)):
-                passed.append(event.raw)
-
-    def take() -> bytes:
-        joined = b"".join(passed)
-        passed.clear()
-        return joined
+        done = done or batch.done
+        if batch.data:
+            seen.append(batch.data)
+        if batch.raw:
+            passed.append(batch.raw)
+        if batch.malformed is not None:
+            raise batch.malformed
 
     def count() -> None:
         for data in seen:
-            used.see(data)
+            for obj in data:
+                used.see(obj)
         seen.clear()
 
     try:
         try:
             async for chunk in upstream.chunks():
-                pass_on(events.feed(chunk))
-                if passed and not upstream.response.ended:  # the last read goes with the end
-                    yield take()
-                count()
-            pass_on(events.end())
+                take(events.feed(chunk))
+                if passed and not upstream.response.ended:
+                    piece = passed[0] if len(passed) == 1 else b"".join(passed)
+                    passed.clear()
+                    yield piece
+                    count()
+            take(events.end())
             if not done:
                 error = "the model server ended the stream early"
         except HttpError as exc:
@@ -155,7 +154,8 @@ async def relay_events(
         except (asyncio.CancelledError, GeneratorExit):
             error = CLIENT_GONE
             raise
-        rest = take()  # the last events, or those before a malformed one
+        rest = b"".join(passed)  # the last events, or those before a malformed one
+        passed.clear()
         if error is not None:
             rest += f"data: {openai_error(502, error, 'upstream_error').decode()}\n\n".encode()
             rest += DONE
