@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from gpuyard.server import orm
-from tests.gateway.kit import dead_port, deploy
+from tests.gateway.kit import dead_port, deploy, serve
 from tests.gateway.upstream import fake_model_server
 from tests.harness import Api, serve_app
 
@@ -138,3 +138,20 @@ async def test_upstream_dying_mid_stream_ends_with_an_error_event(api: Api) -> N
         assert b'"content": "Hello"' in body
         assert b"upstream_error" in body
         assert body.rstrip().endswith(b"data: [DONE]")
+
+
+async def test_a_replica_gets_the_clients_headers_but_not_its_key(api: Api) -> None:
+    async with AsyncExitStack() as stack:
+        upstream = fake_model_server()
+        d = await deploy(api, stack, [await serve(stack, upstream)])
+        r = await d.tenant.client.post(
+            "/v1/chat/completions",
+            content=b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}',
+            headers={"content-type": "text/plain", "x-trace": "abc", "connection": "keep-alive"},
+        )
+        assert r.status_code == 200
+        (head,) = upstream.state.heads
+        names = [k for k, _ in head]
+        assert names.count(b"content-type") == 1 and (b"content-type", b"application/json") in head
+        assert (b"x-trace", b"abc") in head and b"authorization" not in names
+        assert dict(head)[b"content-length"] == str(len(r.request.content)).encode()

@@ -126,7 +126,7 @@ CHUNKED = (
 
 
 async def get(client: UpstreamClient, url: str, path: str = "/") -> tuple[int, bytes]:
-    response = await client.request(url, "GET", path, {}, b"")
+    response = await client.request(url, "GET", path, [], b"")
     try:
         parts = []
         while piece := await response.read():
@@ -187,7 +187,7 @@ async def test_a_keep_alive_connection_serves_sequential_requests() -> None:
         seen = []
         for body in (b'{"n": 1}', b'{"n": 2}'):
             response = await client.request(
-                url, "POST", "/echo", {"content-type": "application/json", "x-a": "b"}, body
+                url, "POST", "/echo", [(b"content-type", b"application/json"), (b"x-a", b"b")], body
             )
             assert response.status_code == 200
             assert response.headers["content-type"] == "application/json"
@@ -257,7 +257,7 @@ async def test_bodies_of_every_framing(answer: bytes, body: bytes, pooled: bool)
 async def test_headers_are_lower_case_and_repeated_ones_joined() -> None:
     answer = fixed(b"{}", b"X-Thing: a\r\nx-thing: b\r\nContent-Type: application/json\r\n")
     async with raw_server(answers(answer)) as raw, client_of() as client:
-        response = await client.request(raw.url, "GET", "/models?x=1", {"accept": "*/*"}, b"")
+        response = await client.request(raw.url, "GET", "/models?x=1", [(b"accept", b"*/*")], b"")
         assert response.headers == {
             "content-length": "2",
             "x-thing": "a, b",
@@ -283,7 +283,7 @@ async def test_a_server_dying_mid_body_is_a_remote_protocol_error() -> None:
             await w.drain()  # and close
 
         async with raw_server(handle) as raw, client_of() as client:
-            response = await client.request(raw.url, "GET", "/", {}, b"")
+            response = await client.request(raw.url, "GET", "/", [], b"")
             assert await response.read() in (b"part of it", b"hello")
             with pytest.raises(RemoteProtocolError):
                 await response.read()
@@ -297,10 +297,10 @@ async def test_a_server_closing_without_answering() -> None:
 
     async with raw_server(handle) as raw, client_of() as client:
         with pytest.raises(RemoteProtocolError):
-            await client.request(raw.url, "POST", "/", {}, b"{}")
+            await client.request(raw.url, "POST", "/", [], b"{}")
         async with raw_server(answers(b"garbage\r\n\r\n")) as garbage:
             with pytest.raises(RemoteProtocolError):
-                await client.request(garbage.url, "GET", "/", {}, b"")
+                await client.request(garbage.url, "GET", "/", [], b"")
             assert await asyncio.wait_for(garbage.ended.get(), WAIT_S) == 1
 
 
@@ -308,7 +308,7 @@ async def test_a_refused_connection_is_a_connect_error_and_the_next_replica_is_t
     dead = f"http://127.0.0.1:{dead_port()}"
     async with raw_server(answers(fixed(b"alive"))) as raw, client_of() as client:
         with pytest.raises(ConnectError):
-            await client.request(dead, "GET", "/", {}, b"")
+            await client.request(dead, "GET", "/", [], b"")
         balancer = LeastOutstanding()
         down = Target("down", "c", "o", False, dead)
         up = Target("up", "c", "o", False, raw.url)
@@ -319,7 +319,7 @@ async def test_a_refused_connection_is_a_connect_error_and_the_next_replica_is_t
             targets=[up, down],
             method="GET",
             path="/",
-            headers={},
+            headers=[],
             body=b"",
         )
         assert (upstream.target, upstream.tried, upstream.first) == (up, ["down", "up"], b"alive")
@@ -333,7 +333,7 @@ async def test_a_refused_connection_is_a_connect_error_and_the_next_replica_is_t
                 targets=[down],
                 method="GET",
                 path="/",
-                headers={},
+                headers=[],
                 body=b"",
             )
         assert balancer.busy() == 0
@@ -348,9 +348,9 @@ async def test_a_read_timeout_fails_the_request_and_closes_its_connection() -> N
 
     async with raw_server(stall) as raw, client_of(read_timeout=0.05) as client:
         with pytest.raises(ReadTimeout):  # waiting for the head
-            await client.request(raw.url, "GET", "/", {}, b"")
+            await client.request(raw.url, "GET", "/", [], b"")
         assert await asyncio.wait_for(raw.ended.get(), WAIT_S) == 1
-        response = await client.request(raw.url, "GET", "/", {}, b"")
+        response = await client.request(raw.url, "GET", "/", [], b"")
         assert await response.read() == b"half"
         with pytest.raises(ReadTimeout):  # waiting between pieces of the body
             await response.read()
@@ -361,7 +361,7 @@ async def test_a_read_timeout_fails_the_request_and_closes_its_connection() -> N
 async def test_closing_an_answer_mid_body_closes_its_connection() -> None:
     app = echo_app()
     async with serve_app(app) as url, client_of() as client:
-        response = await client.request(url, "GET", "/stream", {}, b"")
+        response = await client.request(url, "GET", "/stream", [], b"")
         assert await response.read() == b"data: {}\n\n"
         response.close()
         await asyncio.wait_for(app.state.cut.wait(), WAIT_S)  # the server saw its request end
@@ -398,7 +398,7 @@ async def test_idle_connections_expire_and_are_bounded() -> None:
 async def test_a_slow_reader_gets_every_byte() -> None:
     body = bytes(range(256)) * 4096  # 1 MiB, well above the high-water mark
     async with raw_server(answers(fixed(body))) as raw, client_of(high_water=1024) as client:
-        response = await client.request(raw.url, "GET", "/", {}, b"")
+        response = await client.request(raw.url, "GET", "/", [], b"")
         got = bytearray()
         while piece := await response.read():
             got += piece
@@ -410,7 +410,12 @@ async def test_a_slow_reader_gets_every_byte() -> None:
 
 async def test_a_request_that_would_smuggle_is_refused() -> None:
     async with client_of() as client:
-        for headers, path in (({"x": "a\r\nevil: 1"}, "/"), ({}, "/ HTTP/1.1\r\nevil: 1\r\n")):
+        for headers, path in (
+            ([(b"x", b"a\r\nevil: 1")], "/"),
+            ([(b"x\n", b"a")], "/"),
+            ([], "/ HTTP/1.1\r\nevil: 1\r\n"),
+            ([], "/caf\u00e9\u20ac"),  # not latin-1
+        ):
             with pytest.raises(LocalProtocolError):
                 await client.request("http://127.0.0.1:1", "GET", path, headers, b"")
 
@@ -430,7 +435,7 @@ async def test_a_failure_before_the_first_chunk_is_upstream_failed() -> None:
                 targets=[Target("r", "c", "o", False, raw.url)],
                 method="POST",
                 path="/v1/chat/completions",
-                headers={},
+                headers=[],
                 body=b"{}",
             )
         assert caught.value.reason == (

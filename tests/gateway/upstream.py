@@ -41,6 +41,7 @@ def fake_model_server(
 ) -> FastAPI:
     app = FastAPI()
     app.state.requests = []
+    app.state.heads = []  # the raw headers of each chat completion request
     app.state.raw_chat = raw_chat
     app.state.die_before_body = die_before_body
     app.state.hang_after = hang_after
@@ -73,6 +74,7 @@ def fake_model_server(
     async def chat(request: Request) -> Response:
         body = await request.json()
         app.state.requests.append(body)
+        app.state.heads.append(request.headers.raw)
         raw: RawAnswer | None = app.state.raw_chat
         if raw is not None:
             return Response(raw.body, status_code=raw.status, media_type=raw.media_type)

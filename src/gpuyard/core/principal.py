@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
 
 class Scope(StrEnum):
@@ -25,6 +26,7 @@ _IMPLIES: dict[Scope, frozenset[Scope]] = {
 }
 
 
+@cache  # few sets of scopes exist, and every request asks
 def granted(scopes: frozenset[Scope]) -> frozenset[Scope]:
     """Every scope that ``scopes`` implies."""
     out: set[Scope] = set()

@@ -20,19 +20,20 @@ from gpuyard.gateway.upstream_http import ConnectError, HttpError, Response, Ups
 
 HOP_HEADERS = frozenset(
     {
-        "host",
-        "connection",
-        "keep-alive",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "authorization",
-        "accept-encoding",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"authorization",
+        b"accept-encoding",
     }
 )
+_HOP_AND_TYPE = HOP_HEADERS | {b"content-type"}
 RETRY_AFTER_S = 5.0
 
 
@@ -76,8 +77,17 @@ class Upstream:
             self.response.close()
 
 
-def forward_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    return {k: v for k, v in headers if k.lower() not in HOP_HEADERS}
+def forward_headers(
+    headers: Iterable[tuple[bytes, bytes]], *, content_type: bytes | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers that a replica gets, as the server received them (ASGI's raw
+    pairs): not the hop-by-hop ones, nor its key; with ``content_type``, that one instead of
+    the client's."""
+    if content_type is None:
+        return [(k, v) for k, v in headers if k.lower() not in HOP_HEADERS]
+    kept = [(k, v) for k, v in headers if k.lower() not in _HOP_AND_TYPE]
+    kept.append((b"content-type", content_type))
+    return kept
 
 
 async def open_upstream(
@@ -87,7 +97,7 @@ async def open_upstream(
     targets: Sequence[Target],
     method: str,
     path: str,
-    headers: dict[str, str],
+    headers: Sequence[tuple[bytes, bytes]],
     body: bytes,
 ) -> Upstream:
     tried: list[str] = []
@@ -115,7 +125,7 @@ async def _first_chunk(
     target: Target,
     method: str,
     path: str,
-    headers: dict[str, str],
+    headers: Sequence[tuple[bytes, bytes]],
     body: bytes,
 ) -> tuple[Response, bytes]:
     try:

@@ -55,14 +55,17 @@ async def respond(
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         stream, end = answer.stream, answer.end
+        chunk = await anext(stream, None)  # before the head: both then leave together
         started()
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        async for chunk in stream:
-            if end is not None and end.reached:  # the last piece: the answer ends with it
+        while chunk is not None:
+            last = end is not None and end.reached  # the answer ends with this piece
+            if last:
                 watching = False
-                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            if last:
                 return
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            chunk = await anext(stream, None)
         watching = False
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:

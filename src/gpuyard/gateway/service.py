@@ -111,7 +111,7 @@ class Gateway:
         principal: Principal,
         endpoint: str,
         raw: bytes,
-        headers: Iterable[tuple[str, str]],
+        headers: Iterable[tuple[bytes, bytes]],
     ) -> Relay:
         """An OpenAI request (``endpoint`` like ``chat/completions``) to a replica of ``model``."""
         request = bodies.parse(endpoint, raw)
@@ -122,7 +122,7 @@ class Gateway:
             targets,
             method="POST",
             path=f"/v1/{endpoint}",
-            headers={**forward_headers(headers), "content-type": "application/json"},
+            headers=forward_headers(headers, content_type=b"application/json"),
             body=request.upstream_body,
             strip_usage=request.strip_usage,
             whole=True,
@@ -136,7 +136,7 @@ class Gateway:
         slug: str,
         method: str,
         path: str,
-        headers: Iterable[tuple[str, str]],
+        headers: Iterable[tuple[bytes, bytes]],
         body: bytes,
     ) -> Relay:
         """Any request under the endpoint of cluster ``slug`` (``path`` with its query) to one
@@ -175,7 +175,7 @@ class Gateway:
         *,
         method: str,
         path: str,
-        headers: dict[str, str],
+        headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
         strip_usage: bool,
         whole: bool,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -254,7 +254,12 @@ class UpstreamClient:
         self._origins: dict[str, tuple[str, int, str]] = {}
 
     async def request(
-        self, url: str, method: str, path: str, headers: Mapping[str, str], body: bytes
+        self,
+        url: str,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
     ) -> Response:
         """Send ``method path`` to the replica at ``url``; its answer once its head is in."""
         host, port, netloc = self._origin(url)
@@ -312,19 +317,23 @@ class UpstreamClient:
 
 
 def request_head(
-    method: str, path: str, netloc: str, headers: Mapping[str, str], body: bytes
+    method: str, path: str, netloc: str, headers: Sequence[tuple[bytes, bytes]], body: bytes
 ) -> bytes:
-    """The request line and headers; a CR or LF inside any of them is refused (smuggling)."""
-    lines = [f"{method} {path} HTTP/1.1\r\nhost: {netloc}\r\n"]
-    if body or method not in _NO_BODY:
-        lines.append(f"content-length: {len(body)}\r\n")
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-    lines.append("\r\n")
-    text = "".join(lines)
-    breaks = len(lines) + 1  # the request line and host share the first entry
-    if text.count("\n") != breaks or text.count("\r") != breaks:
-        raise LocalProtocolError("a CR or LF inside the request line or a header")
+    """The request line and headers (``headers`` as raw pairs, as ASGI gives them); a CR or LF
+    inside any of them is refused (smuggling)."""
     try:
-        return text.encode("latin-1")
+        parts = [f"{method} {path} HTTP/1.1\r\nhost: {netloc}\r\n".encode("latin-1")]
     except UnicodeEncodeError as exc:
-        raise LocalProtocolError("a header that is not latin-1") from exc
+        raise LocalProtocolError("a request line that is not latin-1") from exc
+    breaks = 2  # the request line's and the host's
+    if body or method not in _NO_BODY:
+        parts.append(b"content-length: %d\r\n" % len(body))
+        breaks += 1
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    breaks += len(headers) + 1
+    if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
+        raise LocalProtocolError("a CR or LF inside the request line or a header")
+    return head

@@ -82,7 +82,7 @@ def _body_doc(summary: str) -> dict[str, Any]:
 def _route(endpoint: str, summary: str) -> None:
     async def handler(request: Request, principal: Caller, gw: GatewayDep) -> Response:
         body = await request.body()
-        return _respond(await gw.call(principal, endpoint, body, request.headers.items()))
+        return _respond(await gw.call(principal, endpoint, body, request.headers.raw))
 
     handler.__doc__ = summary
     handler.__name__ = "create_" + endpoint.replace("/", "_")
@@ -108,11 +108,10 @@ def hot_routes(ctx: AppContext) -> dict[tuple[str, str], HotRoute]:
         ) -> None:
             gw = ctx.gateway
             principal = await _caller(gw, scope)
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
             await respond(
                 receive,
                 send,
-                lambda: gw.call(principal, endpoint, body, headers),
+                lambda: gw.call(principal, endpoint, body, scope["headers"]),
                 started=lambda: answering(scope),
             )
 
@@ -159,7 +158,7 @@ async def cluster_endpoint(
         slug=slug,
         method=request.method,
         path=_upstream_path(request, slug, path),
-        headers=request.headers.items(),
+        headers=request.headers.raw,
         body=await request.body(),
     )
     return _respond(relay)
