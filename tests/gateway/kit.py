@@ -29,7 +29,8 @@ async def serve(stack: AsyncExitStack, app: FastAPI) -> int:
 
 
 async def request_logs(api: Api) -> list[orm.RequestLog]:
-    """Every request-log row, oldest first, once the queued ones are written."""
+    """Every request-log row, oldest first, once the answers' rows are queued and written."""
+    await api.ctx.gateway.settle()
     await api.ctx.gateway.logs.flush()
     async with api.ctx.sessions() as s:
         return list((await s.scalars(select(orm.RequestLog).order_by(orm.RequestLog.pk))).all())

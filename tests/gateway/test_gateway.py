@@ -3,6 +3,7 @@ the official ``openai`` SDK against the real gpuyard API on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 
 import openai
@@ -67,6 +68,7 @@ async def test_openai_sdk_against_a_cluster(api: Api, upstream_port: int) -> Non
         with pytest.raises(openai.BadRequestError):
             await d.sdk.chat.completions.create(model="tiny", messages=[])
 
+        await api.ctx.gateway.settle()
         await api.ctx.gateway.logs.flush()
         async with api.ctx.sessions() as s:
             logs = (await s.scalars(select(orm.RequestLog).order_by(orm.RequestLog.pk))).all()
@@ -155,3 +157,55 @@ async def test_a_replica_gets_the_clients_headers_but_not_its_key(api: Api) -> N
         assert names.count(b"content-type") == 1 and (b"content-type", b"application/json") in head
         assert (b"x-trace", b"abc") in head and b"authorization" not in names
         assert dict(head)[b"content-length"] == str(len(r.request.content)).encode()
+
+
+async def test_a_stream_is_answered_first_and_accounted_after(api: Api, upstream_port: int) -> None:
+    gw = api.ctx.gateway
+    gw.after_answer = 3600.0  # what follows an answer waits until the test settles it
+    async with AsyncExitStack() as stack:
+        d = await deploy(api, stack, [upstream_port])
+        chunks = [
+            c
+            async for c in await d.sdk.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        ]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == (
+            "Hello from the fake model"
+        )
+        await gw.logs.flush()
+        async with api.ctx.sessions() as s:
+            assert (await s.scalars(select(orm.RequestLog))).all() == []  # not yet
+        assert gw.balancer.busy() == 1  # the replica is released with the rest
+        await gw.settle()
+        await gw.logs.flush()
+        async with api.ctx.sessions() as s:
+            (row,) = (await s.scalars(select(orm.RequestLog))).all()
+        assert (row.status, row.stream, row.prompt_tokens, row.completion_tokens) == (
+            200,
+            True,
+            7,
+            5,
+        )
+        assert gw.balancer.busy() == 0
+
+
+async def test_the_work_after_answers_runs_in_order_and_survives_a_failure(api: Api) -> None:
+    gw = api.ctx.gateway
+    gw.after_answer = 3600.0
+    done: list[str] = []
+
+    async def work(name: str) -> None:
+        if name == "bad":
+            raise RuntimeError("a broken stream")
+        done.append(name)
+
+    for name in ("a", "bad", "b"):
+        gw.later(work(name))
+    await asyncio.sleep(0)
+    assert done == []
+    await gw.settle()
+    assert done == ["a", "b"]
+    gw.later(work("c"))
+    await gw.stop()  # shutdown runs what is left
+    assert done == ["a", "b", "c"]

@@ -12,7 +12,8 @@ ASGI message per upstream read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 from gpuyard.gateway.relay import Relay
 from gpuyard.server.middleware.asgi import Receive, Send
@@ -24,10 +25,13 @@ async def respond(
     relay: Callable[[], Awaitable[Relay]],
     *,
     started: Callable[[], None],
+    later: Callable[[Coroutine[Any, Any, None]], None] | None = None,
 ) -> None:
     """Send what ``relay()`` answers; ``started()`` is called once the answer has begun (an
     error after it can no longer be an HTTP status). Exceptions from ``relay()`` propagate, for
-    the caller to answer as errors; a client that went away ends it quietly."""
+    the caller to answer as errors; a client that went away ends it quietly. A stream answered
+    to its end is closed (logged, its usage counted) through ``later`` where given: after the
+    client has had its last piece, not before."""
     task = asyncio.current_task()
     assert task is not None
     watching = True
@@ -43,6 +47,7 @@ async def respond(
 
     watcher = asyncio.create_task(watch())
     stream: AsyncIterator[bytes] | None = None
+    answered = False
     try:
         answer = await relay()
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
@@ -64,10 +69,12 @@ async def respond(
                 watching = False
             await send({"type": "http.response.body", "body": chunk, "more_body": not last})
             if last:
+                answered = True
                 return
             chunk = await anext(stream, None)
         watching = False
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        answered = True
     except asyncio.CancelledError:
         if not gone:
             raise
@@ -76,7 +83,10 @@ async def respond(
         watching = False
         watcher.cancel()
         if stream is not None:
-            await _close(stream)
+            if answered and later is not None:
+                later(_close(stream))
+            else:
+                await _close(stream)
 
 
 async def _close(stream: AsyncIterator[bytes]) -> None:

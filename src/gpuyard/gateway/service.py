@@ -48,6 +48,7 @@ from gpuyard.server.services import rate_limits
 log = logging.getLogger(__name__)
 MAX_LOGGED_ERROR = 500
 MAX_ENDPOINT = 64  # request_logs.endpoint
+AFTER_ANSWER_S = 0.001  # how long what follows a streamed answer waits (see ``later``)
 CLIENT_CLOSED = 499  # logged for a request whose client left before any answer (as nginx logs it)
 
 
@@ -76,10 +77,14 @@ class Gateway:
         client: UpstreamClient | None = None,
         directory_ttl: float = 1.0,
         auth_ttl: float = 5.0,
+        after_answer: float = AFTER_ANSWER_S,
     ) -> None:
         self.clock = clock
+        self.after_answer = after_answer
         self.sessions = sessions
         self._background: set[asyncio.Task[None]] = set()
+        self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
+        self._after_timer: asyncio.TimerHandle | None = None
         self.directory = ModelDirectory(sessions, ttl=directory_ttl)
         self.balancer = LeastOutstanding()
         self.auth = PrincipalCache(sessions, clock, ttl=auth_ttl)
@@ -250,12 +255,41 @@ class Gateway:
         except Exception:
             log.exception("could not count %d tokens for %s", tokens, key_id)
 
+    def later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (what follows an answer: its log row, its usage) shortly after, not at
+        once. The server's process would otherwise go on with it while the client, woken by the
+        answer's last bytes, often waits for the same CPU; waiting a moment lets the process
+        sleep, and the client read its answer, first. What is due together runs in one task,
+        in order; ``settle()`` runs what is waiting at once and waits for it."""
+        self._after.append(work)
+        if self._after_timer is None:
+            loop = asyncio.get_running_loop()
+            self._after_timer = loop.call_later(self.after_answer, self._run_after)
+
+    def _run_after(self) -> None:
+        self._after_timer = None
+        due, self._after = self._after, []
+        if due:
+            self._spawn(_run_in_order(due))
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def settle(self) -> None:
-        """Wait for token counting in flight (tests, shutdown)."""
-        while self._background:
+        """Wait for the work that follows answers: streams closed ``later``, token counting
+        (tests, shutdown)."""
+        while self._background or self._after:
+            if self._after_timer is not None:
+                self._after_timer.cancel()
+            self._run_after()
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+async def _run_in_order(works: list[Coroutine[Any, Any, None]]) -> None:
+    for work in works:
+        try:
+            await work
+        except Exception:
+            log.exception("the work after an answer failed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 MAX_SERIES = 10_000  # route templates x methods x statuses; a bound, should anything vary
+BATCH = 256  # requests observed before they are counted (and always before a render)
 
 
 class Metrics:
@@ -31,18 +32,31 @@ class Metrics:
         )
 
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._observed: list[tuple[str, str, int, float]] = []
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        series = self._series.get((method, route, status))
-        if series is None:  # labels() costs more than the update: look each series up once
-            series = (
-                self.requests.labels(method, route, str(status)),
-                self.latency.labels(method, route),
-            )
-            if len(self._series) < MAX_SERIES:
-                self._series[(method, route, status)] = series
-        series[0].inc()
-        series[1].observe(seconds)
+        """Note a request; it is counted with the next ``BATCH`` (each update takes a lock and
+        walks the buckets: once a request has its answer, its process should be free for the
+        next one, or for the client it answered)."""
+        self._observed.append((method, route, status, seconds))
+        if len(self._observed) >= BATCH:
+            self.count()
+
+    def count(self) -> None:
+        """Count the requests observed so far."""
+        observed, self._observed = self._observed, []
+        for method, route, status, seconds in observed:
+            series = self._series.get((method, route, status))
+            if series is None:  # labels() costs more than the update: look each series up once
+                series = (
+                    self.requests.labels(method, route, str(status)),
+                    self.latency.labels(method, route),
+                )
+                if len(self._series) < MAX_SERIES:
+                    self._series[(method, route, status)] = series
+            series[0].inc()
+            series[1].observe(seconds)
 
     def render(self) -> bytes:
+        self.count()
         return generate_latest(self.registry)

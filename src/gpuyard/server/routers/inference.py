@@ -113,6 +113,7 @@ def hot_routes(ctx: AppContext) -> dict[tuple[str, str], HotRoute]:
                 send,
                 lambda: gw.call(principal, endpoint, body, scope["headers"]),
                 started=lambda: answering(scope),
+                later=gw.later,
             )
 
         return serve
