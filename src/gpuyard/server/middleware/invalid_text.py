@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import re
 
+from gpuyard.server.middleware.asgi import Scope, header
+
 # A JSON escape sequence: `\\` + one character, or `\uXXXX`. Scanning escapes in order keeps an
 # escaped backslash followed by "u0000" (the text `\u0000`) from reading as an escape.
 _ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
@@ -25,16 +27,14 @@ _NUL = "a NUL character (\\u0000)"
 _SURROGATE = "an unpaired UTF-16 surrogate (\\ud800-\\udfff); text must be valid Unicode"
 
 
-def invalid_text(
-    path: str, query_string: bytes, content_type: str | None, body: bytes
-) -> str | None:
+def invalid_text(scope: Scope, body: bytes) -> str | None:
     """What is wrong, as "the request <part> holds …", when the request carries text that cannot
     be stored; else None."""
-    if "\x00" in path:
+    if "\x00" in scope["path"]:
         return f"the request path holds {_NUL}"
-    if b"%00" in query_string:
+    if b"%00" in scope.get("query_string", b""):
         return f"the request query holds {_NUL}"
-    if not body or _plainly_storable(body) or not _is_json(content_type):
+    if not body or _plainly_storable(body) or not _is_json(header(scope, b"content-type")):
         return None
     try:
         text = body.decode(json.detect_encoding(body), "surrogatepass")

@@ -82,9 +82,7 @@ class RequestContextMiddleware:
                     return
                 state(scope)["body"] = body
                 receive = _replay(body, receive)
-            problem = invalid_text(
-                scope["path"], scope.get("query_string", b""), header(scope, b"content-type"), body
-            )
+            problem = invalid_text(scope, body)
             if problem is not None:
                 status_seen = 400
                 await send_bytes(
