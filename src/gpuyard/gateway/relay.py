@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,7 @@ class StreamEnd:
     piece, in one write, instead of with an empty one after it."""
 
     reached: bool = False
+    at: float | None = None  # when (perf_counter): the request's latency ends here
 
 
 @dataclass
@@ -160,7 +162,7 @@ async def relay_events(
             rest += f"data: {openai_error(502, error, 'upstream_error').decode()}\n\n".encode()
             rest += DONE
         if end is not None:
-            end.reached = True
+            end.reached, end.at = True, time.perf_counter()
         if rest:
             yield rest
     finally:  # once the client has it all (or has gone): log it, release the replica

@@ -63,6 +63,7 @@ class LogEntry:
     cluster_id: str | None = None
     replica_id: str | None = None
     started: float = field(default_factory=time.perf_counter)
+    end: StreamEnd | None = None  # a stream's: its last piece's time, not its (later) close's
 
     def at(self, target: Target) -> None:
         self.cluster_id, self.replica_id = target.cluster_id, target.replica_id
@@ -213,7 +214,7 @@ class Gateway:
         entry.at(upstream.target)
         if is_event_stream(upstream):
             entry.stream = True
-            end = StreamEnd()
+            end = entry.end = StreamEnd()
             stream = relay_events(upstream, strip_usage=strip_usage, finish=finish, end=end)
             return Relay(200, dict(SSE), stream=stream, end=end)
         if whole:
@@ -226,6 +227,8 @@ class Gateway:
     def _finish(self, entry: LogEntry, status: int, usage: Usage | None, error: str | None) -> None:
         """The request has ended: queue its log row and count its tokens against the key."""
         principal = entry.principal
+        ended = entry.end.at if entry.end is not None and entry.end.at is not None else None
+        ended = ended or time.perf_counter()
         if principal.tpm_limit is not None and usage is not None:
             tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
             if tokens:
@@ -240,7 +243,7 @@ class Gateway:
             replica_id=entry.replica_id,
             stream=entry.stream,
             status=status,
-            latency_ms=round((time.perf_counter() - entry.started) * 1000, 3),
+            latency_ms=round((ended - entry.started) * 1000, 3),
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             error=error[:MAX_LOGGED_ERROR] if error else None,
@@ -288,8 +291,17 @@ class Gateway:
 
 
 async def _run_in_order(works: list[Coroutine[Any, Any, None]]) -> None:
-    for work in works:
-        try:
-            await work
-        except Exception:
-            log.exception("the work after an answer failed")
+    done = 0
+    try:
+        for work in works:
+            done += 1
+            try:
+                await work
+            except Exception:
+                log.exception("the work after an answer failed")
+    finally:  # cancelled: the rest still runs (each logs a request and releases a replica)
+        for work in works[done:]:
+            try:
+                await work
+            except Exception:
+                log.exception("the work after an answer failed")
