@@ -83,10 +83,10 @@ def forward_headers(
     """The client's headers that a replica gets, as the server received them (ASGI's raw
     pairs): not the hop-by-hop ones, nor its key; with ``content_type``, that one instead of
     the client's."""
-    if content_type is None:
-        return [(k, v) for k, v in headers if k.lower() not in HOP_HEADERS]
-    kept = [(k, v) for k, v in headers if k.lower() not in _HOP_AND_TYPE]
-    kept.append((b"content-type", content_type))
+    dropped = HOP_HEADERS if content_type is None else _HOP_AND_TYPE
+    kept = [(k, v) for k, v in headers if k.lower() not in dropped]
+    if content_type is not None:
+        kept.append((b"content-type", content_type))
     return kept
 
 

@@ -49,8 +49,11 @@ class StreamEnd:
     """Set by a stream before it yields its last piece: the client's answer can end with that
     piece, in one write, instead of with an empty one after it."""
 
-    reached: bool = False
-    at: float | None = None  # when (perf_counter): the request's latency ends here
+    at: float | None = None  # when it was reached (perf_counter): the request's latency ends
+
+    @property
+    def reached(self) -> bool:
+        return self.at is not None
 
 
 @dataclass
@@ -131,6 +134,11 @@ async def relay_events(
         if batch.malformed is not None:
             raise batch.malformed
 
+    def pending() -> bytes:
+        joined = b"".join(passed)
+        passed.clear()
+        return joined
+
     def count() -> None:
         for data in seen:
             for obj in data:
@@ -141,10 +149,8 @@ async def relay_events(
         try:
             async for chunk in upstream.chunks():
                 take(events.feed(chunk))
-                if passed and not upstream.response.ended:
-                    piece = passed[0] if len(passed) == 1 else b"".join(passed)
-                    passed.clear()
-                    yield piece
+                if passed and not upstream.response.ended:  # the last read goes with the end
+                    yield pending()
                     count()
             take(events.end())
             if not done:
@@ -156,13 +162,12 @@ async def relay_events(
         except (asyncio.CancelledError, GeneratorExit):
             error = CLIENT_GONE
             raise
-        rest = b"".join(passed)  # the last events, or those before a malformed one
-        passed.clear()
+        rest = pending()  # the last events, or those before a malformed one
         if error is not None:
             rest += f"data: {openai_error(502, error, 'upstream_error').decode()}\n\n".encode()
             rest += DONE
         if end is not None:
-            end.reached, end.at = True, time.perf_counter()
+            end.at = time.perf_counter()
         if rest:
             yield rest
     finally:  # once the client has it all (or has gone): log it, release the replica

@@ -25,13 +25,13 @@ async def respond(
     relay: Callable[[], Awaitable[Relay]],
     *,
     started: Callable[[], None],
-    later: Callable[[Coroutine[Any, Any, None]], None] | None = None,
+    later: Callable[[Coroutine[Any, Any, None]], None],
 ) -> None:
     """Send what ``relay()`` answers; ``started()`` is called once the answer has begun (an
     error after it can no longer be an HTTP status). Exceptions from ``relay()`` propagate, for
     the caller to answer as errors; a client that went away ends it quietly. A stream answered
-    to its end is closed (logged, its usage counted) through ``later`` where given: after the
-    client has had its last piece, not before."""
+    to its end is closed (logged, its usage counted) through ``later``: after the client has
+    had its last piece, not before."""
     task = asyncio.current_task()
     assert task is not None
     watching = True
@@ -83,7 +83,7 @@ async def respond(
         watching = False
         watcher.cancel()
         if stream is not None:
-            if answered and later is not None:
+            if answered:
                 later(_close(stream))
             else:
                 await _close(stream)

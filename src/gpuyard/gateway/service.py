@@ -227,8 +227,7 @@ class Gateway:
     def _finish(self, entry: LogEntry, status: int, usage: Usage | None, error: str | None) -> None:
         """The request has ended: queue its log row and count its tokens against the key."""
         principal = entry.principal
-        ended = entry.end.at if entry.end is not None and entry.end.at is not None else None
-        ended = ended or time.perf_counter()
+        ended = entry.end.at if entry.end is not None and entry.end.at else time.perf_counter()
         if principal.tpm_limit is not None and usage is not None:
             tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
             if tokens:
@@ -291,17 +290,13 @@ class Gateway:
 
 
 async def _run_in_order(works: list[Coroutine[Any, Any, None]]) -> None:
-    done = 0
-    try:
-        for work in works:
-            done += 1
-            try:
-                await work
-            except Exception:
-                log.exception("the work after an answer failed")
-    finally:  # cancelled: the rest still runs (each logs a request and releases a replica)
-        for work in works[done:]:
-            try:
-                await work
-            except Exception:
-                log.exception("the work after an answer failed")
+    cancelled = False
+    for work in works:
+        try:
+            await work
+        except asyncio.CancelledError:  # shutdown: the rest still runs (each logs, releases)
+            cancelled = True
+        except Exception:
+            log.exception("the work after an answer failed")
+    if cancelled:
+        raise asyncio.CancelledError

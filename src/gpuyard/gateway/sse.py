@@ -41,9 +41,6 @@ class Batch(NamedTuple):
     malformed: MalformedEvent | None  # the event after these was malformed: the stream is broken
 
 
-NOTHING = Batch(b"", [], False, None)
-
-
 def parse_event(raw: bytes) -> Event:
     """One event (``raw`` ends in its blank line), checked."""
     if raw.startswith(b"data: ") and raw.find(b"\n") == len(raw) - 2:
@@ -90,63 +87,49 @@ class SseEvents:
         cut = buffer.rfind(b"\n\n")
         if cut < 0:
             self._buffer = buffer
-            return NOTHING
+            return Batch(b"", [], False, None)
         self._buffer = buffer[cut + 2 :]
         return self._check(buffer[: cut + 2])
 
     def end(self) -> Batch:
         """The last event, when the stream ended without its blank line."""
         rest, self._buffer = self._buffer.strip(b"\n"), b""
-        return self._check(rest + b"\n\n") if rest else NOTHING
+        return self._check(rest + b"\n\n")
 
     def _check(self, events: bytes) -> Batch:
-        """``events``: whole events, ending in a blank line."""
+        """``events``: whole events, ending in a blank line. They are passed on as received
+        unless one is left out (dropped, or only extra blank lines); then what is kept."""
         data: list[Any] = []
         done = False
-        kept: list[bytes] | None = None  # once an event is dropped or irregular: what is kept
+        kept: list[bytes] | None = None  # the events kept, once one is left out
         parts = events.split(b"\n\n")
         parts.pop()  # what follows the last blank line: nothing
         for i, part in enumerate(parts):
-            if part.startswith(b"data: ") and b"\n" not in part:  # the usual event
-                payload = part[6:]
-                if payload == b"[DONE]":
-                    done = True
-                    if kept is not None:
-                        kept.append(part + b"\n\n")
-                    continue
-                try:
-                    obj = loads(payload)
-                except NotJson:
-                    return self._broken(parts, i, kept, data, done)
-                data.append(obj)
-                if self._drop is not None and self._drop(obj):
-                    if kept is None:
-                        kept = [p + b"\n\n" for p in parts[:i]]
-                    continue
-                if kept is not None:
-                    kept.append(part + b"\n\n")
-                continue
-            if kept is None:  # irregular: rebuilt event by event from here
-                kept = [p + b"\n\n" for p in parts[:i]]
-            if not part.strip(b"\n"):
-                continue  # only extra blank lines
+            obj, last, blank = None, False, False
             try:
-                event = parse_event(part + b"\n\n")
+                if part.startswith(b"data: ") and b"\n" not in part:  # the usual event
+                    payload = part[6:]
+                    if payload == b"[DONE]":
+                        last = True
+                    else:
+                        obj = _json(payload)
+                elif part.strip(b"\n"):
+                    event = parse_event(part + b"\n\n")
+                    obj, last = event.data, event.done
+                else:
+                    blank = True
             except MalformedEvent as exc:
-                return Batch(b"".join(kept), data, done, exc)
-            done = done or event.done
-            if event.data is not None:
-                data.append(event.data)
-                if self._drop is not None and self._drop(event.data):
-                    continue
-            kept.append(event.raw)
-        return Batch(events if kept is None else b"".join(kept), data, done, None)
+                return Batch(_joined(parts[:i] if kept is None else kept), data, done, exc)
+            done = done or last
+            if obj is not None:
+                data.append(obj)
+            if blank or (obj is not None and self._drop is not None and self._drop(obj)):
+                if kept is None:
+                    kept = parts[:i]
+            elif kept is not None:
+                kept.append(part)
+        return Batch(events if kept is None else _joined(kept), data, done, None)
 
-    def _broken(
-        self, parts: list[bytes], i: int, kept: list[bytes] | None, data: list[Any], done: bool
-    ) -> Batch:
-        """Event ``i`` is a data line whose data is not JSON."""
-        passed = kept if kept is not None else [p + b"\n\n" for p in parts[:i]]
-        payload = parts[i][6:]
-        problem = MalformedEvent(f"event data is not JSON: {payload[:_SHOWN]!r}")
-        return Batch(b"".join(passed), data, done, problem)
+
+def _joined(parts: list[bytes]) -> bytes:
+    return b"".join(p + b"\n\n" for p in parts)
