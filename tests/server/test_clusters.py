@@ -155,6 +155,8 @@ async def test_rolling_update_keeps_capacity(api: Api) -> None:
     got = (await t.client.get(f"/v1/clusters/{c['id']}")).json()
     assert got["ready_replicas"] == 1
     health.healthy.add(new)
+    assert await ctl.step() == 0  # not probed again before its time
+    api.clock.advance(clusters_controller.SETTLE_SECONDS)
     await ctl.step()  # now the old one drains: out of routing, still running
     desired = {a["spec"]["id"]: a["desired"] for a in (await host.beat())["workloads"]}
     assert desired == {old: "running", new: "running"}
@@ -288,6 +290,7 @@ async def test_a_replica_that_never_becomes_healthy_fails_the_cluster(
     for _ in range(20):
         await ctl.step()
         await run_replicas(host, health, ready=False)
+        api.clock.advance(clusters_controller.SETTLE_SECONDS)  # a running replica's next probe
         got = (await t.client.get(f"/v1/clusters/{c['id']}")).json()
         if got["status"] == "failed":
             break

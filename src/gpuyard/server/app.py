@@ -50,6 +50,7 @@ from gpuyard.server.routers import (
     ssh_keys,
     vms,
 )
+from gpuyard.server.services.wakeups import Wakeups
 from gpuyard.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     engine = create_engine(settings.resolved_database_url())
-    sessions = session_factory(engine)
+    wakeups = Wakeups()
+    sessions = session_factory(engine, sync_session_class=wakeups.session_class())
     clock = clock or SystemClock()
     ctx = AppContext(
         settings=settings,
@@ -92,6 +94,7 @@ def create_app(
         sessions=sessions,
         clock=clock,
         gateway=Gateway(sessions, clock),
+        wakeups=wakeups,
     )
     start_controllers = settings.run_controllers if run_controllers is None else run_controllers
 
@@ -100,7 +103,7 @@ def create_app(
         if migrate_on_start:
             settings.prepare_data_dir()
             await migrate(engine)
-        controllers = ControllerSet(build_controllers(ctx))
+        controllers = ControllerSet(build_controllers(ctx), ctx.wakeups)
         app.state.controllers = controllers
         if start_controllers:
             controllers.start()

@@ -10,6 +10,7 @@ from gpuyard.core.clock import Clock
 from gpuyard.gateway.service import Gateway
 from gpuyard.server.metrics import Metrics
 from gpuyard.server.services.heard import HeardFrom
+from gpuyard.server.services.wakeups import Wakeups
 from gpuyard.server.settings import Settings
 
 
@@ -22,3 +23,4 @@ class AppContext:
     gateway: Gateway
     metrics: Metrics = field(default_factory=Metrics)
     heard: HeardFrom = field(default_factory=HeardFrom)  # heartbeats not yet written
+    wakeups: Wakeups = field(default_factory=Wakeups)  # controllers to wake after a commit

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "gpuyard_write"
@@ -66,8 +67,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def session_factory(
+    engine: AsyncEngine, *, sync_session_class: type[Session] = Session
+) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, sync_session_class=sync_session_class
+    )
 
 
 async def begin_write(session: AsyncSession) -> None:

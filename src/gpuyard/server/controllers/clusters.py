@@ -29,7 +29,6 @@ changed (PATCH), so a replica that can never start does not loop forever.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,49 +43,26 @@ from gpuyard.core.ids import new_id
 from gpuyard.core.workload import WorkloadKind, WorkloadSpec
 from gpuyard.server import orm
 from gpuyard.server.controllers.base import Reconciler
+from gpuyard.server.controllers.replica_health import (
+    Probe,
+    Prober,
+    ProbeResult,
+    http_probe,
+    probed,
+    record_health,
+)
 from gpuyard.server.services import events, offers, scheduler, workloads
 from gpuyard.server.services.clusters import replica_rows
 
-HEALTH_TIMEOUT_S = 2.0
-MAX_UNHEALTHY_CHECKS = 150  # running but never healthy for this many passes: a failed replica
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    replica_id: str
-    url: str  # http://address:port
-    health_path: str
-    discover: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    healthy: bool
-    models: tuple[str, ...] | None
+PROBE_SECONDS = 5.0  # a settled cluster's replicas are probed this often
+SETTLE_SECONDS = 1.0  # a replica that runs but is not ready yet is probed again this soon
+MAX_UNHEALTHY_CHECKS = 600  # running but never healthy for this many probes: a failed replica
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterWork:
     id: str
     probes: tuple[Probe, ...]
-
-
-Prober = Callable[[Probe], Awaitable[ProbeResult]]
-
-
-async def http_probe(probe: Probe, client: httpx.AsyncClient) -> ProbeResult:
-    try:
-        r = await client.get(probe.url + probe.health_path, timeout=HEALTH_TIMEOUT_S)
-        healthy = r.status_code < 400
-        models: tuple[str, ...] | None = None
-        if healthy and probe.discover:
-            m = await client.get(probe.url + "/v1/models", timeout=HEALTH_TIMEOUT_S)
-            if m.status_code == 200:
-                data = m.json().get("data", [])
-                models = tuple(str(x["id"]) for x in data if isinstance(x, dict) and "id" in x)
-        return ProbeResult(healthy=healthy, models=models)
-    except (httpx.HTTPError, ValueError, TypeError, KeyError):
-        return ProbeResult(healthy=False, models=None)
 
 
 @dataclass(slots=True)
@@ -104,7 +80,7 @@ class _Pass:
         return w.generation != self.cluster.generation or self.hosts[w.id].draining
 
 
-class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
+class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResult]]):
     name = "clusters"
     model = orm.Cluster
     batch_size = 10
@@ -115,24 +91,27 @@ class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
         default_price: int,
         prober: Prober | None = None,
         drain_seconds: float = DEFAULT_DRAIN_SECONDS,
+        probe_seconds: float = PROBE_SECONDS,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.default_price = default_price
         self.drain = timedelta(seconds=drain_seconds)
+        self.probe_every = timedelta(seconds=probe_seconds)
         self._client: httpx.AsyncClient | None = None
         self._prober = prober
 
     def due(self) -> ColumnElement[bool]:
+        """Every cluster that is not gone; when is up to its next-run time (``_next_look``)."""
         return or_(orm.Cluster.deleted_at.is_(None), orm.Cluster.status != "deleted")
 
-    def snapshot(self, row: Any) -> ClusterWork:
+    def snapshot(self, row: orm.Cluster) -> ClusterWork:
         return ClusterWork(id=row.id, probes=())
 
-    async def load(self, session: AsyncSession, row: Any) -> ClusterWork:
+    async def load(self, session: AsyncSession, row: orm.Cluster) -> ClusterWork:
         probes = []
         for w, h in await replica_rows(session, row.id):
-            if _probed(w, h) and w.host_port:
+            if probed(w, h) and w.host_port:
                 probes.append(
                     Probe(
                         replica_id=w.id,
@@ -156,13 +135,17 @@ class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
         return await http_probe(probe, self._client)
 
     async def apply(
-        self, session: AsyncSession, row: Any, item: ClusterWork, result: dict[str, ProbeResult]
+        self,
+        session: AsyncSession,
+        row: orm.Cluster,
+        item: ClusterWork,
+        result: dict[str, ProbeResult],
     ) -> None:
         cluster: orm.Cluster = row
         p = _Pass(cluster=cluster, now=self.clock.now())
         for w, h in await replica_rows(session, cluster.id):
             p.hosts[w.id] = h
-            _record_health(w, h, result.get(w.id), p.now)
+            record_health(w, h, result.get(w.id), p.now)
             await self._sweep(session, p, w)
         deleting = cluster.deleted_at is not None
         wanted = 0 if deleting else cluster.replicas
@@ -189,6 +172,21 @@ class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
         await self._set_status(
             session, p, wanted=wanted, live=current + old, unplaceable=unplaceable and not current
         )
+        if cluster.status != "deleted":
+            cluster.next_run_at = p.now + self._next_look(p, current + old)
+
+    def _next_look(self, p: _Pass, live: list[orm.Workload]) -> timedelta:
+        """How soon to look again: a replica that runs but is not ready yet is probed again soon,
+        a drain ends on time, anything else waits for the probe interval. (A replica that starts
+        or ends is reported by its host's heartbeat, which wakes the cluster at once.)"""
+        soon = [self.probe_every]
+        for w in live:
+            if w.state == "running" and not w.ready:  # 0.2 s, 0.4 s, 0.8 s, then every second
+                soon.append(timedelta(seconds=min(SETTLE_SECONDS, 0.2 * 2**w.health_failures)))
+        for w in p.draining:
+            if w.drain_started_at is not None:
+                soon.append(w.drain_started_at + self.drain - p.now)
+        return max(min(soon), timedelta(seconds=0.1))
 
     async def _fill(
         self, session: AsyncSession, p: _Pass, current: list[orm.Workload], room: int
@@ -241,7 +239,7 @@ class ClusterController(Reconciler[ClusterWork, dict[str, ProbeResult]]):
 
     async def _retire(self, session: AsyncSession, p: _Pass, w: orm.Workload, why: str) -> None:
         """Take a replica out of the cluster: drain it if it may be serving, else remove it."""
-        if not self.drain or not _probed(w, p.hosts[w.id]):
+        if not self.drain or not probed(w, p.hosts[w.id]):
             await self._remove(session, p.cluster, w, why)
             return
         w.ready = False
@@ -372,22 +370,6 @@ async def _has_replica(session: AsyncSession, cluster_id: str, *where: ColumnEle
         .limit(1)
     )
     return found is not None
-
-
-def _probed(w: orm.Workload, h: orm.Host) -> bool:
-    """Health-checked, and possibly routed to: running, not draining, on a ready host."""
-    return w.state == "running" and w.drain_started_at is None and h.status == HostStatus.READY
-
-
-def _record_health(w: orm.Workload, h: orm.Host, probed: ProbeResult | None, now: datetime) -> None:
-    if not _probed(w, h):
-        w.ready = False  # a draining replica is never probed back to ready
-    elif probed is not None:
-        w.ready = probed.healthy
-        w.health_checked_at = now
-        w.health_failures = 0 if probed.healthy else w.health_failures + 1
-        if probed.models is not None:
-            w.served_models = list(probed.models)
 
 
 def _surplus(current: list[orm.Workload], wanted: int) -> list[orm.Workload]:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpuyard.core.agent_protocol import HostStatus
 from gpuyard.server import orm
 from gpuyard.server.controllers.base import Reconciler
-from gpuyard.server.services import events, offers
+from gpuyard.server.services import events, offers, workloads
 from gpuyard.server.services.heard import HeardFrom
 from gpuyard.server.services.hosts import operator_org_id
 
@@ -33,7 +33,7 @@ class SilentHost:
     status: str
 
 
-class HostHealthController(Reconciler[SilentHost, None]):
+class HostHealthController(Reconciler[orm.Host, SilentHost, None]):
     name = "host-health"
     model = orm.Host
 
@@ -69,7 +69,7 @@ class HostHealthController(Reconciler[SilentHost, None]):
             ),
         )
 
-    def snapshot(self, row: Any) -> SilentHost:
+    def snapshot(self, row: orm.Host) -> SilentHost:
         return SilentHost(id=row.id, name=row.name, status=row.status)
 
     def _next_status(self, row: orm.Host) -> HostStatus | None:
@@ -85,14 +85,17 @@ class HostHealthController(Reconciler[SilentHost, None]):
                 return HostStatus.UNREACHABLE
         return None
 
-    async def apply(self, session: AsyncSession, row: Any, item: SilentHost, result: None) -> None:
+    async def apply(
+        self, session: AsyncSession, row: orm.Host, item: SilentHost, result: None
+    ) -> None:
         target = self._next_status(row)  # a heartbeat may have landed since the claim
-        if target is None:
+        if target is None or row.last_heartbeat_at is None:
             return
         previous = row.status
         row.status = target
         row.status_changed_at = self.clock.now()
         await offers.refresh_host(session, host=row, default_price=self.default_price)
+        await workloads.wake_clusters_on(session, host_id=row.id)  # replace what it ran
         await events.record(
             session,
             clock=self.clock,

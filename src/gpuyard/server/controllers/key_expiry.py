@@ -7,7 +7,7 @@ Authentication already refuses a key past its expiry; this controller makes the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +24,7 @@ class ExpiringKey:
     name: str
 
 
-class KeyExpiryController(Reconciler[ExpiringKey, None]):
+class KeyExpiryController(Reconciler[orm.ApiKey, ExpiringKey, None]):
     name = "key-expiry"
     model = orm.ApiKey
 
@@ -35,10 +35,12 @@ class KeyExpiryController(Reconciler[ExpiringKey, None]):
             orm.ApiKey.revoked_at.is_(None),
         )
 
-    def snapshot(self, row: Any) -> ExpiringKey:
+    def snapshot(self, row: orm.ApiKey) -> ExpiringKey:
         return ExpiringKey(id=row.id, org_id=row.org_id, name=row.name)
 
-    async def apply(self, session: AsyncSession, row: Any, item: ExpiringKey, result: None) -> None:
+    async def apply(
+        self, session: AsyncSession, row: orm.ApiKey, item: ExpiringKey, result: None
+    ) -> None:
         row.expired_at = self.clock.now()
         await events.record(
             session,
@@ -46,5 +48,9 @@ class KeyExpiryController(Reconciler[ExpiringKey, None]):
             org_id=item.org_id,
             type="api_key.expired",
             subject_id=item.id,
-            data={"name": item.name, "expires_at": row.expires_at.isoformat()},
+            data={"name": item.name, "expires_at": _iso(row.expires_at)},
         )
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()

@@ -15,6 +15,7 @@ from gpuyard.server.controllers.heard_flush import HeardFlush
 from gpuyard.server.controllers.hosts import HostHealthController
 from gpuyard.server.controllers.key_expiry import KeyExpiryController
 from gpuyard.server.controllers.retention import RetentionSweeper
+from gpuyard.server.services.wakeups import Wakeups
 
 
 class Controller(Protocol):
@@ -68,13 +69,17 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
 
 
 class ControllerSet:
-    def __init__(self, controllers: dict[str, Controller]) -> None:
+    def __init__(self, controllers: dict[str, Controller], wakeups: Wakeups | None = None) -> None:
         self.controllers = controllers
+        self.wakeups = wakeups
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         for name, controller in self.controllers.items():
             self._tasks.append(asyncio.create_task(controller.run(), name=f"controller:{name}"))
+            table = getattr(getattr(controller, "model", None), "__tablename__", None)
+            if self.wakeups is not None and table is not None:
+                self.wakeups.listen(table, controller.hint)
 
     def hint(self, name: str) -> None:
         if name in self.controllers:
@@ -87,3 +92,5 @@ class ControllerSet:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.wakeups is not None:
+            self.wakeups.clear()

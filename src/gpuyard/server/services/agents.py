@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core import gpu_names
@@ -172,6 +172,7 @@ async def heartbeat(
         host.status = HostStatus.READY
         host.status_changed_at = now
         dirty = True
+        await workloads.wake_clusters_on(session, host_id=host.id)
         await events.record(
             session,
             clock=clock,
@@ -186,8 +187,7 @@ async def heartbeat(
     for row in rows:
         status = reported.get(row.id)
         if row.desired == Desired.REMOVED and status is None:
-            await workloads.release_gpus(session, workload_id=row.id)
-            await session.execute(delete(orm.Workload).where(orm.Workload.pk == row.pk))
+            await workloads.forget(session, row=row)
             dirty = True
             continue
         if status is not None:

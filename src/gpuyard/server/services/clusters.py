@@ -18,7 +18,7 @@ from gpuyard.core.errors import Conflict, InvalidRequest, NotFound
 from gpuyard.core.ids import is_id, new_id
 from gpuyard.core.pagination import Page
 from gpuyard.server import orm
-from gpuyard.server.services import events
+from gpuyard.server.services import events, wakeups
 from gpuyard.server.services.pagination import paginate
 
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -195,6 +195,7 @@ async def create_cluster(
         updated_at=now,
     )
     session.add(row)
+    wakeups.wake(session, row)  # placed at once, not at the next poll
     await session.flush()
     await events.record(
         session,
@@ -256,6 +257,7 @@ async def update_cluster(
         row.failures = 0
         row.status_reason = None
     row.updated_at = clock.now()
+    wakeups.wake(session, row)
     await events.record(
         session,
         clock=clock,
@@ -277,6 +279,7 @@ async def delete_cluster(
     row.deleted_at = now
     row.status = ClusterStatus.DELETING
     row.updated_at = now
+    wakeups.wake(session, row)
     await events.record(
         session,
         clock=clock,

@@ -15,7 +15,7 @@ from gpuyard.core.hosts import Gpu, GpuType, Host
 from gpuyard.core.ids import is_id
 from gpuyard.core.pagination import Page
 from gpuyard.server import orm
-from gpuyard.server.services import events, offers
+from gpuyard.server.services import events, offers, workloads
 from gpuyard.server.services.pagination import paginate
 
 
@@ -142,6 +142,7 @@ async def set_cordon(
             data={"name": row.name},
         )
         await offers.refresh_host(session, host=row, default_price=default_price)
+        await workloads.wake_clusters_on(session, host_id=row.id)
     return await get_host(session, host_id=host_id)
 
 
@@ -168,6 +169,7 @@ async def remove_host(session: AsyncSession, *, clock: Clock, host_id: str, forc
     row.credential_hash = f"removed:{row.id}"
     await session.execute(update(orm.Gpu).where(orm.Gpu.host_id == row.id).values(workload_id=None))
     await offers.refresh_host(session, host=row, default_price=0)
+    await workloads.wake_clusters_on(session, host_id=row.id)
     await events.record(
         session,
         clock=clock,

@@ -13,13 +13,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
-from gpuyard.core.workload import WorkloadSpec, WorkloadStatus
+from gpuyard.core.workload import WorkloadKind, WorkloadSpec, WorkloadStatus
 from gpuyard.server import orm
-from gpuyard.server.services import events
+from gpuyard.server.services import events, wakeups
 
 MAX_LOG_TAIL = 16_384
 
@@ -90,6 +90,8 @@ async def apply_status(
     row.reported_at = now
     if changed:
         row.updated_at = now
+        if row.kind == WorkloadKind.REPLICA:  # its cluster reacts now (probe, replace)
+            await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
         data: dict[str, object] = {"id": row.owner_id, "workload_id": row.id, "state": row.state}
         if row.exit_code is not None:
             data["exit_code"] = row.exit_code
@@ -110,3 +112,21 @@ async def release_gpus(session: AsyncSession, *, workload_id: str) -> None:
     await session.execute(
         update(orm.Gpu).where(orm.Gpu.workload_id == workload_id).values(workload_id=None)
     )
+
+
+async def forget(session: AsyncSession, *, row: orm.Workload) -> None:
+    """Delete a removed workload its host no longer runs, and free its GPUs (a cluster that
+    waits for them to place a replacement, or to finish deleting, looks again now)."""
+    await release_gpus(session, workload_id=row.id)
+    await session.execute(delete(orm.Workload).where(orm.Workload.pk == row.pk))
+    if row.kind == WorkloadKind.REPLICA:
+        await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
+
+
+async def wake_clusters_on(session: AsyncSession, *, host_id: str) -> None:
+    """The clusters with a replica on this host look again now (the host changed: drained,
+    cordoned, lost, removed, back)."""
+    on_host = select(orm.Workload.owner_id).where(
+        orm.Workload.host_id == host_id, orm.Workload.kind == WorkloadKind.REPLICA
+    )
+    await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id.in_(on_host))
