@@ -174,9 +174,11 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
                 )
                 .execution_options(synchronize_session=False)
             )
-            rows = (await session.execute(select(model.pk, model).where(model.pk.in_(pks)))).all()
-            return [
-                Claim(pk=pk, token=token, item=await self.load(session, row)) for pk, row in rows
+            rows = dict(
+                (await session.execute(select(model.pk, model).where(model.pk.in_(pks)))).all()
+            )
+            return [  # in the order claimed: oldest-due first
+                Claim(pk=pk, token=token, item=await self.load(session, rows[pk])) for pk in pks
             ]
 
     async def renew(self, token: str) -> int:
@@ -337,6 +339,8 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
             self._wake.clear()  # a hint that arrives during the step is kept for the wait
             try:
                 claimed = await self.step()
+                if claimed:
+                    log.info("%s: owner %s processed %d rows", self.name, self.owner, claimed)
                 if claimed >= self.batch_size:
                     continue
                 wait = self.poll_seconds
