@@ -14,6 +14,7 @@ import pytest
 
 from gpuyard.agent.backoff import Backoff
 from gpuyard.agent.runtimes.process import ProcessRuntime
+from gpuyard.core.agent_protocol import WaitRequest, WaitResponse
 from gpuyard.core.clock import ManualClock
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadState
@@ -119,7 +120,7 @@ async def test_a_round_that_acted_is_followed_up_soon(
 
     await sup.run(stop)
 
-    assert sleeps.waits == [1, 5, 5]
+    assert sleeps.waits == [0.25, 5, 5]
     assert server.statuses["wl_quick"].spec_hash == server.assignments["wl_quick"].spec.spec_hash()
 
 
@@ -190,3 +191,66 @@ class HangingServer(FakeServer):
     async def heartbeat(self, credential, request):  # type: ignore[no-untyped-def]
         self.called.set()
         await asyncio.Event().wait()
+
+
+class Waits:
+    """An injected ``waiter``: the server's side of ``/v1/agent/wait`` by hand."""
+
+    def __init__(self, answers: list[bool | Exception], stop: asyncio.Event) -> None:
+        self.answers = answers
+        self.stop = stop
+        self.calls: list[WaitRequest] = []
+        self.hooks: dict[int, Callable[[], None]] = {}
+
+    async def __call__(self, credential: str, request: WaitRequest) -> WaitResponse:
+        assert credential.startswith("gyh_")
+        self.calls.append(request)
+        hook = self.hooks.get(len(self.calls))
+        if hook is not None:
+            hook()
+        if not self.answers:
+            self.stop.set()
+            await asyncio.Event().wait()  # held until the pause ends
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return WaitResponse(changed=answer, mark=f"r.{len(self.calls)}")
+
+
+async def test_new_work_ends_the_pause_at_once(
+    runtime: ProcessRuntime, state_dir: Path, port_range: PortRange
+) -> None:
+    server = FakeServer(interval_s=5.0)
+    stop = asyncio.Event()
+    slept: list[float] = []
+
+    async def never(seconds: float) -> None:  # only the waiter can end a pause
+        slept.append(seconds)
+        await asyncio.Event().wait()
+
+    waits = Waits([True], stop)
+    waits.hooks = {1: lambda: server.assign(spec("wl_soon"))}  # work comes while it waits
+    sup = make_supervisor(server, runtime, state_dir, port_range, sleep=never, waiter=waits)
+    await sup.step()
+    await sup.run(stop)
+
+    assert len(server.heartbeats) == 3  # the step, the round before the wait, the one after
+    assert [(c.mark, c.timeout_s) for c in waits.calls] == [(None, 5.0), ("r.1", 0.25)]
+    assert slept == [5.0, 0.25]  # neither pause was slept through
+    started = await runtime.inspect("wl_soon")
+    assert started is not None and started.state is WorkloadState.RUNNING
+
+
+async def test_a_failed_wait_leaves_the_pause_to_run_its_course(
+    runtime: ProcessRuntime, state_dir: Path, port_range: PortRange
+) -> None:
+    server = FakeServer(interval_s=5.0)
+    clock, stop = ManualClock(), asyncio.Event()
+    sleeps = Sleeps(clock, stop, stop_after=2)
+    waits = Waits([RuntimeError("404: an older server"), False], stop)
+    sup = make_supervisor(
+        server, runtime, state_dir, port_range, clock=clock, sleep=sleeps, waiter=waits
+    )
+    await sup.run(stop)
+    assert sleeps.waits == [5.0, 5.0]
+    assert len(server.heartbeats) == 2

@@ -135,6 +135,7 @@ async def run_agent(
                 server_url=server_url,
                 join_token=None if saved is not None else options.join_token,
                 name=options.name,
+                waiter=transport.wait_for_work if isinstance(transport, HttpTransport) else None,
                 backoff=backoff,
             )
             if not options.wait_for_server:

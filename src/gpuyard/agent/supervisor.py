@@ -14,8 +14,10 @@ One ``step()`` is one round:
 Nothing is decided without a successful heartbeat: while the server is unreachable the workloads
 keep running untouched (and one the server no longer lists is only removed once the server has
 said so). Statuses changed by actions go out with the next heartbeat; after a round that acted,
-``run()`` sends that heartbeat after ``followup_s`` (1 s) instead of a full interval, so the server
-learns soon that a workload started, or that its command exited at once.
+``run()`` sends that heartbeat after ``followup_s`` (0.25 s) instead of a full interval, so the
+server learns soon that a workload started, or that its command exited at once. Between rounds,
+with a ``waiter`` (the HTTP transport's ``wait_for_work``), the agent waits on the server instead
+of sleeping: when the host's assignments change, the next round starts at once.
 
 ``run(stop_event)`` repeats ``step()`` every ``heartbeat_interval_s`` (the server's, 5 s until it
 says otherwise). On ``ServerUnavailable`` (and unexpected errors) it backs off 1 s, 2 s, 4 s … 30 s
@@ -30,6 +32,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from gpuyard.agent.backoff import Backoff
 from gpuyard.agent.reconcile import Action, apply, plan
@@ -43,6 +46,8 @@ from gpuyard.core.agent_protocol import (
     HeartbeatResponse,
     HostStatus,
     RegisterRequest,
+    WaitRequest,
+    WaitResponse,
 )
 from gpuyard.core.clock import Clock
 from gpuyard.core.hosts import HostFacts
@@ -52,6 +57,7 @@ log = logging.getLogger(__name__)
 
 FactsSource = Callable[[], Awaitable[HostFacts]]
 Sleep = Callable[[float], Awaitable[None]]
+Waiter = Callable[[str, WaitRequest], Awaitable[WaitResponse]]  # (credential, request)
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 MIN_HEARTBEAT_INTERVAL_S = 0.1
@@ -83,7 +89,8 @@ class Supervisor:
         name: str | None = None,
         stop_grace_s: float = DEFAULT_GRACE_S,
         action_wait_s: float | None = 2.0,
-        followup_s: float = 1.0,
+        followup_s: float = 0.25,
+        waiter: Waiter | None = None,
         backoff: Backoff | None = None,
         sleep: Sleep = asyncio.sleep,
         shutdown_wait_s: float = 30.0,
@@ -101,6 +108,8 @@ class Supervisor:
         self._grace_s = stop_grace_s
         self._action_wait_s = action_wait_s
         self._followup_s = followup_s
+        self._waiter = waiter
+        self._mark: str | None = None
         self._backoff = backoff or Backoff()
         self._sleep = sleep
         self._shutdown_wait_s = shutdown_wait_s
@@ -235,14 +244,36 @@ class Supervisor:
         return self._interval_s
 
     async def _pause(self, seconds: float, stop_event: asyncio.Event) -> None:
+        """Wait ``seconds``, less when stopped or when the server says there is new work."""
         if seconds <= 0:
             return
         sleeping = asyncio.ensure_future(self._sleep(seconds))
         stopping = asyncio.ensure_future(stop_event.wait())
-        await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (sleeping, stopping):
+        tasks: list[asyncio.Future[Any]] = [sleeping, stopping]
+        if self._waiter is not None and self._registration and not self._backoff.failures:
+            tasks.append(asyncio.ensure_future(self._wait_for_work(seconds)))
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if sleeping in done or stopping in done or any(t.result() for t in done):
+                break  # slept, stopped, or new work came
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(sleeping, stopping, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _wait_for_work(self, seconds: float) -> bool:
+        """Whether the server said the host's assignments changed within ``seconds``; any
+        failure is False (the pause then runs its course, and the next heartbeat says more)."""
+        assert self._waiter is not None and self._registration is not None
+        try:
+            answer = await self._waiter(
+                self._registration.credential, WaitRequest(mark=self._mark, timeout_s=seconds)
+            )
+        except Exception as exc:  # an older server (404) or a blip: the interval still holds
+            log.debug("waiting for work failed: %s", exc)
+            return False
+        self._mark = answer.mark
+        return answer.changed
 
     async def _shutdown(self) -> None:
         if self._in_flight and not await self.wait_idle(self._shutdown_wait_s):

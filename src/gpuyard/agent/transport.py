@@ -1,9 +1,10 @@
 """How the agent talks to the server: the ``AgentTransport`` seam and its HTTP implementation.
 
-Two calls, both from the agent to the server (see ``core/agent_protocol.py``)::
+Three calls, all from the agent to the server (see ``core/agent_protocol.py``)::
 
     POST {server}/v1/agent/register   RegisterRequest  → RegisterResponse
     POST {server}/v1/agent/heartbeat  HeartbeatRequest → HeartbeatResponse   (Bearer credential)
+    POST {server}/v1/agent/wait       WaitRequest      → WaitResponse        (Bearer credential)
 
 Every failure is one of two exceptions, so the caller only decides *retry* or *give up*::
 
@@ -31,6 +32,8 @@ from gpuyard.core.agent_protocol import (
     HeartbeatResponse,
     RegisterRequest,
     RegisterResponse,
+    WaitRequest,
+    WaitResponse,
 )
 from gpuyard.core.errors import PermanentError, TemporaryError
 
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 REGISTER_PATH = "/v1/agent/register"
 HEARTBEAT_PATH = "/v1/agent/heartbeat"
+WAIT_PATH = "/v1/agent/wait"
 DEFAULT_TIMEOUT_S = 10.0
 
 _RETRYABLE_STATUSES = {408, 425, 429}
@@ -103,6 +107,16 @@ class HttpTransport:
     async def heartbeat(self, credential: str, request: HeartbeatRequest) -> HeartbeatResponse:
         return await self._post(HEARTBEAT_PATH, request, HeartbeatResponse, credential=credential)
 
+    async def wait_for_work(self, credential: str, request: WaitRequest) -> WaitResponse:
+        """Hold until the host's assignments change, or ``request.timeout_s`` passes."""
+        return await self._post(
+            WAIT_PATH,
+            request,
+            WaitResponse,
+            credential=credential,
+            timeout_s=request.timeout_s + self._timeout_s,
+        )
+
     async def aclose(self) -> None:
         if self._own_client:
             await self._client.aclose()
@@ -120,6 +134,7 @@ class HttpTransport:
         answer: type[_Response],
         *,
         credential: str | None,
+        timeout_s: float | None = None,
     ) -> _Response:
         url = self.server_url + path
         headers = {"Content-Type": "application/json"}
@@ -130,7 +145,7 @@ class HttpTransport:
                 url,
                 content=body.model_dump_json(),
                 headers=headers,
-                timeout=self._timeout_s,
+                timeout=timeout_s or self._timeout_s,
             )
         except httpx.TimeoutException as exc:
             raise ServerUnavailable(f"{url}: timed out ({type(exc).__name__})") from exc

@@ -10,6 +10,10 @@ The agent always calls the server (hosts behind NAT work):
     status and every workload the host should have, with its desired state
     (``HeartbeatResponse``). The agent reconciles its runtime toward that list.
 
+``POST /v1/agent/wait`` with the credential and ``WaitRequest`` → ``WaitResponse`` as soon as
+    the host's assignments change on the replica that answers, or after ``timeout_s``: between
+    heartbeats the agent waits here, so new work starts within moments instead of an interval.
+
 One round trip per heartbeat carries facts, status reports and assignments, so a thousand hosts
 every five seconds is two hundred small requests per second.
 """
@@ -26,6 +30,7 @@ from gpuyard.core.workload import WorkloadSpec, WorkloadStatus
 HOST_CREDENTIAL_PREFIX = "gyh_"
 JOIN_TOKEN_PREFIX = "gyj_"
 MAX_WORKLOADS_PER_HEARTBEAT = 512
+MAX_WAIT_S = 60.0  # the longest an agent may wait for work in one request
 
 
 class Desired(StrEnum):
@@ -75,3 +80,19 @@ class HeartbeatResponse(BaseModel):
     cordoned: bool
     heartbeat_interval_s: float
     workloads: list[Assignment]
+
+
+class WaitRequest(BaseModel):
+    """Wait until the host's assignments change (then heartbeat at once) or ``timeout_s``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mark: str | None = Field(
+        default=None, max_length=64, description="the mark of the previous wait's answer"
+    )
+    timeout_s: float = Field(ge=0, le=MAX_WAIT_S)
+
+
+class WaitResponse(BaseModel):
+    changed: bool = Field(description="true: the host's assignments changed; heartbeat now")
+    mark: str

@@ -51,7 +51,7 @@ from gpuyard.server.controllers.replica_health import (
     probed,
     record_health,
 )
-from gpuyard.server.services import events, offers, scheduler, workloads
+from gpuyard.server.services import events, offers, scheduler, wakeups, workloads
 from gpuyard.server.services.clusters import replica_rows
 
 PROBE_SECONDS = 5.0  # a settled cluster's replicas are probed this often
@@ -252,6 +252,7 @@ class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResu
     ) -> None:
         w.desired = Desired.REMOVED.value
         w.ready = False
+        wakeups.tell_host(session, w.host_id)
         w.updated_at = self.clock.now()
         await self._event(session, cluster, w, "removed", why)
 
@@ -335,6 +336,7 @@ class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResu
         )
         row.generation = cluster.generation
         session.add(row)
+        wakeups.tell_host(session, placement.host.id)
         await session.flush()
         await offers.refresh_host(session, host=placement.host, default_price=self.default_price)
         return row, placement.host

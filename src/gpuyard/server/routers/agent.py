@@ -10,9 +10,11 @@ from gpuyard.core.agent_protocol import (
     HeartbeatResponse,
     RegisterRequest,
     RegisterResponse,
+    WaitRequest,
+    WaitResponse,
 )
 from gpuyard.server.context import AppContext
-from gpuyard.server.deps import ClockDep, Session, SettingsDep, credential
+from gpuyard.server.deps import ClockDep, Context, Session, SettingsDep, credential
 from gpuyard.server.middleware import asgi
 from gpuyard.server.middleware.asgi import Receive, Scope, Send
 from gpuyard.server.middleware.hot_routes import HotRoute, parse_body
@@ -55,6 +57,19 @@ async def heartbeat(
         request=body,
         heartbeat_seconds=settings.heartbeat_seconds,
         default_price=settings.default_gpu_price_cents,
+    )
+
+
+@router.post("/wait", response_model=WaitResponse, responses=errors(403))
+async def wait(body: WaitRequest, request: Request, ctx: Context) -> WaitResponse:
+    """Wait (up to ``timeout_s``, at most the heartbeat interval) until this host's assignments
+    change, then heartbeat at once: new work starts within moments instead of an interval."""
+    return await agents.wait_for_work(
+        ctx.sessions,
+        wakeups=ctx.wakeups,
+        credential=credential(request),
+        request=body,
+        longest=ctx.settings.heartbeat_seconds,
     )
 
 

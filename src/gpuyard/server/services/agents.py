@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core import gpu_names
 from gpuyard.core.agent_protocol import (
@@ -18,6 +18,8 @@ from gpuyard.core.agent_protocol import (
     HostStatus,
     RegisterRequest,
     RegisterResponse,
+    WaitRequest,
+    WaitResponse,
 )
 from gpuyard.core.clock import Clock
 from gpuyard.core.credentials import hash_secret
@@ -26,8 +28,10 @@ from gpuyard.core.hosts import HostFacts
 from gpuyard.core.ids import new_id
 from gpuyard.core.workload import WorkloadSpec
 from gpuyard.server import orm
+from gpuyard.server.db import read_session
 from gpuyard.server.services import events, join_tokens, offers, workloads
 from gpuyard.server.services.hosts import operator_org_id
+from gpuyard.server.services.wakeups import Wakeups
 
 
 async def register(
@@ -226,3 +230,31 @@ async def record_heartbeat(
         heartbeat_seconds=heartbeat_seconds,
         default_price=default_price,
     )
+
+
+async def wait_for_work(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    wakeups: Wakeups,
+    credential: str | None,
+    request: WaitRequest,
+    longest: float,
+) -> WaitResponse:
+    """Hold the agent until its host's assignments change here, or the timeout. The database is
+    read once, before the wait: a waiting agent holds no connection."""
+    async with read_session(sessions) as session:
+        row = await session.execute(
+            select(orm.Host.id, orm.Host.status).where(
+                orm.Host.credential_hash == credential_hash(credential)
+            )
+        )
+        found = row.first()
+    if found is None:
+        raise unknown_host()
+    host_id, status = found
+    if status == HostStatus.REMOVED:
+        raise removed_host(host_id)
+    changed, mark = await wakeups.wait_for_host(
+        host_id, mark=request.mark, seconds=min(request.timeout_s, longest)
+    )
+    return WaitResponse(changed=changed, mark=mark)

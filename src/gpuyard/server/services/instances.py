@@ -25,7 +25,7 @@ from gpuyard.core.offers import bundle_sizes, decode_offer_id
 from gpuyard.core.pagination import Page
 from gpuyard.core.workload import WorkloadKind, WorkloadSpec
 from gpuyard.server import orm
-from gpuyard.server.services import events, offers, ssh_keys, workloads
+from gpuyard.server.services import events, offers, ssh_keys, wakeups, workloads
 from gpuyard.server.services.pagination import paginate
 from gpuyard.server.services.refs import by_ref
 
@@ -130,6 +130,7 @@ async def create_instance(
         labels={"gpuyard.instance": instance_id, "gpuyard.org": org_id, "generation": "1"},
     )
     desired = Desired.RUNNING if launch.start else Desired.STOPPED
+    wakeups.tell_host(session, host.id)
     session.add(
         workloads.new_workload(
             spec=spec,
@@ -306,11 +307,13 @@ async def set_state(
         labels = dict(spec.labels)
         labels["generation"] = str(int(labels.get("generation", "1")) + 1)
         workloads.respec(wl, spec.model_copy(update={"labels": labels}), now)
+        wakeups.tell_host(session, wl.host_id)
     if inst.intended_status != desired.value or restart:
         inst.intended_status = desired.value
         inst.updated_at = now
         wl.desired = desired.value
         wl.updated_at = now
+        wakeups.tell_host(session, wl.host_id)
         kind = "restart" if restart else ("start" if running else "stop")
         await events.record(
             session,
@@ -346,6 +349,7 @@ async def destroy(
     inst.updated_at = now
     wl.desired = Desired.REMOVED.value
     wl.updated_at = now
+    wakeups.tell_host(session, wl.host_id)
     await events.record(
         session,
         clock=clock,

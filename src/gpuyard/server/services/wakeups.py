@@ -1,14 +1,19 @@
-"""Waking controllers: a change to desired state is reconciled now, not at the next poll.
+"""Waking controllers and host agents: a change to desired state is acted on now, not at the next
+poll.
 
 A service that changes what a controlled row should be calls ``wake(session, row)`` (or
 ``wake_where`` for rows it has not loaded): the row's ``next_run_at`` is emptied, which makes it
-due at once and first in line (controllers/base.py), and its table is noted on the session. When
-that transaction commits, ``Wakeups`` wakes this replica's controllers of the noted tables; other
-replicas find the row due at their next poll. A rolled-back transaction wakes nothing.
+due at once and first in line (controllers/base.py), and its table is noted on the session. A
+service that changes what a host must run calls ``tell_host(session, host_id)``. When that
+transaction commits, ``Wakeups`` wakes this replica's controllers of the noted tables and answers
+the host's waiting agent (``POST /v1/agent/wait``); other replicas find the row due at their next
+poll, and the host's next heartbeat brings the change. A rolled-back transaction wakes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -40,15 +45,33 @@ async def wake_where(
     _note(session, model)
 
 
+def tell_host(session: AsyncSession, host_id: str) -> None:
+    """What ``host_id`` must run changed; its agent is told when the transaction commits."""
+    session.info.setdefault(_NOTED, set()).add(_host_key(host_id))
+
+
 def _note(session: AsyncSession, table: Any) -> None:
     session.info.setdefault(_NOTED, set()).add(table.__tablename__)
 
 
+def _host_key(host_id: str) -> str:
+    return f"host:{host_id}"
+
+
 class Wakeups:
-    """The controllers to wake per table, called after each commit of this replica's sessions."""
+    """The controllers to wake per table and the agents waiting per host, told after each commit
+    of this replica's sessions.
+
+    A host's *mark* names the last change this replica told it about: ``replica.count``. An agent
+    that waits with the mark of its last wait returns at once if a change came in between; a mark
+    from another replica (a load balancer moved the agent) is no evidence either way, so it waits.
+    """
 
     def __init__(self) -> None:
         self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._replica = secrets.token_hex(4)
+        self._changes: dict[str, int] = {}
+        self._waiting: dict[str, asyncio.Event] = {}
 
     def listen(self, table: str, callback: Callable[[], None]) -> None:
         self._listeners.setdefault(table, []).append(callback)
@@ -56,10 +79,32 @@ class Wakeups:
     def clear(self) -> None:
         self._listeners.clear()
 
-    def fire(self, tables: set[str]) -> None:
-        for table in tables:
-            for callback in self._listeners.get(table, ()):
+    def fire(self, keys: set[str]) -> None:
+        for key in keys:
+            for callback in self._listeners.get(key, ()):
                 callback()
+            if key.startswith("host:"):
+                self._changes[key] = self._changes.get(key, 0) + 1
+                waiting = self._waiting.pop(key, None)
+                if waiting is not None:
+                    waiting.set()
+
+    def host_mark(self, host_id: str) -> str:
+        return f"{self._replica}.{self._changes.get(_host_key(host_id), 0)}"
+
+    async def wait_for_host(
+        self, host_id: str, *, mark: str | None, seconds: float
+    ) -> tuple[bool, str]:
+        """Wait until what ``host_id`` must run changes, or ``seconds``; (changed, new mark)."""
+        current = self.host_mark(host_id)
+        if mark is not None and mark != current and mark.split(".")[0] == self._replica:
+            return True, current
+        event = self._waiting.setdefault(_host_key(host_id), asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout=seconds)
+            return True, self.host_mark(host_id)
+        except TimeoutError:
+            return False, self.host_mark(host_id)
 
     def session_class(self) -> type[Session]:
         """A session class whose commits wake the noted tables' controllers (one per app, so
