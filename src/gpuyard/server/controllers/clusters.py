@@ -339,6 +339,7 @@ class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResu
         wakeups.tell_host(session, placement.host.id)
         await session.flush()
         await offers.refresh_host(session, host=placement.host, default_price=self.default_price)
+        await self._event(session, cluster, row, "placed", f"on host {placement.host.name}")
         return row, placement.host
 
     async def _releasing(self, session: AsyncSession, cluster_id: str) -> bool:
