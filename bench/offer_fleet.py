@@ -23,7 +23,8 @@ from gpuyard.core.ids import new_id
 from gpuyard.core.principal import Scope
 from gpuyard.server import orm
 from gpuyard.server.db import session_factory, write_session
-from gpuyard.server.services import api_keys, offers, orgs, prices
+from gpuyard.server.services import api_keys, offers, orgs, price_book, prices
+from gpuyard.server.services.price_book import PriceBook
 
 DEFAULT_PRICE = 50  # cents per GPU-hour, the server's default for unpriced types
 CHUNK = 2_000
@@ -58,7 +59,7 @@ class Fleet:
     offers: list[dict[str, Any]] = field(default_factory=list)
 
 
-def build_fleet(n_hosts: int, gpus_per_host: int, seed: int, prices: dict[str, int]) -> Fleet:
+def build_fleet(n_hosts: int, gpus_per_host: int, seed: int, book: PriceBook) -> Fleet:
     """Rows for ``n_hosts`` hosts: 90% one GPU type, 10% two; 45% with GPUs rented (the lowest
     indices, as renting takes them); 94% ready, 1% cordoned, 3% unreachable, 2% offline."""
     rng = random.Random(seed)
@@ -142,9 +143,7 @@ def build_fleet(n_hosts: int, gpus_per_host: int, seed: int, prices: dict[str, i
         fleet.hosts.append(host)
         fleet.gpus.extend(gpus)
         fleet.offers.extend(
-            offers.host_offers(
-                orm.Host(**host), [orm.Gpu(**g) for g in gpus], prices, DEFAULT_PRICE
-            )
+            offers.host_offers(orm.Host(**host), [orm.Gpu(**g) for g in gpus], book)
         )
     return fleet
 
@@ -181,10 +180,8 @@ async def populate(engine: AsyncEngine, *, hosts: int, gpus_per_host: int, seed:
         )
         for name, _, _, cents in GPU_MIX:
             if cents is not None:
-                await prices.set_price(
-                    session, clock=clock, gpu_name=name, cents=cents, default_price=DEFAULT_PRICE
-                )
-        price_map = await offers.prices_by_key(session)
+                await prices.set_price(session, clock=clock, gpu_name=name, cents=cents)
+        price_map = await price_book.load(session)
     fleet = build_fleet(hosts, gpus_per_host, seed, price_map)
     async with engine.begin() as conn:
         for table, rows in ((orm.Host, fleet.hosts), (orm.Gpu, fleet.gpus)):

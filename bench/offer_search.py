@@ -257,7 +257,6 @@ async def time_price_change(url: str) -> float:
                 clock=SystemClock(),
                 gpu_name=GPU_MIX[0][0],
                 cents=GPU_MIX[0][3] or DEFAULT_PRICE + 1,
-                default_price=DEFAULT_PRICE,
             )
         return time.perf_counter() - started
     finally:

@@ -67,7 +67,7 @@ class Deployed:
 async def deploy(api: Api, stack: AsyncExitStack, ports: list[int], name: str = "llm") -> Deployed:
     host = await join_host(api, [RTX] * len(ports))
     t = await api.tenant()
-    ctl = ClusterController(sessions=api.ctx.sessions, clock=api.clock, owner="t", default_price=50)
+    ctl = ClusterController(sessions=api.ctx.sessions, clock=api.clock, owner="t")
     c = (
         await t.client.post(
             "/v1/clusters",

@@ -41,7 +41,6 @@ async def test_a_waiting_agent_hears_of_a_new_replica_at_once(api: Api) -> None:
         sessions=api.ctx.sessions,
         clock=api.clock,
         owner="t",
-        default_price=50,
         prober=never_healthy,
     )
     assert await ctl.step() == 1  # places the replica on `host`

@@ -75,7 +75,6 @@ def host_health(api: Api) -> HostHealthController:
         owner="t",
         unreachable_after=api.ctx.settings.host_unreachable_seconds,
         offline_after=api.ctx.settings.host_offline_seconds,
-        default_price=50,
     )
 
 

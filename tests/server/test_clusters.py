@@ -30,9 +30,7 @@ class Health:
 
 
 def controller(api: Api, health: Health) -> ClusterController:
-    return ClusterController(
-        sessions=api.ctx.sessions, clock=api.clock, owner="t", default_price=50, prober=health
-    )
+    return ClusterController(sessions=api.ctx.sessions, clock=api.clock, owner="t", prober=health)
 
 
 async def run_replicas(host: FakeHost, health: Health, *, ready: bool = True) -> list[str]:
@@ -94,7 +92,7 @@ async def test_create_place_and_become_healthy(api: Api) -> None:
         ]
         if e["subject_id"] == c["id"]
     ]
-    assert types == ["cluster.created", "replica.running", "cluster.healthy"]
+    assert types == ["cluster.created", "replica.placed", "replica.running", "cluster.healthy"]
 
 
 async def test_replicas_spread_across_hosts_and_scale(api: Api) -> None:

@@ -82,7 +82,6 @@ def host_health(api: Api) -> HostHealthController:
         heard=api.ctx.heard,
         unreachable_after=s.host_unreachable_seconds,
         offline_after=s.host_offline_seconds,
-        default_price=s.default_gpu_price_cents,
     )
 
 

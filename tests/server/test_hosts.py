@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.harness import Api
+from pathlib import Path
+
+from tests.harness import Api, start_api
 from tests.server.market import facts, join_host
 
 RTX = ("RTX 4090", 24564)
@@ -106,7 +108,6 @@ async def test_missed_heartbeats_make_a_host_unreachable_then_offline_and_back(a
         owner="t",
         unreachable_after=s.host_unreachable_seconds,
         offline_after=s.host_offline_seconds,
-        default_price=s.default_gpu_price_cents,
     )
     url = f"/v1/admin/hosts/{host.host_id}"
     api.clock.advance(seconds=s.host_unreachable_seconds - 1)
@@ -154,3 +155,25 @@ async def test_gpu_types_and_prices(api: Api) -> None:
     assert (
         await t.client.put("/v1/admin/prices/rtx-4090", json={"cents_per_gpu_hour": 1})
     ).status_code == 403
+
+
+async def test_the_default_price_comes_from_the_server_that_starts(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Every service reads one price book; a start with another default re-prices the offers
+    of unpriced types, and the default is never listed as an operator price."""
+    async with start_api(db_url, tmp_path) as api:
+        await join_host(api, [RTX, ("A100 80GB", 81920)])
+        await api.client.put("/v1/admin/prices/a100-80gb", json={"cents_per_gpu_hour": 200})
+    async with start_api(db_url, tmp_path, default_gpu_price_cents=75) as api:
+        t = await api.tenant()
+        offers = (await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"]
+        assert sorted(o["price_cents_per_hour"] for o in offers) == [75, 200]
+        gpus = {g["id"]: g for g in (await t.client.get("/v1/gpus")).json()["data"]}
+        assert gpus["rtx-4090"]["price_cents_per_hour"] == {"min": 75, "max": 75}
+        listed = (await api.client.get("/v1/admin/prices")).json()
+        assert [p["gpu_type"] for p in listed] == ["a100-80gb"]
+        r = await api.client.delete("/v1/admin/prices/a100-80gb")
+        assert r.status_code == 204
+        offers = (await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"]
+        assert [o["price_cents_per_hour"] for o in offers] == [75, 75]

@@ -212,7 +212,6 @@ async def test_instances_on_an_offline_host_read_offline(api: Api) -> None:
         owner="t",
         unreachable_after=s.host_unreachable_seconds,
         offline_after=s.host_offline_seconds,
-        default_price=0,
     )
     api.clock.advance(seconds=s.host_offline_seconds + 1)
     await ctl.step()

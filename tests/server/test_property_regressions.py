@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from tests.harness import Api, Tenant
+from tests.server.market import join_host
 
 
 def assert_refused_for_nul(r: httpx.Response, where: str) -> None:
@@ -295,3 +296,17 @@ async def test_a_key_limit_beyond_a_32_bit_column_is_422(api: Api, field: str) -
     r = await t.client.post(url, json={field: 10_000_000})  # a large limit that fits is kept
     assert r.status_code == 201, r.text
     assert r.json()[field] == 10_000_000
+
+
+async def test_a_runtype_longer_than_its_column_is_refused_and_rents_nothing(api: Api) -> None:
+    """A 40-character ``runtype`` passed validation and overflowed VARCHAR(32) on Postgres."""
+    await join_host(api, [("RTX 4090", 24564)])
+    t = await api.tenant()
+    [offer] = (await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"]
+    body = {"client_id": "me", "image": "x", "disk": 10, "runtype": "9" * 40}
+    r = await t.client.put(f"/api/v0/asks/{offer['id']}/", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["success"] is False and "runtype" in r.json()["msg"]
+    assert (await t.client.get(f"/v1/orgs/{t.org_id}/vms")).json()["data"] == []
+    body["runtype"] = "9" * 32
+    assert (await t.client.put(f"/api/v0/asks/{offer['id']}/", json=body)).status_code == 200

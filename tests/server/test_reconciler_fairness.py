@@ -42,7 +42,6 @@ class Counting(ClusterController):
             sessions=api.ctx.sessions,
             clock=api.clock,
             owner="fair",
-            default_price=50,
             prober=self.healthy,
         )
         self.claimed: list[str] = []

@@ -50,6 +50,7 @@ from gpuyard.server.routers import (
     ssh_keys,
     vms,
 )
+from gpuyard.server.services import prices
 from gpuyard.server.services.wakeups import Wakeups
 from gpuyard.server.settings import Settings
 
@@ -103,6 +104,9 @@ def create_app(
         if migrate_on_start:
             settings.prepare_data_dir()
             await migrate(engine)
+        await prices.configure_default(
+            sessions, clock=clock, cents=settings.default_gpu_price_cents
+        )
         controllers = ControllerSet(build_controllers(ctx), ctx.wakeups)
         app.state.controllers = controllers
         if start_controllers:

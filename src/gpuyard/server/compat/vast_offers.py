@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query
 from gpuyard.core.offer_query import OfferQuery, parse_json_query, parse_query_param
 from gpuyard.server.compat.vast_launch import launch_spec
 from gpuyard.server.compat.vast_scopes import Reader, Writer
-from gpuyard.server.deps import ClockDep, Session, SettingsDep
+from gpuyard.server.deps import ClockDep, Session
 from gpuyard.server.schemas.vast import AskCreate, GpuNames, NewContract, vast_errors
 from gpuyard.server.schemas.vast_offers import Offers, VastOffer
 from gpuyard.server.services import hosts, instances, offers
@@ -61,7 +61,6 @@ async def rent_offer(
     principal: Writer,
     session: Session,
     clock: ClockDep,
-    settings: SettingsDep,
 ) -> NewContract:
     """Rent an offer (`vastai create instance`): 404 `no_such_ask` for an unknown offer, 409
     `offer_unavailable` when its GPUs are no longer free."""
@@ -71,13 +70,12 @@ async def rent_offer(
         org_id=principal.org_id,
         offer_id=offer_id,
         launch=launch_spec(body),
-        default_price=settings.default_gpu_price_cents,
     )
     return NewContract(new_contract=instance.number)
 
 
 @router.get("/gpu_names/unique/", response_model=GpuNames)
-async def gpu_names(session: Session, settings: SettingsDep) -> GpuNames:
+async def gpu_names(session: Session) -> GpuNames:
     """The fleet's GPU type names. No key needed: the CLI asks on every start."""
-    types = await hosts.gpu_types(session, default_price=settings.default_gpu_price_cents)
+    types = await hosts.gpu_types(session)
     return GpuNames(gpu_names=sorted({t.name for t in types}))

@@ -88,14 +88,12 @@ class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResu
     def __init__(
         self,
         *,
-        default_price: int,
         prober: Prober | None = None,
         drain_seconds: float = DEFAULT_DRAIN_SECONDS,
         probe_seconds: float = PROBE_SECONDS,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
-        self.default_price = default_price
         self.drain = timedelta(seconds=drain_seconds)
         self.probe_every = timedelta(seconds=probe_seconds)
         self._client: httpx.AsyncClient | None = None
@@ -338,7 +336,7 @@ class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResu
         session.add(row)
         wakeups.tell_host(session, placement.host.id)
         await session.flush()
-        await offers.refresh_host(session, host=placement.host, default_price=self.default_price)
+        await offers.refresh_host(session, host=placement.host)
         await self._event(session, cluster, row, "placed", f"on host {placement.host.name}")
         return row, placement.host
 

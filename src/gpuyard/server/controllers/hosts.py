@@ -43,14 +43,12 @@ class HostHealthController(Reconciler[orm.Host, SilentHost, None]):
         heard: HeardFrom,
         unreachable_after: float,
         offline_after: float,
-        default_price: int,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.heard = heard
         self.unreachable_after = timedelta(seconds=unreachable_after)
         self.offline_after = timedelta(seconds=offline_after)
-        self.default_price = default_price
 
     async def step(self) -> int:
         await self.heard.flush(self.sessions)  # before judging silence
@@ -94,7 +92,7 @@ class HostHealthController(Reconciler[orm.Host, SilentHost, None]):
         previous = row.status
         row.status = target
         row.status_changed_at = self.clock.now()
-        await offers.refresh_host(session, host=row, default_price=self.default_price)
+        await offers.refresh_host(session, host=row)
         await workloads.wake_clusters_on(session, host_id=row.id)  # replace what it ran
         await events.record(
             session,

@@ -51,7 +51,6 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             heard=ctx.heard,
             unreachable_after=ctx.settings.host_unreachable_seconds,
             offline_after=ctx.settings.host_offline_seconds,
-            default_price=ctx.settings.default_gpu_price_cents,
         ),
         ClusterController(
             sessions=ctx.sessions,
@@ -59,7 +58,6 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             owner=owner,
             metrics=ctx.metrics,
             poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
-            default_price=ctx.settings.default_gpu_price_cents,
             drain_seconds=ctx.settings.replica_drain_seconds,
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),

@@ -35,7 +35,6 @@ async def register(
         clock=clock,
         request=body,
         heartbeat_seconds=settings.heartbeat_seconds,
-        default_price=settings.default_gpu_price_cents,
     )
 
 
@@ -56,7 +55,6 @@ async def heartbeat(
         credential=credential(request),
         request=body,
         heartbeat_seconds=settings.heartbeat_seconds,
-        default_price=settings.default_gpu_price_cents,
     )
 
 
@@ -81,7 +79,6 @@ def hot_routes(ctx: AppContext) -> dict[tuple[str, str], HotRoute]:
         sessions=ctx.sessions,
         heard=ctx.heard,
         heartbeat_seconds=ctx.settings.heartbeat_seconds,
-        default_price=ctx.settings.default_gpu_price_cents,
     )
 
     async def heartbeat_now(scope: Scope, raw: bytes, receive: Receive, send: Send) -> None:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from gpuyard.core import gpu_names
-from gpuyard.server.deps import Caller, Session, SettingsDep
+from gpuyard.server.deps import Caller, Session
 from gpuyard.server.schemas.common import errors
 from gpuyard.server.schemas.hosts import GpuTypeOut
 from gpuyard.server.services import hosts
@@ -19,7 +19,7 @@ class GpusOut(BaseModel):
 
 
 @router.get("/gpus", response_model=GpusOut, responses=errors(403))
-async def list_gpus(principal: Caller, session: Session, settings: SettingsDep) -> GpusOut:
+async def list_gpus(principal: Caller, session: Session) -> GpusOut:
     """Every GPU type: VRAM, how many exist and are free now, price per GPU-hour in cents."""
-    types = await hosts.gpu_types(session, default_price=settings.default_gpu_price_cents)
+    types = await hosts.gpu_types(session)
     return GpusOut(data=[GpuTypeOut.of(t, gpu_names.slug(t.name)) for t in types])

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from gpuyard.core import gpu_names
-from gpuyard.server.deps import ClockDep, Operator, Session, SettingsDep
+from gpuyard.server.deps import ClockDep, Operator, Session
 from gpuyard.server.routers.params import DEFAULT, Cursor, Limit
 from gpuyard.server.schemas.common import PageOut, errors, page_of
 from gpuyard.server.schemas.hosts import (
@@ -81,14 +81,12 @@ async def update_host(
     principal: Operator,
     session: Session,
     clock: ClockDep,
-    settings: SettingsDep,
 ) -> HostOut:
     """Set what the agent cannot know: name, geolocation, bandwidth, verified."""
     host = await hosts.update_host(
         session,
         clock=clock,
         host_id=host_id,
-        default_price=settings.default_gpu_price_cents,
         changes=body.model_dump(exclude_unset=True),
     )
     return HostOut.of(host)
@@ -97,7 +95,6 @@ async def update_host(
 async def _cordon(
     session: Session,
     clock: ClockDep,
-    settings: SettingsDep,
     host_id: str,
     cordoned: bool,
     draining: bool = False,
@@ -108,32 +105,25 @@ async def _cordon(
         host_id=host_id,
         cordoned=cordoned,
         draining=draining,
-        default_price=settings.default_gpu_price_cents,
     )
     return HostOut.of(host)
 
 
 @router.post("/hosts/{host_id}/cordon", response_model=HostOut, responses=errors(403, 404, 409))
-async def cordon(
-    host_id: str, principal: Operator, session: Session, clock: ClockDep, settings: SettingsDep
-) -> HostOut:
+async def cordon(host_id: str, principal: Operator, session: Session, clock: ClockDep) -> HostOut:
     """Offer nothing new from this host; what runs keeps running."""
-    return await _cordon(session, clock, settings, host_id, True)
+    return await _cordon(session, clock, host_id, True)
 
 
 @router.post("/hosts/{host_id}/uncordon", response_model=HostOut, responses=errors(403, 404, 409))
-async def uncordon(
-    host_id: str, principal: Operator, session: Session, clock: ClockDep, settings: SettingsDep
-) -> HostOut:
-    return await _cordon(session, clock, settings, host_id, False)
+async def uncordon(host_id: str, principal: Operator, session: Session, clock: ClockDep) -> HostOut:
+    return await _cordon(session, clock, host_id, False)
 
 
 @router.post("/hosts/{host_id}/drain", response_model=HostOut, responses=errors(403, 404, 409))
-async def drain(
-    host_id: str, principal: Operator, session: Session, clock: ClockDep, settings: SettingsDep
-) -> HostOut:
+async def drain(host_id: str, principal: Operator, session: Session, clock: ClockDep) -> HostOut:
     """Cordon and move deployment replicas elsewhere; rented instances stay until destroyed."""
-    return await _cordon(session, clock, settings, host_id, True, draining=True)
+    return await _cordon(session, clock, host_id, True, draining=True)
 
 
 @router.delete("/hosts/{host_id}", response_model=HostOut, responses=errors(403, 404, 409))
@@ -161,7 +151,6 @@ async def set_price(
     principal: Operator,
     session: Session,
     clock: ClockDep,
-    settings: SettingsDep,
 ) -> PriceOut:
     """Cents per GPU-hour for a GPU type (`rtx-4090`, `RTX_4090` and `RTX 4090` are one type)."""
     price = await prices.set_price(
@@ -169,16 +158,11 @@ async def set_price(
         clock=clock,
         gpu_name=gpu_type,
         cents=body.cents_per_gpu_hour,
-        default_price=settings.default_gpu_price_cents,
     )
     return PriceOut.of(price, gpu_names.slug(price.gpu_name))
 
 
 @router.delete("/prices/{gpu_type}", status_code=204, responses=errors(403, 404))
-async def delete_price(
-    gpu_type: str, principal: Operator, session: Session, settings: SettingsDep
-) -> None:
+async def delete_price(gpu_type: str, principal: Operator, session: Session) -> None:
     """Back to the default price (GPUYARD_DEFAULT_GPU_PRICE_CENTS)."""
-    await prices.delete_price(
-        session, gpu_name=gpu_type, default_price=settings.default_gpu_price_cents
-    )
+    await prices.delete_price(session, gpu_name=gpu_type)

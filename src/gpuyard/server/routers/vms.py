@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse
 
-from gpuyard.server.deps import ClockDep, OrgMember, Session, SettingsDep
+from gpuyard.server.deps import ClockDep, OrgMember, Session
 from gpuyard.server.routers.params import DEFAULT, Cursor, Limit
 from gpuyard.server.schemas.common import PageOut, errors, page_of
 from gpuyard.server.schemas.instances import VmCreate, VmOut, VmUpdate
@@ -26,7 +26,6 @@ async def create_vm(
     principal: OrgMember,
     session: Session,
     clock: ClockDep,
-    settings: SettingsDep,
 ) -> VmOut:
     """Rent an offer: its GPUs are yours until you destroy the instance."""
     launch = LaunchSpec(
@@ -46,7 +45,6 @@ async def create_vm(
         org_id=org_id,
         offer_id=body.offer_id,
         launch=launch,
-        default_price=settings.default_gpu_price_cents,
     )
     return VmOut.of(vm)
 

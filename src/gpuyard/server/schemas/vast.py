@@ -47,7 +47,7 @@ class AskCreate(VastBody):
     label: StrictStr | None = Field(default=None, max_length=200)
     onstart: StrictStr | None = Field(default=None, max_length=65536)
     args: list[StrictStr] | None = Field(default=None, max_length=256)
-    runtype: StrictStr | None = Field(default=None, max_length=100)
+    runtype: StrictStr | None = Field(default=None, max_length=32)
     target_state: Literal["running", "stopped"] | None = None
     price: StrictFloat | StrictInt | None = Field(
         default=None, description="A bid price; accepted and ignored (offers are on-demand)"

@@ -40,7 +40,6 @@ async def register(
     clock: Clock,
     request: RegisterRequest,
     heartbeat_seconds: float,
-    default_price: int,
 ) -> RegisterResponse:
     host_id = new_id("host")
     await join_tokens.consume(session, clock=clock, secret=request.token, host_id=host_id)
@@ -65,7 +64,7 @@ async def register(
     session.add(row)
     await session.flush()
     await _sync_gpus(session, row, facts)
-    await offers.refresh_host(session, host=row, default_price=default_price)
+    await offers.refresh_host(session, host=row)
     await events.record(
         session,
         clock=clock,
@@ -161,7 +160,6 @@ async def heartbeat(
     host: orm.Host,
     request: HeartbeatRequest,
     heartbeat_seconds: float,
-    default_price: int,
 ) -> HeartbeatResponse:
     now = clock.now()
     facts = request.facts.model_dump(mode="json")
@@ -200,7 +198,7 @@ async def heartbeat(
             Assignment(spec=WorkloadSpec.model_validate(row.spec), desired=Desired(row.desired))
         )
     if dirty:
-        await offers.refresh_host(session, host=host, default_price=default_price)
+        await offers.refresh_host(session, host=host)
     return HeartbeatResponse(
         host_id=host.id,
         status=HostStatus(host.status),
@@ -217,7 +215,6 @@ async def record_heartbeat(
     credential: str | None,
     request: HeartbeatRequest,
     heartbeat_seconds: float,
-    default_price: int,
 ) -> HeartbeatResponse:
     """A heartbeat on the write path: authenticate the host (marking it heard from) and record
     what it reports, in the caller's transaction."""
@@ -228,7 +225,6 @@ async def record_heartbeat(
         host=host,
         request=request,
         heartbeat_seconds=heartbeat_seconds,
-        default_price=default_price,
     )
 
 

@@ -65,13 +65,11 @@ class Heartbeats:
         sessions: async_sessionmaker[AsyncSession],
         heard: HeardFrom,
         heartbeat_seconds: float,
-        default_price: int,
     ) -> None:
         self._reader = HostReader(engine)
         self._sessions = sessions
         self._heard = heard
         self._interval = heartbeat_seconds
-        self._default_price = default_price
         self._kept: dict[int, _Kept] = {}
         self._turns = asyncio.Semaphore(CONCURRENT)
 
@@ -113,7 +111,6 @@ class Heartbeats:
                 credential=credential,
                 request=request,
                 heartbeat_seconds=self._interval,
-                default_price=self._default_price,
             )
         return written.model_dump_json().encode()
 

@@ -15,7 +15,7 @@ from gpuyard.core.hosts import Gpu, GpuType, Host
 from gpuyard.core.ids import is_id
 from gpuyard.core.pagination import Page
 from gpuyard.server import orm
-from gpuyard.server.services import events, offers, workloads
+from gpuyard.server.services import events, offers, price_book, workloads
 from gpuyard.server.services.pagination import paginate
 
 
@@ -101,7 +101,6 @@ async def update_host(
     *,
     clock: Clock,
     host_id: str,
-    default_price: int,
     changes: dict[str, object],
 ) -> Host:
     """Operator-set fields: name, geolocation, inet_up_mbps, inet_down_mbps, verified."""
@@ -113,7 +112,7 @@ async def update_host(
                 value = value.rsplit(",", 1)[-1].strip().upper() or None
             setattr(row, key, value)
     row.updated_at = clock.now()
-    await offers.refresh_host(session, host=row, default_price=default_price)
+    await offers.refresh_host(session, host=row)
     return await get_host(session, host_id=host_id)
 
 
@@ -124,7 +123,6 @@ async def set_cordon(
     host_id: str,
     cordoned: bool,
     draining: bool = False,
-    default_price: int,
 ) -> Host:
     row = await host_row(session, host_id, for_update=True)
     if row.status == HostStatus.REMOVED:
@@ -141,7 +139,7 @@ async def set_cordon(
             subject_id=row.id,
             data={"name": row.name},
         )
-        await offers.refresh_host(session, host=row, default_price=default_price)
+        await offers.refresh_host(session, host=row)
         await workloads.wake_clusters_on(session, host_id=row.id)
     return await get_host(session, host_id=host_id)
 
@@ -168,7 +166,7 @@ async def remove_host(session: AsyncSession, *, clock: Clock, host_id: str, forc
     row.status_changed_at = row.updated_at = clock.now()
     row.credential_hash = f"removed:{row.id}"
     await session.execute(update(orm.Gpu).where(orm.Gpu.host_id == row.id).values(workload_id=None))
-    await offers.refresh_host(session, host=row, default_price=0)
+    await offers.refresh_host(session, host=row)
     await workloads.wake_clusters_on(session, host_id=row.id)
     await events.record(
         session,
@@ -181,7 +179,7 @@ async def remove_host(session: AsyncSession, *, clock: Clock, host_id: str, forc
     return await get_host(session, host_id=host_id)
 
 
-async def gpu_types(session: AsyncSession, *, default_price: int) -> list[GpuType]:
+async def gpu_types(session: AsyncSession) -> list[GpuType]:
     """Every GPU type on hosts that are not removed, or priced by the operator, with how many
     exist, how many are free to rent now, and the price per GPU-hour."""
     rows = await session.execute(
@@ -189,8 +187,12 @@ async def gpu_types(session: AsyncSession, *, default_price: int) -> list[GpuTyp
         .join(orm.Host, orm.Host.id == orm.Gpu.host_id)
         .where(orm.Host.status != HostStatus.REMOVED)
     )
-    priced = {p.gpu_key: p for p in await session.scalars(select(orm.GpuPrice))}
-    names: dict[str, str] = {key: p.name for key, p in priced.items()}
+    book = await price_book.load(session)
+    names: dict[str, str] = {
+        p.gpu_key: p.name
+        for p in await session.scalars(select(orm.GpuPrice))
+        if book.is_priced(p.gpu_key)
+    }
     vram: dict[str, int | None] = {}
     total: dict[str, int] = defaultdict(int)
     free: dict[str, int] = defaultdict(int)
@@ -202,7 +204,7 @@ async def gpu_types(session: AsyncSession, *, default_price: int) -> list[GpuTyp
         free[gpu.gpu_key] += int(usable and gpu.workload_id is None)
     out = []
     for key in sorted(names):
-        price = priced[key].cents_per_gpu_hour if key in priced else default_price
+        price = book.cents_per_gpu_hour(key)
         out.append(
             GpuType(
                 key=key,

@@ -25,7 +25,7 @@ from gpuyard.core.offers import bundle_sizes, decode_offer_id
 from gpuyard.core.pagination import Page
 from gpuyard.core.workload import WorkloadKind, WorkloadSpec
 from gpuyard.server import orm
-from gpuyard.server.services import events, offers, ssh_keys, wakeups, workloads
+from gpuyard.server.services import events, offers, price_book, ssh_keys, wakeups, workloads
 from gpuyard.server.services.pagination import paginate
 from gpuyard.server.services.refs import by_ref
 
@@ -75,7 +75,6 @@ async def create_instance(
     org_id: str,
     offer_id: int,
     launch: LaunchSpec,
-    default_price: int,
 ) -> Instance:
     _check_launch(launch)
     ref = decode_offer_id(offer_id) if offer_id <= _MAX_OFFER_ID else None
@@ -112,7 +111,7 @@ async def create_instance(
         raise _unavailable(offer_id, "its GPUs were just rented by someone else")
     for gpu in chosen:
         gpu.workload_id = workload_id
-    prices = await offers.prices_by_key(session)
+    book = await price_book.load(session)
     now = clock.now()
     instance_id = new_id("vm")
     spec = WorkloadSpec(
@@ -149,7 +148,7 @@ async def create_instance(
         offer_id=offer_id,
         gpu_name=gpu_names.display_name(first.name),
         num_gpus=ref.num_gpus,
-        cents_per_hour=prices.get(first.gpu_key, default_price) * ref.num_gpus,
+        cents_per_hour=book.cents_per_gpu_hour(first.gpu_key) * ref.num_gpus,
         image=launch.image,
         label=launch.label,
         disk_gb=launch.disk_gb,
@@ -160,7 +159,7 @@ async def create_instance(
     )
     session.add(row)
     await session.flush()
-    await offers.refresh_host(session, host=host, default_price=default_price)
+    await offers.refresh_host(session, host=host)
     await events.record(
         session,
         clock=clock,

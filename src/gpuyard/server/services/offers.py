@@ -23,6 +23,8 @@ from gpuyard.core.offer_fields import comparable, resolve_field
 from gpuyard.core.offer_query import Direction, Filter, OfferQuery, Op
 from gpuyard.core.offers import Offer, OfferRef, bundle_sizes, encode_offer_id
 from gpuyard.server import orm
+from gpuyard.server.services import price_book
+from gpuyard.server.services.price_book import PriceBook
 
 DEFAULT_LIMIT = 64
 MAX_LIMIT = 1000
@@ -57,14 +59,7 @@ _COLUMNS: dict[str, Any] = {
 }
 
 
-async def prices_by_key(session: AsyncSession) -> dict[str, int]:
-    rows = await session.execute(select(orm.GpuPrice.gpu_key, orm.GpuPrice.cents_per_gpu_hour))
-    return {key: cents for key, cents in rows.all()}
-
-
-def host_offers(
-    host: orm.Host, gpus: list[orm.Gpu], prices: dict[str, int], default_price: int
-) -> list[dict[str, Any]]:
+def host_offers(host: orm.Host, gpus: list[orm.Gpu], book: PriceBook) -> list[dict[str, Any]]:
     """The offer rows of one host (empty unless it is ready, uncordoned and not draining)."""
     if host.status != HostStatus.READY or host.cordoned or host.draining or not gpus:
         return []
@@ -80,7 +75,7 @@ def host_offers(
     for key, typed in by_type.items():
         typed.sort(key=lambda g: g.index)
         free = [g for g in typed if g.workload_id is None]
-        price = prices.get(key, default_price)
+        price = book.cents_per_gpu_hour(key)
         sample = typed[0]
         vram = (
             sample.vram_mb if sample.vram_mb is not None else gpu_names.known_vram_mb(sample.name)
@@ -131,26 +126,26 @@ def _float(value: object) -> float | None:
         return None
 
 
-async def refresh_host(session: AsyncSession, *, host: orm.Host, default_price: int) -> None:
+async def refresh_host(session: AsyncSession, *, host: orm.Host) -> None:
     await session.execute(delete(orm.Offer).where(orm.Offer.host_id == host.id))
     gpus = list((await session.scalars(select(orm.Gpu).where(orm.Gpu.host_id == host.id))).all())
-    rows = host_offers(host, gpus, await prices_by_key(session), default_price)
+    rows = host_offers(host, gpus, await price_book.load(session))
     if rows:
         await session.execute(insert(orm.Offer), rows)
 
 
-async def refresh_all(session: AsyncSession, *, default_price: int) -> None:
+async def refresh_all(session: AsyncSession) -> None:
     """Rebuild every host's offers (after a price change), in bulk: one read of the hosts and
     one of the GPUs, one delete, batched inserts. (Host by host it was three statements per host,
     about 50 s for 10,000 hosts inside one write transaction; see bench/README.md.)"""
-    prices = await prices_by_key(session)
+    book = await price_book.load(session)
     gpus: dict[str, list[orm.Gpu]] = defaultdict(list)
     for gpu in await session.scalars(select(orm.Gpu)):
         gpus[gpu.host_id].append(gpu)
     rows = [
         row
         for host in await session.scalars(select(orm.Host))
-        for row in host_offers(host, gpus[host.id], prices, default_price)
+        for row in host_offers(host, gpus[host.id], book)
     ]
     await session.execute(delete(orm.Offer))
     for start in range(0, len(rows), _INSERT_BATCH):

@@ -1,4 +1,4 @@
-"""Operator prices per GPU type, in cents per GPU-hour."""
+"""Operator prices per GPU type, in cents per GPU-hour (read through services/price_book.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core import gpu_names
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import InvalidRequest, NotFound
 from gpuyard.server import orm
-from gpuyard.server.services import offers
+from gpuyard.server.db import write_session
+from gpuyard.server.services import offers, price_book
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +29,15 @@ def _domain(row: orm.GpuPrice) -> GpuPrice:
 
 
 async def list_prices(session: AsyncSession) -> list[GpuPrice]:
-    rows = await session.scalars(select(orm.GpuPrice).order_by(orm.GpuPrice.gpu_key))
+    rows = await session.scalars(
+        select(orm.GpuPrice)
+        .where(orm.GpuPrice.gpu_key != price_book.DEFAULT_KEY)
+        .order_by(orm.GpuPrice.gpu_key)
+    )
     return [_domain(r) for r in rows]
 
 
-async def set_price(
-    session: AsyncSession, *, clock: Clock, gpu_name: str, cents: int, default_price: int
-) -> GpuPrice:
+async def set_price(session: AsyncSession, *, clock: Clock, gpu_name: str, cents: int) -> GpuPrice:
     key = gpu_names.gpu_key(gpu_name)
     if not key:
         raise InvalidRequest("gpu_name must name a GPU type, e.g. 'RTX 4090'", param="gpu_name")
@@ -53,13 +56,22 @@ async def set_price(
         row.cents_per_gpu_hour = cents
         row.updated_at = clock.now()
     await session.flush()
-    await offers.refresh_all(session, default_price=default_price)
+    await offers.refresh_all(session)
     return _domain(row)
 
 
-async def delete_price(session: AsyncSession, *, gpu_name: str, default_price: int) -> None:
+async def delete_price(session: AsyncSession, *, gpu_name: str) -> None:
     key = gpu_names.gpu_key(gpu_name)
     result = await session.execute(delete(orm.GpuPrice).where(orm.GpuPrice.gpu_key == key))
     if not result.rowcount:  # type: ignore[attr-defined]
         raise NotFound(f"no price set for {gpu_name}", code="price_not_found")
-    await offers.refresh_all(session, default_price=default_price)
+    await offers.refresh_all(session)
+
+
+async def configure_default(
+    sessions: async_sessionmaker[AsyncSession], *, clock: Clock, cents: int
+) -> None:
+    """At start: record this server's configured default; rebuild the offers if it changed."""
+    async with write_session(sessions) as session:
+        if await price_book.set_default(session, clock=clock, cents=cents):
+            await offers.refresh_all(session)
