@@ -33,7 +33,7 @@ from gpuyard.server.middleware.endpoint_host import EndpointHostMiddleware
 from gpuyard.server.middleware.hot_routes import HotRoutesMiddleware
 from gpuyard.server.middleware.request_context import RequestContextMiddleware
 from gpuyard.server.middleware.unit_of_work import UnitOfWorkMiddleware
-from gpuyard.server.migrate import migrate
+from gpuyard.server.migrate import current_revision, head_revision, migrate
 from gpuyard.server.routers import (
     admin,
     agent,
@@ -104,9 +104,10 @@ def create_app(
         if migrate_on_start:
             settings.prepare_data_dir()
             await migrate(engine)
-        await prices.configure_default(
-            sessions, clock=clock, cents=settings.default_gpu_price_cents
-        )
+        if await current_revision(engine) == head_revision():  # else /readyz says why
+            await prices.configure_default(
+                sessions, clock=clock, cents=settings.default_gpu_price_cents
+            )
         controllers = ControllerSet(build_controllers(ctx), ctx.wakeups)
         app.state.controllers = controllers
         if start_controllers:
