@@ -18,7 +18,9 @@ from gpuyard.core.hosts import PortRange
 
 @pytest.fixture
 def port_range() -> PortRange:
-    start = random.randrange(30000, 59000, 100)
+    """A hundred ports below Linux's ephemeral range (32768 and up), where no other process's
+    outgoing connection or bind-to-0 listener lands by chance."""
+    start = random.randrange(20000, 32600, 100)
     return PortRange(start=start, end=start + 99)
 
 
