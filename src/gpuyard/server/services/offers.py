@@ -23,6 +23,7 @@ from gpuyard.core.offer_fields import comparable, resolve_field
 from gpuyard.core.offer_query import Direction, Filter, OfferQuery, Op
 from gpuyard.core.offers import Offer, OfferRef, bundle_sizes, encode_offer_id
 from gpuyard.server import orm
+from gpuyard.server.services.scheduler import takes_org
 
 DEFAULT_LIMIT = 64
 MAX_LIMIT = 1000
@@ -193,11 +194,14 @@ def to_domain(row: orm.Offer) -> Offer:
     return Offer(**{f: getattr(row, f) for f in Offer.__slots__})
 
 
-async def search(session: AsyncSession, *, query: OfferQuery) -> list[Offer]:
+async def search(session: AsyncSession, *, query: OfferQuery, org_id: str) -> list[Offer]:
+    """Offers ``org_id`` may rent: on a host that cannot isolate, the operator's only (see
+    ``scheduler.takes_org``)."""
     limit = query.limit if query.limit is not None else DEFAULT_LIMIT
     if limit > MAX_LIMIT:
         raise InvalidRequest(f"limit must be at most {MAX_LIMIT}", param="limit")
-    stmt = select(orm.Offer)
+    hosts = select(orm.Host.id).where(takes_org(org_id))
+    stmt = select(orm.Offer).where(orm.Offer.host_id.in_(hosts))
     for f in query.filters:
         stmt = stmt.where(_condition(f))
     for order in query.order:
