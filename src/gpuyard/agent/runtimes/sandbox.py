@@ -165,7 +165,7 @@ def open_sandbox(config: SandboxConfig) -> tuple[Sandbox | None, Isolation]:
 def _probe(config: SandboxConfig) -> tuple[Sandbox | None, Isolation]:
     if config.mode is SandboxMode.OFF:
         return None, _unisolated("the sandbox is turned off (--sandbox off)")
-    bwrap = config.bwrap or shutil.which("bwrap")
+    bwrap = shutil.which(config.bwrap or "bwrap")
     if bwrap is None:
         return None, _unisolated(
             "bubblewrap is not installed (apt-get install bubblewrap, dnf install bubblewrap)"

@@ -47,8 +47,8 @@ class MountPlan:
                 deepest = (root, content)
         return deepest[1]
 
-    def ro_bind(self, path: str) -> None:
-        self._bind("--ro-bind", path)
+    def ro_bind(self, path: str, dest: str | None = None) -> None:
+        self._bind("--ro-bind", path, dest)
 
     def bind(self, path: str) -> None:
         self._bind("--bind", path)
@@ -72,10 +72,12 @@ class MountPlan:
         self.args += [flag, path]
         self._mounted(path, content=True)
 
-    def _bind(self, flag: str, path: str) -> None:
-        self._parents(path)
-        self.args += [flag, path, path]
-        self._mounted(path, content=True)
+    def _bind(self, flag: str, path: str, dest: str | None = None) -> None:
+        """The host's ``path`` at ``dest`` (by default the same path) in the sandbox."""
+        dest = dest or path
+        self._parents(dest)
+        self.args += [flag, path, dest]
+        self._mounted(dest, content=True)
 
     def _mounted(self, path: str, *, content: bool) -> None:
         self._layers = [(root, c) for root, c in self._layers if not within(root, path)]
@@ -184,4 +186,4 @@ def gpu_mounts(
     if os.path.isdir(proc):
         plan.tmpfs(str(NVIDIA_PROC))
         for gpu in gpus:
-            plan.ro_bind(gpu.proc_dir)
+            plan.ro_bind(gpu.proc_dir, str(NVIDIA_PROC / os.path.basename(gpu.proc_dir)))
