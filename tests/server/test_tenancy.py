@@ -123,3 +123,18 @@ async def test_replicas_are_placed_by_the_same_rule(api: Api) -> None:
     open_host = await join_host(api, [RTX], name="open")
     await ctl.step()
     assert await _replicas_on(open_host) == [t.org_id]
+
+
+async def test_a_host_that_stops_isolating_stops_offering_to_tenants_at_its_next_heartbeat(
+    api: Api,
+) -> None:
+    host = await join_host(api, [RTX])
+    t = await api.tenant()
+    assert len(await _offers(t.client, t.org_id)) == 1
+    host.facts = {**host.facts, "isolation": NOT_ISOLATING}  # restarted with --sandbox off
+    await host.beat()
+    assert await _offers(t.client, t.org_id) == []
+    assert len(await _offers(api.client, api.operator_org)) == 1
+    host.facts = {**host.facts, "isolation": {"isolates": True, "runtime": "process"}}
+    await host.beat()
+    assert len(await _offers(t.client, t.org_id)) == 1

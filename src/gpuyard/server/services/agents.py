@@ -22,7 +22,7 @@ from gpuyard.core.agent_protocol import (
 from gpuyard.core.clock import Clock
 from gpuyard.core.credentials import hash_secret
 from gpuyard.core.errors import PermissionDenied, Unauthenticated
-from gpuyard.core.hosts import HostFacts
+from gpuyard.core.hosts import HostFacts, isolates
 from gpuyard.core.ids import new_id
 from gpuyard.core.workload import WorkloadSpec
 from gpuyard.server import orm
@@ -163,6 +163,7 @@ async def heartbeat(
     facts = request.facts.model_dump(mode="json")
     dirty = False
     if facts != host.facts:
+        dirty = isolates(facts) != isolates(host.facts or {})  # whose offers they are changed
         host.facts = facts
         host.address = request.facts.address
         host.updated_at = now

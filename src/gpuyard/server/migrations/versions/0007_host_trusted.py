@@ -1,4 +1,4 @@
-"""host trusted: a host the operator lets run every org's workloads without a sandbox
+"""host trusted, offer open_to_all: which orgs a host that cannot isolate may run
 
 Revision ID: 0007
 Revises: 0006
@@ -21,8 +21,16 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("trusted", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    # Offers are derived; existing ones stay the operator's until their host's next refresh
+    # (an agent that reports its isolation changes its facts, which refreshes them).
+    with op.batch_alter_table("offers", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("open_to_all", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("offers", schema=None) as batch_op:
+        batch_op.drop_column("open_to_all")
     with op.batch_alter_table("hosts", schema=None) as batch_op:
         batch_op.drop_column("trusted")
