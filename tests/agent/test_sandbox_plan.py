@@ -180,3 +180,16 @@ def test_off_and_missing_bubblewrap_do_not_isolate_and_on_refuses() -> None:
     with pytest.raises(Unavailable) as refused:
         open_sandbox(SandboxConfig(mode=SandboxMode.ON, bwrap="/nonexistent/bwrap"))
     assert refused.value.code == "sandbox_unavailable"
+
+
+def test_a_long_failure_is_cut_to_fit_the_facts(tmp_path: Path) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && exit 0\nyes broken | head -300 >&2\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    sandbox, isolation = open_sandbox(SandboxConfig(bwrap=str(fake)))
+    assert sandbox is None and not isolation.isolates
+    reason = isolation.reason or ""
+    assert reason.startswith("bubblewrap cannot make a sandbox here: broken broken")
+    assert len(reason) <= 400 and "\n" not in reason

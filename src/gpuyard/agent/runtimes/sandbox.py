@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 HOSTNAME = "gpuyard"
 TRIAL_TIMEOUT_S = 10.0
+_REASON_CHARS = 400  # facts carry at most 500
 _NAMESPACES = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net"]
 _ROOT_CAPS = ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
 _USER_NAMESPACE = ["--unshare-user", "--disable-userns"]
@@ -220,4 +221,6 @@ def _version(bwrap: str) -> str:
 
 
 def _unisolated(reason: str) -> Isolation:
-    return Isolation(isolates=False, runtime="process", reason=reason)
+    one_line = " ".join(reason.split())
+    cut = one_line if len(one_line) <= _REASON_CHARS else one_line[: _REASON_CHARS - 1] + "…"
+    return Isolation(isolates=False, runtime="process", reason=cut)
