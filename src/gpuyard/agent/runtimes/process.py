@@ -104,11 +104,9 @@ class ProcessRuntime:
             listener: socket.socket | None = None
             try:
                 record.argv = build_argv(spec, python=self._python)
-                if (
-                    self._sandbox is not None
-                    and self._sandbox.separate_users
-                    and record.uid is None
-                ):
+                if self._sandbox is None or not self._sandbox.separate_users:
+                    record.uid = None  # runs as the agent's own user
+                elif record.uid is None:
                     record.uid = self._sandbox.uids.allocate(self._uids_in_use())
                 if spec.port is not None:
                     record.host_port, listener = self._take_port()
