@@ -100,6 +100,9 @@ def build_fleet(n_hosts: int, gpus_per_host: int, seed: int, book: PriceBook) ->
             "address": f"10.{pk >> 16 & 255}.{pk >> 8 & 255}.{pk & 255}",
             "port_range": {"start": 40000, "end": 40000 + rng.choice((99, 999))},
             "os": "Linux",
+            # Most hosts sandbox their workloads; the rest are open to the renter only if
+            # trusted (below), which the search's tenancy filter must sort out per host.
+            "isolation": {"isolates": rng.random() < 0.9, "runtime": "process"},
         }
         seen = now - timedelta(seconds=rng.uniform(0, 5))
         host = {
@@ -111,6 +114,7 @@ def build_fleet(n_hosts: int, gpus_per_host: int, seed: int, book: PriceBook) ->
             "cordoned": rng.random() < 0.01,
             "draining": False,
             "verified": rng.random() < 0.85,
+            "trusted": rng.random() < 0.5,
             "facts": facts,
             "address": facts["address"],
             "geolocation": rng.choices(countries, country_weights)[0],

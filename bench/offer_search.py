@@ -124,7 +124,7 @@ async def time_round_robin(
     return {name: Latency.of(v) for name, v in samples.items()}, rows
 
 
-def service_probes(engine: AsyncEngine) -> dict[str, Probe]:
+def service_probes(engine: AsyncEngine, org_id: str) -> dict[str, Probe]:
     """Time ``offers.search`` alone: the session's connection is checked out and its
     transaction begun before the clock starts, as the request's unit of work would have."""
     sessions = session_factory(engine)
@@ -134,7 +134,7 @@ def service_probes(engine: AsyncEngine) -> dict[str, Probe]:
             async with sessions() as session, session.begin():
                 await session.connection()
                 started = time.perf_counter()
-                found = await offers.search(session, query=query)
+                found = await offers.search(session, query=query, org_id=org_id)
                 return len(found), time.perf_counter() - started
 
         return run
@@ -284,7 +284,9 @@ async def bench_database(kind: str, args: argparse.Namespace, workdir: Path) -> 
                 await explain(engine)
             if "service" in args.layers:
                 result.layers["service"], rows = await time_round_robin(
-                    service_probes(engine), iterations=args.iterations, warmup=args.warmup
+                    service_probes(engine, pop.org_id),
+                    iterations=args.iterations,
+                    warmup=args.warmup,
                 )
                 result.rows.update(rows)
                 say(f"{kind}: service layer done")

@@ -1,8 +1,10 @@
 """A small, honest in-memory Docker engine behind the parts of ``docker.DockerClient`` we use.
 
-It keeps containers and images, enforces what a real engine enforces for those calls (unique names,
-published ports, GPU device ids it has, images present before ``run``), raises the SDK's own
-exceptions, and lets a test play the workload's part (``finish``, ``write``).
+It keeps containers, images and networks, enforces what a real engine enforces for those calls
+(unique names, published ports, GPU device ids it has, images present before ``run``, networks
+that exist), raises the SDK's own exceptions, and lets a test play the workload's part
+(``finish``, ``write``). Each container keeps the keyword arguments it was run with (``run_kwargs``)
+so a test can say what the runtime asked of the engine.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class FakeContainer:
         self.entrypoint: list[str] | None = kw.get("entrypoint")
         self.environment: dict[str, str] = dict(kw.get("environment") or {})
         self._labels: dict[str, str] = dict(kw.get("labels") or {})
-        self.ports: dict[str, int] = dict(kw.get("ports") or {})
+        self.run_kwargs: dict[str, Any] = dict(kw)
+        self.network: str = kw.get("network") or "bridge"
+        self.ports: dict[str, Any] = dict(kw.get("ports") or {})
         self.device_requests: list[dict[str, Any]] = list(kw.get("device_requests") or [])
         self.status = "running"
         self.exit_code = 0
@@ -96,7 +100,11 @@ class FakeContainers:
             raise ImageNotFound(f"No such image: {image}")
         if any(c.name == kw["name"] for c in engine.containers.values()):
             raise APIError(f'Conflict. The container name "/{kw["name"]}" is already in use')
-        for port in (kw.get("ports") or {}).values():
+        network = kw.get("network")
+        if network and network not in engine.networks and network not in _BUILTIN_NETWORKS:
+            raise NotFound(f"network {network} not found")
+        for binding in (kw.get("ports") or {}).values():
+            port = _host_port(binding)
             if port in engine.published_ports():
                 raise APIError(f"Bind for 0.0.0.0:{port} failed: port is already allocated")
         for request in kw.get("device_requests") or []:
@@ -121,6 +129,28 @@ class FakeContainers:
             if not [w for w in wanted if not _label_matches(c.labels, w)]:
                 found.append(c)
         return found
+
+
+_BUILTIN_NETWORKS = ("bridge", "host", "none")
+
+
+def _host_port(binding: Any) -> int:
+    """A published port as the SDK takes it: ``port`` or ``(host address, port)``."""
+    return int(binding[1] if isinstance(binding, tuple) else binding)
+
+
+class FakeNetworks:
+    def __init__(self, engine: FakeEngine) -> None:
+        self._engine = engine
+
+    def list(self, *, names: list[str] | None = None) -> list[str]:
+        return [n for n in self._engine.networks if names is None or n in names]
+
+    def create(self, name: str, **kw: Any) -> str:
+        if name in self._engine.networks or name in _BUILTIN_NETWORKS:
+            raise APIError(f"network with name {name} already exists")
+        self._engine.networks[name] = dict(kw)
+        return name
 
 
 def _label_matches(labels: dict[str, str], wanted: str) -> bool:
@@ -153,10 +183,14 @@ class FakeEngine:
         self.images: set[str] = set()
         self.gpus = gpus or set()
         self.containers: dict[str, FakeContainer] = {}
+        self.networks: dict[str, dict[str, Any]] = {}  # name -> what it was created with
 
     def published_ports(self) -> set[int]:
         return {
-            p for c in self.containers.values() if c.status == "running" for p in c.ports.values()
+            _host_port(p)
+            for c in self.containers.values()
+            if c.status == "running"
+            for p in c.ports.values()
         }
 
 
@@ -168,6 +202,7 @@ class FakeDockerClient:
         self.up = up
         self.containers = FakeContainers(self.engine)
         self.images = FakeImages(self.engine)
+        self.networks = FakeNetworks(self.engine)
 
     def ping(self) -> bool:
         if not self.up:

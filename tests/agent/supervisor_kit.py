@@ -17,7 +17,7 @@ from gpuyard.agent.runtimes.process_state import WorkloadDir
 from gpuyard.agent.state import AgentState
 from gpuyard.agent.supervisor import Supervisor
 from gpuyard.core.clock import ManualClock
-from gpuyard.core.hosts import GpuInfo, HostFacts, PortRange
+from gpuyard.core.hosts import GpuInfo, HostFacts, Isolation, PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadStatus
 
 from .fake_server import FakeServer
@@ -26,7 +26,7 @@ SERVER_URL = "http://gpuyard.test"
 SLEEPS = "exec sleep 60"
 
 
-def facts(port_range: PortRange) -> HostFacts:
+def facts(port_range: PortRange, isolation: Isolation | None = None) -> HostFacts:
     return HostFacts(
         gpus=[GpuInfo(index=0, uuid="GPU-test-0", name="RTX 4090", vram_mb=24564, logical=True)],
         driver_version=None,
@@ -39,6 +39,7 @@ def facts(port_range: PortRange) -> HostFacts:
         address="127.0.0.1",
         port_range=port_range,
         os="Linux",
+        isolation=isolation,
     )
 
 

@@ -34,14 +34,16 @@ async def transport(api: Api) -> AsyncIterator[HttpTransport]:
 async def join(
     api: Api, transport: HttpTransport, runtime: ProcessRuntime, state_dir: Path, ports: PortRange
 ) -> Supervisor:
+    """A supervisor joined to the server, reporting how its runtime isolates; a host that cannot
+    (no bubblewrap here) is marked trusted, so the tenants of these tests may still rent it."""
     r = await api.client.post("/v1/admin/join-tokens", json={"name": "rig"})
     assert r.status_code == 201, r.text
-    host_facts = facts(ports)
+    host_facts = facts(ports, runtime.isolation)
 
     async def source() -> HostFacts:
         return host_facts
 
-    return Supervisor(
+    sup = Supervisor(
         transport,
         runtime,
         source,
@@ -52,6 +54,11 @@ async def join(
         action_wait_s=None,
         stop_grace_s=2.0,
     )
+    await sup.register()
+    if not runtime.isolation.isolates:
+        r = await api.client.patch(f"/v1/admin/hosts/{sup.host_id}", json={"trusted": True})
+        assert r.status_code == 200, r.text
+    return sup
 
 
 async def rent(t: Tenant, command: str) -> tuple[str, dict[str, Any]]:

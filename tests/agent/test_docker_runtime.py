@@ -69,11 +69,12 @@ async def test_start_pulls_and_runs_a_labelled_container(
     assert status.started_at == datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
     assert container.name == "gpuyard-wl_vllm"
     assert container.entrypoint is None and container.command == ["--model", "m"]
-    assert container.ports == {"8000/tcp": status.host_port}
+    assert container.ports == {"8000/tcp": ("0.0.0.0", status.host_port)}
     assert container.environment == {
         "HF_TOKEN": "t",
         "GPUYARD_WORKLOAD_ID": "wl_vllm",
         "PORT": "8000",
+        "NVIDIA_VISIBLE_DEVICES": "GPU-1111,GPU-2222",
     }
     assert container.labels == {
         "team": "a",

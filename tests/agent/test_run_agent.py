@@ -16,6 +16,7 @@ import pytest
 from gpuyard.agent.backoff import Backoff
 from gpuyard.agent.gpus import GpuProbeResult
 from gpuyard.agent.main import AgentOptions, run_agent
+from gpuyard.agent.runtimes.sandbox import open_sandbox
 from gpuyard.agent.state import StateError
 from gpuyard.agent.transport import AgentRejected, ServerUnavailable
 from gpuyard.core.hosts import PortRange
@@ -82,6 +83,8 @@ async def test_joins_runs_stops_and_readopts_after_a_restart(
         assert [(g.name, g.logical) for g in joined.facts.gpus] == [("RTX 4090", True)] * 2
         assert joined.facts.address == "127.0.0.1" and joined.facts.port_range == port_range
         assert joined.facts.cpu_cores >= 1 and joined.facts.ram_mb > 0
+        expected = open_sandbox(first.sandbox)[1]  # what this host can do, reported as it is
+        assert joined.facts.isolation == expected and expected.runtime == "process"
         assert len(live_wrappers(agent_dir, "wl_e2e")) == 1  # left running by the stop
 
         # Restarted with neither --server nor --token: both come from the state dir.

@@ -37,6 +37,7 @@ def facts(gpus: list[tuple[str, int | None]], **over: Any) -> dict[str, Any]:
         "address": "127.0.0.1",
         "port_range": {"start": 40000, "end": 40999},
         "os": "Linux",
+        "isolation": {"isolates": True, "runtime": "process", "sandbox": "bubblewrap 0.8.0"},
     }
     body.update(over)
     return body

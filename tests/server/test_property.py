@@ -252,6 +252,7 @@ HOST_FACTS = {
     "address": "127.0.0.1",
     "port_range": {"start": 40000, "end": 40999},
     "os": "linux",
+    "isolation": {"isolates": True, "runtime": "process"},
 }
 
 

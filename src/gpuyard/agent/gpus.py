@@ -25,7 +25,7 @@ import pynvml
 from pydantic import BaseModel, ConfigDict, Field
 
 from gpuyard.core.gpu_names import known_vram_mb
-from gpuyard.core.hosts import GpuInfo, HostFacts, PortRange
+from gpuyard.core.hosts import GpuInfo, HostFacts, Isolation, PortRange
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +227,12 @@ async def collect_facts(
     disk_path: Path,
     port_range: PortRange,
     address: str | None = None,
+    isolation: Isolation | None = None,
 ) -> HostFacts:
     """Gather the facts a heartbeat carries; blocking probes run in a worker thread."""
-    return await asyncio.to_thread(_collect_facts, probe, declared, disk_path, port_range, address)
+    return await asyncio.to_thread(
+        _collect_facts, probe, declared, disk_path, port_range, address, isolation
+    )
 
 
 def _collect_facts(
@@ -238,6 +241,7 @@ def _collect_facts(
     disk_path: Path,
     port_range: PortRange,
     address: str | None,
+    isolation: Isolation | None,
 ) -> HostFacts:
     result = probe.probe()
     disk = shutil.disk_usage(disk_path)
@@ -253,4 +257,5 @@ def _collect_facts(
         address=address or outward_address(),
         port_range=port_range,
         os=f"{platform.system()} {platform.release()} ({platform.machine()})",
+        isolation=isolation,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuyard.agent.backoff import Backoff
@@ -21,11 +21,12 @@ from gpuyard.agent.gpus import (
     parse_gpu_declaration,
 )
 from gpuyard.agent.runtimes import choose_runtime
+from gpuyard.agent.runtimes.sandbox import SandboxConfig
 from gpuyard.agent.state import DEFAULT_STATE_DIR, AgentState, StateError
 from gpuyard.agent.supervisor import Supervisor
 from gpuyard.agent.transport import AgentTransport, HttpTransport, normalize_server_url
 from gpuyard.core.clock import Clock, SystemClock
-from gpuyard.core.hosts import GpuInfo, HostFacts, PortRange
+from gpuyard.core.hosts import GpuInfo, HostFacts, Isolation, PortRange
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class AgentOptions:
     name: str | None = None
     wait_for_server: bool = False
     """Retry a first registration the server cannot answer yet, instead of failing at once."""
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    """How the process runtime sandboxes workloads (``agent/runtimes/sandbox.py``)."""
 
 
 class HostFactsSource:
@@ -61,12 +64,14 @@ class HostFactsSource:
         disk_path: Path,
         port_range: PortRange,
         address: str | None,
+        isolation: Isolation,
     ) -> None:
         self._probe = probe
         self._declared = declared
         self._disk_path = disk_path
         self._port_range = port_range
         self._address = address
+        self._isolation = isolation
 
     async def __call__(self) -> HostFacts:
         return await collect_facts(
@@ -75,6 +80,7 @@ class HostFactsSource:
             disk_path=self._disk_path,
             port_range=self._port_range,
             address=self._address,
+            isolation=self._isolation,
         )
 
 
@@ -112,6 +118,7 @@ async def run_agent(
             clock=clock,
             use_gpus=bool(found.gpus),
             listen_host=listen_host(options.address),
+            sandbox=options.sandbox,
         )
         if saved is not None and options.join_token:
             log.info("already registered as host %s; the join token is not used", saved.host_id)
@@ -129,6 +136,7 @@ async def run_agent(
                     disk_path=state.root,
                     port_range=options.port_range,
                     address=options.address,
+                    isolation=runtime.isolation,
                 ),
                 clock or SystemClock(),
                 state,
@@ -147,6 +155,7 @@ async def run_agent(
                 options.port_range,
                 state.root,
             )
+            _announce_isolation(runtime.isolation)
             await supervisor.run(stop_event)
         finally:
             if http is not None:
@@ -186,6 +195,17 @@ def _announce_gpus(found: list[GpuInfo], declared: list[GpuInfo]) -> None:
         )
     else:
         log.warning("no NVIDIA GPU found and none declared with --gpus: this host offers no GPU")
+
+
+def _announce_isolation(isolation: Isolation) -> None:
+    if isolation.isolates:
+        log.info("workloads are isolated (%s): any org's may run here", isolation.sandbox)
+    else:
+        log.warning(
+            "workloads are not isolated (%s): the server places only the operator's own "
+            "workloads here, unless the operator marks this host trusted",
+            isolation.reason,
+        )
 
 
 def _names(gpus: list[GpuInfo]) -> str:

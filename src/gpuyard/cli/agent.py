@@ -16,6 +16,8 @@ from rich.markup import escape
 
 from gpuyard.agent.gpus import parse_gpu_declaration
 from gpuyard.agent.main import DEFAULT_PORT_RANGE, AgentOptions, run_agent
+from gpuyard.agent.runtimes.sandbox import SandboxConfig, SandboxMode
+from gpuyard.agent.runtimes.sandbox_users import DEFAULT_UID_RANGE, UidRange
 from gpuyard.agent.state import DEFAULT_STATE_DIR, StateError
 from gpuyard.agent.transport import AgentRejected, ServerUnavailable, normalize_server_url
 from gpuyard.core.errors import Unavailable
@@ -61,6 +63,15 @@ def _port_range(value: str | PortRange) -> PortRange:
         return PortRange.parse(value)
     except ValidationError as exc:
         raise typer.BadParameter(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _uid_range(value: str | UidRange) -> UidRange:
+    if isinstance(value, UidRange):
+        return value
+    try:
+        return UidRange.parse(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -135,6 +146,38 @@ Address = Annotated[
     ),
 ]
 Name = Annotated[str | None, typer.Option("--name", help="A name for this host on the server.")]
+SandboxOpt = Annotated[
+    SandboxMode,
+    typer.Option(
+        "--sandbox",
+        envvar="GPUYARD_SANDBOX",
+        show_envvar=True,
+        case_sensitive=False,
+        help="Process runtime: run each workload in a bubblewrap sandbox. auto: where bubblewrap "
+        "works; on: refuse to start without it; off: never. A host that does not isolate "
+        "runs only the operator's workloads unless the operator marks it trusted.",
+    ),
+]
+SandboxUids = Annotated[
+    UidRange,
+    typer.Option(
+        "--sandbox-uids",
+        metavar="START-END",
+        envvar="GPUYARD_SANDBOX_UIDS",
+        parser=_uid_range,
+        help="Uids for sandboxed workloads, one each, when the agent runs as root (no "
+        "/etc/passwd entries needed).",
+    ),
+]
+SandboxReadOnly = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--sandbox-read-only",
+        metavar="PATH",
+        help="A host path sandboxed workloads may read (model files, say); repeatable. The "
+        "system, the agent's Python and gpuyard are readable already.",
+    ),
+]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 
 
@@ -147,6 +190,9 @@ def agent(
     port_range: Ports = DEFAULT_PORT_RANGE,
     address: Address = None,
     name: Name = None,
+    sandbox: SandboxOpt = SandboxMode.AUTO,
+    sandbox_uids: SandboxUids = UidRange.parse(DEFAULT_UID_RANGE),
+    sandbox_read_only: SandboxReadOnly = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Run the host agent: join this machine to a gpuyard server and run what it assigns.
@@ -169,6 +215,11 @@ def agent(
         port_range=port_range,
         address=address,
         name=name,
+        sandbox=SandboxConfig(
+            mode=sandbox,
+            uids=sandbox_uids,
+            read_only=tuple(str(p) for p in sandbox_read_only or ()),
+        ),
     )
     try:
         asyncio.run(_main(options))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.agent.main import AgentOptions, run_agent
+from gpuyard.agent.runtimes.sandbox import SandboxConfig
 from gpuyard.agent.state import AgentState, StateError
 from gpuyard.core.clock import SystemClock
 from gpuyard.core.credentials import looks_like_api_key
@@ -125,6 +126,7 @@ def local_agent_options(settings: Settings, gpus: str | None, token: str | None)
         address="127.0.0.1",
         name="local",
         wait_for_server=True,
+        sandbox=SandboxConfig(private=(str(settings.data_dir.absolute()),)),
     )
 
 

@@ -6,6 +6,7 @@ builds them, the server validates them, so malformed facts are refused with a cl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,6 +64,25 @@ class GpuInfo(BaseModel):
     logical: bool = Field(default=False, description="declared with --gpus, not found by NVML")
 
 
+class Isolation(BaseModel):
+    """How the host's runtime keeps workloads apart from the host and from each other.
+
+    ``isolates`` is the one bit the scheduler reads (``takes_org``): true when every workload runs
+    in a sandbox of its own under a user of its own, so the host may run any org's workloads.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    isolates: bool
+    runtime: str = Field(min_length=1, max_length=32, description="process or docker")
+    sandbox: str | None = Field(
+        default=None, max_length=100, description='what isolates, e.g. "bubblewrap 0.8.0"'
+    )
+    reason: str | None = Field(
+        default=None, max_length=500, description="why the host does not isolate, when it does not"
+    )
+
+
 class HostFacts(BaseModel):
     """What a heartbeat tells the server about the host."""
 
@@ -79,6 +99,9 @@ class HostFacts(BaseModel):
     address: str = Field(min_length=1, max_length=255)
     port_range: PortRange
     os: str = Field(max_length=255)
+    isolation: Isolation | None = Field(
+        default=None, description="absent from agents older than the sandbox: not isolating"
+    )
 
     @model_validator(mode="after")
     def _gpus_distinct(self) -> HostFacts:
@@ -87,6 +110,18 @@ class HostFacts(BaseModel):
         if len({g.uuid for g in self.gpus}) != len(self.gpus):
             raise ValueError("GPU uuids must be distinct")
         return self
+
+
+def isolates(facts: Mapping[str, object]) -> bool:
+    """Whether stored host facts say the host isolates its workloads (absent: it does not)."""
+    isolation = facts.get("isolation")
+    return isinstance(isolation, Mapping) and isolation.get("isolates") is True
+
+
+def takes_org(*, facts: Mapping[str, object], trusted: bool, org_is_operator: bool) -> bool:
+    """The tenancy rule: a host that cannot isolate runs only the operator's own workloads,
+    unless the operator marked it trusted for every org."""
+    return org_is_operator or trusted or isolates(facts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +142,7 @@ class Host:
     cordoned: bool
     draining: bool
     verified: bool
+    trusted: bool
     address: str
     geolocation: str | None
     inet_up_mbps: float | None

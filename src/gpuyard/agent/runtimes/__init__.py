@@ -20,6 +20,7 @@ from gpuyard.agent.runtimes.docker_client import (
     docker_available,
 )
 from gpuyard.agent.runtimes.process import ProcessRuntime
+from gpuyard.agent.runtimes.sandbox import SandboxConfig, open_sandbox
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Unavailable
 from gpuyard.core.hosts import PortRange
@@ -48,19 +49,22 @@ async def choose_runtime(
     use_gpus: bool = True,
     listen_host: str = "127.0.0.1",
     docker_timeout_s: float = 2.0,
+    sandbox: SandboxConfig | None = None,
 ) -> Runtime:
     """The runtime called ``name`` (``process``, ``docker``; ``None`` or ``auto`` to pick).
 
     ``docker_client`` replaces the client built from the environment (``DOCKER_HOST`` or the local
     socket). ``use_gpus=False`` tells the docker runtime the host's GPUs are logical (declared), so
-    containers get no GPU device requests. ``listen_host`` is where the process runtime's
-    workloads listen (their ``HOST``).
+    containers get no GPU device requests. ``listen_host`` is where workloads' ports are
+    published. ``sandbox`` is how the process runtime sandboxes (``sandbox.py``); ``on`` where
+    no sandbox can run raises ``Unavailable`` (``sandbox_unavailable``).
     """
     choice = (name or "auto").strip().lower()
     if choice not in RUNTIME_NAMES:
         raise ValueError(f"unknown runtime {name!r}: expected one of {', '.join(RUNTIME_NAMES)}")
+    config = sandbox or SandboxConfig()
     if choice == "process":
-        return ProcessRuntime(state_dir, port_range, clock=clock, listen_host=listen_host)
+        return await _process_runtime(state_dir, port_range, clock, listen_host, config)
     client = docker_client
     if client is None:
         try:
@@ -68,7 +72,9 @@ async def choose_runtime(
         except DockerException as exc:
             log.info("no Docker engine: %s", exc)
     if client is not None and await docker_available(client, timeout_s=docker_timeout_s):
-        return DockerRuntime(client, port_range=port_range, clock=clock, use_gpus=use_gpus)
+        return DockerRuntime(
+            client, port_range=port_range, clock=clock, use_gpus=use_gpus, listen_host=listen_host
+        )
     if choice == "docker":
         raise Unavailable(
             "no Docker engine answers (is dockerd running, is DOCKER_HOST right?); "
@@ -76,4 +82,17 @@ async def choose_runtime(
             code="docker_unavailable",
         )
     log.info("no Docker engine answers; using the process runtime")
-    return ProcessRuntime(state_dir, port_range, clock=clock, listen_host=listen_host)
+    return await _process_runtime(state_dir, port_range, clock, listen_host, config)
+
+
+async def _process_runtime(
+    state_dir: Path,
+    port_range: PortRange,
+    clock: Clock | None,
+    listen_host: str,
+    sandbox: SandboxConfig,
+) -> ProcessRuntime:
+    await asyncio.to_thread(open_sandbox, sandbox)  # the trial runs a process; cached after
+    return ProcessRuntime(
+        state_dir, port_range, clock=clock, listen_host=listen_host, sandbox=sandbox
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from gpuyard.core.errors import NotFound
+from gpuyard.core.hosts import Isolation
 from gpuyard.core.workload import WorkloadSpec, WorkloadStatus
 
 LOG_TAIL_LINES = 50
@@ -30,6 +31,11 @@ DEFAULT_GRACE_S = 10.0
 class Runtime(Protocol):
     @property
     def name(self) -> str: ...
+
+    @property
+    def isolation(self) -> Isolation:
+        """How this runtime keeps workloads apart, for the host's facts."""
+        ...
 
     async def start(self, spec: WorkloadSpec) -> WorkloadStatus: ...
 

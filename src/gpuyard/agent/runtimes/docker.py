@@ -4,6 +4,12 @@ A container is named ``gpuyard-<workload id>`` and labelled with the workload id
 its host port, so a restarted agent finds (re-adopts) its containers by label. GPUs are given as
 device requests for the spec's GPU uuids (or indices); the spec's port is published on a host port
 from the agent's range. See ``docs/agent-runtimes.md`` for how a spec becomes a container.
+
+Tenancy rules, as far as the SDK can state them: never privileged, never the host's network (nor
+its PID or IPC namespace), only the assigned GPUs (device requests, and ``NVIDIA_VISIBLE_DEVICES``
+which the spec cannot override), and a bridge network per org (``gpuyard-org-<org id>``) so
+containers of different orgs cannot reach each other; the port is published on the agent's
+listen address only.
 """
 
 from __future__ import annotations
@@ -22,13 +28,17 @@ from gpuyard.agent.ports import NoFreePort, PortAllocator
 from gpuyard.agent.runtimes.base import DEFAULT_GRACE_S, LOG_TAIL_LINES, unknown_workload
 from gpuyard.agent.runtimes.docker_client import ContainerLike, DockerClientLike
 from gpuyard.core.clock import Clock, SystemClock
-from gpuyard.core.hosts import PortRange
+from gpuyard.core.hosts import Isolation, PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
 
 LABEL_WORKLOAD = "gpuyard.workload_id"
 LABEL_SPEC_HASH = "gpuyard.spec_hash"
 LABEL_HOST_PORT = "gpuyard.host_port"
 LABEL_KIND = "gpuyard.kind"
+LABEL_ORG = "gpuyard.org"
+NETWORK_PREFIX = "gpuyard-org-"
+SHARED_NETWORK = "gpuyard-workloads"
+"""For a spec that names no org (``gpuyard.org`` label)."""
 
 _STATES = {
     "created": WorkloadState.STARTING,
@@ -55,8 +65,16 @@ def container_command(spec: WorkloadSpec) -> tuple[list[str] | None, list[str] |
     return None, (list(spec.args) or None)
 
 
+def network_name(spec: WorkloadSpec) -> str:
+    """The org's own bridge network."""
+    org = spec.labels.get(LABEL_ORG)
+    return f"{NETWORK_PREFIX}{org}" if org else SHARED_NETWORK
+
+
 def container_env(spec: WorkloadSpec) -> dict[str, str]:
     env = dict(spec.env)
+    devices = spec.gpu_uuids or [str(i) for i in spec.gpu_indices]
+    env["NVIDIA_VISIBLE_DEVICES"] = ",".join(devices) or "void"  # the NVIDIA runtime reads it
     env["GPUYARD_WORKLOAD_ID"] = spec.id
     if spec.port is not None:
         env["PORT"] = str(spec.port)
@@ -77,9 +95,13 @@ class DockerRuntime:
         port_range: PortRange,
         clock: Clock | None = None,
         use_gpus: bool = True,
+        listen_host: str = "0.0.0.0",
     ) -> None:
-        """``use_gpus=False`` leaves device requests out: the host's GPUs are logical ones."""
+        """``use_gpus=False`` leaves device requests out: the host's GPUs are logical ones.
+        ``listen_host`` is the host address ports are published on."""
         self._client = client
+        self._listen_host = listen_host
+        self.isolation = Isolation(isolates=True, runtime="docker", sandbox="docker containers")
         self._ports = PortAllocator(port_range)
         self._clock: Clock = clock or SystemClock()
         self._use_gpus = use_gpus
@@ -161,7 +183,7 @@ class DockerRuntime:
         if spec.port is not None:
             host_port = self._ports.allocate(taken=self._ports_in_use())
             labels[LABEL_HOST_PORT] = str(host_port)
-            kwargs["ports"] = {f"{spec.port}/tcp": host_port}
+            kwargs["ports"] = {f"{spec.port}/tcp": (self._listen_host, host_port)}
         devices = spec.gpu_uuids or [str(i) for i in spec.gpu_indices]
         if devices and self._use_gpus:
             kwargs["device_requests"] = [DeviceRequest(device_ids=devices, capabilities=[["gpu"]])]
@@ -175,8 +197,18 @@ class DockerRuntime:
             name=container_name(spec.id),
             environment=container_env(spec),
             labels=labels,
+            network=self._network(spec),
+            privileged=False,
             **kwargs,
         )
+
+    def _network(self, spec: WorkloadSpec) -> str:
+        """The org's bridge network, made the first time one of its workloads runs here."""
+        name = network_name(spec)
+        if not self._client.networks.list(names=[name]):
+            org = spec.labels.get(LABEL_ORG, "")
+            self._client.networks.create(name, driver="bridge", labels={LABEL_ORG: org})
+        return name
 
     def _ports_in_use(self) -> set[int]:
         containers = self._client.containers.list(all=False, filters={"label": LABEL_HOST_PORT})

@@ -1,9 +1,11 @@
-"""The ``process`` runtime: each workload is a real subprocess on the host.
+"""The ``process`` runtime: each workload is a real subprocess on the host, in a sandbox.
 
 Each workload runs under ``process_wrapper.py`` as the leader of its own session
 (``start_new_session``), so it survives the agent that started it and can be stopped as a group.
-What a new agent needs to re-adopt it is on disk (see ``process_state``). How a spec becomes a
-command line and an environment is in ``process_command`` and ``docs/agent-runtimes.md``.
+Where bubblewrap works, the wrapper and the command run inside a sandbox (``sandbox.py``); a
+root agent runs each workload under a uid of its own. What a new agent needs to re-adopt a
+workload is on disk (see ``process_state``). How a spec becomes a command line and an
+environment is in ``process_command`` and ``docs/agent-runtimes.md``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gpuyard.agent.ports import NoFreePort, PortAllocator
 from gpuyard.agent.runtimes.base import DEFAULT_GRACE_S, LOG_TAIL_LINES, unknown_workload
@@ -27,6 +31,7 @@ from gpuyard.agent.runtimes.process_command import (
     build_argv,
     build_env,
 )
+from gpuyard.agent.runtimes.process_launch import prepare_dirs, write_authorized_keys, write_launch
 from gpuyard.agent.runtimes.process_state import (
     ProcessRecord,
     WorkloadDir,
@@ -35,15 +40,20 @@ from gpuyard.agent.runtimes.process_state import (
     tail_file,
     workload_ids,
 )
+from gpuyard.agent.runtimes.sandbox import Sandbox, SandboxConfig, open_sandbox
+from gpuyard.agent.runtimes.sandbox_users import NoFreeUid
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
 
 _WRAPPER = str(Path(__file__).with_name("process_wrapper.py"))
 _WRAPPER_GUARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+_WRAPPER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+"""All the wrapper (and bubblewrap) get: the command's own environment is in its launch file."""
 _POLL_S = 0.02
 _KILL_WAIT_S = 5.0
 _SIGKILL_CODE = 128 + signal.SIGKILL
+_PORT_TRIES = 5
 
 
 class ProcessRuntime:
@@ -58,15 +68,24 @@ class ProcessRuntime:
         python: str = sys.executable,
         listen_host: str = "127.0.0.1",
         inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV,
+        sandbox: SandboxConfig | None = None,
     ) -> None:
+        """``sandbox`` says whether and how to sandbox (default: wherever bubblewrap works);
+        raises ``Unavailable`` when it is required and cannot run."""
         self.state_dir = state_dir
         self._ports = PortAllocator(port_range)
         self._clock: Clock = clock or SystemClock()
         self._python = python
         self._listen_host = listen_host
         self._inherit_env = tuple(inherit_env)
+        self._sandbox: Sandbox | None
+        self._sandbox, self.isolation = open_sandbox(sandbox or SandboxConfig())
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = asyncio.Lock()
+
+    @property
+    def sandbox(self) -> Sandbox | None:
+        return self._sandbox
 
     async def start(self, spec: WorkloadSpec) -> WorkloadStatus:
         async with self._lock:
@@ -75,29 +94,35 @@ class ProcessRuntime:
             if current is not None and self._alive(current):
                 return self._status(wdir, current)
             wdir.exit_path.unlink(missing_ok=True)
-            record = ProcessRecord(workload_id=spec.id, spec_hash=spec.spec_hash(), argv=[])
+            wdir.stop_path.unlink(missing_ok=True)
+            record = ProcessRecord(
+                workload_id=spec.id,
+                spec_hash=spec.spec_hash(),
+                argv=[],
+                uid=current.uid if current is not None else None,
+            )
+            listener: socket.socket | None = None
             try:
                 record.argv = build_argv(spec, python=self._python)
+                if self._sandbox is None or not self._sandbox.separate_users:
+                    record.uid = None  # runs as the agent's own user
+                elif record.uid is None:
+                    record.uid = self._sandbox.uids.allocate(self._uids_in_use())
                 if spec.port is not None:
-                    record.host_port = self._ports.allocate(taken=self._ports_in_use())
-            except (CannotRun, NoFreePort) as exc:
+                    record.host_port, listener = self._take_port()
+            except (CannotRun, NoFreePort, NoFreeUid) as exc:
                 return self._fail(wdir, record, str(exc))
-            wdir.home.mkdir(parents=True, exist_ok=True)
-            _write_authorized_keys(wdir.home, spec.ssh_authorized_keys)
-            env = build_env(
-                spec,
-                host_port=record.host_port,
-                home=str(wdir.home),
-                listen_host=self._listen_host,
-                inherit=self._inherit_env,
-            )
-            record.started_at = self._clock.now()
             try:
+                launch = self._prepare(wdir, record, spec, listener)
+                record.started_at = self._clock.now()
                 # Spawning and recording happen together in the thread: a cancelled start() (the
                 # agent shutting down) still leaves a record, so no process is ever orphaned.
-                await asyncio.to_thread(self._spawn, wdir, record, env)
+                await asyncio.to_thread(self._spawn, wdir, record, spec, launch, listener)
             except OSError as exc:
                 return self._fail(wdir, record, f"cannot start the process: {exc}")
+            finally:
+                if listener is not None:
+                    listener.close()  # the sandbox holds its own copy
             return self._status(wdir, record)
 
     async def inspect(self, workload_id: str) -> WorkloadStatus | None:
@@ -118,6 +143,8 @@ class ProcessRuntime:
             return self._status(wdir, record)
         record.stop_requested = True
         wdir.save(record)
+        with contextlib.suppress(OSError):
+            wdir.stop_path.touch(mode=0o600)  # for a wrapper not yet there to be signalled
         pgid = record.pid
         _signal_group(pgid, signal.SIGTERM)
         if not await self._wait_gone(record, grace_s):
@@ -142,21 +169,89 @@ class ProcessRuntime:
             raise unknown_workload(workload_id)
         return await asyncio.to_thread(tail_file, wdir.log_path, tail_lines)
 
-    def _spawn(self, wdir: WorkloadDir, record: ProcessRecord, env: dict[str, str]) -> None:
-        wrapper = [self._python, "-I", _WRAPPER, str(wdir.exit_path), "--"]
+    def _take_port(self) -> tuple[int, socket.socket | None]:
+        """A free host port, and in a sandbox the socket bound to it there (not listening yet:
+        the relay listens once the workload does); a port taken meanwhile is skipped."""
+        taken = self._ports_in_use()
+        for _ in range(_PORT_TRIES):
+            port = self._ports.allocate(taken=taken)
+            if self._sandbox is None:
+                return port, None
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((self._listen_host, port))
+            except OSError:
+                sock.close()
+                taken.add(port)
+                continue
+            return port, sock
+        raise NoFreePort(f"no free port in {self._ports.port_range}")
+
+    def _prepare(
+        self,
+        wdir: WorkloadDir,
+        record: ProcessRecord,
+        spec: WorkloadSpec,
+        listener: socket.socket | None,
+    ) -> dict[str, Any]:
+        """Directories, SSH keys and the launch file's content."""
+        prepare_dirs(wdir, record.uid)
+        write_authorized_keys(wdir, spec.ssh_authorized_keys, record.uid)
+        devices = None
+        if self._sandbox is not None and self._sandbox.assigned_gpus(spec.gpu_uuids):
+            devices = ",".join(spec.gpu_uuids)  # only these GPUs exist in there, in their order
+        env = build_env(
+            spec,
+            host_port=record.host_port,
+            home=str(wdir.home),
+            listen_host="127.0.0.1" if self._sandbox is not None else self._listen_host,
+            inherit=self._inherit_env,
+            visible_devices=devices,
+        )
+        relay = None
+        if listener is not None and record.host_port is not None:
+            relay = {"fd": listener.fileno(), "port": record.host_port}
+        return {
+            "argv": record.argv,
+            "env": env,
+            "cwd": str(wdir.home),
+            "user": record.uid,
+            "relay": relay,
+        }
+
+    def _spawn(
+        self,
+        wdir: WorkloadDir,
+        record: ProcessRecord,
+        spec: WorkloadSpec,
+        launch: dict[str, Any],
+        listener: socket.socket | None,
+    ) -> None:
+        write_launch(wdir, launch)
+        argv = [self._python, "-I", _WRAPPER, str(wdir.exit_path)]
+        if self._sandbox is not None:
+            argv = self._sandbox.argv(
+                argv,
+                writable=[str(wdir.home), str(wdir.run)],
+                cwd=str(wdir.home),
+                gpu_uuids=spec.gpu_uuids,
+                private=[str(self.state_dir.absolute())],
+            )
         # The wrapper inherits this thread's signal mask: a stop sent before it is ready is held.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WRAPPER_GUARDED)
         try:
             with wdir.log_path.open("ab") as log:
+                os.fchmod(log.fileno(), 0o600)
                 child = subprocess.Popen(
-                    [*wrapper, *record.argv],
-                    cwd=wdir.home,
-                    env=env,
+                    argv,
+                    cwd=wdir.path,
+                    env=_WRAPPER_ENV,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=(listener.fileno(),) if listener is not None else (),
                 )
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -177,6 +272,11 @@ class ProcessRuntime:
                 return False
             await asyncio.sleep(_POLL_S)
         return True
+
+    def _uids_in_use(self) -> set[int]:
+        """Every uid a workload holds: it keeps one until it is removed, running or not."""
+        records = (WorkloadDir(self.state_dir, wid).load() for wid in workload_ids(self.state_dir))
+        return {r.uid for r in records if r is not None and r.uid is not None}
 
     def _ports_in_use(self) -> set[int]:
         taken = set()
@@ -245,17 +345,6 @@ def _end_message(record: ProcessRecord) -> str:
 def _signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-
-
-def _write_authorized_keys(home: Path, keys: Sequence[str]) -> None:
-    lines = [k.strip() for k in keys if k.strip()]
-    if not lines:
-        return
-    ssh = home / ".ssh"
-    ssh.mkdir(mode=0o700, exist_ok=True)
-    path = ssh / "authorized_keys"
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
 
 
 def _remove_tree(path: Path) -> None:

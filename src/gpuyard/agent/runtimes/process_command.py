@@ -97,6 +97,7 @@ def build_env(
     listen_host: str = "127.0.0.1",
     base: Mapping[str, str] | None = None,
     inherit: Sequence[str] = DEFAULT_INHERITED_ENV,
+    visible_devices: str | None = None,
 ) -> dict[str, str]:
     """The environment of a workload's process.
 
@@ -105,13 +106,15 @@ def build_env(
     spec cannot override: ``PORT`` (when a port was allocated), ``CUDA_VISIBLE_DEVICES``,
     ``CUDA_DEVICE_ORDER``, ``NVIDIA_VISIBLE_DEVICES``, ``HOST`` (where to listen: all interfaces
     unless the host is only reached on loopback), ``GPUYARD_WORKLOAD_ID``,
-    ``GPUYARD_GPU_UUIDS`` and the SSH keys.
+    ``GPUYARD_GPU_UUIDS`` and the SSH keys. ``visible_devices`` replaces the GPU indices in
+    ``CUDA_VISIBLE_DEVICES`` and ``NVIDIA_VISIBLE_DEVICES``: a sandbox that holds only the
+    assigned GPUs' devices names them by uuid, since CUDA numbers what it sees from 0.
     """
     source = os.environ if base is None else base
     env = {name: source[name] for name in inherit if name in source}
     env["HOME"] = home
     env.update(spec.env)
-    devices = ",".join(str(i) for i in spec.gpu_indices)
+    devices = visible_devices or ",".join(str(i) for i in spec.gpu_indices)
     env["CUDA_VISIBLE_DEVICES"] = devices  # "" hides every GPU from a workload that asked for none
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # so CUDA's indices are NVML's indices
     env["NVIDIA_VISIBLE_DEVICES"] = devices or "void"

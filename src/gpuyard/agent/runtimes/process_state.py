@@ -1,10 +1,14 @@
 """What the ``process`` runtime keeps on disk per workload, so a new agent process can re-adopt it.
 
-    <state_dir>/workloads/<workload id>/
-        record.json   ProcessRecord: pid, process start time, port, spec hash, argv, …
-        exit.json     written by the wrapper when the command ends: exit code, finish time
+    <state_dir>/workloads/<workload id>/     mode 0700, the agent's
+        record.json   ProcessRecord: pid, process start time, port, uid, spec hash, argv, …
         output.log    the command's stdout and stderr, appended across runs
-        home/         the working directory and HOME of the command (SSH keys in home/.ssh)
+        run/          the wrapper's, mode 0700 (in the sandbox too, out of the command's reach):
+            launch.json   what to run (argv, env, user, relay); the wrapper deletes it once read
+            exit.json     written by the wrapper when the command ends: exit code, finish time
+            stop          written by the runtime before it signals a stop (see the wrapper)
+        home/         the working directory and HOME of the command (SSH keys in home/.ssh),
+                      owned by the workload's own uid when it has one
 
 A pid alone is not proof that our process still runs: pids are reused. A record is alive only when a
 process with its pid exists, is not a zombie, and started at the recorded ``create_time``.
@@ -24,8 +28,11 @@ from gpuyard.core.clock import parse_rfc3339
 
 RECORD_FILE = "record.json"
 EXIT_FILE = "exit.json"
+LAUNCH_FILE = "launch.json"
+STOP_FILE = "stop"
 LOG_FILE = "output.log"
 HOME_DIR = "home"
+RUN_DIR = "run"
 
 _CREATE_TIME_TOLERANCE_S = 0.05
 
@@ -37,6 +44,8 @@ class ProcessRecord(BaseModel):
     pid: int | None = None
     create_time: float | None = None
     host_port: int | None = None
+    uid: int | None = None
+    """The workload's own user (a root agent's sandbox); kept until the workload is removed."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
@@ -61,8 +70,20 @@ class WorkloadDir:
         return self.path / RECORD_FILE
 
     @property
+    def run(self) -> Path:
+        return self.path / RUN_DIR
+
+    @property
     def exit_path(self) -> Path:
-        return self.path / EXIT_FILE
+        return self.run / EXIT_FILE
+
+    @property
+    def stop_path(self) -> Path:
+        return self.run / STOP_FILE
+
+    @property
+    def launch_path(self) -> Path:
+        return self.run / LAUNCH_FILE
 
     @property
     def log_path(self) -> Path:
@@ -81,7 +102,7 @@ class WorkloadDir:
             return None
 
     def save(self, record: ProcessRecord) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         _write_atomic(self.record_path, record.model_dump_json(indent=2))
 
     def read_exit(self) -> ExitRecord | None:
@@ -105,7 +126,9 @@ def workload_ids(state_dir: Path) -> list[str]:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     os.replace(tmp, path)
 
 

@@ -17,8 +17,8 @@ from gpuyard.server.services import hosts, instances, offers
 router = APIRouter(prefix="/api/v0", tags=["vast"])
 
 
-async def _search(session: Session, query: OfferQuery) -> Offers:
-    found = await offers.search(session, query=query)
+async def _search(session: Session, query: OfferQuery, org_id: str) -> Offers:
+    found = await offers.search(session, query=query, org_id=org_id)
     return Offers(offers=[VastOffer.of(o) for o in found])
 
 
@@ -37,7 +37,7 @@ async def search_offers(
     ] = None,
 ) -> Offers:
     """Search offers (`vastai search offers`). Unknown fields are a 400 naming the field."""
-    return await _search(session, parse_json_query({} if body is None else body))
+    return await _search(session, parse_json_query({} if body is None else body), principal.org_id)
 
 
 @router.get("/bundles/", response_model=Offers, responses=vast_errors(403))
@@ -51,7 +51,7 @@ async def search_offers_get(
     ] = None,
 ) -> Offers:
     """Search offers with the query as `?q=<json>` (the REST examples and older CLIs)."""
-    return await _search(session, parse_query_param(q) if q else OfferQuery())
+    return await _search(session, parse_query_param(q) if q else OfferQuery(), principal.org_id)
 
 
 @router.put("/asks/{offer_id}/", response_model=NewContract, responses=vast_errors(403, 404, 409))

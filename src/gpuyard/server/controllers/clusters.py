@@ -305,7 +305,11 @@ class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResu
         self, session: AsyncSession, cluster: orm.Cluster
     ) -> tuple[orm.Workload, orm.Host] | None:
         placement = await scheduler.place(
-            session, gpu_key=cluster.gpu_key, count=cluster.gpus_per_replica, owner_id=cluster.id
+            session,
+            gpu_key=cluster.gpu_key,
+            count=cluster.gpus_per_replica,
+            owner_id=cluster.id,
+            org_id=cluster.org_id,
         )
         if placement is None:
             return None

@@ -38,6 +38,7 @@ class Host(LeaseColumns, Base):
     cordoned: Mapped[bool] = mapped_column(Boolean, default=False)
     draining: Mapped[bool] = mapped_column(Boolean, default=False)
     verified: Mapped[bool] = mapped_column(Boolean, default=True)
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False)  # runs every org unsandboxed
     facts: Mapped[dict[str, Any]]
     address: Mapped[str] = mapped_column(String(255))
     geolocation: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -58,6 +58,7 @@ class Offer(Base):
     dlperf: Mapped[float | None] = mapped_column(default=None)
     score: Mapped[float | None] = mapped_column(default=None)
     public_ipaddr: Mapped[str | None] = mapped_column(String(255), default=None)
+    open_to_all: Mapped[bool] = mapped_column(Boolean, default=False)  # else the operator's only
 
 
 class Instance(Base):

@@ -44,5 +44,5 @@ async def search_offers(
     if order:
         parsed = OfferQuery(filters=parsed.filters, order=parse_cli_order(order))
     parsed = OfferQuery(filters=parsed.filters, order=parsed.order, limit=limit)
-    found = await offers.search(session, query=parsed)
+    found = await offers.search(session, query=parsed, org_id=org_id)
     return OffersOut(data=[OfferOut.of(o) for o in found])

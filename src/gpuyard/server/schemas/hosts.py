@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from gpuyard.core.hosts import GpuType, Host, JoinToken, NewJoinToken
+from gpuyard.core.hosts import GpuType, Host, JoinToken, NewJoinToken, isolates
 from gpuyard.server.schemas.common import RequestBody, reject_null
 from gpuyard.server.services.prices import GpuPrice
 
@@ -29,6 +29,14 @@ class HostOut(BaseModel):
     cordoned: bool
     draining: bool
     verified: bool
+    isolates: bool = Field(
+        description="The agent runs each workload in a sandbox under a user of its own "
+        "(facts.isolation says how, or why not)"
+    )
+    trusted: bool = Field(
+        description="Set by the operator: every org's workloads may run here even though it "
+        "does not isolate. A host that neither isolates nor is trusted runs the operator's only"
+    )
     address: str
     geolocation: str | None
     inet_up_mbps: float | None
@@ -49,6 +57,8 @@ class HostOut(BaseModel):
             cordoned=h.cordoned,
             draining=h.draining,
             verified=h.verified,
+            isolates=isolates(h.facts),
+            trusted=h.trusted,
             address=h.address,
             geolocation=h.geolocation,
             inet_up_mbps=h.inet_up_mbps,
@@ -79,8 +89,13 @@ class HostUpdate(RequestBody):
     inet_up_mbps: StrictFloat | StrictInt | None = Field(default=None, ge=0)
     inet_down_mbps: StrictFloat | StrictInt | None = Field(default=None, ge=0)
     verified: StrictBool | None = None
+    trusted: StrictBool | None = Field(
+        default=None,
+        description="Let every org's workloads run on this host even if it cannot isolate them "
+        "(it then runs them unsandboxed, beside each other and the agent)",
+    )
 
-    _no_null = reject_null("name", "verified")
+    _no_null = reject_null("name", "verified", "trusted")
 
 
 class JoinTokenCreate(RequestBody):

@@ -24,7 +24,7 @@ from gpuyard.core.agent_protocol import (
 from gpuyard.core.clock import Clock
 from gpuyard.core.credentials import hash_secret
 from gpuyard.core.errors import PermissionDenied, Unauthenticated
-from gpuyard.core.hosts import HostFacts
+from gpuyard.core.hosts import HostFacts, isolates
 from gpuyard.core.ids import new_id
 from gpuyard.core.workload import WorkloadSpec
 from gpuyard.server import orm
@@ -65,6 +65,7 @@ async def register(
     await session.flush()
     await _sync_gpus(session, row, facts)
     await offers.refresh_host(session, host=row)
+    await workloads.wake_clusters_waiting_for_room(session)
     await events.record(
         session,
         clock=clock,
@@ -165,6 +166,7 @@ async def heartbeat(
     facts = request.facts.model_dump(mode="json")
     dirty = False
     if facts != host.facts:
+        dirty = isolates(facts) != isolates(host.facts or {})  # whose offers they are changed
         host.facts = facts
         host.address = request.facts.address
         host.updated_at = now
@@ -175,6 +177,7 @@ async def heartbeat(
         host.status_changed_at = now
         dirty = True
         await workloads.wake_clusters_on(session, host_id=host.id)
+        await workloads.wake_clusters_waiting_for_room(session)
         await events.record(
             session,
             clock=clock,

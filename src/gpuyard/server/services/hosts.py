@@ -11,7 +11,7 @@ from gpuyard.core import gpu_names
 from gpuyard.core.agent_protocol import HostStatus
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Conflict, NotFound
-from gpuyard.core.hosts import Gpu, GpuType, Host
+from gpuyard.core.hosts import Gpu, GpuType, Host, isolates
 from gpuyard.core.ids import is_id
 from gpuyard.core.pagination import Page
 from gpuyard.server import orm
@@ -35,6 +35,7 @@ def to_domain(row: orm.Host, gpus: list[orm.Gpu]) -> Host:
         cordoned=row.cordoned,
         draining=row.draining,
         verified=row.verified,
+        trusted=row.trusted,
         address=row.address,
         geolocation=row.geolocation,
         inet_up_mbps=row.inet_up_mbps,
@@ -103,9 +104,24 @@ async def update_host(
     host_id: str,
     changes: dict[str, object],
 ) -> Host:
-    """Operator-set fields: name, geolocation, inet_up_mbps, inet_down_mbps, verified."""
+    """Operator-set fields: name, geolocation, inet_up_mbps, inet_down_mbps, verified, trusted.
+
+    A change of ``trusted`` is an event (``host.trusted``, ``host.untrusted``): it decides whose
+    workloads a host that cannot isolate may run. Untrusting a host stops nothing that runs.
+    """
     row = await host_row(session, host_id, for_update=True)
-    allowed = {"name", "geolocation", "inet_up_mbps", "inet_down_mbps", "verified"}
+    allowed = {"name", "geolocation", "inet_up_mbps", "inet_down_mbps", "verified", "trusted"}
+    trusted = changes.get("trusted")
+    if isinstance(trusted, bool) and trusted != row.trusted:
+        await events.record(
+            session,
+            clock=clock,
+            org_id=await operator_org_id(session),
+            type="host.trusted" if trusted else "host.untrusted",
+            subject_id=row.id,
+            data={"name": row.name, "isolates": isolates(row.facts or {})},
+        )
+        await workloads.wake_clusters_waiting_for_room(session)
     for key, value in changes.items():
         if key in allowed:
             if key == "geolocation" and isinstance(value, str):
@@ -141,6 +157,8 @@ async def set_cordon(
         )
         await offers.refresh_host(session, host=row)
         await workloads.wake_clusters_on(session, host_id=row.id)
+        if not cordoned:
+            await workloads.wake_clusters_waiting_for_room(session)
     return await get_host(session, host_id=host_id)
 
 

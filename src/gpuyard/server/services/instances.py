@@ -19,6 +19,7 @@ from gpuyard.core import gpu_names
 from gpuyard.core.agent_protocol import Desired, HostStatus
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Conflict, InvalidRequest, NotFound
+from gpuyard.core.hosts import takes_org
 from gpuyard.core.ids import new_id
 from gpuyard.core.instances import Instance, actual_status
 from gpuyard.core.offers import bundle_sizes, decode_offer_id
@@ -64,6 +65,14 @@ def _check_launch(launch: LaunchSpec) -> None:
             )
 
 
+async def _takes(session: AsyncSession, host: orm.Host, org_id: str) -> bool:
+    """Whether ``host`` may run ``org_id``'s workloads; an offer it may not rent is no offer."""
+    is_operator = await session.scalar(select(orm.Org.is_operator).where(orm.Org.id == org_id))
+    return takes_org(
+        facts=host.facts or {}, trusted=host.trusted, org_is_operator=bool(is_operator)
+    )
+
+
 def _unavailable(offer_id: int, why: str) -> Conflict:
     return Conflict(f"offer {offer_id} is no longer available: {why}", code="offer_unavailable")
 
@@ -83,7 +92,7 @@ async def create_instance(
     host = await session.scalar(
         select(orm.Host).where(orm.Host.pk == ref.machine_id).with_for_update()
     )
-    if host is None:
+    if host is None or not await _takes(session, host, org_id):
         raise NotFound(f"no offer {offer_id}", code="no_such_ask")
     if host.status != HostStatus.READY or host.cordoned or host.draining:
         raise _unavailable(offer_id, f"host is {'cordoned' if host.cordoned else host.status}")

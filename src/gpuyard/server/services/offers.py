@@ -1,7 +1,8 @@
 """The offers table (derived from hosts and GPUs) and offer search over it.
 
-``refresh_host`` rebuilds one host's offers inside the transaction that changed its GPUs, status
-or prices, so search is a plain indexed query (see core/offers.py for how bundles are formed).
+``refresh_host`` rebuilds one host's offers inside the transaction that changed its GPUs, status,
+isolation, trust or prices, so search is a plain indexed query (see core/offers.py for how
+bundles are formed).
 Search translates an :class:`OfferQuery` to SQL; a value a host does not report is NULL and
 matches no filter, as in the in-memory evaluator. Fields no host ever reports (``UNREPORTED`` in
 core/offer_fields.py) have no column: a filter on one is false (true only for ``eq null``) and
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpuyard.core import gpu_names
 from gpuyard.core.agent_protocol import HostStatus
 from gpuyard.core.errors import InvalidRequest
+from gpuyard.core.hosts import takes_org
 from gpuyard.core.offer_fields import comparable, resolve_field
 from gpuyard.core.offer_query import Direction, Filter, OfferQuery, Op
 from gpuyard.core.offers import Offer, OfferRef, bundle_sizes, encode_offer_id
@@ -64,6 +66,7 @@ def host_offers(host: orm.Host, gpus: list[orm.Gpu], book: PriceBook) -> list[di
     if host.status != HostStatus.READY or host.cordoned or host.draining or not gpus:
         return []
     facts = host.facts or {}
+    open_to_all = takes_org(facts=facts, trusted=host.trusted, org_is_operator=False)
     total = len(gpus)
     by_type: dict[str, list[orm.Gpu]] = defaultdict(list)
     for gpu in gpus:
@@ -114,6 +117,7 @@ def host_offers(host: orm.Host, gpus: list[orm.Gpu], book: PriceBook) -> list[di
                     "dlperf": None,
                     "score": None,
                     "public_ipaddr": host.address,
+                    "open_to_all": open_to_all,
                 }
             )
     return rows
@@ -188,11 +192,16 @@ def to_domain(row: orm.Offer) -> Offer:
     return Offer(**{f: getattr(row, f) for f in Offer.__slots__})
 
 
-async def search(session: AsyncSession, *, query: OfferQuery) -> list[Offer]:
+async def search(session: AsyncSession, *, query: OfferQuery, org_id: str) -> list[Offer]:
+    """Offers ``org_id`` may rent: those of a host that cannot isolate (and is not trusted) are
+    the operator's only (``core.hosts.takes_org``; ``open_to_all`` is that rule, kept per row)."""
     limit = query.limit if query.limit is not None else DEFAULT_LIMIT
     if limit > MAX_LIMIT:
         raise InvalidRequest(f"limit must be at most {MAX_LIMIT}", param="limit")
     stmt = select(orm.Offer)
+    operator = await session.scalar(select(orm.Org.is_operator).where(orm.Org.id == org_id))
+    if not operator:
+        stmt = stmt.where(orm.Offer.open_to_all.is_(True))
     for f in query.filters:
         stmt = stmt.where(_condition(f))
     for order in query.order:

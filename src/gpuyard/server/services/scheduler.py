@@ -1,10 +1,16 @@
 """Where a new replica runs: filter hosts, score them, and take GPUs atomically.
 
-Filter: the host is ready, not cordoned or draining, and has ``count`` free GPUs of the wanted
-type (names normalised). Score: first spread (fewest replicas of the same deployment on the
-host), then binpack (fewest free GPUs left after placing), then the older host. Allocation is a
-conditional update that only takes GPUs that are still free; if another placement won a race,
-the caller gets ``None`` and tries again on its next pass.
+Filter: the host is ready, not cordoned or draining, may run the org's workloads (tenancy, below),
+and has ``count`` free GPUs of the wanted type (names normalised). Score: first spread (fewest
+replicas of the same deployment on the host), then binpack (fewest free GPUs left after
+placing), then the older host. Allocation is a conditional update that only takes GPUs that are
+still free; if another placement won a race, the caller gets ``None`` and tries again on its
+next pass.
+
+Tenancy (``core.hosts.takes_org``): a host whose agent reports that it isolates its workloads
+(``facts.isolation.isolates``) runs every org's; one that does not runs only the operator org's,
+unless the operator marked it ``trusted``. ``takes_org`` here is the same rule as SQL, which
+offer search and instance creation use too.
 """
 
 from __future__ import annotations
@@ -12,11 +18,18 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.agent_protocol import HostStatus
 from gpuyard.server import orm
+
+
+def takes_org(org_id: str) -> ColumnElement[bool]:
+    """Hosts that may run ``org_id``'s workloads (``core.hosts.takes_org``, over ``orm.Host``)."""
+    isolating = orm.Host.facts["isolation"]["isolates"].as_boolean().is_(True)
+    operator = exists().where(orm.Org.id == org_id, orm.Org.is_operator.is_(True))
+    return or_(orm.Host.trusted.is_(True), isolating, operator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +44,7 @@ async def place(
     gpu_key: str,
     count: int,
     owner_id: str,
+    org_id: str,
     exclude_hosts: frozenset[str] = frozenset(),
 ) -> Placement | None:
     hosts = {
@@ -40,6 +54,7 @@ async def place(
                 orm.Host.status == HostStatus.READY,
                 orm.Host.cordoned.is_(False),
                 orm.Host.draining.is_(False),
+                takes_org(org_id),
             )
         )
         if h.id not in exclude_hosts

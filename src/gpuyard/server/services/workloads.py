@@ -17,6 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
+from gpuyard.core.clusters import MAX_FAILURES, ClusterStatus
 from gpuyard.core.workload import WorkloadKind, WorkloadSpec, WorkloadStatus
 from gpuyard.server import orm
 from gpuyard.server.services import events, wakeups
@@ -121,6 +122,21 @@ async def forget(session: AsyncSession, *, row: orm.Workload) -> None:
     await session.execute(delete(orm.Workload).where(orm.Workload.pk == row.pk))
     if row.kind == WorkloadKind.REPLICA:
         await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
+    await wake_clusters_waiting_for_room(session)
+
+
+async def wake_clusters_waiting_for_room(session: AsyncSession) -> None:
+    """Clusters short of replicas look again now: room for them may have come (a host joined,
+    came back, was uncordoned or trusted, or a replica's GPUs were freed)."""
+    await wakeups.wake_where(
+        session,
+        orm.Cluster,
+        orm.Cluster.deleted_at.is_(None),
+        orm.Cluster.status.in_(
+            [ClusterStatus.PROVISIONING, ClusterStatus.DEGRADED, ClusterStatus.FAILED]
+        ),
+        orm.Cluster.failures < MAX_FAILURES,  # failed for want of room, not of a broken replica
+    )
 
 
 async def wake_clusters_on(session: AsyncSession, *, host_id: str) -> None:
