@@ -48,6 +48,10 @@ class AgentOptions:
     name: str | None = None
     wait_for_server: bool = False
     """Retry a first registration the server cannot answer yet, instead of failing at once."""
+    stop_workloads_on_exit: bool = False
+    """Stopping the agent also stops its workloads (``gpuyard up``); the next start runs again
+    those the server still wants running. ``False`` (``gpuyard agent``): they keep running and
+    the next agent re-adopts them."""
 
 
 class HostFactsSource:
@@ -86,8 +90,10 @@ async def run_agent(
     probe: GpuProbe | None = None,
     clock: Clock | None = None,
     backoff: Backoff | None = None,
+    joined: asyncio.Event | None = None,
 ) -> None:
-    """Run the agent until ``stop_event`` is set; its workloads keep running afterwards.
+    """Run the agent until ``stop_event`` is set; its workloads keep running afterwards unless
+    ``options.stop_workloads_on_exit``. ``joined`` is set once a heartbeat has succeeded.
 
     Raises, before the loop starts: ``StateError`` (state dir unusable or held by another agent, no
     registration and no token, another server), ``ValueError`` (bad --gpus, --server or runtime
@@ -136,6 +142,8 @@ async def run_agent(
                 join_token=None if saved is not None else options.join_token,
                 name=options.name,
                 backoff=backoff,
+                stop_workloads_on_exit=options.stop_workloads_on_exit,
+                joined=joined,
             )
             if not options.wait_for_server:
                 await supervisor.register()

@@ -18,6 +18,7 @@ from gpuyard.agent.gpus import parse_gpu_declaration
 from gpuyard.agent.main import DEFAULT_PORT_RANGE, AgentOptions, run_agent
 from gpuyard.agent.state import DEFAULT_STATE_DIR, StateError
 from gpuyard.agent.transport import AgentRejected, ServerUnavailable, normalize_server_url
+from gpuyard.cli.stopping import restore_default_signals
 from gpuyard.core.errors import Unavailable
 from gpuyard.core.hosts import PortRange
 
@@ -155,6 +156,7 @@ def agent(
     later starts need neither (both are kept in the state dir). Ctrl-C or SIGTERM stops the agent
     but not its workloads: the next start re-adopts them. Under systemd use KillMode=process.
     """
+    restore_default_signals()  # stop the same way when started with SIGINT ignored (`… &`)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -54,7 +54,8 @@ def _run(
         console.print(f"[bold red]error:[/bold red] {exc}")
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
-        console.print("stopped")
+        pass  # Ctrl-C while starting
+    console.print("stopped")
 
 
 @app.command()

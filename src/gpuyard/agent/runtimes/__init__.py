@@ -68,7 +68,9 @@ async def choose_runtime(
         except DockerException as exc:
             log.info("no Docker engine: %s", exc)
     if client is not None and await docker_available(client, timeout_s=docker_timeout_s):
-        return DockerRuntime(client, port_range=port_range, clock=clock, use_gpus=use_gpus)
+        return DockerRuntime(
+            client, port_range=port_range, clock=clock, use_gpus=use_gpus, state_dir=state_dir
+        )
     if choice == "docker":
         raise Unavailable(
             "no Docker engine answers (is dockerd running, is DOCKER_HOST right?); "
