@@ -168,6 +168,18 @@ async def test_health_ready_and_metrics(api: Api) -> None:
     assert 'gpuyard_http_requests_total{method="GET",route="/v1/me",status="200"}' in text
 
 
+async def test_readyz_waits_for_what_the_process_waits_for_at_start(api: Api) -> None:
+    """``gpuyard up`` waits for its local host: not ready, and saying why, until it joined."""
+    joined = asyncio.Event()
+    api.ctx.startup.wait_for("local host", joined)
+    r = await api.client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["status"] == "not_ready" and r.json()["waiting_for"] == ["local host"]
+    joined.set()
+    r = await api.client.get("/readyz")
+    assert r.status_code == 200 and r.json()["waiting_for"] == []
+
+
 async def test_readyz_is_503_when_schema_is_behind(tmp_path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
     async with _unmigrated(url, tmp_path) as base_url, httpx.AsyncClient(base_url=base_url) as c:

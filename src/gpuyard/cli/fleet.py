@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gpuyard.cli.connection import ApiKey, Raw, Url, run
+from gpuyard.cli.connection import ApiKey, Raw, Url, resolve_url, run
 from gpuyard.cli.output import show
 from gpuyard.client import Client
 
@@ -76,8 +76,7 @@ def create_join_token(
         return
     print(token["token"])
     typer.echo(
-        f"On the GPU host: gpuyard agent --server {url or 'http://127.0.0.1:8080'} "
-        f"--token {token['token']}",
+        f"On the GPU host: gpuyard agent --server {resolve_url(url)[0]} --token {token['token']}",
         err=True,
     )
 
