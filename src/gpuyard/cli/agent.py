@@ -80,6 +80,7 @@ Server = Annotated[
         callback=_server,
         help="The gpuyard server, e.g. https://gpu.example.com. Needed on the first start; "
         "later starts read it from the state dir.",
+        show_default="the one in STATE_DIR/host.json",
     ),
 ]
 Token = Annotated[
@@ -131,8 +132,8 @@ Address = Annotated[
     str | None,
     typer.Option(
         "--address",
-        help="Address the server and gateway dial to reach workloads on this host "
-        "(default: this host's outward address).",
+        help="Address the server and gateway dial to reach workloads on this host.",
+        show_default="this host's outward address",
     ),
 ]
 Name = Annotated[str | None, typer.Option("--name", help="A name for this host on the server.")]

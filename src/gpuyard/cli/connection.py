@@ -31,17 +31,22 @@ Url = Annotated[
     typer.Option(
         "--url",
         metavar="URL",
-        help="The gpuyard API, e.g. http://127.0.0.1:9000 [default: GPUYARD_URL, else the URL "
-        "`gpuyard up` recorded in DATA_DIR/url, else http://127.0.0.1:8080]",
+        help="The gpuyard API, e.g. http://127.0.0.1:9000.",
+        show_default="GPUYARD_URL, else the URL `gpuyard up` recorded in DATA_DIR/url, else "
+        + DEFAULT_URL,
     ),
 ]
 ApiKey = Annotated[
     str | None,
     typer.Option(
-        "--api-key", envvar="GPUYARD_API_KEY", help="API key (vl_…) [default: DATA_DIR/admin-key]"
+        "--api-key",
+        envvar="GPUYARD_API_KEY",
+        metavar="KEY",
+        help="Your API key (vl_…). DATA_DIR is GPUYARD_DATA_DIR or ~/.gpuyard.",
+        show_default="DATA_DIR/admin-key, the operator key of `gpuyard up` on this machine",
     ),
 ]
-Raw = Annotated[bool, typer.Option("--raw", help="Print JSON instead of a table")]
+Raw = Annotated[bool, typer.Option("--raw", help="Print JSON instead of a table.")]
 
 
 def _data_dir() -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gpuyard.agent.gpus import DEFAULT_LOCAL_GPUS
 from gpuyard.agent.main import AgentOptions
 from gpuyard.agent.state import AgentState, StateError
 from gpuyard.core.clock import SystemClock
@@ -21,7 +22,6 @@ from gpuyard.server.db import create_engine, session_factory, write_session
 from gpuyard.server.services import demo, join_tokens
 from gpuyard.server.settings import Settings
 
-DEFAULT_LOCAL_GPUS = "Logical GPU:2"
 LOCAL_HOST_GATE = "local host"
 DEMO_WATCH_S = 1.0
 DEMO_GIVE_UP_S = 30 * 60.0

@@ -15,6 +15,10 @@ offers = typer.Typer(help="Search GPU offers.", no_args_is_help=True)
 vms = typer.Typer(help="Rent and manage instances.", no_args_is_help=True)
 ssh_keys = typer.Typer(help="SSH keys given to your instances.", no_args_is_help=True)
 
+VmId = Annotated[
+    str, typer.Argument(metavar="VM_ID", help="The instance's id (vm_…) or its number.")
+]
+
 OFFER_COLUMNS = [
     "id",
     "gpu_name",
@@ -41,12 +45,23 @@ VM_COLUMNS = [
 @offers.command("search")
 def search_offers(
     query: Annotated[
-        str, typer.Argument(help="e.g. 'gpu_name=RTX_4090 num_gpus>=2 geolocation in [SE,TW]'")
+        str,
+        typer.Argument(
+            help="Filters in the Vast CLI syntax, e.g. 'gpu_name=RTX_4090 num_gpus>=2 "
+            "geolocation in [SE,TW]'.",
+            show_default="every offer",
+        ),
     ] = "",
     order: Annotated[
-        str | None, typer.Option("-o", "--order", help="e.g. 'dph_total-' for most expensive first")
+        str | None,
+        typer.Option(
+            "-o",
+            "--order",
+            help="Sort fields, '-' after one for descending, e.g. 'dph_total-'.",
+            show_default="cheapest first",
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many offers")] = 64,
+    limit: Annotated[int, typer.Option(help="At most this many offers.")] = 64,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -62,14 +77,20 @@ def search_offers(
 
 @vms.command("create")
 def create_vm(
-    offer_id: Annotated[int, typer.Argument(help="An offer id from `gpuyard offers search`")],
-    image: Annotated[str | None, typer.Option(help="Container image (docker runtime)")] = None,
-    command: Annotated[str | None, typer.Option(help="Shell command to run")] = None,
-    onstart: Annotated[str | None, typer.Option(help="Shell script run first")] = None,
-    env: Annotated[
-        list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE, repeatable")
+    offer_id: Annotated[int, typer.Argument(help="An offer id from `gpuyard offers search`.")],
+    image: Annotated[
+        str | None, typer.Option(help="Container image to run (docker runtime).")
     ] = None,
-    label: Annotated[str | None, typer.Option(help="A label for the instance")] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(help="Shell command to run; the port the host gave it is in $PORT."),
+    ] = None,
+    onstart: Annotated[str | None, typer.Option(help="Shell script run before it.")] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", metavar="NAME=VALUE", help="An environment variable; repeat."),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="A label for the instance.")] = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -103,7 +124,7 @@ def list_vms(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
 
 
 @vms.command("get")
-def get_vm(vm_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+def get_vm(vm_id: VmId, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
     """One instance."""
 
     async def call(c: Client) -> Any:
@@ -113,7 +134,7 @@ def get_vm(vm_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False
 
 
 def _action(verb: str, help_text: str) -> None:
-    def command(vm_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+    def command(vm_id: VmId, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
         async def call(c: Client) -> Any:
             path = await c.org_path(f"vms/{vm_id}")
             if verb == "destroy":
@@ -134,7 +155,11 @@ _action("destroy", "Destroy an instance; its GPUs are freed.")
 
 @vms.command("label")
 def label_vm(
-    vm_id: str, label: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False
+    vm_id: VmId,
+    label: Annotated[str, typer.Argument(help="The new label.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    raw: Raw = False,
 ) -> None:
     """Set an instance's label."""
 
@@ -146,8 +171,8 @@ def label_vm(
 
 @vms.command("logs")
 def vm_logs(
-    vm_id: str,
-    tail: Annotated[int, typer.Option(help="How many lines")] = 200,
+    vm_id: VmId,
+    tail: Annotated[int, typer.Option(help="How many lines.")] = 200,
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -161,8 +186,8 @@ def vm_logs(
 
 @ssh_keys.command("add")
 def add_ssh_key(
-    public_key: Annotated[str, typer.Argument(help="The key text, or a path to a .pub file")],
-    name: Annotated[str | None, typer.Option(help="A name for it")] = None,
+    public_key: Annotated[str, typer.Argument(help="The key text, or a path to a .pub file.")],
+    name: Annotated[str | None, typer.Option(help="A name for it.")] = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -188,7 +213,12 @@ def list_ssh_keys(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> 
 
 
 @ssh_keys.command("delete")
-def delete_ssh_key(key_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+def delete_ssh_key(
+    key_id: Annotated[str, typer.Argument(help="The SSH key's id, from `gpuyard ssh-keys list`.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    raw: Raw = False,
+) -> None:
     """Delete an SSH key."""
 
     async def call(c: Client) -> Any:
