@@ -179,6 +179,7 @@ class Supervisor:
             registration.credential, HeartbeatRequest(facts=facts, workloads=reported)
         )
         self.last_heartbeat_at = self._clock.now()
+        self._reporter.delivered(reported)
         if self._joined is not None:
             self._joined.set()
         self._set_interval(response.heartbeat_interval_s)

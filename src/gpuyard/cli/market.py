@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gpuyard.cli.connection import ApiKey, Raw, Url, parse_env, run
+from gpuyard.cli import log_follow
+from gpuyard.cli.connection import ApiKey, Raw, Url, err, parse_env, run
 from gpuyard.cli.output import show
 from gpuyard.client import Client
 
@@ -172,16 +175,35 @@ def label_vm(
 @vms.command("logs")
 def vm_logs(
     vm_id: VmId,
-    tail: Annotated[int, typer.Option(help="How many lines.")] = 200,
+    tail: Annotated[int, typer.Option(help="How many last lines.", min=1, max=10_000)] = 200,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep printing new output (it arrives about every 5 s) until the instance "
+            "ends or Ctrl-C.",
+        ),
+    ] = False,
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
-    """The last lines of an instance's output."""
+    """An instance's output: while it runs, as its host last reported it; once it ended, its
+    last lines."""
 
-    async def call(c: Client) -> Any:
-        return await c.get(await c.org_path(f"vms/{vm_id}/logs"), tail=tail)
+    def out(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
-    print(run(url, api_key, call), end="")
+    async def call(c: Client) -> None:
+        path = await c.org_path(f"vms/{vm_id}/logs")
+        if follow:
+            await log_follow.follow(c, path, tail=tail, out=out, note=err.print)
+        else:
+            out((await c.send("GET", path, params={"tail": tail})).text)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends --follow
+        run(url, api_key, call)
 
 
 @ssh_keys.command("add")

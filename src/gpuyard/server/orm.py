@@ -312,6 +312,8 @@ class Workload(Base):
     host_port: Mapped[int | None] = mapped_column(Integer, default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)
     log_tail: Mapped[str | None] = mapped_column(Text, default=None)
+    # Bytes of output the workload had written where ``log_tail`` ends (None: not counted).
+    log_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     reported_at: Mapped[datetime | None] = mapped_column(

@@ -262,7 +262,7 @@ class DockerRuntime:
             started_at=parse_docker_time(raw.get("StartedAt")),
             finished_at=parse_docker_time(raw.get("FinishedAt")) if final else None,
             message=_message(raw, state, exit_code),
-            log_tail=_logs(container, LOG_TAIL_LINES) if final else None,
+            log_tail=_logs(container, LOG_TAIL_LINES),
             spec_hash=labels.get(LABEL_SPEC_HASH),
         )
 
