@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.agent.gpus import DEFAULT_LOCAL_GPUS
@@ -71,14 +72,20 @@ def rebind_local_agent(agent: AgentOptions) -> None:
         state.save_registration(saved.model_copy(update={"server_url": agent.server_url}))
 
 
+DEMO_CALLS = {
+    "demo-embeddings": ".embeddings.create(model='all-MiniLM-L6-v2', input='hello')",
+    "demo-speech": ".audio.speech.create(model='espeak-ng', voice='alloy', input='hello')",
+}
+
+
 async def start_demo(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     joined: asyncio.Event,
     console: Console,
 ) -> None:
-    """Once the local host has joined, create the demo clusters, then show their progress until
-    each is healthy (or failed), and how to call them."""
+    """Once the local host has joined, create the demo clusters, then show each one's progress
+    until it is healthy (with how to call it) or failed (with why)."""
     await joined.wait()
     async with sessions() as session:
         gpu_type = await demo.local_gpu_type(session)
@@ -90,38 +97,40 @@ async def start_demo(
     if made:
         console.print(f"demo: deploying {', '.join(c.name for c in made)} on the local host")
     console.print(
-        "demo: the first start installs the models (a minute or so); progress follows. "
-        "`gpuyard clusters list` shows them too."
+        "demo: each worker loads its model first (a minute or so); progress follows, and "
+        "`gpuyard clusters list` shows it too."
     )
-    if await watch_demo(sessions, console):
-        url = settings.resolved_public_url()
-        console.print(
-            "demo: ready. Call them with the openai SDK: "
-            f"OpenAI(base_url='{url}/v1', api_key=<a key>).embeddings.create("
-            "model='all-MiniLM-L6-v2', input='hello') and .audio.speech.create("
-            "model='espeak-ng', voice='alloy', input='hello')"
-        )
+    await watch_demo(settings, sessions, console)
 
 
-async def watch_demo(sessions: async_sessionmaker[AsyncSession], console: Console) -> bool:
-    """Print each demo cluster's status as it changes; True once all are healthy, False when
-    one failed or they took longer than ``DEMO_GIVE_UP_S``."""
+async def watch_demo(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], console: Console
+) -> None:
+    """Print each demo cluster's status as it changes, until every one is healthy or failed
+    (or ``DEMO_GIVE_UP_S`` passed); a healthy one with how to call it."""
     shown: dict[str, tuple[str, str | None]] = {}
+    settled: set[str] = set()
+    base = f"OpenAI(base_url='{settings.resolved_public_url()}/v1', api_key=<a key>)"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DEMO_GIVE_UP_S
     while loop.time() < deadline:
         async with sessions() as session:
             states = await demo.demo_statuses(session)
         for name, (status, reason) in sorted(states.items()):
-            if shown.get(name) != (status, reason):
-                shown[name] = (status, reason)
-                console.print(f"demo: {name} is {status}" + (f" ({reason})" if reason else ""))
-        statuses = {status for status, _ in states.values()}
-        if states and statuses == {"healthy"}:
-            return True
-        if "failed" in statuses:
-            console.print("[red]demo:[/red] a demo cluster failed; see its reason above")
-            return False
+            if shown.get(name) == (status, reason) or name in settled:
+                continue
+            shown[name] = (status, reason)
+            if status == "healthy":
+                settled.add(name)
+                call = DEMO_CALLS.get(name, "")
+                console.print(f"demo: {name} is healthy; call it with the openai SDK: {base}{call}")
+            elif status == "failed":
+                settled.add(name)
+                why = escape(reason or "see the log above")
+                console.print(f"[red]demo:[/red] {name} failed: {why}")
+            else:
+                console.print(f"demo: {name} is {status}" + (f" ({escape(reason)})" if reason else ""))
+        if states and settled >= set(states):
+            return
         await asyncio.sleep(DEMO_WATCH_S)
-    console.print("[red]demo:[/red] the demo clusters are still not healthy; giving up watching")
-    return False
+    console.print("demo: still not settled; `gpuyard clusters list` shows where they are")
