@@ -129,7 +129,8 @@ async def watch_demo(
                 why = escape(reason or "see the log above")
                 console.print(f"[red]demo:[/red] {name} failed: {why}")
             else:
-                console.print(f"demo: {name} is {status}" + (f" ({escape(reason)})" if reason else ""))
+                why = f" ({escape(reason)})" if reason else ""
+                console.print(f"demo: {name} is {status}{why}")
         if states and settled >= set(states):
             return
         await asyncio.sleep(DEMO_WATCH_S)
