@@ -28,7 +28,7 @@ MAX_LOG_TAIL_CHARS = 8192
 MAX_RUNNING_LOG_BYTES = 64 * 1024
 """Running workloads' log tails in one heartbeat, at most (about 8 full tails)."""
 
-LogMark = tuple[int | None, str | None]
+LogMark = tuple[object, int | None, str | None]
 
 
 class StatusReporter:
@@ -112,10 +112,11 @@ class StatusReporter:
 
 
 def _mark(status: WorkloadStatus) -> LogMark:
-    """What identifies a log's content: its size where the runtime counts bytes, else its text."""
+    """What identifies a log's content: the run it is of (a restarted workload's output starts
+    over) and its size where the runtime counts bytes, else its text."""
     if status.log_size is not None:
-        return status.log_size, None
-    return None, status.log_tail
+        return status.started_at, status.log_size, None
+    return status.started_at, None, status.log_tail
 
 
 def _trimmed(status: WorkloadStatus) -> WorkloadStatus:

@@ -18,7 +18,7 @@ from gpuyard.agent.gpus import parse_gpu_declaration
 from gpuyard.agent.main import DEFAULT_PORT_RANGE, AgentOptions, run_agent
 from gpuyard.agent.state import DEFAULT_STATE_DIR, StateError
 from gpuyard.agent.transport import AgentRejected, ServerUnavailable, normalize_server_url
-from gpuyard.cli.stopping import restore_default_signals
+from gpuyard.cli.stopping import interrupted, take_stop_signals
 from gpuyard.core.errors import Unavailable
 from gpuyard.core.hosts import PortRange
 
@@ -157,7 +157,7 @@ def agent(
     later starts need neither (both are kept in the state dir). Ctrl-C or SIGTERM stops the agent
     but not its workloads: the next start re-adopts them. Under systemd use KillMode=process.
     """
-    restore_default_signals()  # stop the same way when started with SIGINT ignored (`… &`)
+    take_stop_signals()  # stop the same way when started with SIGINT ignored (`… &`)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -183,7 +183,7 @@ def agent(
         _fail(f"the server refused this agent: {exc.message} ({exc.code}){_hint(exc)}")
     except (StateError, Unavailable, ValueError) as exc:
         _fail(str(exc))
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, KeyboardInterrupt):  # a second signal; one while starting
         console.print("stopped")
 
 
@@ -211,6 +211,9 @@ async def _main(options: AgentOptions) -> None:
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
+    early = interrupted()  # a signal before these handlers whose exception was lost
+    if early is not None:
+        on_signal(early)
     try:
         await run_agent(options, stop)
     finally:

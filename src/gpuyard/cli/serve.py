@@ -29,7 +29,7 @@ from gpuyard.cli.local_host import (
     rebind_local_agent,
     start_demo,
 )
-from gpuyard.cli.stopping import GracefulServer, restore_default_signals
+from gpuyard.cli.stopping import GracefulServer, interrupted, take_stop_signals
 from gpuyard.core.clock import SystemClock
 from gpuyard.core.credentials import looks_like_api_key
 from gpuyard.core.errors import Conflict
@@ -185,6 +185,7 @@ async def serve(
         joined = asyncio.Event()
         ctx.startup.wait_for(LOCAL_HOST_GATE, joined)
         agent_task = asyncio.create_task(run_agent(local_agent, stop, joined=joined))
+        agent_task.add_done_callback(_report_agent_failure)
         if with_demo:
             demo_task = asyncio.create_task(start_demo(settings, ctx.sessions, joined, console))
 
@@ -206,10 +207,15 @@ async def serve(
         await server.serve(sockets=[listener])
     finally:
         await stop_agent()
-        if agent_task is not None and not agent_task.cancelled():
-            error = agent_task.exception()
-            if error is not None:
-                logging.getLogger(__name__).error("the local agent failed", exc_info=error)
+
+
+def _report_agent_failure(task: asyncio.Task[None]) -> None:
+    """Say at once when the local agent ends with an error (the API keeps serving, and /readyz
+    answers 503 while the local host never joined)."""
+    if not task.cancelled() and task.exception() is not None:
+        logging.getLogger(__name__).error(
+            "the local agent stopped: %s", task.exception(), exc_info=task.exception()
+        )
 
 
 def use_fast_event_loop() -> None:
@@ -244,13 +250,14 @@ def run_server(
     with_demo: bool = False,
 ) -> None:
     """Start, serve until stopped, stop. Raises ``StartupError`` for what the user can fix."""
-    restore_default_signals()
+    take_stop_signals()
     configure_logging(settings.log_level)
     check_settings(settings)
     listener = bind_listener(settings)
     try:
         boot = asyncio.run(prepare(settings))
         announce(settings, boot)
+        _stop_if_interrupted()
         path = record_url(settings.data_dir, client_url(settings))
         console.print(f"Clients on this machine find it through {path}.")
         agent = None
@@ -263,7 +270,14 @@ def run_server(
                 "(choose with --gpus). Stopping gpuyard up stops its workloads; the next start "
                 "runs them again."
             )
+        _stop_if_interrupted()
         use_fast_event_loop()
         asyncio.run(serve(settings, listener, agent, with_demo=with_demo and agent is not None))
     finally:
         listener.close()
+
+
+def _stop_if_interrupted() -> None:
+    """Stop here if a signal came during start-up but its exception was lost on the way."""
+    if interrupted() is not None:
+        raise KeyboardInterrupt

@@ -2,9 +2,10 @@
 inherit.
 
 A shell starts a background job (``gpuyard up > log &``, ``nohup``, many CI runners) with SIGINT
-ignored, and a process inherits that. ``restore_default_signals()`` puts SIGINT and SIGTERM back
-to Python's defaults before anything starts, so Ctrl-C during start-up raises
-``KeyboardInterrupt`` as it would in a terminal.
+ignored, and a process inherits that. ``take_stop_signals()`` handles SIGINT and SIGTERM itself
+before anything starts, so either stops the start-up as Ctrl-C does in a terminal: it raises
+``KeyboardInterrupt``, and is remembered too (``interrupted()``), because an exception raised
+inside a finaliser or a garbage-collection callback is only printed by Python, not propagated.
 
 While serving, ``GracefulServer`` takes both signals itself (never re-raising them afterwards,
 as uvicorn's own handler does), so one stop sequence runs whichever arrives:
@@ -28,14 +29,27 @@ import uvicorn
 
 log = logging.getLogger("gpuyard.cli")
 
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []
 
 
-def restore_default_signals() -> None:
-    """SIGINT raises ``KeyboardInterrupt`` and SIGTERM ends the process, even when the parent
-    started this one with either ignored."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def take_stop_signals() -> None:
+    """From now until something else handles them (the server, the agent's loop), SIGINT and
+    SIGTERM raise ``KeyboardInterrupt``, whatever disposition the parent left, and are
+    remembered."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _interrupt)
+
+
+def interrupted() -> int | None:
+    """The first stop signal received so far, if any (even one whose exception was lost)."""
+    return _received[0] if _received else None
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
 
 
 class GracefulServer(uvicorn.Server):
@@ -58,7 +72,15 @@ class GracefulServer(uvicorn.Server):
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        # Runs once uvicorn has put its handlers in place: a signal that came just before them
+        # (remembered by take_stop_signals) stops the server as one that comes later would.
+        self._loop.call_soon(self._signalled_before)
         await super().serve(sockets=sockets)
+
+    def _signalled_before(self) -> None:
+        signum = interrupted()
+        if signum is not None and self.stop_signal is None:
+            self._on_signal(signum)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Called by the handler uvicorn installs for SIGINT and SIGTERM while it serves; unlike

@@ -167,9 +167,9 @@ async def vm_logs(
         ),
     ] = None,
 ) -> PlainTextResponse:
-    """The instance's output as its host last reported it: while it runs, the host sends what
-    is new about every heartbeat (5 s); once it ended, its last lines. The server keeps the last
-    16 KiB."""
+    """The instance's output as its host last reported it: while it runs, its last 50 lines (at
+    most 8 KiB) whenever they changed, about every heartbeat (5 s); once it ended, its last
+    lines."""
     part, inst = await instances.logs(
         session, org_id=org_id, instance_ref=vm_id, tail=tail, after=after
     )
