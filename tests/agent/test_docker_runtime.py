@@ -143,6 +143,29 @@ async def test_stop_uses_the_grace_period_then_remove(
         await runtime.logs("wl_vllm")
 
 
+async def test_a_restarted_agent_still_knows_what_it_stopped(
+    engine: FakeEngine, port_range: PortRange, tmp_path: Path
+) -> None:
+    """Stopped on request reads ``stopped`` (started again when wanted), not ``exited`` (never
+    restarted), also for the next agent process on the same state dir."""
+    first = DockerRuntime(FakeDockerClient(engine), port_range=port_range, state_dir=tmp_path)
+    await first.start(vllm())
+    await first.stop("wl_vllm", grace_s=1)
+    await first.start(vllm(id="wl_other"))
+    [other] = [c for c in engine.containers.values() if c.name == "gpuyard-wl_other"]
+    other.finish(0)
+
+    second = DockerRuntime(FakeDockerClient(engine), port_range=port_range, state_dir=tmp_path)
+    states = {s.id: s.state for s in await second.list()}
+    assert states == {"wl_vllm": WorkloadState.STOPPED, "wl_other": WorkloadState.EXITED}
+    assert (await second.start(vllm())).state is WorkloadState.RUNNING
+    third = DockerRuntime(FakeDockerClient(engine), port_range=port_range, state_dir=tmp_path)
+    assert (await third.inspect("wl_vllm")).state is WorkloadState.RUNNING  # type: ignore[union-attr]
+    (tmp_path / "docker-stopped.json").write_text("{not json")
+    damaged = DockerRuntime(FakeDockerClient(engine), port_range=port_range, state_dir=tmp_path)
+    assert (await damaged.inspect("wl_vllm")).state is WorkloadState.RUNNING  # type: ignore[union-attr]
+
+
 async def test_pull_failure_is_a_failed_status(runtime: DockerRuntime) -> None:
     status = await runtime.start(vllm(image="nobody/nothing:1"))
     assert status.state is WorkloadState.FAILED

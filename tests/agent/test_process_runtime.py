@@ -37,7 +37,8 @@ async def test_serves_on_the_allocated_port(runtime: ProcessRuntime, port_range:
     status = await runtime.start(WorkloadSpec(id="wl_http", command=HTTP_SERVER, port=8000))
     assert status.state is WorkloadState.RUNNING
     assert status.host_port in port_range and status.pid is not None
-    assert status.started_at is not None and status.log_tail is None
+    assert status.started_at is not None
+    assert status.log_tail is not None and status.log_size == len(status.log_tail.encode())
 
     async def healthy() -> bool:
         return await check_http("127.0.0.1", status.host_port or 0, "/", timeout_s=1.0)
@@ -226,3 +227,16 @@ async def test_stop_right_after_start_is_not_lost(
     assert status.state is WorkloadState.STOPPED
     assert status.exit_code == 128 + 15
     assert status.message != "killed after the stop grace period"
+
+
+async def test_a_running_workload_reports_its_output_so_far(runtime: ProcessRuntime) -> None:
+    command = "echo ready; exec sleep 30"
+    status = await runtime.start(WorkloadSpec(id="wl_talks", command=command))
+    deadline = asyncio.get_running_loop().time() + 10
+    while "ready" not in (status.log_tail or ""):
+        assert asyncio.get_running_loop().time() < deadline, status
+        await asyncio.sleep(0.02)
+        status = await runtime.inspect("wl_talks")  # type: ignore[assignment]
+    assert status.state is WorkloadState.RUNNING
+    assert status.log_tail == "ready\n" and status.log_size == 6
+    await runtime.stop("wl_talks", grace_s=1)

@@ -14,7 +14,7 @@ import pytest
 
 from gpuyard.agent.backoff import Backoff
 from gpuyard.agent.runtimes.process import ProcessRuntime
-from gpuyard.core.agent_protocol import WaitRequest, WaitResponse
+from gpuyard.core.agent_protocol import Desired, WaitRequest, WaitResponse
 from gpuyard.core.clock import ManualClock
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadState
@@ -156,6 +156,45 @@ async def test_stopping_leaves_workloads_running_for_the_next_agent(
 
     assert len(live_wrappers(state_dir, "wl_stays")) == 1
     assert "1 workload(s) keep running and will be re-adopted" in caplog.text
+
+
+async def test_an_agent_that_stops_its_workloads_on_exit_reports_them_and_restarts_them(
+    runtime: ProcessRuntime,
+    state_dir: Path,
+    port_range: PortRange,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``gpuyard up``'s local agent: stopping it stops what runs and says so in one last
+    heartbeat; the next agent starts again what the server still wants running."""
+    server = FakeServer()
+    clock, stop = ManualClock(), asyncio.Event()
+    sleeps = Sleeps(clock, stop, stop_after=2)
+    sup = make_supervisor(
+        server,
+        runtime,
+        state_dir,
+        port_range,
+        clock=clock,
+        sleep=sleeps,
+        stop_workloads_on_exit=True,
+    )
+    server.assign(spec("wl_runs"))
+    server.assign(spec("wl_held"), desired=Desired.STOPPED)
+
+    with caplog.at_level(logging.INFO, logger="gpuyard.agent"):
+        await sup.run(stop)
+
+    assert live_wrappers(state_dir, "wl_runs") == []
+    assert server.statuses["wl_runs"].state is WorkloadState.STOPPED  # the final report
+    assert "1 workload(s) stopped; the next start runs them again" in caplog.text
+
+    joined = asyncio.Event()
+    again = make_supervisor(server, runtime, state_dir, port_range, clock=clock, joined=joined)
+    await again.step()
+    assert joined.is_set()
+    assert len(live_wrappers(state_dir, "wl_runs")) == 1
+    assert await runtime.inspect("wl_held") is None  # never asked to run: not started
+    await runtime.stop("wl_runs", grace_s=5)
 
 
 async def test_a_stop_during_a_heartbeat_ends_the_run_at_once(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,12 +18,12 @@ pytestmark = pytest.mark.slow
 
 
 async def gy(
-    api: Api, *args: str, key: str | None = None, ok: bool = True
+    api: Api, *args: str, key: str | None = None, ok: bool = True, columns: int = 200
 ) -> subprocess.CompletedProcess[str]:
     env = os.environ | {
         "GPUYARD_URL": api.base_url,
         "GPUYARD_API_KEY": key or api.operator_key,
-        "COLUMNS": "200",
+        "COLUMNS": str(columns),
     }
     proc = await asyncio.to_thread(
         subprocess.run,
@@ -105,3 +106,110 @@ async def test_clear_errors(api: Api) -> None:
         timeout=60,
     )
     assert down.returncode == 1 and "cannot reach" in down.stderr
+
+
+async def test_ids_are_never_cut_whatever_the_width(api: Api) -> None:
+    """Output is not a terminal here (as in a pipe), and COLUMNS narrows it further."""
+    await join_host(api, [("RTX 4090", 24564)])
+    org = json.loads((await gy(api, "orgs", "create", "Acme", "--raw")).stdout)
+    key = org["api_key"]
+    (offer,) = json.loads((await gy(api, "offers", "search", "--raw", key=key)).stdout)
+    label = "a-rather-long-label-for-this-instance"
+    made = await gy(
+        api,
+        "vms",
+        "create",
+        str(offer["id"]),
+        "--command",
+        "sleep 60",
+        "--label",
+        label,
+        key=key,
+        columns=40,
+    )
+    (vm,) = json.loads((await gy(api, "vms", "list", "--raw", key=key)).stdout)
+    outputs = [made.stdout]
+    for columns in (40, 80, 200):
+        outputs.append((await gy(api, "vms", "list", key=key, columns=columns)).stdout)
+    for out in outputs:
+        assert vm["id"] in out and label in out, out
+        assert "…" not in out
+    assert "┃" in outputs[-1] and "┃" not in outputs[1]  # a table where it fits, else records
+    keys = await gy(api, "keys", "create", "--name", "ci", key=key, columns=40)
+    secret = re.search(r"vl_[A-Za-z0-9_-]{43,}", keys.stdout)
+    assert secret is not None, keys.stdout  # a secret shown once is shown whole
+    assert (await gy(api, "me", key=secret.group(0))).returncode == 0
+
+
+async def test_clusters_commands(api: Api) -> None:
+    await join_host(api, [("RTX 4090", 24564)] * 2)
+    made = json.loads(
+        (
+            await gy(
+                api,
+                "clusters",
+                "create",
+                "web",
+                "--gpu-type",
+                "rtx-4090",
+                "--container",
+                "nginx",
+                "--replicas",
+                "2",
+                "-e",
+                "A=1",
+                "--health-path",
+                "/",
+                "--raw",
+            )
+        ).stdout
+    )
+    assert made["name"] == "web" and made["replicas"] == 2 and made["env"] == {"A": "1"}
+    assert made["status"] == "provisioning" and made["health_path"] == "/"
+    listed = (await gy(api, "clusters", "list")).stdout
+    assert made["id"] in listed and "provisioning" in listed
+    by_name = json.loads((await gy(api, "clusters", "get", "web", "--raw")).stdout)
+    assert by_name["id"] == made["id"]
+    scaled = json.loads((await gy(api, "clusters", "scale", "web", "1", "--raw")).stdout)
+    assert scaled["replicas"] == 1
+    updated = json.loads(
+        (
+            await gy(
+                api,
+                "clusters",
+                "update",
+                made["id"],
+                "--container",
+                "nginx:2",
+                "-e",
+                "B=2",
+                "--model",
+                "m1",
+                "--raw",
+            )
+        ).stdout
+    )
+    assert updated["container"] == "nginx:2" and updated["env"] == {"B": "2"}
+    assert updated["models"] == ["m1"] and updated["replicas"] == 1
+    nothing = await gy(api, "clusters", "update", "web", ok=False)
+    assert nothing.returncode == 2 and "at least one" in nothing.stderr
+    bad = await gy(
+        api,
+        "clusters",
+        "create",
+        "x",
+        "--gpu-type",
+        "rtx-4090",
+        "--container",
+        "i",
+        "-e",
+        "NOEQUALS",
+        ok=False,
+    )
+    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
+    missing = await gy(api, "clusters", "get", "nope", ok=False)
+    assert missing.returncode == 1 and "no cluster named 'nope'" in missing.stderr
+    deleted = json.loads((await gy(api, "clusters", "delete", "web", "--raw")).stdout)
+    assert deleted["status"] == "deleting"
+    gone = await gy(api, "clusters", "get", made["id"], ok=False)
+    assert gone.returncode == 1 and "not found" in gone.stderr

@@ -1,25 +1,18 @@
 """End-to-end: the real ``gpuyard`` command in a subprocess, on a free port and a fresh data dir.
 
-Each test starts the installed console script (or ``python -m gpuyard.cli.main``), waits for it
-by polling ``/healthz`` with a deadline, talks to it over loopback with httpx and with the real
-``curl``, and stops it. Every process is started in its own session and killed in the fixture's
-teardown, so a failing assertion never leaves a server behind.
+Each test starts the installed console script (or ``python -m gpuyard.cli.main``) through
+``up_kit.Launcher``, waits for it by polling ``/readyz`` with a deadline, talks to it over
+loopback with httpx and with the real ``curl``, and stops it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import stat
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -28,156 +21,25 @@ import pytest
 
 from gpuyard.core.credentials import new_api_key
 from tests import databases
+from tests.cli.up_kit import (
+    START_TIMEOUT_S,
+    Launcher,
+    assert_no_traceback,
+    base_env,
+    gpuyard_command,
+    listening,
+    me,
+    wait_for_hosts,
+)
 
 pytestmark = pytest.mark.slow
-
-START_TIMEOUT_S = 45.0
-STOP_TIMEOUT_S = 20.0
-KEY_LINE = re.compile(r"^vl_[A-Za-z0-9_-]{43,}$")
-
-
-def gpuyard_command() -> list[str]:
-    script = Path(sys.executable).with_name("gpuyard")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "gpuyard.cli.main"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def base_env(home: Path) -> dict[str, str]:
-    """The test's environment without any GPUYARD_* setting of the developer's shell."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUYARD_")}
-    env.update(HOME=str(home), NO_COLOR="1", TERM="dumb", COLUMNS="200", PYTHONUNBUFFERED="1")
-    return env
-
-
-@dataclass
-class Server:
-    popen: subprocess.Popen[bytes]
-    port: int
-    data_dir: Path
-    logs: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def stdout(self) -> str:
-        return (self.logs / "stdout").read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return (self.logs / "stderr").read_text(errors="replace")
-
-    def output(self) -> str:
-        return f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
-
-    def printed_keys(self) -> list[str]:
-        return [line for line in self.stdout.splitlines() if KEY_LINE.match(line.strip())]
-
-    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Poll /healthz until it answers 200; fail at once if the process exits."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.popen.poll() is not None:
-                raise AssertionError(
-                    f"gpuyard exited with {self.popen.returncode} before serving\n{self.output()}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gpuyard did not serve within {timeout_s}s\n{self.output()}")
-            time.sleep(0.05)
-
-    def wait_exit(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
-        try:
-            return self.popen.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            message = f"gpuyard still running after {timeout_s}s\n{self.output()}"
-            raise AssertionError(message) from None
-
-    def interrupt(self) -> int:
-        """Ctrl-C as a terminal sends it: SIGINT to the process group; returns the exit code."""
-        os.killpg(self.popen.pid, signal.SIGINT)
-        return self.wait_exit()
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):  # anything left in its group
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait()
-
-
-Launch = Callable[..., Server]
-
-
-@pytest.fixture
-def gpuyard(tmp_path: Path) -> Iterator[Launch]:
-    """Start ``gpuyard <args>``; every process started is killed at teardown, pass or fail."""
-    started: list[Server] = []
-
-    def launch(
-        *args: str,
-        data_dir: Path | None = None,
-        env: dict[str, str] | None = None,
-        command: str = "up",
-    ) -> Server:
-        data_dir = data_dir or tmp_path / "data"
-        port = free_port()
-        logs = tmp_path / f"run-{len(started)}"
-        logs.mkdir()
-        full_env = {**base_env(tmp_path), **(env or {})}
-        argv = [*gpuyard_command(), command, "--port", str(port), "--data-dir", str(data_dir)]
-        with (logs / "stdout").open("wb") as out, (logs / "stderr").open("wb") as err:
-            popen = subprocess.Popen(
-                [*argv, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=full_env,
-                start_new_session=True,
-            )
-        server = Server(popen=popen, port=port, data_dir=data_dir, logs=logs)
-        started.append(server)
-        return server
-
-    yield launch
-    for server in started:
-        server.kill()
-
-
-def me(server: Server, key: str) -> httpx.Response:
-    return httpx.get(
-        f"{server.base_url}/v1/me", headers={"Authorization": f"Bearer {key}"}, timeout=10
-    )
-
-
-def assert_no_traceback(server: Server) -> None:
-    assert "Traceback" not in server.stdout + server.stderr, server.output()
 
 
 # --- first and later starts ---------------------------------------------------------------------
 
 
 def test_first_start_migrates_prints_the_operator_key_once_and_saves_it(
-    gpuyard: Launch, tmp_path: Path
+    gpuyard: Launcher, tmp_path: Path
 ) -> None:
     server = gpuyard()
     server.wait_ready()
@@ -201,7 +63,7 @@ def test_first_start_migrates_prints_the_operator_key_once_and_saves_it(
     assert me(server, new_api_key()).status_code == 401
 
 
-def test_the_printed_curl_hint_works_with_the_real_curl(gpuyard: Launch) -> None:
+def test_the_printed_curl_hint_works_with_the_real_curl(gpuyard: Launcher) -> None:
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed")
@@ -250,7 +112,7 @@ def test_the_printed_curl_hint_works_with_the_real_curl(gpuyard: Launch) -> None
     assert done.stdout == b"401"
 
 
-def test_second_start_keeps_the_key_and_prints_none(gpuyard: Launch) -> None:
+def test_second_start_keeps_the_key_and_prints_none(gpuyard: Launcher) -> None:
     first = gpuyard()
     first.wait_ready()
     (key,) = first.printed_keys()
@@ -265,26 +127,7 @@ def test_second_start_keeps_the_key_and_prints_none(gpuyard: Launch) -> None:
     assert me(second, key).status_code == 200
 
 
-def wait_for_hosts(server: Server, key: str, count: int) -> list[dict[str, object]]:
-    """Poll the operator's host list until ``count`` hosts are ready (the agent registers and
-    heartbeats on its own schedule)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        r = httpx.get(
-            f"{server.base_url}/v1/admin/hosts",
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=10,
-        )
-        assert r.status_code == 200, r.text
-        hosts: list[dict[str, object]] = r.json()["data"]
-        if len([h for h in hosts if h["status"] == "ready"]) >= count:
-            return hosts
-        if time.monotonic() > deadline:
-            raise AssertionError(f"hosts after {START_TIMEOUT_S}s: {hosts}\n{server.output()}")
-        time.sleep(0.1)
-
-
-def test_up_runs_a_local_agent_that_keeps_its_host_across_restarts(gpuyard: Launch) -> None:
+def test_up_runs_a_local_agent_that_keeps_its_host_across_restarts(gpuyard: Launcher) -> None:
     """Each start listens on another free port: the agent's registration follows the server."""
     first = gpuyard("--gpus", "RTX 4090:2")
     first.wait_ready()
@@ -305,7 +148,7 @@ def test_up_runs_a_local_agent_that_keeps_its_host_across_restarts(gpuyard: Laun
 # --- GPUYARD_ADMIN_KEY --------------------------------------------------------------------------
 
 
-def test_admin_key_from_the_environment_becomes_the_operator_key(gpuyard: Launch) -> None:
+def test_admin_key_from_the_environment_becomes_the_operator_key(gpuyard: Launcher) -> None:
     chosen = new_api_key()
     server = gpuyard(env={"GPUYARD_ADMIN_KEY": chosen})
     server.wait_ready()
@@ -318,7 +161,7 @@ def test_admin_key_from_the_environment_becomes_the_operator_key(gpuyard: Launch
     assert "GPUYARD_ADMIN_KEY" in server.stderr
 
 
-def test_admin_key_set_on_a_later_start_is_added_beside_the_first(gpuyard: Launch) -> None:
+def test_admin_key_set_on_a_later_start_is_added_beside_the_first(gpuyard: Launcher) -> None:
     first = gpuyard()
     first.wait_ready()
     (generated,) = first.printed_keys()
@@ -333,7 +176,7 @@ def test_admin_key_set_on_a_later_start_is_added_beside_the_first(gpuyard: Launc
 
 
 @pytest.mark.parametrize("value", ["hello", "vl_short", "vl_" + "!" * 43])
-def test_malformed_admin_key_stops_before_serving(gpuyard: Launch, value: str) -> None:
+def test_malformed_admin_key_stops_before_serving(gpuyard: Launcher, value: str) -> None:
     server = gpuyard(env={"GPUYARD_ADMIN_KEY": value})
     code = server.wait_exit(timeout_s=START_TIMEOUT_S)
     assert code != 0, server.output()
@@ -341,38 +184,6 @@ def test_malformed_admin_key_stops_before_serving(gpuyard: Launch, value: str) -
     assert_no_traceback(server)
     assert not listening(server.port)
     assert not (server.data_dir / "admin-key").exists()
-
-
-# --- stopping -----------------------------------------------------------------------------------
-
-
-def test_ctrl_c_stops_cleanly(gpuyard: Launch) -> None:
-    server = gpuyard()
-    server.wait_ready()
-    started = time.monotonic()
-
-    code = server.interrupt()
-
-    assert code == 0, server.output()
-    assert time.monotonic() - started < STOP_TIMEOUT_S
-    assert "Application shutdown complete" in server.stderr, server.output()
-    assert server.stderr.rstrip().endswith("stopped"), server.output()
-    assert_no_traceback(server)
-    assert not listening(server.port)
-
-
-def test_sigterm_stops_cleanly(gpuyard: Launch) -> None:
-    """SIGTERM (systemd, docker stop) drains like Ctrl-C; uvicorn re-raises it after shutdown, so
-    the process ends killed by SIGTERM, as a service manager expects."""
-    server = gpuyard()
-    server.wait_ready()
-
-    server.popen.send_signal(signal.SIGTERM)
-    code = server.wait_exit()
-
-    assert code in (0, -signal.SIGTERM), server.output()
-    assert "Application shutdown complete" in server.stderr, server.output()
-    assert_no_traceback(server)
 
 
 # --- Postgres -----------------------------------------------------------------------------------
@@ -414,7 +225,7 @@ async def _pg_fetchval(url: str, sql: str) -> object:
 
 @pytest.mark.postgres
 def test_server_on_postgres_migrates_and_is_ready(
-    gpuyard: Launch, empty_pg_url: str, tmp_path: Path
+    gpuyard: Launcher, empty_pg_url: str, tmp_path: Path
 ) -> None:
     server = gpuyard(command="server", env={"GPUYARD_DATABASE_URL": empty_pg_url})
     server.wait_ready()
@@ -435,7 +246,7 @@ def test_server_on_postgres_migrates_and_is_ready(
 
 @pytest.mark.postgres
 def test_two_servers_starting_together_on_an_empty_database_both_come_up(
-    gpuyard: Launch, empty_pg_url: str, tmp_path: Path
+    gpuyard: Launcher, empty_pg_url: str, tmp_path: Path
 ) -> None:
     env = {"GPUYARD_DATABASE_URL": empty_pg_url}
     a = gpuyard(command="server", env=env, data_dir=tmp_path / "a")

@@ -92,6 +92,24 @@ async def test_invalidate_makes_the_next_request_wait_for_a_fresh_snapshot() -> 
     assert models(await d.snapshot()) == ["model-3"]
 
 
+async def test_a_miss_waits_for_a_snapshot_loaded_after_it_and_misses_share_loads() -> None:
+    ticks = Ticks()
+    d = CountingDirectory(ticks)
+    assert await d.resolve("org_a", "model-1") == []  # model-1 has no ready replica: a miss
+    assert d.loads == 2  # the first snapshot, then one loaded after the miss
+    d.gate = asyncio.Event()
+    held = asyncio.create_task(d.fresh())  # load 3 begins and waits at the gate
+    await asyncio.sleep(0)
+    assert d.loads == 3
+    misses = [asyncio.create_task(d.resolve("org_a", "gone")) for _ in range(5)]
+    await asyncio.sleep(0)
+    d.gate.set()
+    await held
+    assert await asyncio.gather(*misses) == [[]] * 5
+    assert d.loads == 4  # load 3 began before they asked; one more load served all five
+    assert models(await d.snapshot()) == ["model-4"]
+
+
 async def test_a_failed_refresh_keeps_the_last_snapshot(caplog: pytest.LogCaptureFixture) -> None:
     ticks = Ticks()
     d = CountingDirectory(ticks)

@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from gpuyard.server import orm
-from tests.gateway.kit import dead_port, deploy, serve
+from gpuyard.server.controllers.clusters import ClusterController
+from tests.gateway.kit import RTX, dead_port, deploy, serve
 from tests.gateway.upstream import fake_model_server
 from tests.harness import Api, serve_app
+from tests.server.market import join_host
 
 
 async def test_openai_sdk_against_a_cluster(api: Api, upstream_port: int) -> None:
@@ -79,6 +81,32 @@ async def test_openai_sdk_against_a_cluster(api: Api, upstream_port: int) -> Non
         ]
         assert logs[0].completion_tokens == 5 and logs[1].completion_tokens == 5
         assert all(r.org_id == d.tenant.org_id for r in logs)
+
+
+async def test_a_cluster_reported_healthy_is_routed_at_once(api: Api, upstream_port: int) -> None:
+    """The directory's snapshot may be older than the cluster's health: a miss looks again."""
+    host = await join_host(api, [RTX])
+    t = await api.tenant()
+    ctl = ClusterController(sessions=api.ctx.sessions, clock=api.clock, owner="t")
+    body = {"name": "web", "gpu_type": "rtx-4090", "replicas": 1, "container": "x"}
+    cluster = (await t.client.post("/v1/clusters", json=body)).json()
+    ask = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+    early = await t.client.post("/v1/chat/completions", json=ask)
+    assert early.status_code == 404 and early.json()["error"]["code"] == "model_not_found"
+    slug_url = cluster["endpoint"].split("/endpoints/", 1)[1]
+    assert (await t.client.get(f"/endpoints/{slug_url}/v1/models")).status_code == 503
+
+    await ctl.step()
+    [a] = (await host.beat())["workloads"]
+    host.report(a["spec"]["id"], "running", host_port=upstream_port)
+    await host.beat()
+    await ctl.step()
+    got = (await t.client.get(f"/v1/clusters/{cluster['id']}")).json()
+    assert got["status"] == "healthy"
+
+    chat = await t.client.post("/v1/chat/completions", json=ask)  # no wait, no retry
+    assert chat.status_code == 200, chat.text
+    assert (await t.client.get(f"/endpoints/{slug_url}/v1/models")).status_code == 200
 
 
 async def test_other_orgs_and_scopes(api: Api, upstream_port: int) -> None:

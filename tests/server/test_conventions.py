@@ -147,6 +147,51 @@ async def test_openapi_documents_routes_with_error_schemas(api: Api) -> None:
     assert "requestBody" in op
 
 
+PUBLIC_ROUTES = {
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+    "GET /llms.txt",
+    "GET /llms-full.txt",
+    "POST /v1/agent/register",  # the join token is in the body
+    "POST /v1/agent/heartbeat",  # a host's credential, not an API key
+    "GET /api/v0/gpu_names/unique/",  # the vastai CLI asks on every start, before any key
+}
+
+
+async def test_openapi_declares_how_to_send_the_key(api: Api) -> None:
+    """Generated clients, Swagger UI and Postman send the key only where the spec says so."""
+    spec = (await api.client.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["api_key"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "vl_…",
+        "description": schemes["api_key"]["description"],
+    }
+    assert schemes["vast_api_key"]["type"] == "apiKey"
+    assert (schemes["vast_api_key"]["in"], schemes["vast_api_key"]["name"]) == ("query", "api_key")
+    anonymous = api.client_for(None)
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            route = f"{method.upper()} {path}"
+            declared = {name for req in op.get("security", []) for name in req}
+            if route in PUBLIC_ROUTES:
+                assert not declared, route
+                continue
+            assert "api_key" in declared, route
+            assert ("vast_api_key" in declared) == path.startswith("/api/"), route
+            if "{" not in path and method == "get":  # it really wants the key
+                r = await anonymous.get(path)
+                assert r.status_code == 401, (route, r.text)
+
+    # What a client generated from the spec sends is accepted, both ways.
+    r = await anonymous.get("/v1/me", headers={"Authorization": f"Bearer {api.operator_key}"})
+    assert r.status_code == 200
+    r = await anonymous.get("/api/v0/users/current/", params={"api_key": api.operator_key})
+    assert r.status_code == 200, r.text
+
+
 async def test_llms_txt_is_generated_from_the_spec(api: Api) -> None:
     spec = (await api.client.get("/openapi.json")).json()
     short = (await api.client.get("/llms.txt")).text
@@ -166,6 +211,18 @@ async def test_health_ready_and_metrics(api: Api) -> None:
     await api.client.get("/v1/me")
     text = (await api.client.get("/metrics")).text
     assert 'gpuyard_http_requests_total{method="GET",route="/v1/me",status="200"}' in text
+
+
+async def test_readyz_waits_for_what_the_process_waits_for_at_start(api: Api) -> None:
+    """``gpuyard up`` waits for its local host: not ready, and saying why, until it joined."""
+    joined = asyncio.Event()
+    api.ctx.startup.wait_for("local host", joined)
+    r = await api.client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["status"] == "not_ready" and r.json()["waiting_for"] == ["local host"]
+    joined.set()
+    r = await api.client.get("/readyz")
+    assert r.status_code == 200 and r.json()["waiting_for"] == []
 
 
 async def test_readyz_is_503_when_schema_is_behind(tmp_path) -> None:

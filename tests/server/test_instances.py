@@ -137,6 +137,45 @@ async def test_a_command_that_exits_at_once_reads_exited_with_its_logs(api: Api)
     assert a2["spec"] == a["spec"]
 
 
+async def test_a_running_instance_shows_its_output_as_the_host_reports_it(api: Api) -> None:
+    host = await join_host(api, [RTX])
+    t = await api.tenant()
+    vm = await rent(t, (await offers(t))[0]["id"])
+    url = f"/v1/orgs/{t.org_id}/vms/{vm['id']}/logs"
+    [a] = (await host.beat())["workloads"]
+    wid = a["spec"]["id"]
+    empty = await t.client.get(url)
+    assert empty.status_code == 200 and empty.text == ""
+    assert empty.headers["x-workload-state"] == "pending" and "x-log-size" not in empty.headers
+
+    host.report(wid, "running", host_port=40001, log_tail="step 1\nstep 2\n", log_size=14)
+    await host.beat()
+    logs = await t.client.get(url)
+    assert logs.text == "step 1\nstep 2\n"
+    assert logs.headers["x-log-size"] == "14" and logs.headers["x-log-start"] == "0"
+    assert logs.headers["x-workload-state"] == "running"
+    assert (await t.client.get(url, params={"tail": 1})).text == "step 2\n"
+
+    host.report(wid, "running", host_port=40001)  # output unchanged: the agent sends no tail
+    await host.beat()
+    assert (await t.client.get(url)).text == "step 1\nstep 2\n"  # still there
+
+    host.report(wid, "running", host_port=40001, log_tail="step 2\nstep 3\n", log_size=21)
+    await host.beat()
+    new = await t.client.get(url, params={"after": 14})  # a follower that showed 14 bytes
+    assert new.text == "step 3\n" and new.headers["x-log-start"] == "14"
+    lost = await t.client.get(url, params={"after": 2})  # older than what is kept
+    assert lost.text == "step 2\nstep 3\n" and lost.headers["x-log-start"] == "7"
+    for bad in ({"after": -1}, {"after": "x"}, {"tail": 0}):
+        r = await t.client.get(url, params=bad)
+        assert r.status_code in (400, 422) and r.json()["error"], (bad, r.text)
+
+    host.report(wid, "exited", exit_code=0, log_tail="step 3\ndone\n", log_size=26)
+    await host.beat()
+    done = await t.client.get(url, params={"after": 21})
+    assert done.text == "done\n" and done.headers["x-workload-state"] == "exited"
+
+
 async def test_two_rentals_of_the_last_gpu(api: Api) -> None:
     await join_host(api, [RTX])
     a = await api.tenant("A")

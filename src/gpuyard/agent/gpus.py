@@ -133,6 +133,10 @@ def logical_gpu_uuid(seed: str, index: int, name: str) -> str:
     return f"GPU-{uuid.uuid5(uuid.NAMESPACE_OID, f'gpuyard:{seed}:{index}:{name}')}"
 
 
+DEFAULT_LOCAL_GPUS = "Logical GPU:2"
+"""What ``gpuyard up``'s local agent declares where NVML finds no GPU and ``--gpus`` says none."""
+
+
 def parse_gpu_declaration(text: str, *, seed: str) -> list[GpuInfo]:
     """Parse ``"NAME[:COUNT[:VRAM_MB]][,NAME…]"`` into logical GPUs, indexed in order.
 

@@ -51,6 +51,10 @@ class AgentOptions:
     """Retry a first registration the server cannot answer yet, instead of failing at once."""
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     """How the process runtime sandboxes workloads (``agent/runtimes/sandbox.py``)."""
+    stop_workloads_on_exit: bool = False
+    """Stopping the agent also stops its workloads (``gpuyard up``); the next start runs again
+    those the server still wants running. ``False`` (``gpuyard agent``): they keep running and
+    the next agent re-adopts them."""
 
 
 class HostFactsSource:
@@ -92,8 +96,10 @@ async def run_agent(
     probe: GpuProbe | None = None,
     clock: Clock | None = None,
     backoff: Backoff | None = None,
+    joined: asyncio.Event | None = None,
 ) -> None:
-    """Run the agent until ``stop_event`` is set; its workloads keep running afterwards.
+    """Run the agent until ``stop_event`` is set; its workloads keep running afterwards unless
+    ``options.stop_workloads_on_exit``. ``joined`` is set once a heartbeat has succeeded.
 
     Raises, before the loop starts: ``StateError`` (state dir unusable or held by another agent, no
     registration and no token, another server), ``ValueError`` (bad --gpus, --server or runtime
@@ -145,6 +151,8 @@ async def run_agent(
                 name=options.name,
                 waiter=transport.wait_for_work if isinstance(transport, HttpTransport) else None,
                 backoff=backoff,
+                stop_workloads_on_exit=options.stop_workloads_on_exit,
+                joined=joined,
             )
             if not options.wait_for_server:
                 await supervisor.register()

@@ -50,6 +50,7 @@ from gpuyard.core.agent_protocol import (
     WaitResponse,
 )
 from gpuyard.core.clock import Clock
+from gpuyard.core.errors import NotFound
 from gpuyard.core.hosts import HostFacts
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
 
@@ -62,6 +63,7 @@ Waiter = Callable[[str, WaitRequest], Awaitable[WaitResponse]]  # (credential, r
 DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
 MIN_HEARTBEAT_INTERVAL_S = 0.1
 MAX_HEARTBEAT_INTERVAL_S = 300.0
+FINAL_REPORT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,12 @@ class Supervisor:
         backoff: Backoff | None = None,
         sleep: Sleep = asyncio.sleep,
         shutdown_wait_s: float = 30.0,
+        stop_workloads_on_exit: bool = False,
+        joined: asyncio.Event | None = None,
     ) -> None:
+        """``stop_workloads_on_exit``: stopping the agent also stops its workloads (``gpuyard
+        up``'s local agent); else they keep running for the next agent to re-adopt.
+        ``joined`` is set once a heartbeat has succeeded: the server knows this host."""
         if join_token is not None and not 1 <= len(join_token) <= 200:
             raise ValueError("a join token is 1 to 200 characters")
         self._transport = transport
@@ -113,6 +120,8 @@ class Supervisor:
         self._backoff = backoff or Backoff()
         self._sleep = sleep
         self._shutdown_wait_s = shutdown_wait_s
+        self._stop_workloads_on_exit = stop_workloads_on_exit
+        self._joined = joined
         self._registration: Registration | None = None
         self._interval_s = DEFAULT_HEARTBEAT_INTERVAL_S
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -179,6 +188,9 @@ class Supervisor:
             registration.credential, HeartbeatRequest(facts=facts, workloads=reported)
         )
         self.last_heartbeat_at = self._clock.now()
+        self._reporter.delivered(reported)
+        if self._joined is not None:
+            self._joined.set()
         self._set_interval(response.heartbeat_interval_s)
         self._note_host(response)
         actions = self._reconcile(response.workloads, observed)
@@ -281,12 +293,48 @@ class Supervisor:
             for task in list(self._in_flight.values()):
                 task.cancel()
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        if self._stop_workloads_on_exit:
+            await self._stop_workloads()
+            return
         running = self._reporter.active_count
         log.info(
             "agent stopped; %d workload(s) keep running and will be re-adopted when the agent "
             "starts again",
             running,
         )
+
+    async def _stop_workloads(self) -> None:
+        """Stop every workload that runs (gracefully, all at once), then tell the server while
+        it still answers. A stopped workload the server wants running is started again by the
+        next agent (``reconcile.plan``: running + stopped → start)."""
+        observed = await self._reporter.observe()
+        active = sorted(wid for wid, s in (observed or {}).items() if s.state.is_active)
+        if active:
+            log.info("stopping %d workload(s): %s", len(active), ", ".join(active))
+        results = await asyncio.gather(
+            *(self._runtime.stop(wid, self._grace_s) for wid in active), return_exceptions=True
+        )
+        for wid, result in zip(active, results, strict=True):
+            if isinstance(result, Exception) and not isinstance(result, NotFound):
+                log.warning("could not stop %s: %s", wid, result)
+        await self._report_stopped()
+        log.info(
+            "agent stopped; %d workload(s) stopped; the next start runs them again", len(active)
+        )
+
+    async def _report_stopped(self) -> None:
+        """One last heartbeat (at most ``FINAL_REPORT_S``) saying what was stopped."""
+        if self._registration is None:
+            return
+        try:
+            facts = await self._facts()
+            reported = self._reporter.report(await self._reporter.observe())
+            request = HeartbeatRequest(facts=facts, workloads=reported)
+            async with asyncio.timeout(FINAL_REPORT_S):
+                await self._transport.heartbeat(self._registration.credential, request)
+        except (ServerUnavailable, AgentRejected, TimeoutError) as exc:
+            why = str(exc) or "timed out"
+            log.info("the server did not hear the final report (%s); the next start tells it", why)
 
     def _note_host(self, response: HeartbeatResponse) -> None:
         if response.status is HostStatus.REMOVED:

@@ -20,6 +20,7 @@ from gpuyard.agent.runtimes.sandbox import SandboxConfig, SandboxMode
 from gpuyard.agent.runtimes.sandbox_users import DEFAULT_UID_RANGE, UidRange
 from gpuyard.agent.state import DEFAULT_STATE_DIR, StateError
 from gpuyard.agent.transport import AgentRejected, ServerUnavailable, normalize_server_url
+from gpuyard.cli.stopping import interrupted, take_stop_signals
 from gpuyard.core.errors import Unavailable
 from gpuyard.core.hosts import PortRange
 
@@ -90,6 +91,7 @@ Server = Annotated[
         callback=_server,
         help="The gpuyard server, e.g. https://gpu.example.com. Needed on the first start; "
         "later starts read it from the state dir.",
+        show_default="the one in STATE_DIR/host.json",
     ),
 ]
 Token = Annotated[
@@ -141,8 +143,8 @@ Address = Annotated[
     str | None,
     typer.Option(
         "--address",
-        help="Address the server and gateway dial to reach workloads on this host "
-        "(default: this host's outward address).",
+        help="Address the server and gateway dial to reach workloads on this host.",
+        show_default="this host's outward address",
     ),
 ]
 Name = Annotated[str | None, typer.Option("--name", help="A name for this host on the server.")]
@@ -201,6 +203,7 @@ def agent(
     later starts need neither (both are kept in the state dir). Ctrl-C or SIGTERM stops the agent
     but not its workloads: the next start re-adopts them. Under systemd use KillMode=process.
     """
+    take_stop_signals()  # stop the same way when started with SIGINT ignored (`… &`)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -231,7 +234,7 @@ def agent(
         _fail(f"the server refused this agent: {exc.message} ({exc.code}){_hint(exc)}")
     except (StateError, Unavailable, ValueError) as exc:
         _fail(str(exc))
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, KeyboardInterrupt):  # a second signal; one while starting
         console.print("stopped")
 
 
@@ -259,6 +262,9 @@ async def _main(options: AgentOptions) -> None:
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
+    early = interrupted()  # a signal before these handlers whose exception was lost
+    if early is not None:
+        on_signal(early)
     try:
         await run_agent(options, stop)
     finally:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gpuyard.cli.connection import ApiKey, Raw, Url, run
+from gpuyard.cli.connection import ApiKey, Raw, Url, resolve_url, run
 from gpuyard.cli.output import show
 from gpuyard.client import Client
 
@@ -15,6 +15,8 @@ join_tokens = typer.Typer(help="Join tokens for new hosts (operator).", no_args_
 prices = typer.Typer(help="GPU prices in cents per GPU-hour (operator).", no_args_is_help=True)
 orgs = typer.Typer(help="Organizations (operator).", no_args_is_help=True)
 keys = typer.Typer(help="Your organization's API keys.", no_args_is_help=True)
+
+HostId = Annotated[str, typer.Argument(help="The host's id (host_…) or its number.")]
 
 HOST_COLUMNS = ["id", "number", "name", "status", "cordoned", "draining", "address", "gpus"]
 
@@ -39,7 +41,7 @@ def list_hosts(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> Non
 
 
 def _host_action(verb: str, help_text: str) -> None:
-    def command(host_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+    def command(host_id: HostId, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
         async def call(c: Client) -> Any:
             if verb == "remove":
                 return await c.request("DELETE", f"/v1/admin/hosts/{host_id}")
@@ -60,7 +62,7 @@ _host_action("remove", "Retire a host (refused while it runs workloads).")
 
 @join_tokens.command("create")
 def create_join_token(
-    name: Annotated[str, typer.Option(help="Which host it is for")] = "",
+    name: Annotated[str, typer.Option(help="Which host it is for.")] = "",
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -76,14 +78,15 @@ def create_join_token(
         return
     print(token["token"])
     typer.echo(
-        f"On the GPU host: gpuyard agent --server {url or 'http://127.0.0.1:8080'} "
-        f"--token {token['token']}",
+        f"On the GPU host: gpuyard agent --server {resolve_url(url)[0]} --token {token['token']}",
         err=True,
     )
 
 
 @join_tokens.command("list")
 def list_join_tokens(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+    """Join tokens, used or not."""
+
     async def call(c: Client) -> Any:
         return (await c.get("/v1/admin/join-tokens", limit=100))["data"]
 
@@ -92,8 +95,13 @@ def list_join_tokens(url: Url = None, api_key: ApiKey = None, raw: Raw = False) 
 
 @join_tokens.command("revoke")
 def revoke_join_token(
-    token_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False
+    token_id: Annotated[str, typer.Argument(help="The token's id, from `join-tokens list`.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    raw: Raw = False,
 ) -> None:
+    """Revoke a join token that was not used yet."""
+
     async def call(c: Client) -> Any:
         return await c.request("DELETE", f"/v1/admin/join-tokens/{token_id}")
 
@@ -102,6 +110,8 @@ def revoke_join_token(
 
 @prices.command("list")
 def list_prices(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+    """The price of each GPU type, in cents per GPU-hour."""
+
     async def call(c: Client) -> Any:
         return await c.get("/v1/admin/prices")
 
@@ -110,12 +120,14 @@ def list_prices(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> No
 
 @prices.command("set")
 def set_price(
-    gpu_type: Annotated[str, typer.Argument(help="e.g. rtx-4090, 'RTX 4090' or RTX_4090")],
-    cents: Annotated[int, typer.Argument(help="Cents per GPU-hour")],
+    gpu_type: Annotated[str, typer.Argument(help="e.g. rtx-4090, 'RTX 4090' or RTX_4090.")],
+    cents: Annotated[int, typer.Argument(help="Cents per GPU-hour.")],
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
 ) -> None:
+    """Set the price of a GPU type."""
+
     async def call(c: Client) -> Any:
         return await c.request(
             "PUT", f"/v1/admin/prices/{gpu_type}", json={"cents_per_gpu_hour": cents}
@@ -126,8 +138,8 @@ def set_price(
 
 @orgs.command("create")
 def create_org(
-    name: str,
-    with_key: Annotated[bool, typer.Option(help="Also issue its first org:write key")] = True,
+    name: Annotated[str, typer.Argument(help="The organization's name.")],
+    with_key: Annotated[bool, typer.Option(help="Also issue its first org:write key.")] = True,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -146,6 +158,8 @@ def create_org(
 
 @orgs.command("list")
 def list_orgs(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+    """Every organization."""
+
     async def call(c: Client) -> Any:
         return (await c.get("/v1/admin/orgs", limit=100))["data"]
 
@@ -154,9 +168,12 @@ def list_orgs(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None
 
 @keys.command("create")
 def create_key(
-    name: Annotated[str, typer.Option(help="What the key is for")] = "",
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
     scope: Annotated[
-        list[str] | None, typer.Option(help="org:write (default), org:read, inference")
+        list[str] | None,
+        typer.Option(
+            help="org:write, org:read or inference; repeat for several.", show_default="org:write"
+        ),
     ] = None,
     url: Url = None,
     api_key: ApiKey = None,
@@ -174,6 +191,8 @@ def create_key(
 
 @keys.command("list")
 def list_keys(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+    """Your organization's API keys (their secrets are never shown again)."""
+
     async def call(c: Client) -> Any:
         return (await c.get(await c.org_path("api-keys"), limit=100))["data"]
 
@@ -181,7 +200,14 @@ def list_keys(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None
 
 
 @keys.command("revoke")
-def revoke_key(key_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_…), from `keys list`.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    raw: Raw = False,
+) -> None:
+    """Revoke an API key: it stops working at once."""
+
     async def call(c: Client) -> Any:
         return await c.request("DELETE", await c.org_path(f"api-keys/{key_id}"))
 

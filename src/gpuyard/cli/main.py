@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from gpuyard import __version__
+from gpuyard.agent.gpus import DEFAULT_LOCAL_GPUS
 from gpuyard.cli import agent as agent_cli
-from gpuyard.cli import fleet, market
+from gpuyard.cli import clusters, fleet, market
 from gpuyard.cli import worker as worker_cli
 from gpuyard.cli.connection import ApiKey, Raw, Url, run
 from gpuyard.cli.output import show
-from gpuyard.cli.serve import StartupError, console, run_server
 from gpuyard.client import Client
 from gpuyard.server.settings import Settings
 
@@ -24,12 +24,23 @@ app = typer.Typer(
     add_completion=False,
 )
 
-Host = Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")]
-Port = Annotated[int | None, typer.Option(help="Port to listen on [default: 8080]")]
+Host = Annotated[
+    str | None,
+    typer.Option(
+        help="Address to listen on (0.0.0.0: every interface).",
+        show_default="GPUYARD_HOST, else 127.0.0.1",
+    ),
+]
+Port = Annotated[
+    int | None,
+    typer.Option(help="Port to listen on.", show_default="GPUYARD_PORT, else 8080"),
+]
 DataDir = Annotated[
     Path | None,
     typer.Option(
-        "--data-dir", help="Where the SQLite database and admin-key live [default: ~/.gpuyard]"
+        "--data-dir",
+        help="Where the SQLite database, admin-key, url and the local agent's state live.",
+        show_default="GPUYARD_DATA_DIR, else ~/.gpuyard",
     ),
 ]
 
@@ -48,13 +59,18 @@ def _settings(host: str | None, port: int | None, data_dir: Path | None) -> Sett
 def _run(
     settings: Settings, *, gpus: str | None = None, with_agent: bool = False, demo: bool = False
 ) -> None:
+    # The server's modules (FastAPI, SQLAlchemy, every router) are loaded by the commands that
+    # serve, not by every client command: `gpuyard vms list` starts in a third of the time.
+    from gpuyard.cli.serve import StartupError, console, run_server
+
     try:
         run_server(settings, local_gpus=gpus, with_agent=with_agent, with_demo=demo)
     except StartupError as exc:
         console.print(f"[bold red]error:[/bold red] {exc}")
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
-        console.print("stopped")
+        pass  # Ctrl-C while starting
+    console.print("stopped")
 
 
 @app.command()
@@ -65,8 +81,9 @@ def up(
     gpus: Annotated[
         str | None,
         typer.Option(
-            help="GPUs the local agent declares where NVML finds none, e.g. 'RTX 4090:2' "
-            "[default: 'Logical GPU:2']"
+            metavar="NAME[:COUNT[:VRAM_MB]],...",
+            help="GPUs the local agent declares where NVML finds none, e.g. 'RTX 4090:2'.",
+            show_default=DEFAULT_LOCAL_GPUS,
         ),
     ] = None,
     demo: Annotated[
@@ -74,7 +91,8 @@ def up(
         typer.Option(
             "--demo",
             help="Also deploy an embeddings and a speech cluster of the built-in CPU workers "
-            "(needs the `workers` extra)",
+            "and show their progress (needs the `workers` extra; ./scripts/up --demo installs "
+            "it).",
         ),
     ] = False,
 ) -> None:
@@ -82,8 +100,12 @@ def up(
     the data dir. A one-host GPU cloud with nothing else to start.
 
     The first start creates the operator organization and prints its API key once (also saved to
-    DATA_DIR/admin-key, mode 0600). Set GPUYARD_ADMIN_KEY=vl_... to choose that key yourself.
-    Workloads keep running across restarts of `gpuyard up`; the local agent re-adopts them.
+    DATA_DIR/admin-key, mode 0600; GPUYARD_ADMIN_KEY=vl_... chooses it). The URL clients use is
+    saved to DATA_DIR/url. GET /readyz answers 200 once the local host has joined.
+
+    gpuyard up is one program: Ctrl-C (or SIGTERM) stops the workloads its local agent started,
+    then the API. The next gpuyard up starts again the instances and replicas that should run.
+    (A standalone `gpuyard agent` instead leaves its workloads running and re-adopts them.)
     """
     _run(_settings(host, port, data_dir), gpus=gpus, with_agent=True, demo=demo)
 
@@ -91,7 +113,8 @@ def up(
 @app.command()
 def server(host: Host = None, port: Port = None, data_dir: DataDir = None) -> None:
     """Run one control-plane replica (no local agent). Use GPUYARD_DATABASE_URL for Postgres
-    (postgresql+asyncpg://user@host/db) to run several behind a load balancer."""
+    (postgresql+asyncpg://user@host/db) to run several behind a load balancer. Ctrl-C or
+    SIGTERM drains it and exits 0."""
     _run(_settings(host, port, data_dir))
 
 
@@ -115,6 +138,7 @@ worker_cli.register(app)
 app.add_typer(market.offers, name="offers")
 app.add_typer(market.vms, name="vms")
 app.add_typer(market.ssh_keys, name="ssh-keys")
+app.add_typer(clusters.clusters, name="clusters")
 app.add_typer(fleet.hosts, name="hosts")
 app.add_typer(fleet.join_tokens, name="join-tokens")
 app.add_typer(fleet.prices, name="prices")

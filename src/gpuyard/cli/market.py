@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gpuyard.cli.connection import ApiKey, Raw, Url, parse_env, run
+from gpuyard.cli import log_follow
+from gpuyard.cli.connection import ApiKey, Raw, Url, err, parse_env, run
 from gpuyard.cli.output import show
 from gpuyard.client import Client
 
 offers = typer.Typer(help="Search GPU offers.", no_args_is_help=True)
 vms = typer.Typer(help="Rent and manage instances.", no_args_is_help=True)
 ssh_keys = typer.Typer(help="SSH keys given to your instances.", no_args_is_help=True)
+
+VmId = Annotated[
+    str, typer.Argument(metavar="VM_ID", help="The instance's id (vm_…) or its number.")
+]
 
 OFFER_COLUMNS = [
     "id",
@@ -41,12 +48,23 @@ VM_COLUMNS = [
 @offers.command("search")
 def search_offers(
     query: Annotated[
-        str, typer.Argument(help="e.g. 'gpu_name=RTX_4090 num_gpus>=2 geolocation in [SE,TW]'")
+        str,
+        typer.Argument(
+            help="Filters in the Vast CLI syntax, e.g. 'gpu_name=RTX_4090 num_gpus>=2 "
+            "geolocation in [SE,TW]'.",
+            show_default="every offer",
+        ),
     ] = "",
     order: Annotated[
-        str | None, typer.Option("-o", "--order", help="e.g. 'dph_total-' for most expensive first")
+        str | None,
+        typer.Option(
+            "-o",
+            "--order",
+            help="Sort fields, '-' after one for descending, e.g. 'dph_total-'.",
+            show_default="cheapest first",
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many offers")] = 64,
+    limit: Annotated[int, typer.Option(help="At most this many offers.")] = 64,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -62,14 +80,20 @@ def search_offers(
 
 @vms.command("create")
 def create_vm(
-    offer_id: Annotated[int, typer.Argument(help="An offer id from `gpuyard offers search`")],
-    image: Annotated[str | None, typer.Option(help="Container image (docker runtime)")] = None,
-    command: Annotated[str | None, typer.Option(help="Shell command to run")] = None,
-    onstart: Annotated[str | None, typer.Option(help="Shell script run first")] = None,
-    env: Annotated[
-        list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE, repeatable")
+    offer_id: Annotated[int, typer.Argument(help="An offer id from `gpuyard offers search`.")],
+    image: Annotated[
+        str | None, typer.Option(help="Container image to run (docker runtime).")
     ] = None,
-    label: Annotated[str | None, typer.Option(help="A label for the instance")] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(help="Shell command to run; the port the host gave it is in $PORT."),
+    ] = None,
+    onstart: Annotated[str | None, typer.Option(help="Shell script run before it.")] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", metavar="NAME=VALUE", help="An environment variable; repeat."),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="A label for the instance.")] = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -103,7 +127,7 @@ def list_vms(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
 
 
 @vms.command("get")
-def get_vm(vm_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+def get_vm(vm_id: VmId, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
     """One instance."""
 
     async def call(c: Client) -> Any:
@@ -113,7 +137,7 @@ def get_vm(vm_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False
 
 
 def _action(verb: str, help_text: str) -> None:
-    def command(vm_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+    def command(vm_id: VmId, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
         async def call(c: Client) -> Any:
             path = await c.org_path(f"vms/{vm_id}")
             if verb == "destroy":
@@ -134,7 +158,11 @@ _action("destroy", "Destroy an instance; its GPUs are freed.")
 
 @vms.command("label")
 def label_vm(
-    vm_id: str, label: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False
+    vm_id: VmId,
+    label: Annotated[str, typer.Argument(help="The new label.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    raw: Raw = False,
 ) -> None:
     """Set an instance's label."""
 
@@ -146,23 +174,42 @@ def label_vm(
 
 @vms.command("logs")
 def vm_logs(
-    vm_id: str,
-    tail: Annotated[int, typer.Option(help="How many lines")] = 200,
+    vm_id: VmId,
+    tail: Annotated[int, typer.Option(help="How many last lines.", min=1, max=10_000)] = 200,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep printing new output (it arrives about every 5 s) until the instance "
+            "ends or Ctrl-C.",
+        ),
+    ] = False,
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
-    """The last lines of an instance's output."""
+    """An instance's output: while it runs, as its host last reported it; once it ended, its
+    last lines."""
 
-    async def call(c: Client) -> Any:
-        return await c.get(await c.org_path(f"vms/{vm_id}/logs"), tail=tail)
+    def out(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
-    print(run(url, api_key, call), end="")
+    async def call(c: Client) -> None:
+        path = await c.org_path(f"vms/{vm_id}/logs")
+        if follow:
+            await log_follow.follow(c, path, tail=tail, out=out, note=err.print)
+        else:
+            out((await c.send("GET", path, params={"tail": tail})).text)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends --follow
+        run(url, api_key, call)
 
 
 @ssh_keys.command("add")
 def add_ssh_key(
-    public_key: Annotated[str, typer.Argument(help="The key text, or a path to a .pub file")],
-    name: Annotated[str | None, typer.Option(help="A name for it")] = None,
+    public_key: Annotated[str, typer.Argument(help="The key text, or a path to a .pub file.")],
+    name: Annotated[str | None, typer.Option(help="A name for it.")] = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -188,7 +235,12 @@ def list_ssh_keys(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> 
 
 
 @ssh_keys.command("delete")
-def delete_ssh_key(key_id: str, url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
+def delete_ssh_key(
+    key_id: Annotated[str, typer.Argument(help="The SSH key's id, from `gpuyard ssh-keys list`.")],
+    url: Url = None,
+    api_key: ApiKey = None,
+    raw: Raw = False,
+) -> None:
     """Delete an SSH key."""
 
     async def call(c: Client) -> Any:

@@ -1,30 +1,46 @@
-"""``gpuyard up`` and ``gpuyard server``: prepare the database, then serve the API."""
+"""``gpuyard up`` and ``gpuyard server``: claim the port, prepare the database, then serve the API.
+
+The order matters to a newcomer: the port is bound before anything is created (a port in use is
+a one-line error that names ``--port``, and leaves no data dir and no key behind), then the
+database is migrated and the operator key made, then the URL clients should use is recorded in
+``DATA_DIR/url`` beside ``admin-key`` (the ``gpuyard`` client reads both), then the API serves.
+How it stops is in ``stopping.py``; the local agent and the demo in ``local_host.py``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
+import socket
 from pathlib import Path
 
 import uvicorn
 from rich.console import Console
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.agent.main import AgentOptions, run_agent
-from gpuyard.agent.runtimes.sandbox import SandboxConfig
-from gpuyard.agent.state import AgentState, StateError
+from gpuyard.cli.local_host import (
+    LOCAL_HOST_GATE,
+    local_agent_options,
+    local_join_token,
+    rebind_local_agent,
+    start_demo,
+)
+from gpuyard.cli.stopping import GracefulServer, interrupted, take_stop_signals
 from gpuyard.core.clock import SystemClock
 from gpuyard.core.credentials import looks_like_api_key
 from gpuyard.core.errors import Conflict
 from gpuyard.server.app import create_app
+from gpuyard.server.context import AppContext
 from gpuyard.server.db import create_engine, session_factory, write_session
 from gpuyard.server.migrate import migrate
-from gpuyard.server.services import demo, join_tokens
 from gpuyard.server.services.bootstrap import Bootstrap, ensure_operator
 from gpuyard.server.settings import Settings
+
+URL_FILE = "url"
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -63,6 +79,52 @@ async def prepare(settings: Settings) -> Bootstrap:
         await engine.dispose()
 
 
+def bind_listener(settings: Settings) -> socket.socket:
+    """The API's listening socket, bound now so that a port in use stops the start before
+    anything is created."""
+    host = settings.host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, settings.port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {settings.port} on {host} is already in use (another gpuyard, or another "
+                "program); choose another with --port (or GPUYARD_PORT), e.g. --port "
+                f"{settings.port + 1}"
+            ) from None
+        raise StartupError(
+            f"cannot listen on {host}:{settings.port}: {exc.strerror or exc}; choose another "
+            "address with --host or another port with --port"
+        ) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def client_url(settings: Settings) -> str:
+    """The URL a client on this machine uses: the public URL when set, else loopback for a
+    wildcard listen address."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(settings.host)
+    if host is None:
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def record_url(data_dir: Path, url: str) -> Path:
+    """Write ``DATA_DIR/url``: where the ``gpuyard`` client finds this server."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_dir / URL_FILE
+    tmp = path.with_name(URL_FILE + ".tmp")
+    tmp.write_text(url + "\n")
+    os.replace(tmp, path)
+    return path
+
+
 def write_admin_key(data_dir: Path, secret: str) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_dir / "admin-key"
@@ -95,83 +157,16 @@ def announce(settings: Settings, boot: Bootstrap) -> None:
     )
 
 
-DEFAULT_LOCAL_GPUS = "Logical GPU:2"
-
-
-def local_agent_dir(settings: Settings) -> Path:
-    return settings.data_dir / "agent"
-
-
-async def local_join_token(settings: Settings) -> str | None:
-    """A join token for the local agent, only while it has never registered."""
-    if (local_agent_dir(settings) / "host.json").exists():
-        return None
-    engine = create_engine(settings.resolved_database_url())
-    try:
-        async with write_session(session_factory(engine)) as session:
-            token = await join_tokens.create(
-                session, clock=SystemClock(), name="local agent (gpuyard up)", expires_at=None
-            )
-        return token.secret
-    finally:
-        await engine.dispose()
-
-
-def local_agent_options(settings: Settings, gpus: str | None, token: str | None) -> AgentOptions:
-    return AgentOptions(
-        server_url=f"http://127.0.0.1:{settings.port}",
-        join_token=token,
-        gpus=gpus or DEFAULT_LOCAL_GPUS,
-        state_dir=local_agent_dir(settings),
-        address="127.0.0.1",
-        name="local",
-        wait_for_server=True,
-        sandbox=SandboxConfig(private=(str(settings.data_dir.absolute()),)),
-    )
-
-
-def rebind_local_agent(agent: AgentOptions) -> None:
-    """Point the local agent's registration at this server when it was made under another port:
-    its host record lives in this data dir's database, whichever port serves it now."""
-    state = AgentState(agent.state_dir)
-    try:
-        saved = state.load_registration()
-    except StateError:
-        return  # the agent explains a damaged host.json itself
-    if saved is not None and agent.server_url and saved.server_url != agent.server_url:
-        state.save_registration(saved.model_copy(update={"server_url": agent.server_url}))
-
-
-async def start_demo(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Once the local host has joined, create the demo clusters and say how to call them."""
-    clock = SystemClock()
-    for _ in range(600):
-        async with sessions() as session:
-            gpu_type = await demo.local_gpu_type(session)
-        if gpu_type is not None:
-            break
-        await asyncio.sleep(0.5)
-    else:
-        console.print("[red]demo:[/red] the local agent did not join; no demo clusters")
-        return
-    async with write_session(sessions) as session:
-        made = await demo.ensure_demo(session, clock=clock, gpu_type=gpu_type)
-    if made:
-        console.print(f"demo: deploying {', '.join(c.name for c in made)} on the local host")
-    url = settings.resolved_public_url()
-    console.print(
-        "demo: once `gpuyard` lists them healthy (GET /v1/clusters), call them with the openai "
-        f"SDK: OpenAI(base_url='{url}/v1', api_key=<a key>).embeddings.create("
-        "model='all-MiniLM-L6-v2', input='hello') and .audio.speech.create(model='espeak-ng', "
-        "voice='alloy', input='hello')"
-    )
-
-
 async def serve(
-    settings: Settings, local_agent: AgentOptions | None = None, *, with_demo: bool = False
+    settings: Settings,
+    listener: socket.socket,
+    local_agent: AgentOptions | None = None,
+    *,
+    with_demo: bool = False,
 ) -> None:
-    """Serve the API (and run the local agent beside it) until Ctrl-C."""
+    """Serve the API (and run the local agent beside it) until SIGINT or SIGTERM."""
     app = create_app(settings, migrate_on_start=False)
+    ctx: AppContext = app.state.ctx
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -184,23 +179,43 @@ async def serve(
     if settings.log_level.lower() != "debug":  # after uvicorn has set up its loggers
         logging.getLogger("uvicorn.access").addFilter(QuietHeartbeats())
     stop = asyncio.Event()
-    agent_task = asyncio.create_task(run_agent(local_agent, stop)) if local_agent else None
-    demo_task = (
-        asyncio.create_task(start_demo(settings, app.state.ctx.sessions)) if with_demo else None
-    )
+    agent_task: asyncio.Task[None] | None = None
+    demo_task: asyncio.Task[None] | None = None
+    if local_agent is not None:
+        joined = asyncio.Event()
+        ctx.startup.wait_for(LOCAL_HOST_GATE, joined)
+        agent_task = asyncio.create_task(run_agent(local_agent, stop, joined=joined))
+        agent_task.add_done_callback(_report_agent_failure)
+        if with_demo:
+            demo_task = asyncio.create_task(start_demo(settings, ctx.sessions, joined, console))
+
+    async def stop_agent() -> None:
+        if demo_task is not None:
+            demo_task.cancel()
+        stop.set()
+        if agent_task is not None:
+            await asyncio.wait({agent_task})
+
+    def force() -> None:
+        if agent_task is not None:
+            agent_task.cancel()
+
+    server = GracefulServer(config, before_exit=stop_agent, on_force=force)
     gc.collect()
     gc.freeze()  # what start-up made lives as long as the process: keep it out of collections
     try:
-        await uvicorn.Server(config).serve()
+        await server.serve(sockets=[listener])
     finally:
-        stop.set()
-        if demo_task is not None:
-            demo_task.cancel()
-        if agent_task is not None:
-            try:
-                await agent_task
-            except Exception:
-                logging.getLogger(__name__).exception("the local agent failed")
+        await stop_agent()
+
+
+def _report_agent_failure(task: asyncio.Task[None]) -> None:
+    """Say at once when the local agent ends with an error (the API keeps serving, and /readyz
+    answers 503 while the local host never joined)."""
+    if not task.cancelled() and task.exception() is not None:
+        logging.getLogger(__name__).error(
+            "the local agent stopped: %s", task.exception(), exc_info=task.exception()
+        )
 
 
 def use_fast_event_loop() -> None:
@@ -234,18 +249,35 @@ def run_server(
     with_agent: bool = False,
     with_demo: bool = False,
 ) -> None:
+    """Start, serve until stopped, stop. Raises ``StartupError`` for what the user can fix."""
+    take_stop_signals()
     configure_logging(settings.log_level)
     check_settings(settings)
-    boot = asyncio.run(prepare(settings))
-    announce(settings, boot)
-    agent = None
-    if with_agent:
-        token = asyncio.run(local_join_token(settings))
-        agent = local_agent_options(settings, local_gpus, token)
-        rebind_local_agent(agent)
-        console.print(
-            f"Local agent: state in {agent.state_dir}; GPUs from NVML, else {agent.gpus!r} "
-            "(choose with --gpus)."
-        )
-    use_fast_event_loop()
-    asyncio.run(serve(settings, agent, with_demo=with_demo and agent is not None))
+    listener = bind_listener(settings)
+    try:
+        boot = asyncio.run(prepare(settings))
+        announce(settings, boot)
+        _stop_if_interrupted()
+        path = record_url(settings.data_dir, client_url(settings))
+        console.print(f"Clients on this machine find it through {path}.")
+        agent = None
+        if with_agent:
+            token = asyncio.run(local_join_token(settings))
+            agent = local_agent_options(settings, local_gpus, token)
+            rebind_local_agent(agent)
+            console.print(
+                f"Local agent: state in {agent.state_dir}; GPUs from NVML, else {agent.gpus!r} "
+                "(choose with --gpus). Stopping gpuyard up stops its workloads; the next start "
+                "runs them again."
+            )
+        _stop_if_interrupted()
+        use_fast_event_loop()
+        asyncio.run(serve(settings, listener, agent, with_demo=with_demo and agent is not None))
+    finally:
+        listener.close()
+
+
+def _stop_if_interrupted() -> None:
+    """Stop here if a signal came during start-up but its exception was lost on the way."""
+    if interrupted() is not None:
+        raise KeyboardInterrupt

@@ -42,11 +42,15 @@ Port = Annotated[
 ]
 ModelId = Annotated[
     str | None,
-    typer.Option("--model-id", help="The model name clients send and /v1/models lists."),
+    typer.Option(
+        "--model-id",
+        help="The model name clients send and /v1/models lists.",
+        show_default="the model's own name",
+    ),
 ]
 Threads = Annotated[
     int | None,
-    typer.Option("--threads", min=1, help="CPU threads for torch (default: all cores)."),
+    typer.Option("--threads", min=1, help="CPU threads for torch.", show_default="all cores"),
 ]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 

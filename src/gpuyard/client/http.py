@@ -49,6 +49,15 @@ class Client:
         await self._http.aclose()
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.send(method, path, **kwargs)
+        if response.status_code == 204:
+            return None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The whole response (headers too); a non-2xx one raises ``ApiError``."""
         response = await self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
@@ -61,11 +70,7 @@ class Client:
                 str(body.get("error", response.text[:200] or response.reason_phrase)),
                 response.headers.get("x-request-id"),
             )
-        if response.status_code == 204:
-            return None
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.text
+        return response
 
     async def get(self, path: str, **params: Any) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}

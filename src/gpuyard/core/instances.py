@@ -73,6 +73,7 @@ class Instance:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     disk_gb: float | None = None
+    log_size: int | None = None  # where log_tail ends in the whole output, in bytes
     runtype: str | None = None
     geolocation: str | None = None
     inet_up: float | None = None

@@ -139,6 +139,14 @@ class WorkloadStatus(BaseModel):
     finished_at: datetime | None = None
     message: str | None = None
     log_tail: str | None = Field(
-        default=None, description="the last lines of output, filled once the workload ended"
+        default=None,
+        description="the last lines of output; for a running workload the agent sends it when "
+        "it changed (None: unchanged since the last report the server answered)",
+    )
+    log_size: int | None = Field(
+        default=None,
+        ge=0,
+        description="bytes of output so far, where log_tail ends (None where the runtime cannot "
+        "tell: docker)",
     )
     spec_hash: str | None = None

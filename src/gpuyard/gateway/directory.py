@@ -4,6 +4,12 @@ Once a snapshot is ``ttl`` old, the next request starts a refresh in the backgro
 routed on the snapshot it has: no request waits for the query, except the first and those after
 ``invalidate()``.
 
+A miss is checked against the database before it is answered: a request whose model (or
+cluster endpoint) has no ready replica in the snapshot waits for a snapshot loaded after it
+arrived (``fresh()``), so a cluster that the API already reports ``healthy`` is routed at once
+rather than answered 404 for up to ``ttl``. Misses share loads: one runs at a time, and every
+miss that arrived while it ran takes the next one.
+
 A model is served by the ready replicas (running, healthy, on a ready host) of the caller's own
 clusters that name it (explicitly, or as discovered from the replica's ``/v1/models``), and of
 clusters the operator publishes to every org.
@@ -62,6 +68,7 @@ class ModelDirectory:
         self._loaded_generation = -1
         self._lock = asyncio.Lock()
         self._refreshing: asyncio.Task[None] | None = None
+        self._loads = 0  # loads begun so far
 
     def invalidate(self) -> None:
         self._snapshot = None
@@ -81,20 +88,32 @@ class ModelDirectory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refreshing
 
+    async def fresh(self) -> Snapshot:
+        """A snapshot loaded after this call began: it sees every change committed before."""
+        asked = self._loads
+        async with self._lock:
+            if self._loads > asked and self._snapshot is not None:
+                return self._snapshot  # one began after we asked, while we waited for the lock
+            return await self._load_locked()
+
     async def _refresh(self) -> Snapshot:
         async with self._lock:  # one query at a time; who waited gets the fresh one
-            started, generation = self._monotonic(), self._generation
             if (
                 self._snapshot is None
-                or self._loaded_generation != generation
-                or started - self._taken_at >= self._ttl
+                or self._loaded_generation != self._generation
+                or self._monotonic() - self._taken_at >= self._ttl
             ):
-                snap = await self._load()
-                self._taken_at, self._loaded_generation = started, generation
-                if self._generation == generation:  # else invalidated while loading
-                    self._snapshot = snap
-                return snap
+                return await self._load_locked()
             return self._snapshot
+
+    async def _load_locked(self) -> Snapshot:
+        started, generation = self._monotonic(), self._generation
+        self._loads += 1
+        snap = await self._load()
+        self._taken_at, self._loaded_generation = started, generation
+        if self._generation == generation:  # else invalidated while loading
+            self._snapshot = snap
+        return snap
 
     async def _refresh_in_background(self) -> None:
         try:
@@ -149,8 +168,10 @@ class ModelDirectory:
         return Snapshot(dict(by_model), dict(by_slug), cluster_org, created)
 
     async def resolve(self, org_id: str, model: str) -> list[Target]:
-        snap = await self.snapshot()
-        return [t for t in snap.by_model.get(model, []) if t.org_id == org_id or t.public]
+        found = _serving(await self.snapshot(), org_id, model)
+        if not found:  # a miss: maybe ready since the snapshot was taken
+            found = _serving(await self.fresh(), org_id, model)
+        return found
 
     async def models(self, org_id: str) -> dict[str, float]:
         """The models the org can call now, with a creation time each."""
@@ -164,8 +185,18 @@ class ModelDirectory:
     async def endpoint(self, org_id: str, slug: str) -> list[Target] | None:
         """Ready replicas of the cluster with ``slug`` if the org may use it; None if it may not
         (or no such cluster), [] if it may but none is ready."""
-        snap = await self.snapshot()
-        owner = snap.cluster_org.get(slug)
-        if owner is None or (owner[0] != org_id and not owner[1]):
-            return None
-        return snap.by_slug.get(slug, [])
+        found = _endpoint(await self.snapshot(), org_id, slug)
+        if not found:
+            found = _endpoint(await self.fresh(), org_id, slug)
+        return found
+
+
+def _serving(snap: Snapshot, org_id: str, model: str) -> list[Target]:
+    return [t for t in snap.by_model.get(model, []) if t.org_id == org_id or t.public]
+
+
+def _endpoint(snap: Snapshot, org_id: str, slug: str) -> list[Target] | None:
+    owner = snap.cluster_org.get(slug)
+    if owner is None or (owner[0] != org_id and not owner[1]):
+        return None
+    return snap.by_slug.get(slug, [])

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gpuyard.core.clock import Clock
 from gpuyard.gateway.service import Gateway
 from gpuyard.server.metrics import Metrics
+from gpuyard.server.services.health import StartupGates
 from gpuyard.server.services.heard import HeardFrom
 from gpuyard.server.services.wakeups import Wakeups
 from gpuyard.server.settings import Settings
@@ -24,3 +25,4 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     heard: HeardFrom = field(default_factory=HeardFrom)  # heartbeats not yet written
     wakeups: Wakeups = field(default_factory=Wakeups)  # controllers to wake after a commit
+    startup: StartupGates = field(default_factory=StartupGates)  # /readyz waits for these

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
@@ -55,7 +56,28 @@ def credential(request: Request) -> str | None:
     return asgi.credential(request.scope)
 
 
-async def get_principal(request: Request, session: Session, ctx: Context) -> Principal:
+# How a caller authenticates, as /openapi.json declares it (so generated clients, Swagger UI
+# and Postman send the key). Declarations only: ``credential()`` reads the key, and an invalid
+# one is answered by ``auth.authenticate`` in the error envelope.
+bearer_key = HTTPBearer(
+    scheme_name="api_key",
+    bearerFormat="vl_…",
+    description="An API key (vl_…) as `Authorization: Bearer vl_…`.",
+    auto_error=False,
+)
+vast_query_key = APIKeyQuery(
+    name="api_key",
+    scheme_name="vast_api_key",
+    description="The Vast dialect also takes the key as `?api_key=vl_…`, as the vastai CLI "
+    "sends it.",
+    auto_error=False,
+)
+DeclaredKey = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_key)]
+
+
+async def get_principal(
+    request: Request, session: Session, ctx: Context, _declared: DeclaredKey
+) -> Principal:
     principal, stale = await auth.authenticate(session, clock=ctx.clock, secret=credential(request))
     if stale:
 

@@ -73,7 +73,12 @@ async def choose_runtime(
             log.info("no Docker engine: %s", exc)
     if client is not None and await docker_available(client, timeout_s=docker_timeout_s):
         return DockerRuntime(
-            client, port_range=port_range, clock=clock, use_gpus=use_gpus, listen_host=listen_host
+            client,
+            port_range=port_range,
+            clock=clock,
+            use_gpus=use_gpus,
+            listen_host=listen_host,
+            state_dir=state_dir,
         )
     if choice == "docker":
         raise Unavailable(

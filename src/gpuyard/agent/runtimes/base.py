@@ -23,7 +23,7 @@ from gpuyard.core.hosts import Isolation
 from gpuyard.core.workload import WorkloadSpec, WorkloadStatus
 
 LOG_TAIL_LINES = 50
-"""How many lines of output a final status carries in ``log_tail``."""
+"""How many lines of output a status carries in ``log_tail`` (running or ended)."""
 
 DEFAULT_GRACE_S = 10.0
 

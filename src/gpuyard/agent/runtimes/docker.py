@@ -1,7 +1,10 @@
 """The ``docker`` runtime: each workload is a container, driven through the Docker SDK.
 
 A container is named ``gpuyard-<workload id>`` and labelled with the workload id, its spec hash and
-its host port, so a restarted agent finds (re-adopts) its containers by label. GPUs are given as
+its host port, so a restarted agent finds (re-adopts) its containers by label. Which containers
+were stopped on request (rather than ending on their own) is kept in ``docker-stopped.json`` in
+the agent's state dir, so a restarted agent still reports them ``stopped``, and starts them again
+when the server wants them running. GPUs are given as
 device requests for the spec's GPU uuids (or indices); the spec's port is published on a host port
 from the agent's range. See ``docs/agent-runtimes.md`` for how a spec becomes a container.
 
@@ -17,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import json
 import math
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -39,6 +45,7 @@ LABEL_ORG = "gpuyard.org"
 NETWORK_PREFIX = "gpuyard-org-"
 SHARED_NETWORK = "gpuyard-workloads"
 """For a spec that names no org (``gpuyard.org`` label)."""
+STOPPED_FILE = "docker-stopped.json"
 
 _STATES = {
     "created": WorkloadState.STARTING,
@@ -96,9 +103,11 @@ class DockerRuntime:
         clock: Clock | None = None,
         use_gpus: bool = True,
         listen_host: str = "0.0.0.0",
+        state_dir: Path | None = None,
     ) -> None:
         """``use_gpus=False`` leaves device requests out: the host's GPUs are logical ones.
-        ``listen_host`` is the host address ports are published on."""
+        ``listen_host`` is the host address ports are published on. ``state_dir`` keeps which
+        containers were stopped on request across agent restarts."""
         self._client = client
         self._listen_host = listen_host
         self.isolation = Isolation(isolates=True, runtime="docker", sandbox="docker containers")
@@ -106,7 +115,8 @@ class DockerRuntime:
         self._clock: Clock = clock or SystemClock()
         self._use_gpus = use_gpus
         self._failures: dict[str, WorkloadStatus] = {}
-        self._stop_requested: set[str] = set()
+        self._stopped_path = state_dir / STOPPED_FILE if state_dir is not None else None
+        self._stop_requested: set[str] = self._load_stopped()
         self._lock = asyncio.Lock()
 
     async def start(self, spec: WorkloadSpec) -> WorkloadStatus:
@@ -118,7 +128,7 @@ class DockerRuntime:
                     return status
                 await asyncio.to_thread(existing.remove, force=True)
             self._failures.pop(spec.id, None)
-            self._stop_requested.discard(spec.id)
+            self._forget_stop(spec.id)
             try:
                 container = await asyncio.to_thread(self._run, spec)
             except (DockerException, NoFreePort, ValueError) as exc:
@@ -145,14 +155,16 @@ class DockerRuntime:
             if workload_id in self._failures:
                 return self._failures[workload_id]
             raise unknown_workload(workload_id)
-        self._stop_requested.add(workload_id)
+        if workload_id not in self._stop_requested:
+            self._stop_requested.add(workload_id)
+            self._save_stopped()
         with contextlib.suppress(NotFound):
             await asyncio.to_thread(container.stop, timeout=max(0, math.ceil(grace_s)))
         return await self._status(container)
 
     async def remove(self, workload_id: str) -> None:
         self._failures.pop(workload_id, None)
-        self._stop_requested.discard(workload_id)
+        self._forget_stop(workload_id)
         container = await self._find(workload_id)
         if container is not None:
             with contextlib.suppress(NotFound):
@@ -165,6 +177,29 @@ class DockerRuntime:
                 return ""
             raise unknown_workload(workload_id)
         return await asyncio.to_thread(_logs, container, tail_lines)
+
+    def _load_stopped(self) -> set[str]:
+        if self._stopped_path is None:
+            return set()
+        try:
+            found = json.loads(self._stopped_path.read_text())
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError):
+            return set()  # damaged: those containers read ``exited`` as before this file
+        return {str(x) for x in found} if isinstance(found, list) else set()
+
+    def _save_stopped(self) -> None:
+        if self._stopped_path is None:
+            return
+        tmp = self._stopped_path.with_name(STOPPED_FILE + ".tmp")
+        tmp.write_text(json.dumps(sorted(self._stop_requested)))
+        os.replace(tmp, self._stopped_path)
+
+    def _forget_stop(self, workload_id: str) -> None:
+        if workload_id in self._stop_requested:
+            self._stop_requested.discard(workload_id)
+            self._save_stopped()
 
     def _run(self, spec: WorkloadSpec) -> Any:
         if not spec.image:
@@ -259,7 +294,7 @@ class DockerRuntime:
             started_at=parse_docker_time(raw.get("StartedAt")),
             finished_at=parse_docker_time(raw.get("FinishedAt")) if final else None,
             message=_message(raw, state, exit_code),
-            log_tail=_logs(container, LOG_TAIL_LINES) if final else None,
+            log_tail=_logs(container, LOG_TAIL_LINES),
             spec_hash=labels.get(LABEL_SPEC_HASH),
         )
 

@@ -38,6 +38,7 @@ from gpuyard.agent.runtimes.process_state import (
     is_alive,
     process_create_time,
     tail_file,
+    tail_with_size,
     workload_ids,
 )
 from gpuyard.agent.runtimes.sandbox import Sandbox, SandboxConfig, open_sandbox
@@ -302,6 +303,7 @@ class ProcessRuntime:
                 self._settle(wdir, record)
             state = WorkloadState.STOPPED if record.stop_requested else WorkloadState.EXITED
             message = _end_message(record)
+        tail, size = tail_with_size(wdir.log_path, LOG_TAIL_LINES)
         return WorkloadStatus(
             id=record.workload_id,
             state=state,
@@ -311,7 +313,8 @@ class ProcessRuntime:
             started_at=record.started_at,
             finished_at=record.finished_at,
             message=message,
-            log_tail=None if state.is_active else tail_file(wdir.log_path, LOG_TAIL_LINES),
+            log_tail=tail,
+            log_size=size,
             spec_hash=record.spec_hash,
         )
 

@@ -156,15 +156,20 @@ def is_alive(pid: int | None, create_time: float | None) -> bool:
 
 def tail_file(path: Path, lines: int, max_bytes: int = 64 * 1024) -> str:
     """The last ``lines`` lines of a text file (reading at most ``max_bytes`` from its end)."""
-    if lines <= 0:
-        return ""
+    return tail_with_size(path, lines, max_bytes)[0]
+
+
+def tail_with_size(path: Path, lines: int, max_bytes: int = 64 * 1024) -> tuple[str, int]:
+    """The last ``lines`` lines of a file that may still grow, and its size when read: the
+    tail ends exactly there, whatever is written meanwhile. ``("", 0)`` when it is missing."""
     try:
         with path.open("rb") as f:
             size = f.seek(0, os.SEEK_END)
+            if lines <= 0:
+                return "", size
             f.seek(max(0, size - max_bytes))
-            data = f.read()
+            data = f.read(size - f.tell())
     except FileNotFoundError:
-        return ""
-    text = data.decode(errors="replace")
-    kept = text.splitlines(keepends=True)[-lines:]
-    return "".join(kept)
+        return "", 0
+    kept = data.splitlines(keepends=True)[-lines:]
+    return b"".join(kept).decode(errors="replace"), size

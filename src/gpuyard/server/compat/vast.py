@@ -11,10 +11,16 @@ Errors under ``/api/v0/`` and ``/api/v1/`` are ``{"success": false, "error": cod
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Security
 
 from gpuyard.server.compat import vast_account, vast_instances, vast_offers
+from gpuyard.server.deps import vast_query_key
 
-router = APIRouter()
+# Every Vast route that needs a key takes it as Bearer (declared by the caller dependency) or
+# as ?api_key= (declared here).
+_keyed = APIRouter(dependencies=[Security(vast_query_key)])
 for _part in (vast_offers, vast_instances, vast_account):
-    router.include_router(_part.router)
+    _keyed.include_router(_part.router)
+router = APIRouter()
+router.include_router(vast_offers.public)
+router.include_router(_keyed)

@@ -15,6 +15,7 @@ from gpuyard.server.schemas.vast_offers import Offers, VastOffer
 from gpuyard.server.services import hosts, instances, offers
 
 router = APIRouter(prefix="/api/v0", tags=["vast"])
+public = APIRouter(prefix="/api/v0", tags=["vast"])  # no key needed
 
 
 async def _search(session: Session, query: OfferQuery, org_id: str) -> Offers:
@@ -74,7 +75,7 @@ async def rent_offer(
     return NewContract(new_contract=instance.number)
 
 
-@router.get("/gpu_names/unique/", response_model=GpuNames)
+@public.get("/gpu_names/unique/", response_model=GpuNames)
 async def gpu_names(session: Session) -> GpuNames:
     """The fleet's GPU type names. No key needed: the CLI asks on every start."""
     types = await hosts.gpu_types(session)

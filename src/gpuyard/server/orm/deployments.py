@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gpuyard.server.orm.base import PK, Base, JsonType, LeaseColumns
@@ -32,6 +32,8 @@ class Workload(Base):
     host_port: Mapped[int | None] = mapped_column(Integer, default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)
     log_tail: Mapped[str | None] = mapped_column(Text, default=None)
+    # Bytes of output the workload had written where ``log_tail`` ends (None: not counted).
+    log_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     reported_at: Mapped[datetime | None] = mapped_column(

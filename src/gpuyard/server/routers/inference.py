@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import Response, StreamingResponse
 
 from gpuyard.core.errors import NotFound
@@ -18,13 +18,14 @@ from gpuyard.gateway.relay import Relay
 from gpuyard.gateway.respond import respond
 from gpuyard.gateway.service import Gateway
 from gpuyard.server.context import AppContext
-from gpuyard.server.deps import require
+from gpuyard.server.deps import bearer_key, require
 from gpuyard.server.errors import register_openai_paths
 from gpuyard.server.middleware import asgi
 from gpuyard.server.middleware.hot_routes import HotRoute, answering
 from gpuyard.server.schemas.common import ErrorOut, errors
 
-router = APIRouter(tags=["inference"])
+# The key goes as Bearer, as the openai SDK sends it (declared for /openapi.json).
+router = APIRouter(tags=["inference"], dependencies=[Security(bearer_key)])
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "audio/speech")
 register_openai_paths(*(f"/v1/{e}" for e in ENDPOINTS), "/v1/models", "/endpoints")
 BAD_GATEWAY: dict[int | str, dict[str, Any]] = {

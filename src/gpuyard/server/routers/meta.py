@@ -20,15 +20,20 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Not ready"}})
 async def readyz(ctx: Context) -> JSONResponse:
-    """Ready to serve: the database answers and migrations are current."""
+    """Ready to serve: the database answers, migrations are current, and what the process waits
+    for at start is there (`waiting_for`; under `gpuyard up`, its local host has joined, so a
+    cluster can be created on it at once)."""
     state = await readiness(ctx.engine)
+    waiting = ctx.startup.waiting_for
+    ready = state.ready and not waiting
     body = {
-        "status": "ready" if state.ready else "not_ready",
+        "status": "ready" if ready else "not_ready",
         "database": state.database,
         "schema_revision": state.schema_revision,
         "expected_revision": state.expected_revision,
+        "waiting_for": waiting,
     }
-    return JSONResponse(body, status_code=200 if state.ready else 503)
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

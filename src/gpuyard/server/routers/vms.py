@@ -123,18 +123,56 @@ async def destroy_vm(
     return VmOut.of(vm)
 
 
+_LOG_HEADERS = {
+    "X-Log-Size": {
+        "description": "Bytes of output the instance had written where this text ends (absent "
+        "where its runtime does not count them); pass it as `after` to get only what follows",
+        "schema": {"type": "integer"},
+    },
+    "X-Log-Start": {
+        "description": "Where this text begins in the whole output; past `after` when output "
+        "between them is no longer kept",
+        "schema": {"type": "integer"},
+    },
+    "X-Workload-State": {
+        "description": "pending, starting, running, exited, failed, stopped or unknown: whether "
+        "more output may come",
+        "schema": {"type": "string"},
+    },
+}
+
+
 @router.get(
     "/{vm_id}/logs",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}}, **errors(403, 404)},
+    responses={
+        200: {"content": {"text/plain": {}}, "headers": _LOG_HEADERS},
+        **errors(403, 404),
+    },
 )
 async def vm_logs(
     org_id: str,
     vm_id: str,
     principal: OrgMember,
     session: Session,
-    tail: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    tail: Annotated[int, Query(ge=1, le=10_000, description="How many last lines")] = 200,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="Only the output after this byte offset (a previous X-Log-Size), to "
+            "follow it; `tail` is then ignored",
+        ),
+    ] = None,
 ) -> PlainTextResponse:
-    """The last lines of the instance's output, as its host last reported them."""
-    text = await instances.logs(session, org_id=org_id, instance_ref=vm_id, tail=tail)
-    return PlainTextResponse(text)
+    """The instance's output as its host last reported it: while it runs, its last 50 lines (at
+    most 8 KiB) whenever they changed, about every heartbeat (5 s); once it ended, its last
+    lines."""
+    part, inst = await instances.logs(
+        session, org_id=org_id, instance_ref=vm_id, tail=tail, after=after
+    )
+    headers = {"X-Workload-State": inst.state or "pending"}
+    if part.size is not None and part.start is not None:
+        headers["X-Log-Size"] = str(part.size)
+        headers["X-Log-Start"] = str(part.start)
+    return PlainTextResponse(part.text, headers=headers)

@@ -50,3 +50,16 @@ async def ensure_demo(session: AsyncSession, *, clock: Clock, gpu_type: str) -> 
         )
         made.append(await clusters.create_cluster(session, clock=clock, org_id=org_id, spec=spec))
     return made
+
+
+async def demo_statuses(session: AsyncSession) -> dict[str, tuple[str, str | None]]:
+    """The demo clusters' status and status reason, by name."""
+    org_id = await operator_org_id(session)
+    rows = await session.execute(
+        select(orm.Cluster.name, orm.Cluster.status, orm.Cluster.status_reason).where(
+            orm.Cluster.org_id == org_id,
+            orm.Cluster.name.in_([name for name, _ in DEMO]),
+            orm.Cluster.deleted_at.is_(None),
+        )
+    )
+    return {name: (status, reason) for name, status, reason in rows.all()}

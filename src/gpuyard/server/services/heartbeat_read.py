@@ -42,6 +42,7 @@ HOST_AND_WORKLOADS = (
         _w.c.host_port,
         _w.c.message,
         _w.c.log_tail,
+        _w.c.log_size,
         _w.c.started_at,
         _w.c.finished_at,
     )
@@ -69,6 +70,7 @@ class HostRow(NamedTuple):
     host_port: int | None
     message: str | None
     log_tail: str | None
+    log_size: int | None
     started_at: datetime | None
     finished_at: datetime | None
 

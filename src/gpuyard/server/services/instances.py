@@ -22,6 +22,7 @@ from gpuyard.core.errors import Conflict, InvalidRequest, NotFound
 from gpuyard.core.hosts import takes_org
 from gpuyard.core.ids import new_id
 from gpuyard.core.instances import Instance, actual_status
+from gpuyard.core.log_tail import LogSlice, read_tail
 from gpuyard.core.offers import bundle_sizes, decode_offer_id
 from gpuyard.core.pagination import Page
 from gpuyard.core.workload import WorkloadKind, WorkloadSpec
@@ -225,6 +226,7 @@ def _to_domain(
         public_ipaddr=host.address,
         host_port=wl.host_port if wl is not None else None,
         log_tail=wl.log_tail if wl is not None else None,
+        log_size=wl.log_size if wl is not None else None,
         created_at=inst.created_at,
         updated_at=inst.updated_at,
         started_at=wl.started_at if wl is not None else None,
@@ -369,8 +371,10 @@ async def destroy(
     return before
 
 
-async def logs(session: AsyncSession, *, org_id: str, instance_ref: str, tail: int) -> str:
+async def logs(
+    session: AsyncSession, *, org_id: str, instance_ref: str, tail: int, after: int | None = None
+) -> tuple[LogSlice, Instance]:
+    """The instance's output as its host last reported it (a running one's about every
+    heartbeat): its last ``tail`` lines, or what came after byte ``after`` (see core/log_tail)."""
     inst = await get_instance(session, org_id=org_id, instance_ref=instance_ref)
-    text = inst.log_tail or ""
-    lines = text.splitlines()[-tail:] if tail > 0 else []
-    return "\n".join(lines) + ("\n" if lines else "")
+    return read_tail(inst.log_tail or "", inst.log_size, lines=tail, after=after), inst

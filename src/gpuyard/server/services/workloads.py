@@ -72,8 +72,9 @@ def news_of(row: Any, status: WorkloadStatus) -> dict[str, object]:
         "started_at": status.started_at or row.started_at,
         "finished_at": status.finished_at,
     }
-    if status.log_tail is not None:
+    if status.log_tail is not None:  # a running workload's only when its output changed
         seen["log_tail"] = status.log_tail[-MAX_LOG_TAIL:]
+        seen["log_size"] = status.log_size
     return {k: v for k, v in seen.items() if getattr(row, k) != v}
 
 
