@@ -75,9 +75,6 @@ class PrincipalCache:
         finally:
             self._refreshing.pop(key, None)
 
-    def forget(self) -> None:
-        self._entries.clear()
-
     async def close(self) -> None:
         for task in list(self._refreshing.values()):
             task.cancel()
