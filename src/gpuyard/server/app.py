@@ -9,7 +9,6 @@ routers; and in its lifespan migrates the database and runs the controllers.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +26,7 @@ from gpuyard.server.compat import vast
 from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
 from gpuyard.server.db import create_engine, session_factory
-from gpuyard.server.errors import INTERNAL_ERROR, domain_problem, error_body, validation_problem
+from gpuyard.server.errors import Refusal, error_answer
 from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send
 from gpuyard.server.middleware.endpoint_host import EndpointHostMiddleware
 from gpuyard.server.middleware.hot_routes import HotRoutesMiddleware
@@ -51,8 +50,6 @@ from gpuyard.server.routers import (
     vms,
 )
 from gpuyard.server.settings import Settings
-
-log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "gpuyard is a self-hostable GPU cloud: a marketplace of GPU offers rented as instances, "
@@ -158,72 +155,20 @@ def create_app(
     return app
 
 
-def _request_id(request: Request) -> str | None:
-    rid: str | None = request.scope.get("state", {}).get("request_id")
-    return rid
-
-
-def _error(
-    request: Request,
-    status: int,
-    message: str,
-    *,
-    code: str | None = None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    body = error_body(
-        request.url.path,
-        status,
-        code=code,
-        message=message,
-        param=param,
-        request_id=_request_id(request),
-    )
-    headers = dict(headers or {})
-    rid = _request_id(request)
-    if rid:
-        headers["X-Request-Id"] = rid
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(GpuyardError)
-    async def domain_error(request: Request, exc: GpuyardError) -> Response:
-        problem, retry_after = domain_problem(exc)
-        headers = None if retry_after is None else {"Retry-After": str(retry_after)}
-        return _error(
-            request,
-            problem.status,
-            problem.message,
-            code=problem.code,
-            param=problem.param,
-            headers=headers,
+    """Every failure inside the framework, its own refusals included, answered through
+    ``errors.error_answer``. (An unhandled error's answer is sent by the framework's outermost
+    layer, which then raises it again: ``RequestContextMiddleware`` ends it there, so the
+    connection stays open.)"""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        found = error_answer(request.scope, exc)
+        return Response(
+            found.body,
+            status_code=found.status,
+            media_type="application/json",
+            headers=found.headers,
         )
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        problem = validation_problem(exc.errors(), request.headers.get("content-type", ""))
-        return _error(
-            request, problem.status, problem.message, code=problem.code, param=problem.param
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        code = None
-        message = {
-            404: f"no route {request.method} {request.url.path}",
-            405: f"method {request.method} is not allowed on {request.url.path}",
-        }.get(exc.status_code, str(exc.detail))
-        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
-            code, message = "invalid_json", "request body is not valid UTF-8 JSON"
-        return _error(
-            request, exc.status_code, message, code=code, headers=getattr(exc, "headers", None)
-        )
-
-    @app.exception_handler(Exception)
-    async def unhandled(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(
-            request, INTERNAL_ERROR.status, INTERNAL_ERROR.message, code=INTERNAL_ERROR.code
-        )
+    for kind in (GpuyardError, Refusal, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, answer)

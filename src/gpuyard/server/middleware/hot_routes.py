@@ -21,36 +21,17 @@ started, so a late failure closes the connection instead.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
 
-from gpuyard.core.errors import GpuyardError
-from gpuyard.server.errors import (
-    COMMIT_CONFLICT,
-    DATABASE_UNAVAILABLE,
-    INTERNAL_ERROR,
-    Problem,
-    domain_problem,
-    error_body,
-    validation_problem,
-)
-from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send, header, send_bytes, state
-
-log = logging.getLogger(__name__)
+from gpuyard.server.errors import Problem, Refusal, validation_problem
+from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send, header, state
 
 HotRoute = Callable[[Scope, bytes, Receive, Send], Awaitable[None]]
 M = TypeVar("M", bound=BaseModel)
-
-
-class BadBody(Exception):
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.message)
-        self.problem = problem
 
 
 def parse_body(scope: Scope, body: bytes, model: type[M]) -> M:
@@ -72,12 +53,12 @@ def parse_body(scope: Scope, body: bytes, model: type[M]) -> M:
                 }
             ]
         except (UnicodeDecodeError, RecursionError):  # as FastAPI answers a body it cannot parse
-            raise BadBody(
+            raise Refusal(
                 Problem(400, "request body is not valid UTF-8 JSON", "invalid_json")
             ) from None
         except ValidationError as exc:
             problems = [{**p, "loc": ("body", *p["loc"])} for p in exc.errors(include_url=False)]
-    raise BadBody(validation_problem(problems, content_type))
+    raise Refusal(validation_problem(problems, content_type))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,39 +86,4 @@ class HotRoutesMiddleware:
             await self.app(scope, receive, send)
             return
         scope["route"] = MatchedRoute(scope["path"])
-        st = state(scope)
-        try:
-            await route(scope, st.get("body", b""), receive, send)
-        except Exception as exc:
-            if st.get("answering"):
-                raise  # too late for an error answer: the server closes the connection
-            problem, extra = _problem(scope, exc)
-            body = error_body(
-                scope["path"],
-                problem.status,
-                code=problem.code,
-                message=problem.message,
-                param=problem.param,
-                request_id=st.get("request_id"),
-            )
-            await send_bytes(send, problem.status, body, extra)
-
-
-def _problem(scope: Scope, exc: Exception) -> tuple[Problem, list[tuple[bytes, bytes]]]:
-    """The error answer for what a hot route raised, as the app's handlers and the unit of work
-    would give it."""
-    what = (scope["method"], scope["path"])
-    if isinstance(exc, GpuyardError):
-        problem, retry_after = domain_problem(exc)
-        extra = [] if retry_after is None else [(b"retry-after", str(retry_after).encode())]
-        return problem, extra
-    if isinstance(exc, BadBody):
-        return exc.problem, []
-    if isinstance(exc, IntegrityError):
-        log.info("commit conflict on %s %s", *what, exc_info=True)
-        return COMMIT_CONFLICT, []
-    if isinstance(exc, OperationalError):
-        log.error("database error on %s %s", *what, exc_info=exc)
-        return DATABASE_UNAVAILABLE, []
-    log.error("unhandled error on %s %s", *what, exc_info=exc)
-    return INTERNAL_ERROR, []
+        await route(scope, state(scope).get("body", b""), receive, send)
