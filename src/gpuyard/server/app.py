@@ -21,12 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gpuyard import __version__
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.errors import GpuyardError
-from gpuyard.gateway.service import Gateway
 from gpuyard.server.compat import vast
 from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
 from gpuyard.server.db import create_engine, session_factory
 from gpuyard.server.errors import Refusal, error_answer
+from gpuyard.server.gateway_ports import database_gateway
 from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send
 from gpuyard.server.middleware.endpoint_host import EndpointHostMiddleware
 from gpuyard.server.middleware.hot_routes import HotRoutesMiddleware
@@ -88,7 +88,7 @@ def create_app(
         engine=engine,
         sessions=sessions,
         clock=clock,
-        gateway=Gateway(sessions, clock),
+        gateway=database_gateway(sessions, clock),
     )
     start_controllers = settings.run_controllers if run_controllers is None else run_controllers
 

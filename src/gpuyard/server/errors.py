@@ -34,6 +34,7 @@ from gpuyard.core.errors import (
     Unauthenticated,
     Unavailable,
 )
+from gpuyard.gateway import openai_errors
 from gpuyard.server.middleware.asgi import Scope, Send, header, send_bytes, state
 
 log = logging.getLogger(__name__)
@@ -63,18 +64,6 @@ STATUS_CODES = {
     429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
-}
-
-OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    503: "service_unavailable",
 }
 
 
@@ -108,8 +97,7 @@ def _vast(
 def _openai(
     status: int, code: str, message: str, param: str | None, rid: str | None
 ) -> dict[str, Any]:
-    kind = OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return openai_errors.error_object(status, message, code, param)
 
 
 # Path prefixes of the dialects whose error shape differs from the native one; longest first.
