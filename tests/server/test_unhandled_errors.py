@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from fastapi import APIRouter
+from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from gpuyard.server import orm
 from gpuyard.server.deps import ClockDep, Session
+from gpuyard.server.metrics import Metrics
+from gpuyard.server.middleware.asgi import Receive, Scope, Send, send_bytes
+from gpuyard.server.middleware.request_context import RequestContextMiddleware
+from gpuyard.server.routers.fast_path import FastPath, FastRoute
+from gpuyard.server.schemas.common import ErrorOut
 from gpuyard.server.services import orgs
-from tests.harness import Api
+from tests.harness import Api, serve_app
 
 
 @dataclass
@@ -137,3 +145,75 @@ async def test_an_unhandled_error_after_a_write_keeps_nothing_and_keeps_the_conn
         )
         assert created.status == 201, created.body
     assert await count_orgs(api) == before + 1  # the failed request's org was rolled back
+
+
+# --- the fast path, in the same front layers as in the app ---------------------------------------
+
+
+async def lifespan_or_ok(scope: Scope, receive: Receive, send: Send) -> None:
+    """What stands behind the fast path here: a lifespan, and 200 for anything else."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send_bytes(send, 200, b'{"ok": true}')
+
+
+def fast_route(path: str, serve: Callable[[Scope, bytes, Receive, Send], Awaitable[None]]) -> Any:
+    return FastRoute(
+        method="POST",
+        path=path,
+        serve=serve,
+        name=path.rsplit("/", 1)[-1],
+        summary="",
+        description="",
+        tag="tests",
+        request=BaseModel,
+        answer={},
+        errors={},
+        error_model=ErrorOut,
+    )
+
+
+async def fail_at_once(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    raise RuntimeError("kaboom on the fast path")
+
+
+async def fail_mid_answer(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]}
+    )
+    await send({"type": "http.response.body", "body": b"12345", "more_body": True})
+    raise RuntimeError("kaboom half way")
+
+
+@asynccontextmanager
+async def fast_path_server() -> AsyncIterator[str]:
+    routes = [fast_route("/fast/fails", fail_at_once), fast_route("/fast/cut", fail_mid_answer)]
+    app = RequestContextMiddleware(
+        FastPath(lifespan_or_ok, routes=routes), max_body_bytes=1024, metrics=Metrics()
+    )
+    async with serve_app(app) as url:  # type: ignore[arg-type]
+        yield url
+
+
+async def test_an_unhandled_error_on_the_fast_path_answers_and_keeps_the_connection() -> None:
+    async with fast_path_server() as url, keep_alive(url) as conn:
+        for _ in range(2):
+            failed = await conn.request("POST", "/fast/fails", key="k", body=b"{}")
+            assert failed.status == 500 and failed.json()["code"] == "internal_error"
+            assert "kaboom" not in failed.body.decode()
+            assert failed.json()["request_id"] == failed.headers["x-request-id"]
+            after = await conn.request("POST", "/other", key="k", body=b"{}")
+            assert after.status == 200 and after.json() == {"ok": True}
+
+
+async def test_an_answer_cut_short_closes_the_connection() -> None:
+    """Half an answer must never pass for a whole one: the client sees the connection end."""
+    async with fast_path_server() as url, keep_alive(url) as conn:
+        with pytest.raises(asyncio.IncompleteReadError):
+            await conn.request("POST", "/fast/cut", key="k", body=b"{}")

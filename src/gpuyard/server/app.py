@@ -1,8 +1,9 @@
 """``create_app()``: the composition root of the API server.
 
-It wires settings, database, clock and metrics once; installs the middleware (the Host-header
-rewrite, request id and body limit outermost, then the hot routes, all in front of the framework;
-then one transaction per request) and the error handlers
+It wires settings, database, clock, metrics and the gateway (over its ports) once; installs the
+middleware (the Host-header rewrite, request id, body limit and the last word on errors
+outermost, then the fast path, all in front of the framework; then one transaction per request)
+and the error handlers
 that turn every failure, the framework's own included, into the error envelope; mounts the
 routers; and in its lifespan migrates the database and runs the controllers.
 """
@@ -29,7 +30,6 @@ from gpuyard.server.errors import Refusal, error_answer
 from gpuyard.server.gateway_ports import database_gateway
 from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send
 from gpuyard.server.middleware.endpoint_host import EndpointHostMiddleware
-from gpuyard.server.middleware.hot_routes import HotRoutesMiddleware
 from gpuyard.server.middleware.request_context import RequestContextMiddleware
 from gpuyard.server.middleware.unit_of_work import UnitOfWorkMiddleware
 from gpuyard.server.migrate import migrate
@@ -49,6 +49,7 @@ from gpuyard.server.routers import (
     ssh_keys,
     vms,
 )
+from gpuyard.server.routers.fast_path import FastPath, documentation, fast_routes
 from gpuyard.server.settings import Settings
 
 DESCRIPTION = (
@@ -60,7 +61,7 @@ DESCRIPTION = (
 
 class GpuyardAPI(FastAPI):
     """FastAPI behind gpuyard's own outermost layers (``front``): the Host-header rewrite, the
-    request context (request id, body limit, text check, metrics) and the hot routes come before
+    request context (request id, body limit, text check, metrics) and the fast path come before
     any of the framework's (its own ``__call__`` included), so the most frequent requests pass
     no framework code at all."""
 
@@ -110,12 +111,13 @@ def create_app(
             await ctx.gateway.stop()
             await engine.dispose()
 
+    fast = fast_routes(ctx)
+
     def front(framework: ASGIApp) -> ASGIApp:
-        hot = HotRoutesMiddleware(
-            framework, routes={**agent.hot_routes(ctx), **inference.hot_routes(ctx)}
-        )
         limited = RequestContextMiddleware(
-            hot, max_body_bytes=settings.max_body_bytes, metrics=ctx.metrics
+            FastPath(framework, routes=fast),
+            max_body_bytes=settings.max_body_bytes,
+            metrics=ctx.metrics,
         )
         if not settings.endpoint_domain:  # no Host routing: one layer fewer on every request
             return limited
@@ -132,8 +134,9 @@ def create_app(
     _install_error_handlers(app)
     app.add_middleware(UnitOfWorkMiddleware, factory=ctx.sessions, clock=ctx.clock)
     # The most frequent requests' routes first (FastAPI matches routes in order): the agent
-    # protocol, then inference.
+    # protocol, then inference. The fast routes are declared for the API docs only.
     app.include_router(agent.router)
+    app.include_router(documentation(fast))
     app.include_router(inference.router)
     for module in (
         meta,
