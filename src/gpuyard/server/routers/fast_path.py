@@ -131,8 +131,10 @@ def heartbeat_route(ctx: AppContext) -> FastRoute:
         default_price=ctx.settings.default_gpu_price_cents,
     )
 
+    request = HeartbeatRequest  # what is served is what is declared
+
     async def serve(scope: Scope, raw: bytes, receive: Receive, send: Send) -> None:
-        body = parse_body(scope, raw, HeartbeatRequest)
+        body = parse_body(scope, raw, request)
         answer = await beats.answer(clock=ctx.clock, credential=credential(scope), request=body)
         await send_bytes(send, 200, answer)
 
@@ -147,7 +149,7 @@ def heartbeat_route(ctx: AppContext) -> FastRoute:
             "A heartbeat that changes nothing writes nothing but the time it was heard."
         ),
         tag="agent protocol",
-        request=HeartbeatRequest,
+        request=request,
         answer=HeartbeatResponse,
         errors={
             **described(400, 413, 415, 422),
