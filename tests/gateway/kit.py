@@ -80,7 +80,6 @@ async def deploy(api: Api, stack: AsyncExitStack, ports: list[int], name: str = 
         host.report(a["spec"]["id"], "running", host_port=port)
     await host.beat()
     await ctl.step()
-    api.ctx.gateway.directory.invalidate()
     sdk = openai.AsyncOpenAI(base_url=f"{api.base_url}/v1", api_key=t.key, max_retries=0)
     stack.push_async_callback(sdk.close)
     return Deployed(api, t, host, c["id"], sdk, ctl)

@@ -1,6 +1,7 @@
-"""The gateway's caches in front of the database: the model directory and the API-key cache
-answer from memory, refresh in the background once stale (no request waits for the query but the
-first), and the request-log writer keeps rows in the order the requests ended."""
+"""The gateway's caches in front of its ports: the model directory and the API-key cache answer
+from memory, refresh in the background once stale (no request waits for the source but the
+first, and one the snapshot cannot route), and the request-log writer keeps rows in the order
+the requests ended."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from gpuyard.core.errors import Unauthenticated
 from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.directory import ModelDirectory, Snapshot
 from gpuyard.gateway.logs import RequestLogWriter
+from gpuyard.gateway.ports import ReadyReplica, RequestLogRow, Routable, RoutableCluster
 from gpuyard.server import orm
+from gpuyard.server.gateway_ports import DatabaseKeys, DatabaseLogs
 from tests.harness import Api
 
 
@@ -28,23 +31,50 @@ class Ticks:
         return self.now
 
 
-class CountingDirectory(ModelDirectory):
-    """Loads numbered snapshots instead of reading the database; a load can be held open."""
+class NumberedReplicas:
+    """A ``ReplicaSource`` whose n-th load serves one model, ``model-n``, on one replica; a load
+    can be held open, or fail."""
 
-    def __init__(self, ticks: Ticks) -> None:
-        super().__init__(None, ttl=1.0, monotonic=ticks)  # type: ignore[arg-type]
+    def __init__(self) -> None:
         self.loads = 0
         self.gate: asyncio.Event | None = None
         self.fail = False
 
-    async def _load(self) -> Snapshot:
+    async def load(self) -> Routable:
         self.loads += 1
         number = self.loads
         if self.gate is not None:
             await self.gate.wait()
         if self.fail:
             raise RuntimeError("database away")
-        return Snapshot({f"model-{number}": []}, {}, {}, {})
+        cluster = RoutableCluster("cl_1", "org_1", "one", False, (f"model-{number}",), 0.0)
+        return Routable([cluster], [ReadyReplica("rep_1", "cl_1", "http://127.0.0.1:9", ())])
+
+
+class CountingDirectory(ModelDirectory):
+    def __init__(self, ticks: Ticks) -> None:
+        self.replicas = NumberedReplicas()
+        super().__init__(self.replicas, ttl=1.0, monotonic=ticks)
+
+    @property
+    def loads(self) -> int:
+        return self.replicas.loads
+
+    @property
+    def gate(self) -> asyncio.Event | None:
+        return self.replicas.gate
+
+    @gate.setter
+    def gate(self, gate: asyncio.Event | None) -> None:
+        self.replicas.gate = gate
+
+    @property
+    def fail(self) -> bool:
+        return self.replicas.fail
+
+    @fail.setter
+    def fail(self, fail: bool) -> None:
+        self.replicas.fail = fail
 
 
 def models(snap: Snapshot) -> list[str]:
@@ -75,21 +105,35 @@ async def test_a_stale_directory_answers_at_once_and_refreshes_behind() -> None:
     assert models(await d.snapshot()) == ["model-2"] and d.loads == 2
 
 
-async def test_invalidate_makes_the_next_request_wait_for_a_fresh_snapshot() -> None:
+async def test_a_model_the_snapshot_lacks_is_looked_up_in_a_newer_one() -> None:
+    ticks = Ticks()
+    d = CountingDirectory(ticks)
+    assert models(await d.snapshot()) == ["model-1"]
+    ticks.now += 0.1  # fresh: routing answers from the snapshot, no load ...
+    assert [t.replica_id for t in await d.resolve("org_1", "model-1")] == ["rep_1"]
+    assert d.loads == 1
+    # ... but a model it does not know may be ready since: one load begun after the request
+    assert [t.replica_id for t in await d.resolve("org_1", "model-2")] == ["rep_1"]
+    assert d.loads == 2
+    assert await d.resolve("org_2", "model-2") == []  # another org's: still not routed
+    assert d.loads == 3
+
+
+async def test_requests_waiting_for_a_newer_snapshot_share_one_load() -> None:
     ticks = Ticks()
     d = CountingDirectory(ticks)
     await d.snapshot()
-    ticks.now += 2
     d.gate = asyncio.Event()
-    await d.snapshot()  # starts a background refresh (load 2), held at the gate
+    ticks.now += 0.1
+    first = asyncio.create_task(d.refresh())  # load 2 starts, held at the gate
     await asyncio.sleep(0)
-    d.invalidate()  # a change the refresh in flight may have missed
-    waiting = asyncio.create_task(d.snapshot())
+    ticks.now += 0.1
+    waiting = [asyncio.create_task(d.refresh()) for _ in range(5)]  # asked after it began
     await asyncio.sleep(0)
     d.gate.set()
-    assert models(await waiting) == ["model-3"]  # not load 2's, which began before invalidate()
-    await settle(d)
-    assert models(await d.snapshot()) == ["model-3"]
+    assert models(await first) == ["model-2"]
+    assert {tuple(models(await w)) for w in waiting} == {("model-3",)}  # one more load, shared
+    assert d.loads == 3
 
 
 async def test_a_miss_waits_for_a_snapshot_loaded_after_it_and_misses_share_loads() -> None:
@@ -98,7 +142,7 @@ async def test_a_miss_waits_for_a_snapshot_loaded_after_it_and_misses_share_load
     assert await d.resolve("org_a", "model-1") == []  # model-1 has no ready replica: a miss
     assert d.loads == 2  # the first snapshot, then one loaded after the miss
     d.gate = asyncio.Event()
-    held = asyncio.create_task(d.fresh())  # load 3 begins and waits at the gate
+    held = asyncio.create_task(d.refresh())  # load 3 begins and waits at the gate
     await asyncio.sleep(0)
     assert d.loads == 3
     misses = [asyncio.create_task(d.resolve("org_a", "gone")) for _ in range(5)]
@@ -130,7 +174,7 @@ async def test_a_revoked_key_stops_working_within_the_ttl(api: Api) -> None:
     url = f"/v1/orgs/{t.org_id}/api-keys"
     key = (await t.client.post(url, json={"name": "short-lived"})).json()
     ticks = Ticks()
-    cache = PrincipalCache(api.ctx.sessions, api.clock, ttl=5.0, monotonic=ticks)
+    cache = PrincipalCache(DatabaseKeys(api.ctx.sessions, api.clock), ttl=5.0, monotonic=ticks)
     assert (await cache.principal(key["key"])).key_id == key["id"]
 
     assert (await t.client.delete(f"{url}/{key['id']}")).status_code == 200
@@ -148,7 +192,7 @@ async def test_a_revoked_key_stops_working_within_the_ttl(api: Api) -> None:
 
 
 async def test_an_unknown_key_is_refused_from_the_first_read(api: Api) -> None:
-    cache = PrincipalCache(api.ctx.sessions, api.clock, monotonic=Ticks())
+    cache = PrincipalCache(DatabaseKeys(api.ctx.sessions, api.clock), monotonic=Ticks())
     for _ in range(2):
         with pytest.raises(Unauthenticated):
             await cache.principal("vl_" + "x" * 43)
@@ -157,22 +201,26 @@ async def test_an_unknown_key_is_refused_from_the_first_read(api: Api) -> None:
 async def test_request_log_rows_keep_their_order(api: Api) -> None:
     async with api.ctx.sessions() as s:
         key_id = (await s.scalars(select(orm.ApiKey.id))).first()
-    writer = RequestLogWriter(api.ctx.sessions, interval=0)
+    assert key_id is not None
+    writer = RequestLogWriter(DatabaseLogs(api.ctx.sessions), interval=0)
     for n in range(5):
         writer.submit(
-            created_at=api.clock.now(),
-            org_id=api.operator_org,
-            key_id=key_id,
-            endpoint=f"e{n}",
-            model=None,
-            cluster_id=None,
-            replica_id=None,
-            stream=False,
-            status=200,
-            latency_ms=1.0,
-            prompt_tokens=None,
-            completion_tokens=None,
-            error=None,
+            RequestLogRow(
+                id=f"req_{n}",
+                created_at=api.clock.now(),
+                org_id=api.operator_org,
+                key_id=key_id,
+                endpoint=f"e{n}",
+                model=None,
+                cluster_id=None,
+                replica_id=None,
+                stream=False,
+                status=200,
+                latency_ms=1.0,
+                prompt_tokens=None,
+                completion_tokens=None,
+                error=None,
+            )
         )
     writer.start()
     for _ in range(100):  # event-loop turns, until the background task has taken the batch ...

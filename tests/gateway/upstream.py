@@ -158,6 +158,21 @@ def fake_model_server(
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> JSONResponse:
+        body = await request.json()
+        app.state.requests.append(body)
+        return JSONResponse(
+            {
+                "id": "cmpl-1",
+                "object": "text_completion",
+                "created": 1,
+                "model": model,
+                "choices": [{"index": 0, "text": "Hello", "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
+            }
+        )
+
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> JSONResponse:
         body = await request.json()

@@ -155,6 +155,7 @@ PUBLIC_ROUTES = {
     "GET /llms-full.txt",
     "POST /v1/agent/register",  # the join token is in the body
     "POST /v1/agent/heartbeat",  # a host's credential, not an API key
+    "POST /v1/agent/wait",  # the same
     "GET /api/v0/gpu_names/unique/",  # the vastai CLI asks on every start, before any key
 }
 

@@ -7,27 +7,8 @@ display ``prefix`` so that people can tell their keys apart in a list.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 import secrets
-from collections.abc import Callable
-from typing import Any
-
-
-def _own_sha256() -> Callable[[bytes], Any]:
-    """Python's own SHA-256 where it is there (``_sha2`` since 3.12, ``_sha256`` before): the
-    same digest as OpenSSL's, through far less code. Every inference request hashes its key,
-    and on an idle server that code runs cold: OpenSSL's EVP path then costs about twice as
-    much."""
-    for module in ("_sha2", "_sha256"):
-        try:
-            return importlib.import_module(module).sha256  # type: ignore[no-any-return]
-        except (ImportError, AttributeError):
-            continue
-    return hashlib.sha256
-
-
-_sha256 = _own_sha256()
 
 KEY_PREFIX = "vl_"
 _SECRET_BYTES = 32
@@ -45,7 +26,7 @@ def looks_like_api_key(value: str) -> bool:
 
 
 def hash_secret(value: str) -> str:
-    return str(_sha256(value.encode()).hexdigest())
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def display_prefix(value: str) -> str:

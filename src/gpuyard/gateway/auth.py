@@ -1,5 +1,6 @@
 """API keys for inference, checked without holding a database transaction open for the whole
-(possibly long, streamed) request: each key's principal is cached for ``ttl`` seconds. The first
+(possibly long, streamed) request: each key's principal (or refusal), as ``Keys`` (ports.py)
+tells it, is cached for ``ttl`` seconds. The first
 use of a key after that is answered from the cache while the key is read again in the
 background, so no request but a key's first waits for the query, and a revoked key stops
 working within ``ttl`` and the time of one query."""
@@ -11,13 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from gpuyard.core.clock import Clock
 from gpuyard.core.credentials import hash_secret
 from gpuyard.core.errors import GpuyardError
 from gpuyard.core.principal import Principal
-from gpuyard.server.services import auth
+from gpuyard.gateway.ports import Keys
 
 log = logging.getLogger(__name__)
 MAX_ENTRIES = 10_000
@@ -27,14 +25,12 @@ Found = Principal | GpuyardError
 class PrincipalCache:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
-        clock: Clock,
+        keys: Keys,
         *,
         ttl: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._sessions = sessions
-        self._clock = clock
+        self._keys = keys
         self._ttl = ttl
         self._monotonic = monotonic
         self._entries: dict[str, tuple[float, Found]] = {}
@@ -55,11 +51,9 @@ class PrincipalCache:
 
     async def _read(self, key: str, secret: str | None) -> Found:
         taken_at = self._monotonic()
+        found: Found
         try:
-            async with self._sessions() as session:
-                found: Found = (await auth.authenticate(session, clock=self._clock, secret=secret))[
-                    0
-                ]
+            found = await self._keys.principal(secret)
         except GpuyardError as exc:
             found = exc
         if len(self._entries) >= MAX_ENTRIES:
@@ -74,9 +68,6 @@ class PrincipalCache:
             log.exception("could not check an API key again")
         finally:
             self._refreshing.pop(key, None)
-
-    def forget(self) -> None:
-        self._entries.clear()
 
     async def close(self) -> None:
         for task in list(self._refreshing.values()):

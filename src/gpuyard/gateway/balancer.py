@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -31,14 +30,6 @@ class LeastOutstanding:
         self._inflight[replica_id] -= 1
         if self._inflight[replica_id] <= 0:
             del self._inflight[replica_id]
-
-    @contextmanager
-    def track(self, replica_id: str) -> Iterator[None]:
-        self.acquire(replica_id)
-        try:
-            yield
-        finally:
-            self.release(replica_id)
 
     def inflight(self, replica_id: str) -> int:
         return self._inflight.get(replica_id, 0)

@@ -1,22 +1,16 @@
-"""Request logs, written off the request path: ``submit`` queues a row; a background task inserts
-queued rows in batches, at most once per ``interval`` (one transaction for many requests, and
-none competing with each request at a low rate). A full queue drops the row (and counts it)
-rather than slow a request; a killed process loses what was queued (at most ``interval``'s)."""
+"""Request logs, written off the request path: ``submit`` queues a row; a background task hands
+queued rows to the ``LogSink`` (ports.py) in batches, at most once per ``interval`` (one
+transaction for many requests, and none competing with each request at a low rate). A full
+queue drops the row (and counts it) rather than slow a request; a killed process loses what was
+queued (at most ``interval``'s)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
-from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from gpuyard.core.ids import new_id
-from gpuyard.server import orm
-from gpuyard.server.db import write_session
+from gpuyard.gateway.ports import LogSink, RequestLogRow
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -25,21 +19,20 @@ BATCH = 200
 class RequestLogWriter:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sink: LogSink,
         *,
         max_queue: int = 10_000,
         interval: float = 0.5,
     ) -> None:
-        self._sessions = sessions
+        self._sink = sink
         self._interval = interval
         self._pending = asyncio.Event()
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_queue)
+        self._queue: asyncio.Queue[RequestLogRow] = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task[None] | None = None
         self._writing = asyncio.Lock()
         self.dropped = 0
 
-    def submit(self, *, created_at: datetime, **row: Any) -> None:
-        row.update(id=new_id("req"), created_at=created_at)
+    def submit(self, row: RequestLogRow) -> None:
         try:
             self._queue.put_nowait(row)
         except asyncio.QueueFull:
@@ -51,12 +44,11 @@ class RequestLogWriter:
         """Write a batch of queued rows. One writer at a time, so that when a flush returns,
         the rows another one had taken (the background task's) are written too."""
         async with self._writing:
-            rows: list[dict[str, Any]] = []
+            rows: list[RequestLogRow] = []
             while not self._queue.empty() and len(rows) < BATCH:
                 rows.append(self._queue.get_nowait())
             if rows:
-                async with write_session(self._sessions) as session:
-                    await session.execute(insert(orm.RequestLog), rows)
+                await self._sink.write(rows)
             return len(rows)
 
     async def _run(self) -> None:

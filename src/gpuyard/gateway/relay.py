@@ -16,12 +16,12 @@ leaves a request-log row, with the usage of what was sent.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gpuyard.gateway.openai_errors import error_json
 from gpuyard.gateway.proxy import Upstream
 from gpuyard.gateway.sse import DONE, Batch, MalformedEvent, SseEvents
 from gpuyard.gateway.upstream_http import HttpError
@@ -33,7 +33,6 @@ from gpuyard.gateway.usage import (
     usage_from_json,
     usage_of,
 )
-from gpuyard.server.errors import OPENAI_TYPES
 
 Finish = Callable[[int, Usage | None, str | None], None]
 CLIENT_GONE = "the client disconnected"
@@ -65,16 +64,9 @@ class Relay:
     end: StreamEnd | None = None  # when the stream says which piece is its last
 
 
-def openai_error(status: int, message: str, code: str) -> bytes:
-    """The OpenAI error body for an error the gateway reports about a replica."""
-    kind = OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return json.dumps(body).encode()
-
-
 def bad_gateway(finish: Finish, message: str, code: str = "upstream_error") -> Relay:
     finish(502, None, message)
-    return Relay(502, dict(JSON), body=openai_error(502, message, code))
+    return Relay(502, dict(JSON), body=error_json(502, message, code))
 
 
 def is_event_stream(upstream: Upstream) -> bool:
@@ -110,7 +102,7 @@ async def read_answer(upstream: Upstream, *, expect_json: bool, finish: Finish) 
     finish(status, None, text or f"the model server answered {status}")
     if parsed is None:
         message = f"the model server answered {status}: {text}".rstrip(": ")
-        return Relay(status, dict(JSON), body=openai_error(status, message, "upstream_error"))
+        return Relay(status, dict(JSON), body=error_json(status, message, "upstream_error"))
     return Relay(status, {"content-type": content_type}, body=body)
 
 
@@ -164,7 +156,7 @@ async def relay_events(
             raise
         rest = pending()  # the last events, or those before a malformed one
         if error is not None:
-            rest += f"data: {openai_error(502, error, 'upstream_error').decode()}\n\n".encode()
+            rest += f"data: {error_json(502, error, 'upstream_error').decode()}\n\n".encode()
             rest += DONE
         if end is not None:
             end.at = time.perf_counter()

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import NotFound, Unavailable
+from gpuyard.core.ids import new_id
 from gpuyard.core.principal import Principal
 from gpuyard.gateway import bodies
 from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
 from gpuyard.gateway.logs import RequestLogWriter
+from gpuyard.gateway.ports import Keys, Limiter, LogSink, ReplicaSource, RequestLogRow
 from gpuyard.gateway.proxy import RETRY_AFTER_S, UpstreamFailed, forward_headers, open_upstream
 from gpuyard.gateway.relay import (
     CLIENT_GONE,
@@ -42,8 +42,6 @@ from gpuyard.gateway.relay import (
 )
 from gpuyard.gateway.upstream_http import UpstreamClient
 from gpuyard.gateway.usage import Usage
-from gpuyard.server.db import write_session
-from gpuyard.server.services import rate_limits
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_ERROR = 500
@@ -70,11 +68,17 @@ class LogEntry:
 
 
 class Gateway:
+    """The data plane over its four ports (ports.py): ``replicas`` to route to, ``keys`` to
+    check, ``logs`` for the request log, ``limiter`` for the per-key limits."""
+
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
         *,
+        replicas: ReplicaSource,
+        keys: Keys,
+        logs: LogSink,
+        limiter: Limiter,
         client: UpstreamClient | None = None,
         directory_ttl: float = 1.0,
         auth_ttl: float = 5.0,
@@ -82,14 +86,14 @@ class Gateway:
     ) -> None:
         self.clock = clock
         self.after_answer = after_answer
-        self.sessions = sessions
+        self.limiter = limiter
         self._background: set[asyncio.Task[None]] = set()
         self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
         self._after_timer: asyncio.TimerHandle | None = None
-        self.directory = ModelDirectory(sessions, ttl=directory_ttl)
+        self.directory = ModelDirectory(replicas, ttl=directory_ttl)
         self.balancer = LeastOutstanding()
-        self.auth = PrincipalCache(sessions, clock, ttl=auth_ttl)
-        self.logs = RequestLogWriter(sessions)
+        self.auth = PrincipalCache(keys, ttl=auth_ttl)
+        self.logs = RequestLogWriter(logs)
         self.client = client or UpstreamClient(connect_timeout=2.0, read_timeout=600.0)
 
     async def start(self) -> None:
@@ -171,8 +175,7 @@ class Gateway:
 
     async def _admit(self, principal: Principal) -> None:
         if principal.rpm_limit is not None or principal.tpm_limit is not None:
-            async with write_session(self.sessions) as session:
-                await rate_limits.admit(session, principal=principal, now=self.clock.now())
+            await self.limiter.admit(principal)
 
     async def _proxy(
         self,
@@ -233,27 +236,27 @@ class Gateway:
             if tokens:
                 self._spawn(self._count_tokens(principal.key_id, tokens))
         self.logs.submit(
-            created_at=self.clock.now(),
-            org_id=principal.org_id,
-            key_id=principal.key_id,
-            endpoint=entry.endpoint,
-            model=entry.model,
-            cluster_id=entry.cluster_id,
-            replica_id=entry.replica_id,
-            stream=entry.stream,
-            status=status,
-            latency_ms=round((ended - entry.started) * 1000, 3),
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            error=error[:MAX_LOGGED_ERROR] if error else None,
+            RequestLogRow(
+                id=new_id("req"),
+                created_at=self.clock.now(),
+                org_id=principal.org_id,
+                key_id=principal.key_id,
+                endpoint=entry.endpoint,
+                model=entry.model,
+                cluster_id=entry.cluster_id,
+                replica_id=entry.replica_id,
+                stream=entry.stream,
+                status=status,
+                latency_ms=round((ended - entry.started) * 1000, 3),
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+                error=error[:MAX_LOGGED_ERROR] if error else None,
+            )
         )
 
     async def _count_tokens(self, key_id: str, tokens: int) -> None:
         try:
-            async with write_session(self.sessions) as session:
-                await rate_limits.add_tokens(
-                    session, key_id=key_id, tokens=tokens, now=self.clock.now()
-                )
+            await self.limiter.add_tokens(key_id, tokens)
         except Exception:
             log.exception("could not count %d tokens for %s", tokens, key_id)
 

@@ -130,11 +130,3 @@ def operator(principal: Caller) -> Principal:
 
 
 Operator = Annotated[Principal, Depends(operator)]
-
-
-def inference_caller(principal: Caller) -> Principal:
-    require(principal, Scope.INFERENCE)
-    return principal
-
-
-InferenceCaller = Annotated[Principal, Depends(inference_caller)]

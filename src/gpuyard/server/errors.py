@@ -4,14 +4,24 @@ Native routes answer ``{"error": message, "code": code, "param"?, "request_id"}`
 (``/api/v0/`` and ``/api/v1/``) answers ``{"success": false, "error": code, "msg": message}``; the
 OpenAI-compatible inference routes answer ``{"error": {"message", "type", "param", "code"}}``.
 Every error response carries ``X-Request-Id``.
+
+``error_answer`` turns any exception into its answer (status, body in the path's dialect,
+headers), and logs what is not the client's doing (a failed commit, a bug with its traceback).
+The app's exception handlers, the unit of work, the fast path and the outermost layer all answer
+errors through it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException
 
 from gpuyard.core.errors import (
     Conflict,
@@ -24,6 +34,10 @@ from gpuyard.core.errors import (
     Unauthenticated,
     Unavailable,
 )
+from gpuyard.gateway import openai_errors
+from gpuyard.server.middleware.asgi import Scope, Send, header, send_bytes, state
+
+log = logging.getLogger(__name__)
 
 STATUS: dict[type[GpuyardError], int] = {
     PayloadTooLarge: 413,
@@ -50,18 +64,6 @@ STATUS_CODES = {
     429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
-}
-
-OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    503: "service_unavailable",
 }
 
 
@@ -95,8 +97,7 @@ def _vast(
 def _openai(
     status: int, code: str, message: str, param: str | None, rid: str | None
 ) -> dict[str, Any]:
-    kind = OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return openai_errors.error_object(status, message, code, param)
 
 
 # Path prefixes of the dialects whose error shape differs from the native one; longest first.
@@ -189,3 +190,82 @@ def validation_problem(problems: Sequence[Any], content_type: str) -> Problem:
     if len(problems) > 1:
         text += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
     return Problem(422, text, "validation_error", where)
+
+
+class Refusal(Exception):
+    """A request refused with its answer already decided (a body that is not the route's
+    model, a reused ``Idempotency-Key``): raised or answered like any other error."""
+
+    def __init__(self, problem: Problem, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+        self.headers = dict(headers or {})
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def error_answer(scope: Scope, exc: BaseException) -> ErrorAnswer:
+    """The answer to a request that ended in ``exc``: what the client did wrong, a refusal, a
+    failed commit, or a bug (500 ``internal_error``, logged with its traceback, no internals in
+    the answer). Notes ``exc`` in the request state as answered."""
+    problem, headers = _problem(scope, exc)
+    st = state(scope)
+    st["error"] = exc
+    rid = st.get("request_id")
+    if rid:
+        headers["x-request-id"] = rid
+    body = error_body(
+        scope["path"],
+        problem.status,
+        code=problem.code,
+        message=problem.message,
+        param=problem.param,
+        request_id=rid,
+    )
+    return ErrorAnswer(problem.status, body, headers)
+
+
+async def send_error(send: Send, scope: Scope, exc: BaseException) -> None:
+    """``error_answer`` sent as raw ASGI messages."""
+    answer = error_answer(scope, exc)
+    extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
+    await send_bytes(send, answer.status, answer.body, extra)
+
+
+def _problem(scope: Scope, exc: BaseException) -> tuple[Problem, dict[str, str]]:
+    method, path = scope.get("method", ""), scope["path"]
+    if isinstance(exc, GpuyardError):
+        problem, retry_after = domain_problem(exc)
+        return problem, ({} if retry_after is None else {"retry-after": str(retry_after)})
+    if isinstance(exc, Refusal):
+        return exc.problem, dict(exc.headers)
+    if isinstance(exc, RequestValidationError):
+        return validation_problem(exc.errors(), header(scope, b"content-type") or ""), {}
+    if isinstance(exc, HTTPException):
+        return _framework_problem(method, path, exc), dict(exc.headers or {})
+    if isinstance(exc, IntegrityError):
+        log.info("commit conflict on %s %s", method, path, exc_info=exc)
+        return COMMIT_CONFLICT, {}
+    if isinstance(exc, OperationalError):
+        log.error("database error on %s %s", method, path, exc_info=exc)
+        return DATABASE_UNAVAILABLE, {}
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return INTERNAL_ERROR, {}
+
+
+def _framework_problem(method: str, path: str, exc: HTTPException) -> Problem:
+    """The framework's own refusals (no such route, wrong method, unreadable body), worded."""
+    status = exc.status_code
+    message = {
+        404: f"no route {method} {path}",
+        405: f"method {method} is not allowed on {path}",
+    }.get(status, str(exc.detail))
+    code = STATUS_CODES.get(status, "error")
+    if status == 400 and "parsing the body" in str(exc.detail):
+        code, message = "invalid_json", "request body is not valid UTF-8 JSON"
+    return Problem(status, message, code)

@@ -1,18 +1,27 @@
-"""Outermost middleware: request id, body size limit, unstorable text, and request metrics.
+"""Outermost middleware: request id, body size limit, unstorable text, request metrics, and the
+last word on errors.
 
 The body of a request is read here, up to ``max_body_bytes``; a larger one is answered 413 at once
 (by ``Content-Length`` when given, else when the stream passes the limit). The body is then handed
 on unchanged, and kept in the request state for the idempotency layer. A request carrying text no
 database can hold (a NUL, an unpaired surrogate) is answered 400 (see ``invalid_text``).
+
+An exception that reaches this layer before any answer was started is answered here
+(``errors.error_answer``); one raised after a complete answer (the framework raises the errors
+its handler has just answered again) ends here, so the keep-alive connection stays open for the
+client's next request. Only an answer cut short raises on, for the server to close the
+connection: a client must not take half an answer for a whole one.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
+from gpuyard.core.errors import InvalidRequest
 from gpuyard.core.ids import new_id
-from gpuyard.server.errors import error_body
+from gpuyard.server.errors import Problem, Refusal, send_error
 from gpuyard.server.metrics import Metrics
 from gpuyard.server.middleware.asgi import (
     ASGIApp,
@@ -21,11 +30,11 @@ from gpuyard.server.middleware.asgi import (
     Scope,
     Send,
     header,
-    send_bytes,
     state,
 )
 from gpuyard.server.middleware.invalid_text import invalid_text
 
+log = logging.getLogger(__name__)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -46,58 +55,60 @@ class RequestContextMiddleware:
             return
         incoming = header(scope, b"x-request-id")
         rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else new_id("req")
-        state(scope)["request_id"] = rid
+        st = state(scope)
+        st["request_id"] = rid
         rid_header = (b"x-request-id", rid.encode())
         started = time.perf_counter()
-        status_seen = 500
+        status_seen = 0  # no answer started yet
+        complete = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status_seen
+            nonlocal status_seen, complete
             if message["type"] == "http.response.start":
                 status_seen = message["status"]
                 headers = message.get("headers", [])
                 if not any(k.lower() == b"x-request-id" for k, _ in headers):
                     message["headers"] = [*headers, rid_header]
+            elif not message.get("more_body", False):
+                complete = True
             await send(message)
 
-        body = b""
         try:
+            body = b""
             if scope["method"] in _BODY_METHODS:
                 try:
                     body = await self._read_body(scope, receive)
                 except _TooLarge:
-                    status_seen = 413
                     await _drain(receive)
-                    await send_bytes(
-                        send,
-                        413,
-                        error_body(
-                            scope["path"],
+                    raise Refusal(
+                        Problem(
                             413,
-                            message=f"request body is larger than {self.max_body_bytes} bytes",
-                            request_id=rid,
+                            f"request body is larger than {self.max_body_bytes} bytes",
+                            "payload_too_large",
                         ),
-                        [rid_header, (b"connection", b"close")],
-                    )
-                    return
-                state(scope)["body"] = body
+                        {"connection": "close"},
+                    ) from None
+                st["body"] = body
                 receive = _replay(body, receive)
             problem = invalid_text(scope, body)
             if problem is not None:
-                status_seen = 400
-                await send_bytes(
-                    send,
-                    400,
-                    error_body(scope["path"], 400, message=problem, request_id=rid),
-                    [rid_header],
-                )
-                return
+                raise InvalidRequest(problem)
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if not status_seen:  # nothing answered yet: the error is the answer
+                await send_error(send_with_id, scope, exc)
+            elif not complete:
+                raise  # an answer cut short: only closing the connection can tell the client
+            elif st.get("error") is not exc:  # answered, then failed: still worth knowing
+                log.error(
+                    "error after the answer to %s %s", scope["method"], scope["path"], exc_info=exc
+                )
+            # else the app's handler answered it (and logged it): the connection stays open
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.observe(
-                scope["method"], template, status_seen, time.perf_counter() - started
+                scope["method"], template, status_seen or 500, time.perf_counter() - started
             )
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:

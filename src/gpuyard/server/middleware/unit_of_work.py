@@ -24,7 +24,7 @@ from gpuyard.core.clock import Clock
 from gpuyard.core.credentials import hash_secret
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.server.db import begin_write
-from gpuyard.server.errors import COMMIT_CONFLICT, DATABASE_UNAVAILABLE, Problem, error_body
+from gpuyard.server.errors import Problem, Refusal, send_error
 from gpuyard.server.middleware.asgi import (
     ASGIApp,
     Message,
@@ -33,7 +33,6 @@ from gpuyard.server.middleware.asgi import (
     Send,
     credential,
     header,
-    send_bytes,
     state,
 )
 from gpuyard.server.services import idempotency
@@ -103,7 +102,7 @@ class UnitOfWorkMiddleware:
             try:
                 idempotency.check_key(idem.key)
             except InvalidRequest as exc:
-                await self._error(scope, send, Problem(400, exc.message, exc.code))
+                await send_error(send, scope, exc)
                 return
             replayed = await self._reserve(scope, send, uow, idem)
             if replayed:
@@ -156,10 +155,10 @@ class UnitOfWorkMiddleware:
         await session.rollback()
         if stored is None or stored.status_code is None:
             message = "a request with this Idempotency-Key is still in progress; retry later"
-            await self._error(scope, send, Problem(409, message, "idempotency_key_in_use"))
+            await send_error(send, scope, Refusal(Problem(409, message, "idempotency_key_in_use")))
         elif stored.request_hash != idem.request_hash:
             message = "this Idempotency-Key was used with a different request"
-            await self._error(scope, send, Problem(409, message, "idempotency_key_reused"))
+            await send_error(send, scope, Refusal(Problem(409, message, "idempotency_key_reused")))
         else:
             headers = [(k.encode(), v.encode()) for k, v in stored.headers.items()]
             headers.append((b"idempotent-replayed", b"true"))
@@ -204,30 +203,13 @@ class UnitOfWorkMiddleware:
                         body=body,
                     )
                 await session.commit()
-            except IntegrityError:
+            except (IntegrityError, OperationalError) as exc:  # 409 or 503, nothing written
                 await session.rollback()
-                log.info("commit conflict on %s %s", scope["method"], scope["path"], exc_info=True)
-                await self._error(scope, send, COMMIT_CONFLICT)
-                return
-            except OperationalError:
-                await session.rollback()
-                log.exception("commit failed on %s %s", scope["method"], scope["path"])
-                await self._error(scope, send, DATABASE_UNAVAILABLE)
+                await send_error(send, scope, exc)
                 return
         await uow.run_after()
         await send(start)
         await send({"type": "http.response.body", "body": body, "more_body": False})
-
-    async def _error(self, scope: Scope, send: Send, problem: Problem) -> None:
-        rid = state(scope).get("request_id")
-        body = error_body(
-            scope["path"],
-            problem.status,
-            code=problem.code,
-            message=problem.message,
-            request_id=rid,
-        )
-        await send_bytes(send, problem.status, body)
 
 
 class _Idem:

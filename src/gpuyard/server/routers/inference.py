@@ -1,9 +1,7 @@
-"""The OpenAI-compatible inference API (``/v1/chat/completions``, ``/v1/completions``,
-``/v1/embeddings``, ``/v1/audio/speech``, ``/v1/models``) and each cluster's own endpoint
-(``/endpoints/{slug}/…``). Thin: every decision is in gateway/service.py.
-
-The four POSTs are served by ``hot_routes`` (in front of the framework: the gateway's added
-latency is a product goal), and declared here as well, with the same logic, for the API docs."""
+"""The OpenAI-compatible inference API's framework routes (``/v1/models``, ``/v1/models/{id}``)
+and each cluster's own endpoint (``/endpoints/{slug}/…``). Thin: every decision is in
+gateway/service.py. The four inference POSTs (``/v1/chat/completions``, ``/v1/completions``,
+``/v1/embeddings``, ``/v1/audio/speech``) are on the fast path (fast_path.py)."""
 
 from __future__ import annotations
 
@@ -15,22 +13,20 @@ from fastapi.responses import Response, StreamingResponse
 from gpuyard.core.errors import NotFound
 from gpuyard.core.principal import Principal, Scope
 from gpuyard.gateway.relay import Relay
-from gpuyard.gateway.respond import respond
 from gpuyard.gateway.service import Gateway
-from gpuyard.server.context import AppContext
 from gpuyard.server.deps import bearer_key, require
 from gpuyard.server.errors import register_openai_paths
 from gpuyard.server.middleware import asgi
-from gpuyard.server.middleware.hot_routes import HotRoute, answering
-from gpuyard.server.schemas.common import ErrorOut, errors
+from gpuyard.server.schemas.common import errors
+from gpuyard.server.schemas.inference import OpenAIErrorOut
 
 # The key goes as Bearer, as the openai SDK sends it (declared for /openapi.json).
 router = APIRouter(tags=["inference"], dependencies=[Security(bearer_key)])
-ENDPOINTS = ("chat/completions", "completions", "embeddings", "audio/speech")
-register_openai_paths(*(f"/v1/{e}" for e in ENDPOINTS), "/v1/models", "/endpoints")
-BAD_GATEWAY: dict[int | str, dict[str, Any]] = {
-    502: {"model": ErrorOut, "description": "The model server failed or answered garbage"}
-}
+register_openai_paths("/v1/models", "/endpoints")
+
+
+def openai_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return errors(*statuses, model=OpenAIErrorOut)
 
 
 def gateway(request: Request) -> Gateway:
@@ -41,15 +37,15 @@ def gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
-async def inference_principal(request: Request, gw: GatewayDep) -> Principal:
-    return await _caller(gw, request.scope)
-
-
-async def _caller(gw: Gateway, scope: asgi.Scope) -> Principal:
+async def caller(gw: Gateway, scope: asgi.Scope) -> Principal:
     """The key's principal (cached), if it may call inference."""
     principal = await gw.auth.principal(asgi.credential(scope))
     require(principal, Scope.INFERENCE)
     return principal
+
+
+async def inference_principal(request: Request, gw: GatewayDep) -> Principal:
+    return await caller(gw, request.scope)
 
 
 Caller = Annotated[Principal, Depends(inference_principal)]
@@ -61,68 +57,7 @@ def _respond(relay: Relay) -> Response:
     return Response(relay.body or b"", status_code=relay.status, headers=relay.headers)
 
 
-def _body_doc(summary: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["model"],
-                        "properties": {"model": {"type": "string"}},
-                        "additionalProperties": True,
-                    }
-                }
-            },
-            "description": summary,
-        }
-    }
-
-
-def _route(endpoint: str, summary: str) -> None:
-    async def handler(request: Request, principal: Caller, gw: GatewayDep) -> Response:
-        body = await request.body()
-        return _respond(await gw.call(principal, endpoint, body, request.headers.raw))
-
-    handler.__doc__ = summary
-    handler.__name__ = "create_" + endpoint.replace("/", "_")
-    router.post(
-        f"/v1/{endpoint}",
-        responses={**errors(403, 404, 429, 503), **BAD_GATEWAY},
-        openapi_extra=_body_doc(summary),
-    )(handler)
-
-
-_route("chat/completions", "Chat completion (OpenAI shape; `stream: true` for SSE).")
-_route("completions", "Text completion (OpenAI shape).")
-_route("embeddings", "Embeddings; `encoding_format` float or base64.")
-_route("audio/speech", "Text to speech; answers audio bytes.")
-
-
-def hot_routes(ctx: AppContext) -> dict[tuple[str, str], HotRoute]:
-    """The four inference POSTs without the framework's per-request cost."""
-
-    def route(endpoint: str) -> HotRoute:
-        async def serve(
-            scope: asgi.Scope, body: bytes, receive: asgi.Receive, send: asgi.Send
-        ) -> None:
-            gw = ctx.gateway
-            principal = await _caller(gw, scope)
-            await respond(
-                receive,
-                send,
-                lambda: gw.call(principal, endpoint, body, scope["headers"]),
-                started=lambda: answering(scope),
-                later=gw.later,
-            )
-
-        return serve
-
-    return {("POST", f"/v1/{e}"): route(e) for e in ENDPOINTS}
-
-
-@router.get("/v1/models", responses=errors(403))
+@router.get("/v1/models", responses=openai_errors(403))
 async def list_models(principal: Caller, gw: GatewayDep) -> dict[str, Any]:
     """The models your deployments serve now, and those the operator publishes to every org."""
     models = await gw.directory.models(principal.org_id)
@@ -135,7 +70,7 @@ async def list_models(principal: Caller, gw: GatewayDep) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models/{model_id:path}", responses=errors(403, 404))
+@router.get("/v1/models/{model_id:path}", responses=openai_errors(403, 404))
 async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[str, Any]:
     models = await gw.directory.models(principal.org_id)
     if model_id not in models:
@@ -182,5 +117,5 @@ for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
         cluster_endpoint,
         methods=[_method],
         name=f"cluster_endpoint_{_method.lower()}",
-        responses={**errors(403, 404, 429, 503), **BAD_GATEWAY},
+        responses=openai_errors(403, 404, 429, 502, 503),
     )

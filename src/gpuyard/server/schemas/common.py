@@ -43,7 +43,7 @@ class PageOut(BaseModel, Generic[T]):
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
 
 
-_DESCRIPTIONS = {
+ERROR_DESCRIPTIONS = {
     400: "Malformed request",
     401: "Missing, malformed, unknown, expired or revoked API key",
     403: "The key may not do this, or its organization is suspended",
@@ -53,14 +53,16 @@ _DESCRIPTIONS = {
     415: "The body is not JSON",
     422: "The body or parameters do not match the schema",
     429: "Rate limited",
+    502: "The model server failed or answered garbage",
     503: "Temporarily unavailable",
 }
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can answer."""
+def errors(*statuses: int, model: type[BaseModel] = ErrorOut) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer (with those every route
+    with a body or a key can), in the error shape ``model``."""
     wanted = {400, 401, 413, 415, 422, *statuses}
-    return {s: {"model": ErrorOut, "description": _DESCRIPTIONS[s]} for s in sorted(wanted)}
+    return {s: {"model": model, "description": ERROR_DESCRIPTIONS[s]} for s in sorted(wanted)}
 
 
 LIMIT_DESCRIPTION = f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"

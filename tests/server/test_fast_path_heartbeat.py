@@ -1,5 +1,5 @@
-"""The heartbeat is served by the hot-routes middleware, in front of FastAPI: it must keep every
-convention a FastAPI route has. Each bad request is sent to the heartbeat and to ``register`` (an
+"""The heartbeat is served on the fast path, in front of FastAPI: it must keep every convention
+a FastAPI route has. Each bad request is sent to the heartbeat and to ``register`` (an
 ordinary route of the same router) and must be refused the same way, with nothing written."""
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""What the gateway needs from the rest of gpuyard, as four small interfaces.
+
+The gateway imports nothing of the server: the composition root (server/app.py, through
+server/gateway_ports.py) fills these in over the database, and a test may fill them in with
+its own honest implementations.
+
+- ``ReplicaSource``: where replicas come from, the clusters that may be routed to and their
+  ready replicas (the model directory indexes them, directory.py);
+- ``Keys``: who an API key is (the principal cache asks it on a miss, auth.py);
+- ``LogSink``: where request-log rows go, in batches off the request path (logs.py);
+- ``Limiter``: the per-key request and token limits, and where a request's token usage goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple, Protocol
+
+from gpuyard.core.principal import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class RoutableCluster:
+    """A cluster that is not deleted, ready or not (its endpoint answers 503 until it is)."""
+
+    id: str
+    org_id: str
+    slug: str
+    public: bool  # the operator publishes it to every org
+    models: tuple[str, ...]  # named by the cluster; empty: each replica's discovered models
+    created_at: float  # a POSIX timestamp, for ``/v1/models``
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyReplica:
+    """A replica that is running, healthy and on a ready host: it may be sent requests."""
+
+    id: str
+    cluster_id: str
+    url: str  # http://address:port
+    served_models: tuple[str, ...]  # what its ``/v1/models`` answered
+
+
+@dataclass(frozen=True, slots=True)
+class Routable:
+    clusters: Sequence[RoutableCluster]
+    replicas: Sequence[ReadyReplica]
+
+
+class ReplicaSource(Protocol):
+    async def load(self) -> Routable:
+        """Every cluster and ready replica now (one consistent read)."""
+        ...
+
+
+class Keys(Protocol):
+    async def principal(self, secret: str | None) -> Principal:
+        """The key's principal; raises ``GpuyardError`` (401, 403) when it may not be used."""
+        ...
+
+
+class RequestLogRow(NamedTuple):
+    id: str
+    created_at: datetime
+    org_id: str
+    key_id: str
+    endpoint: str
+    model: str | None
+    cluster_id: str | None
+    replica_id: str | None
+    stream: bool
+    status: int
+    latency_ms: float
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    error: str | None
+
+
+class LogSink(Protocol):
+    async def write(self, rows: Sequence[RequestLogRow]) -> None:
+        """Keep ``rows`` (all or none)."""
+        ...
+
+
+class Limiter(Protocol):
+    async def admit(self, principal: Principal) -> None:
+        """Count one request against the key's limits; raises ``RateLimited`` past one."""
+        ...
+
+    async def add_tokens(self, key_id: str, tokens: int) -> None:
+        """Count the tokens a finished request used against its key."""
+        ...

@@ -1,0 +1,102 @@
+"""The gateway's ports (gateway/ports.py) filled in over the database, and the gateway made
+with them: the composition root's part of the data plane. Each is a thin adapter over one
+service, each call its own short session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gpuyard.core.clock import Clock
+from gpuyard.core.principal import Principal
+from gpuyard.gateway.ports import ReadyReplica, RequestLogRow, Routable, RoutableCluster
+from gpuyard.gateway.service import Gateway
+from gpuyard.server.db import write_session
+from gpuyard.server.services import auth, rate_limits, request_logs, routable
+
+
+class DatabaseReplicas:
+    """``ReplicaSource``: live clusters and their ready replicas, read in one session."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def load(self) -> Routable:
+        async with self._sessions() as session:
+            clusters, replicas = await routable.routable(session)
+        return Routable(
+            clusters=[
+                RoutableCluster(
+                    id=c.id,
+                    org_id=c.org_id,
+                    slug=c.slug,
+                    public=c.public,
+                    models=tuple(c.models),
+                    created_at=c.created_at.timestamp(),
+                )
+                for c in clusters
+            ],
+            replicas=[
+                ReadyReplica(
+                    id=w.id,
+                    cluster_id=w.owner_id,
+                    url=f"http://{address}:{w.host_port}",
+                    served_models=tuple(w.served_models or ()),
+                )
+                for w, address in replicas
+            ],
+        )
+
+
+class DatabaseKeys:
+    """``Keys``: the API key as every other route checks it (services/auth.py)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def principal(self, secret: str | None) -> Principal:
+        async with self._sessions() as session:
+            principal, _ = await auth.authenticate(session, clock=self._clock, secret=secret)
+        return principal
+
+
+class DatabaseLogs:
+    """``LogSink``: a batch of request-log rows in one write transaction."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def write(self, rows: Sequence[RequestLogRow]) -> None:
+        async with write_session(self._sessions) as session:
+            await request_logs.add(session, [row._asdict() for row in rows])
+
+
+class DatabaseLimiter:
+    """``Limiter``: each key's minute of requests and tokens as one row, shared by every server
+    replica on the database (services/rate_limits.py)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def admit(self, principal: Principal) -> None:
+        async with write_session(self._sessions) as session:
+            await rate_limits.admit(session, principal=principal, now=self._clock.now())
+
+    async def add_tokens(self, key_id: str, tokens: int) -> None:
+        async with write_session(self._sessions) as session:
+            await rate_limits.add_tokens(
+                session, key_id=key_id, tokens=tokens, now=self._clock.now()
+            )
+
+
+def database_gateway(sessions: async_sessionmaker[AsyncSession], clock: Clock) -> Gateway:
+    return Gateway(
+        clock,
+        replicas=DatabaseReplicas(sessions),
+        keys=DatabaseKeys(sessions, clock),
+        logs=DatabaseLogs(sessions),
+        limiter=DatabaseLimiter(sessions, clock),
+    )
