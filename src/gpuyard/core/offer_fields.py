@@ -224,8 +224,24 @@ def coerce_value(spec: OfferField, value: object, *, param: str | None = None) -
                 raise InvalidRequest(
                     f"{where} must be a non-empty string, got {value!r}", param=where
                 )
+            problem = unstorable(value)
+            if problem is not None:
+                raise InvalidRequest(f"{where}: a value holds {problem}", param=where)
             text = value.strip()
             return display_name(text) if spec.name == "gpu_name" else text
+
+
+def unstorable(text: str) -> str | None:
+    """What in ``text`` no database can hold or compare (a NUL, which Postgres text refuses; an
+    unpaired UTF-16 surrogate, which is not Unicode), or None. JSON text carries either as an
+    escape (``\\u0000``), which the request's own check cannot see inside a query parameter."""
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "an unpaired UTF-16 surrogate (\\ud800-\\udfff); text must be valid Unicode"
+    return None
 
 
 def _number(value: object, where: str) -> float:

@@ -69,6 +69,10 @@ __all__ = [
 FilterValue = Scalar | None | tuple[Scalar, ...]
 OfferT = TypeVar("OfferT", bound=Mapping[str, object])
 
+MAX_LISTED_VALUES = 1000
+"""The most values an offer query's ``in`` and ``notin`` lists may hold in all: each is one bound
+parameter of the search, and a database takes only so many in one statement (Postgres 32,767)."""
+
 IGNORED_KEYS = frozenset({"disable_bundling"})
 """Top-level body keys the ``vastai`` CLI may send that mean nothing here."""
 
@@ -146,7 +150,21 @@ def parse_json_query(obj: object) -> OfferQuery:
         else:
             for parsed in _parse_field_filters(key, value):
                 filters[(parsed.field, parsed.op)] = parsed
+    _check_listed(filters.values())
     return OfferQuery(tuple(filters.values()), order, limit, offer_type, storage)
+
+
+def _check_listed(filters: Iterable[Filter]) -> None:
+    sizes = [(len(f.value), f.field) for f in filters if isinstance(f.value, tuple)]
+    listed = sum(size for size, _ in sizes)
+    if listed > MAX_LISTED_VALUES:
+        field = max(sizes)[1]
+        raise InvalidRequest(
+            f"{field}: the query's in/notin lists hold {listed} values; at most "
+            f"{MAX_LISTED_VALUES} in all",
+            param=field,
+            code="too_many_values",
+        )
 
 
 def parse_query_param(text: str) -> OfferQuery:
