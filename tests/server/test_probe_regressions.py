@@ -11,10 +11,15 @@ reached Postgres (500). Offer query values now refuse it (400).
 
 An ``in`` list of 40,000 values: one bound parameter each, past Postgres' 32,767 (500). An offer
 query's lists may hold 1,000 values in all (400 ``too_many_values``).
+
+Found by the property test of those parameters (test_query_json_property.py): an integer beyond
+every float (JSON's integers are unbounded) in an offer query's number or ``allocated_storage``,
+or in a Vast ``after_token``, raised ``OverflowError`` (500); now a 400.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 
 import httpx
@@ -156,3 +161,24 @@ async def test_an_in_list_at_the_limit_answers_exactly(api: Api) -> None:
     assert sorted(o["id"] for o in r.json()["offers"]) == sorted(o["id"] for o in everything)
     r = await t.client.post("/api/v0/bundles/", json={"machine_id": {"notin": wanted}})
     assert r.status_code == 200 and r.json()["offers"] == [], r.text
+
+
+# --- integers beyond every float (found by test_query_json_property.py) -------------------------
+
+HUGE = 10**400  # JSON integers are unbounded; float() of this one raises OverflowError
+
+
+async def test_an_integer_beyond_every_float_in_a_query_is_400(api: Api) -> None:
+    await join_host(api, [("RTX 4090", 24564)])
+    t = await api.tenant()
+    for query in ({"num_gpus": {"gte": HUGE}}, {"allocated_storage": HUGE}, {"dph_total": HUGE}):
+        r = await t.client.get("/api/v0/bundles/", params={"q": json.dumps(query)})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == "invalid_request", r.text
+        native = await t.client.get(f"/v1/orgs/{t.org_id}/offers", params={"q": json.dumps(query)})
+        assert native.status_code == 400 and native.json()["param"] in query, native.text
+
+    token = base64.urlsafe_b64encode(json.dumps([HUGE]).encode()).decode().rstrip("=")
+    r = await t.client.get("/api/v1/instances/", params={"after_token": token})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_cursor"

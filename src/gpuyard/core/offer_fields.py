@@ -244,10 +244,19 @@ def unstorable(text: str) -> str | None:
     return None
 
 
+def as_float(value: int | float) -> float | None:
+    """``value`` as a float; None for an integer beyond every float (JSON's integers are
+    unbounded: ``1e400`` written out in digits)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def _number(value: object, where: str) -> float:
     number: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
+        number = as_float(value)
     elif isinstance(value, str):
         try:
             number = float(value.strip())

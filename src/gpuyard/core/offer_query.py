@@ -27,6 +27,7 @@ the service; they do not filter.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,6 +43,7 @@ from gpuyard.core.offer_fields import (
     OfferField,
     Op,
     Scalar,
+    as_float,
     coerce_value,
     comparable,
     offer_value,
@@ -282,8 +284,10 @@ def _parse_type(value: object) -> OfferType:
 
 
 def _non_negative(value: object, param: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = as_float(value)
+        if number is not None and math.isfinite(number) and number >= 0:
+            return number
     raise InvalidRequest(f"{param} must be a non-negative number, got {value!r}", param=param)
 
 
