@@ -167,7 +167,7 @@ def test_admin_key_set_on_a_later_start_is_added_beside_the_first(gpuyard: Launc
     (generated,) = first.printed_keys()
     assert first.interrupt() == 0, first.output()
 
-    chosen = "vl_" + "A" * 43
+    chosen = new_api_key()
     second = gpuyard(env={"GPUYARD_ADMIN_KEY": chosen})
     second.wait_ready()
     assert me(second, chosen).status_code == 200

@@ -12,6 +12,7 @@ from vastai.api.query import offers_alias, offers_fields, offers_mult, parse_ord
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.core.offer_fields import OFFER_FIELDS, FieldKind
 from gpuyard.core.offer_query import (
+    MAX_LISTED_VALUES,
     Direction,
     Filter,
     OfferQuery,
@@ -241,6 +242,8 @@ def test_order_spellings(order: object) -> None:
         ({"limit": True}, "limit"),
         ({"type": "spot"}, "type"),
         ({"allocated_storage": -1}, "allocated_storage"),
+        ({"geolocation": {"in": ["TW", "\x00"]}}, "geolocation"),  # no database holds a NUL
+        ({"gpu_name": "RTX\ud800"}, "gpu_name"),  # nor a lone surrogate
     ],
 )
 def test_bad_json_queries_name_the_field(body: dict[str, object], param: str) -> None:
@@ -248,6 +251,16 @@ def test_bad_json_queries_name_the_field(body: dict[str, object], param: str) ->
         parse_json_query(body)
     assert caught.value.param == param
     assert caught.value.code == "invalid_request"
+
+
+def test_in_lists_hold_a_bounded_number_of_values_in_all() -> None:
+    at_limit = {"machine_id": {"in": list(range(MAX_LISTED_VALUES - 1))}, "geolocation": ["TW"]}
+    assert len(parse_json_query(at_limit).filters) == 2
+    over = {**at_limit, "host_id": {"notin": [1, 2]}}
+    with pytest.raises(InvalidRequest) as caught:
+        parse_json_query(over)
+    assert (caught.value.code, caught.value.param) == ("too_many_values", "machine_id")
+    assert f"hold {MAX_LISTED_VALUES + 2} values" in caught.value.message
 
 
 @pytest.mark.parametrize("body", [[], "gpu_name=RTX_4090", None])

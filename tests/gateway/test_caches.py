@@ -169,25 +169,59 @@ async def test_a_failed_refresh_keeps_the_last_snapshot(caplog: pytest.LogCaptur
     await d.close()
 
 
-async def test_a_revoked_key_stops_working_within_the_ttl(api: Api) -> None:
+async def test_a_key_revoked_elsewhere_stops_working_within_a_second(api: Api) -> None:
+    """``cache`` stands for another replica's: the revocation reaches it only through the
+    database."""
     t = await api.tenant()
     url = f"/v1/orgs/{t.org_id}/api-keys"
     key = (await t.client.post(url, json={"name": "short-lived"})).json()
     ticks = Ticks()
-    cache = PrincipalCache(DatabaseKeys(api.ctx.sessions, api.clock), ttl=5.0, monotonic=ticks)
+    cache = PrincipalCache(DatabaseKeys(api.ctx.sessions, api.clock), monotonic=ticks)
     assert (await cache.principal(key["key"])).key_id == key["id"]
 
     assert (await t.client.delete(f"{url}/{key['id']}")).status_code == 200
-    ticks.now += 4
+    ticks.now += 0.4
     assert (await cache.principal(key["key"])).key_id == key["id"]  # cached, no query
     assert not cache._refreshing
 
-    ticks.now += 2  # stale: this request is answered from the cache, the key is read again
+    ticks.now += 0.2  # past ttl: this request is answered from the cache, the key read again
     assert (await cache.principal(key["key"])).key_id == key["id"]
     await asyncio.gather(*cache._refreshing.values())
     with pytest.raises(Unauthenticated) as refused:
         await cache.principal(key["key"])
     assert refused.value.code == "api_key_revoked"
+    await cache.close()
+
+
+async def test_an_answer_a_second_old_is_never_used(api: Api) -> None:
+    """A key not used for a while: its first use after the revocation waits for a fresh read
+    instead of being let through once more."""
+    t = await api.tenant()
+    url = f"/v1/orgs/{t.org_id}/api-keys"
+    key = (await t.client.post(url, json={"name": "idle"})).json()
+    ticks = Ticks()
+    cache = PrincipalCache(DatabaseKeys(api.ctx.sessions, api.clock), monotonic=ticks)
+    assert (await cache.principal(key["key"])).key_id == key["id"]
+    assert (await t.client.delete(f"{url}/{key['id']}")).status_code == 200
+
+    ticks.now += 1.0  # the cached answer is a second old: not used, not even once more
+    with pytest.raises(Unauthenticated) as refused:
+        await cache.principal(key["key"])
+    assert refused.value.code == "api_key_revoked"
+    await cache.close()
+
+
+async def test_forget_drops_a_read_in_flight(api: Api) -> None:
+    t = await api.tenant()
+    ticks = Ticks()
+    cache = PrincipalCache(DatabaseKeys(api.ctx.sessions, api.clock), monotonic=ticks)
+    reading = asyncio.create_task(cache.principal(t.key))
+    await asyncio.sleep(0)  # the read has begun
+    cache.forget()
+    assert (await reading).org_id == t.org_id  # it answers its own request ...
+    assert not cache._entries  # ... but is not kept: it may predate what forget() is for
+    await cache.principal(t.key)
+    assert len(cache._entries) == 1
     await cache.close()
 
 

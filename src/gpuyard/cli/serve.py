@@ -31,10 +31,11 @@ from gpuyard.cli.local_host import (
 )
 from gpuyard.cli.stopping import GracefulServer, interrupted, take_stop_signals
 from gpuyard.core.clock import SystemClock
-from gpuyard.core.credentials import looks_like_api_key
 from gpuyard.core.errors import Conflict
+from gpuyard.server import operator_key
 from gpuyard.server.app import create_app
 from gpuyard.server.context import AppContext
+from gpuyard.server.data_dir import private_dir
 from gpuyard.server.db import create_engine, session_factory, write_session
 from gpuyard.server.migrate import migrate
 from gpuyard.server.services.bootstrap import Bootstrap, ensure_operator
@@ -49,13 +50,14 @@ class StartupError(Exception):
     """A misconfiguration that stops the server before it starts, with a message for the user."""
 
 
-def check_settings(settings: Settings) -> None:
-    if settings.admin_key is not None and not looks_like_api_key(settings.admin_key):
-        raise StartupError(
-            "GPUYARD_ADMIN_KEY must look like a real key: 'vl_' followed by at least 43 "
-            'URL-safe characters (e.g. the output of `python -c "import secrets; '
-            "print('vl_' + secrets.token_urlsafe(32))\"`)"
-        )
+def check_settings(settings: Settings) -> Settings:
+    """The settings with the operator's chosen key (from GPUYARD_ADMIN_KEY or the file
+    GPUYARD_ADMIN_KEY_FILE names) checked and in ``admin_key``."""
+    try:
+        key = operator_key.chosen_key(settings)
+    except operator_key.OperatorKeyError as exc:
+        raise StartupError(str(exc)) from None
+    return settings.model_copy(update={"admin_key": key})
 
 
 async def prepare(settings: Settings) -> Bootstrap:
@@ -126,7 +128,7 @@ def record_url(data_dir: Path, url: str) -> Path:
 
 
 def write_admin_key(data_dir: Path, secret: str) -> Path:
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(data_dir)
     path = data_dir / "admin-key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -141,7 +143,7 @@ def announce(settings: Settings, boot: Bootstrap) -> None:
     shown_db = db.split("@")[-1] if "@" in db else db
     console.print(f"[bold]gpuyard[/bold] API on [cyan]{url}[/cyan]  (database: {shown_db})")
     if boot.new_key and settings.admin_key:
-        console.print("Operator key: the value of GPUYARD_ADMIN_KEY.")
+        console.print(f"Operator key: {operator_key.source(settings)}.")
     elif boot.new_key:
         path = write_admin_key(settings.data_dir, boot.new_key)
         console.print(
@@ -252,7 +254,8 @@ def run_server(
     """Start, serve until stopped, stop. Raises ``StartupError`` for what the user can fix."""
     take_stop_signals()
     configure_logging(settings.log_level)
-    check_settings(settings)
+    settings = check_settings(settings)
+    operator_key.clear_environment()  # before anything is started: nothing inherits the key
     listener = bind_listener(settings)
     try:
         boot = asyncio.run(prepare(settings))

@@ -224,14 +224,39 @@ def coerce_value(spec: OfferField, value: object, *, param: str | None = None) -
                 raise InvalidRequest(
                     f"{where} must be a non-empty string, got {value!r}", param=where
                 )
+            problem = unstorable(value)
+            if problem is not None:
+                raise InvalidRequest(f"{where}: a value holds {problem}", param=where)
             text = value.strip()
             return display_name(text) if spec.name == "gpu_name" else text
+
+
+def unstorable(text: str) -> str | None:
+    """What in ``text`` no database can hold or compare (a NUL, which Postgres text refuses; an
+    unpaired UTF-16 surrogate, which is not Unicode), or None. JSON text carries either as an
+    escape (``\\u0000``), which the request's own check cannot see inside a query parameter."""
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "an unpaired UTF-16 surrogate (\\ud800-\\udfff); text must be valid Unicode"
+    return None
+
+
+def as_float(value: int | float) -> float | None:
+    """``value`` as a float; None for an integer beyond every float (JSON's integers are
+    unbounded: ``1e400`` written out in digits)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _number(value: object, where: str) -> float:
     number: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
+        number = as_float(value)
     elif isinstance(value, str):
         try:
             number = float(value.strip())

@@ -27,6 +27,7 @@ the service; they do not filter.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,6 +43,7 @@ from gpuyard.core.offer_fields import (
     OfferField,
     Op,
     Scalar,
+    as_float,
     coerce_value,
     comparable,
     offer_value,
@@ -68,6 +70,10 @@ __all__ = [
 
 FilterValue = Scalar | None | tuple[Scalar, ...]
 OfferT = TypeVar("OfferT", bound=Mapping[str, object])
+
+MAX_LISTED_VALUES = 1000
+"""The most values an offer query's ``in`` and ``notin`` lists may hold in all: each is one bound
+parameter of the search, and a database takes only so many in one statement (Postgres 32,767)."""
 
 IGNORED_KEYS = frozenset({"disable_bundling"})
 """Top-level body keys the ``vastai`` CLI may send that mean nothing here."""
@@ -146,7 +152,21 @@ def parse_json_query(obj: object) -> OfferQuery:
         else:
             for parsed in _parse_field_filters(key, value):
                 filters[(parsed.field, parsed.op)] = parsed
+    _check_listed(filters.values())
     return OfferQuery(tuple(filters.values()), order, limit, offer_type, storage)
+
+
+def _check_listed(filters: Iterable[Filter]) -> None:
+    sizes = [(len(f.value), f.field) for f in filters if isinstance(f.value, tuple)]
+    listed = sum(size for size, _ in sizes)
+    if listed > MAX_LISTED_VALUES:
+        field = max(sizes)[1]
+        raise InvalidRequest(
+            f"{field}: the query's in/notin lists hold {listed} values; at most "
+            f"{MAX_LISTED_VALUES} in all",
+            param=field,
+            code="too_many_values",
+        )
 
 
 def parse_query_param(text: str) -> OfferQuery:
@@ -264,8 +284,10 @@ def _parse_type(value: object) -> OfferType:
 
 
 def _non_negative(value: object, param: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = as_float(value)
+        if number is not None and math.isfinite(number) and number >= 0:
+            return number
     raise InvalidRequest(f"{param} must be a non-negative number, got {value!r}", param=param)
 
 

@@ -81,7 +81,7 @@ class Gateway:
         limiter: Limiter,
         client: UpstreamClient | None = None,
         directory_ttl: float = 1.0,
-        auth_ttl: float = 5.0,
+        auth_ttl: float = 0.5,
         after_answer: float = AFTER_ANSWER_S,
     ) -> None:
         self.clock = clock

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gpuyard import __version__
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.errors import GpuyardError
+from gpuyard.server import query_keys
 from gpuyard.server.compat import vast
 from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
@@ -83,6 +84,7 @@ def create_app(
     run_controllers: bool | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
+    query_keys.install()  # uvicorn's access log never shows a key sent as ?api_key=
     engine = create_engine(settings.resolved_database_url())
     wakeups = Wakeups()
     sessions = session_factory(engine, sync_session_class=wakeups.session_class())

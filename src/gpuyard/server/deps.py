@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, Security
@@ -130,3 +131,20 @@ def operator(principal: Caller) -> Principal:
 
 
 Operator = Annotated[Principal, Depends(operator)]
+
+
+def keys_changed(request: Request, ctx: Context) -> Callable[[], None]:
+    """What a route calls once it has revoked a key or suspended an org: when the request's
+    transaction has ended, the gateway's key cache reads every key again, so the change holds at
+    once on this replica (and within a second on the others, see gateway/auth.py)."""
+
+    def changed() -> None:
+        async def forget() -> None:
+            ctx.gateway.auth.forget()
+
+        request.state.uow.after_transaction(forget)
+
+    return changed
+
+
+KeysChanged = Annotated[Callable[[], None], Depends(keys_changed)]

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gpuyard.core.clusters import DEFAULT_DRAIN_SECONDS
+from gpuyard.server.data_dir import private_dir, private_sqlite_files, sqlite_file
 
 
 def default_data_dir() -> Path:
@@ -30,6 +31,9 @@ class Settings(BaseSettings):
     )
     admin_key: str | None = Field(
         default=None, description="Use this vl_ key as the operator key instead of a new one"
+    )
+    admin_key_file: Path | None = Field(
+        default=None, description="Read the operator key from this file instead (one line)"
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     endpoint_domain: str | None = None
@@ -70,9 +74,13 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{self.data_dir / 'gpuyard.db'}"
 
     def prepare_data_dir(self) -> None:
-        """Create the data dir (private to this user) when the default SQLite file lives there."""
+        """Make the data dir (when the default SQLite file lives there) and the SQLite database
+        private to this user; see server/data_dir.py."""
         if not self.database_url:
-            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(self.data_dir)
+        database = sqlite_file(self.resolved_database_url())
+        if database is not None:
+            private_sqlite_files(database)
 
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.server.compat.vast_listing import drain
 from gpuyard.server.compat.vast_scopes import Reader, Writer
-from gpuyard.server.deps import ClockDep, Session
+from gpuyard.server.deps import ClockDep, KeysChanged, Session
 from gpuyard.server.schemas.vast import (
     ApiKeys,
     SshKeyCreate,
@@ -95,8 +95,9 @@ async def get_api_key(
     "/auth/apikeys/{key_id}/", response_model=Success, responses=vast_errors(403, 404, 409)
 )
 async def revoke_api_key(
-    key_id: str, principal: Writer, session: Session, clock: ClockDep
+    key_id: str, principal: Writer, session: Session, clock: ClockDep, keys_changed: KeysChanged
 ) -> Success:
     """Revoke an API key at once (`vastai delete api-key`)."""
     await api_keys.revoke_key(session, clock=clock, org_id=principal.org_id, key_id=key_id)
+    keys_changed()
     return Success()

@@ -227,7 +227,14 @@ def decode_token(token: str, order: Sequence[OrderCol]) -> Key:
                 raise ValueError
             key.append(float(v) if _is_number(v) else v)
         return tuple(key)
-    except (ValueError, TypeError, RecursionError, binascii.Error, UnicodeDecodeError):
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,  # an integer beyond every float
+        RecursionError,
+        binascii.Error,
+        UnicodeDecodeError,
+    ):
         raise InvalidRequest(
             "after_token is not one this API returned; pass next_token unchanged",
             code="invalid_cursor",

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from gpuyard.core.tenancy import OrgStatus
-from gpuyard.server.deps import ClockDep, Operator, Session
+from gpuyard.server.deps import ClockDep, KeysChanged, Operator, Session
 from gpuyard.server.routers.params import DEFAULT, Cursor, Limit
 from gpuyard.server.schemas.common import PageOut, errors, page_of
 from gpuyard.server.schemas.tenancy import (
@@ -50,12 +50,18 @@ async def get_org(org_id: str, principal: Operator, session: Session) -> OrgOut:
 
 @router.post("/orgs/{org_id}/suspend", response_model=OrgOut, responses=errors(403, 404, 409))
 async def suspend_org(
-    org_id: str, body: OrgSuspend, principal: Operator, session: Session, clock: ClockDep
+    org_id: str,
+    body: OrgSuspend,
+    principal: Operator,
+    session: Session,
+    clock: ClockDep,
+    keys_changed: KeysChanged,
 ) -> OrgOut:
     """Suspend an org: its keys get 403 until it is reactivated."""
     org = await orgs.set_status(
         session, clock=clock, org_id=org_id, status=OrgStatus.SUSPENDED, reason=body.reason
     )
+    keys_changed()
     return OrgOut.of(org)
 
 

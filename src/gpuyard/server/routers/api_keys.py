@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from gpuyard.server.deps import ClockDep, OrgMember, Session
+from gpuyard.server.deps import ClockDep, KeysChanged, OrgMember, Session
 from gpuyard.server.routers.params import DEFAULT, Cursor, Limit
 from gpuyard.server.schemas.common import PageOut, errors, page_of
 from gpuyard.server.schemas.tenancy import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
@@ -60,8 +60,14 @@ async def get_key(
 
 @router.delete("/{key_id}", response_model=ApiKeyOut, responses=errors(403, 404, 409))
 async def revoke_key(
-    org_id: str, key_id: str, principal: OrgMember, session: Session, clock: ClockDep
+    org_id: str,
+    key_id: str,
+    principal: OrgMember,
+    session: Session,
+    clock: ClockDep,
+    keys_changed: KeysChanged,
 ) -> ApiKeyOut:
     """Revoke a key at once. Revoking a revoked key answers the same and changes nothing."""
     key = await api_keys.revoke_key(session, clock=clock, org_id=org_id, key_id=key_id)
+    keys_changed()
     return ApiKeyOut.of(key)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from gpuyard.server.deps import OrgMember, Session
 from gpuyard.server.routers.params import DEFAULT, Cursor, Limit
-from gpuyard.server.schemas.common import PageOut, errors, page_of
+from gpuyard.server.schemas.common import PageOut, UtcDatetime, errors, page_of
 from gpuyard.server.schemas.tenancy import EventOut
 from gpuyard.server.services import events
 
@@ -24,8 +23,8 @@ async def list_events(
     type: Annotated[
         list[str] | None, Query(max_length=20, description="Only these types (repeatable)")
     ] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Created at or after")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Created before")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="Created at or after")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="Created before")] = None,
     limit: Limit = DEFAULT,
     cursor: Cursor = None,
 ) -> PageOut[EventOut]:

@@ -14,6 +14,7 @@ from gpuyard.core.errors import NotFound
 from gpuyard.core.principal import Principal, Scope
 from gpuyard.gateway.relay import Relay
 from gpuyard.gateway.service import Gateway
+from gpuyard.server import query_keys
 from gpuyard.server.deps import bearer_key, require
 from gpuyard.server.errors import register_openai_paths
 from gpuyard.server.middleware import asgi
@@ -103,11 +104,11 @@ async def cluster_endpoint(
 
 def _upstream_path(request: Request, slug: str, path: str) -> str:
     """The path after the endpoint's prefix, as the client sent it (still percent-encoded), and
-    the query."""
+    the query without the caller's key (``?api_key=``): a replica never sees the key."""
     raw: bytes = request.scope.get("raw_path") or b""
     prefix = f"/endpoints/{slug}/".encode()
     tail = raw[len(prefix) - 1 :].decode("latin-1") if raw.startswith(prefix) else f"/{path}"
-    query = request.url.query
+    query = query_keys.without_keys(request.url.query)
     return f"{tail}?{query}" if query else tail
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from gpuyard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
@@ -28,6 +29,21 @@ def reject_null(*fields: str) -> Any:
         return value
 
     return field_validator(*fields)(check)
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC
+        raise ValueError(
+            "is outside the times that can be stored (0001-01-01T00:00:00Z to "
+            "9999-12-31T23:59:59.999999Z once converted to UTC)"
+        ) from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""An RFC 3339 time with its offset, taken as the same instant in UTC. A time whose UTC falls
+outside years 1 to 9999 is a validation error (422), not an overflow deeper down."""
 
 
 class ErrorOut(BaseModel):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from gpuyard.core.hosts import GpuType, Host, JoinToken, NewJoinToken, isolates
-from gpuyard.server.schemas.common import RequestBody, reject_null
+from gpuyard.server.schemas.common import RequestBody, UtcDatetime, reject_null
 from gpuyard.server.services.prices import GpuPrice
 
 
@@ -100,7 +100,7 @@ class HostUpdate(RequestBody):
 
 class JoinTokenCreate(RequestBody):
     name: StrictStr = Field(default="", max_length=200)
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcDatetime | None = None
 
 
 class JoinTokenOut(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from gpuyard.core.principal import Scope
 from gpuyard.core.tenancy import ApiKey, ApiKeyStatus, Event, NewApiKey, Org, OrgStatus
-from gpuyard.server.schemas.common import RequestBody
+from gpuyard.server.schemas.common import RequestBody, UtcDatetime
 
 
 class OrgOut(BaseModel):
@@ -96,7 +96,7 @@ class ApiKeyCreate(RequestBody):
         min_length=1,
         description="operator (operator org only), org:write, org:read, inference",
     )
-    expires_at: AwareDatetime | None = Field(default=None, description="RFC 3339, in the future")
+    expires_at: UtcDatetime | None = Field(default=None, description="RFC 3339, in the future")
     rpm_limit: StrictInt | None = Field(
         default=None, ge=1, le=10_000_000, description="Inference requests per minute"
     )

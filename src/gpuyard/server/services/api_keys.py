@@ -11,6 +11,7 @@ from gpuyard.core.clock import Clock
 from gpuyard.core.credentials import display_prefix, hash_secret, looks_like_api_key, new_api_key
 from gpuyard.core.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from gpuyard.core.ids import new_id
+from gpuyard.core.key_strength import weakness
 from gpuyard.core.pagination import Page
 from gpuyard.core.principal import Principal, Scope, granted
 from gpuyard.core.tenancy import ApiKey, ApiKeyStatus, NewApiKey
@@ -83,6 +84,8 @@ async def create_key(
         secret = new_api_key()
     elif not looks_like_api_key(secret):
         raise InvalidRequest("a key must be vl_ followed by at least 43 url-safe characters")
+    elif (problem := weakness(secret)) is not None:
+        raise InvalidRequest(f"a chosen key must be as random as a generated one: {problem}")
     digest = hash_secret(secret)
     if await session.scalar(select(orm.ApiKey.pk).where(orm.ApiKey.secret_hash == digest)):
         raise Conflict("that key is already in use", code="key_exists")
