@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.cli.test_up import Launch, gpuyard, wait_for_hosts  # noqa: F401 (a fixture)
+from tests.cli.up_kit import Launcher, wait_for_hosts
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ HEALTHY_WITHIN_S = 60.0
 
 
 @pytest.mark.timeout(300)
-def test_thirty_clusters_on_one_up_are_all_healthy_within_a_minute(gpuyard: Launch) -> None:  # noqa: F811
+def test_thirty_clusters_on_one_up_are_all_healthy_within_a_minute(gpuyard: Launcher) -> None:
     server = gpuyard("--gpus", f"RTX 4090:{CLUSTERS}")
     server.wait_ready()
     (key,) = server.printed_keys()

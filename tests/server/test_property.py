@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -606,6 +607,7 @@ async def _fuzz(api: Api, passes: Callable[[Fuzzer, dict[str, Any]], int]) -> tu
     return await asyncio.to_thread(run)
 
 
+@pytest.mark.timeout(600)  # many operations, each fuzzed; a shared CI machine can be slow
 async def test_no_operation_answers_5xx_to_generated_requests(api: Api) -> None:
     operations, fuzzer = await _fuzz(api, fuzz_schema)
 
