@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
@@ -120,3 +121,52 @@ async def test_revoked_and_unexpired_keys_are_not_due(api: Api) -> None:
     async with api.ctx.sessions() as s:
         leased = await s.scalar(select(func.count()).where(orm.ApiKey.lease_token.is_not(None)))
     assert leased == 0
+
+
+class Slow(KeyExpiryController):
+    """Its act takes as long as the test says; the lease is short (in real seconds) so that the
+    base renews it several times meanwhile."""
+
+    lease = timedelta(seconds=0.3)
+    release: asyncio.Event
+
+    async def process(self, item: ExpiringKey) -> None:
+        await self.release.wait()
+
+
+async def lease_expiry(api: Api, key_id: str) -> datetime | None:
+    async with api.ctx.sessions() as s:
+        return await s.scalar(select(orm.ApiKey.lease_expires_at).where(orm.ApiKey.id == key_id))
+
+
+async def test_a_lease_is_renewed_while_a_long_act_runs_and_taken_over_when_not(api: Api) -> None:
+    [key_id] = await make_expiring_keys(api, 1)
+    a = controller(api, "a", Slow)
+    a.release = asyncio.Event()
+    b = controller(api, "b")
+    stepping = asyncio.create_task(a.step())
+    first = None
+    deadline = asyncio.get_running_loop().time() + 10
+    while first is None:  # claimed
+        first = await lease_expiry(api, key_id)
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    api.clock.advance(seconds=1)  # the claim's lease has run out by the clock...
+    while (await lease_expiry(api, key_id) or first) <= first:  # ...until the renewal
+        assert asyncio.get_running_loop().time() < deadline, "the lease was never renewed"
+        await asyncio.sleep(0.01)
+    assert await b.fetch() == []  # renewed: nobody else may take it
+    a.release.set()
+    assert await stepping == 1
+    assert await expired_events(api) == [key_id]
+
+    # A token that is no longer renewed loses its rows once the lease ends.
+    [second] = await make_expiring_keys(api, 1)
+    [stale] = await a.fetch()
+    assert await a.renew(stale.token) == 1
+    api.clock.advance(seconds=1)
+    [taken] = await b.fetch()
+    assert taken.item.id == second and await a.renew(stale.token) == 0
+    await a._reconcile(stale)  # its late result is dropped
+    await b._reconcile(taken)
+    assert sorted(await expired_events(api)) == sorted([key_id, second])

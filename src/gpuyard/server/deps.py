@@ -16,6 +16,7 @@ from gpuyard.server.context import AppContext
 from gpuyard.server.db import write_session
 from gpuyard.server.middleware import asgi
 from gpuyard.server.middleware.unit_of_work import RequestUnitOfWork
+from gpuyard.server.middleware.unit_of_work import reads_only as reads_only  # for routes
 from gpuyard.server.services import auth
 from gpuyard.server.settings import Settings
 

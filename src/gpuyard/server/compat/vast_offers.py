@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query
 from gpuyard.core.offer_query import OfferQuery, parse_json_query, parse_query_param
 from gpuyard.server.compat.vast_launch import launch_spec
 from gpuyard.server.compat.vast_scopes import Reader, Writer
-from gpuyard.server.deps import ClockDep, Session
+from gpuyard.server.deps import ClockDep, Session, reads_only
 from gpuyard.server.schemas.vast import AskCreate, GpuNames, NewContract, vast_errors
 from gpuyard.server.schemas.vast_offers import Offers, VastOffer
 from gpuyard.server.services import hosts, instances, offers
@@ -25,6 +25,7 @@ async def _search(session: Session, query: OfferQuery, org_id: str) -> Offers:
 
 @router.post("/bundles/", response_model=Offers, responses=vast_errors(403))
 @router.post("/bundles", response_model=Offers, include_in_schema=False)
+@reads_only  # a search: on SQLite it never waits for the write lock
 async def search_offers(
     principal: Reader,
     session: Session,

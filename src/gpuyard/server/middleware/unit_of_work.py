@@ -6,6 +6,10 @@ input never leaves a half-written row. The response is held until the commit suc
 commit becomes an error response instead. Routes that never open the session (the inference proxy,
 health checks) stream through untouched.
 
+A request's transaction is a writer (``BEGIN IMMEDIATE`` on SQLite, which takes the database's
+one write lock) unless its method only reads, or its route is marked ``@reads_only`` (a POST
+that only searches, as ``POST /api/v0/bundles/``): those never wait behind another writer.
+
 A POST with ``Idempotency-Key`` reserves its record in that same transaction, and the response is
 stored in it before the commit: a replay exists exactly when the change does. The same key with a
 different request is 409; a concurrent duplicate waits for the first and then replays its answer.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,19 +47,41 @@ _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 _REPLAY_HEADERS = ("content-type", "location")
 
 
+_READS_ONLY = "_gpuyard_reads_only"
+EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
+
+
+def reads_only(endpoint: EndpointT) -> EndpointT:
+    """Mark a route whose method writes (a POST) but which only reads: its transaction is not a
+    writer, so on SQLite it never waits for the write lock."""
+    setattr(endpoint, _READS_ONLY, True)
+    return endpoint
+
+
 class RequestUnitOfWork:
-    def __init__(self, factory: async_sessionmaker[AsyncSession], *, write: bool) -> None:
+    def __init__(
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        *,
+        write: bool,
+        scope: Scope | None = None,
+    ) -> None:
         self._factory = factory
         self._write = write
+        self._scope = scope  # routing adds the matched endpoint to it
         self.session: AsyncSession | None = None
         self._after: list[Callable[[], Awaitable[None]]] = []
 
     async def get(self) -> AsyncSession:
         if self.session is None:
             self.session = self._factory()
-            if self._write:
+            if self._write and not self._reads_only():
                 await begin_write(self.session)
         return self.session
+
+    def _reads_only(self) -> bool:
+        endpoint = self._scope.get("endpoint") if self._scope is not None else None
+        return bool(getattr(endpoint, _READS_ONLY, False))
 
     def after_transaction(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action`` once the request's transaction has ended, before the response is sent
@@ -86,7 +113,9 @@ class UnitOfWorkMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        uow = RequestUnitOfWork(self.factory, write=scope["method"] not in _READ_METHODS)
+        uow = RequestUnitOfWork(
+            self.factory, write=scope["method"] not in _READ_METHODS, scope=scope
+        )
         state(scope)["uow"] = uow
         try:
             await self._handle(scope, receive, send, uow)
