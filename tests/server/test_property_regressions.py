@@ -310,3 +310,16 @@ async def test_a_runtype_longer_than_its_column_is_refused_and_rents_nothing(api
     assert (await t.client.get(f"/v1/orgs/{t.org_id}/vms")).json()["data"] == []
     body["runtype"] = "9" * 32
     assert (await t.client.put(f"/api/v0/asks/{offer['id']}/", json=body)).status_code == 200
+
+
+async def test_facts_beyond_any_machine_are_refused_and_break_no_later_write(api: Api) -> None:
+    """A heartbeat reporting 10**30 MB of RAM overflowed the offers' INTEGER column (500 on the
+    heartbeat, and on every later price change that rebuilt all offers)."""
+    host = await join_host(api, [("RTX 4090", 24564)])
+    host.facts = {**host.facts, "ram_mb": 10**30}
+    r = await host.client.post("/v1/agent/heartbeat", json={"facts": host.facts, "workloads": []})
+    assert r.status_code == 422, r.text
+    host.facts = {**host.facts, "ram_mb": 2**31 - 1}  # the most a host may report
+    await host.beat()
+    r = await api.client.put("/v1/admin/prices/rtx-4090", json={"cents_per_gpu_hour": 1})
+    assert r.status_code == 200, r.text

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MAX_MB = 2**31 - 1  # about 2 PB: more than any machine, and it fits a 32-bit column
 MAX_GPUS_PER_HOST = 64
 
 
@@ -92,9 +93,11 @@ class HostFacts(BaseModel):
     driver_version: str | None = Field(max_length=64)
     cuda_version: str | None = Field(max_length=32)
     cpu_cores: int = Field(ge=1, le=100_000)
-    ram_mb: int = Field(ge=0)
-    disk_free_mb: int = Field(ge=0)
-    disk_total_mb: int = Field(ge=0)
+    # Bounded so that every figure derived from them fits its column (offers.cpu_ram is a 32-bit
+    # INTEGER on Postgres): an absurd report is a 422, never a failed write.
+    ram_mb: int = Field(ge=0, le=MAX_MB)
+    disk_free_mb: int = Field(ge=0, le=MAX_MB)
+    disk_total_mb: int = Field(ge=0, le=MAX_MB)
     hostname: str = Field(min_length=1, max_length=255)
     address: str = Field(min_length=1, max_length=255)
     port_range: PortRange
