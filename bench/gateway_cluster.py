@@ -59,6 +59,8 @@ def host_facts() -> dict[str, Any]:
         "address": "127.0.0.1",
         "port_range": {"start": 40000, "end": 40999},
         "os": "Linux",
+        # A host that isolates: one that does not runs only the operator's workloads.
+        "isolation": {"isolates": True, "runtime": "process", "sandbox": "bubblewrap"},
     }
 
 
