@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from gpuyard.agent.runtimes.process_state import WorkloadDir
 from gpuyard.core.workload import WorkloadSpec, WorkloadState
 
 from .polling import ended, wait_for
-from .sandboxing import PY, last_json, python_command, require_isolation, run_to_end, wait_listening
+from .sandboxing import last_json, python_command, require_isolation, run_to_end, wait_listening
 
 LOOKS_AROUND = """
 import json, os, socket, sys
@@ -43,6 +44,24 @@ seen["signal_init"] = attempt(lambda: os.kill(1, 15))
 seen["host_loopback"] = attempt(lambda: socket.create_connection(("127.0.0.1", host_port), 2))
 seen["outside"] = attempt(lambda: socket.create_connection(("192.0.2.1", 80), 2))
 print(json.dumps(seen))
+"""
+
+# http.server's files, and a POST that reads its body and answers the body's sha256. Not bare
+# http.server: it answers a POST (a method it lacks) with 501 without reading the body, then
+# closes with the body unread, which resets the connection; a client still sending then loses the
+# 501 (httpx: ReadError, or through the relay "Server disconnected"), sandbox or not.
+SERVES = """
+import hashlib, os
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+class Handler(SimpleHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        digest = hashlib.sha256(body).hexdigest().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(digest)))
+        self.end_headers()
+        self.wfile.write(digest)
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 """
 
 
@@ -103,7 +122,7 @@ async def test_a_workload_sees_its_own_home_and_nothing_of_the_host(
 async def test_the_published_port_is_the_way_in(isolating: ProcessRuntime) -> None:
     spec = WorkloadSpec(
         id="wl_web",
-        command=f'while [ ! -f go ]; do sleep 0.02; done; exec {PY} -m http.server "$PORT"',
+        command=f"while [ ! -f go ]; do sleep 0.02; done; {python_command(SERVES)}",
         port=8000,
     )
     status = await isolating.start(spec)
@@ -117,8 +136,10 @@ async def test_the_published_port_is_the_way_in(isolating: ProcessRuntime) -> No
         for _ in range(3):
             r = await client.get("/go")
             assert r.status_code == 200 and r.content == b""
-        big = await client.post("/", content=b"x" * 1_000_000)
-        assert big.status_code == 501  # http.server has no POST: the body crossed and was read
+        body = os.urandom(1_000_000)
+        big = await client.post("/", content=body)
+        assert big.status_code == 200  # the body crossed whole and was read
+        assert big.text == hashlib.sha256(body).hexdigest()
     stopped = await isolating.stop("wl_web", grace_s=5)
     assert stopped.state is WorkloadState.STOPPED and stopped.exit_code == 128 + 15
 
