@@ -45,7 +45,15 @@ async def serve_worker(
     if waits_for_local_host:
         ctx.startup.wait_for(LOCAL_HOST_GATE, joined)
     ctx.wakeups.relay_commits(lambda keys: _tell_parent(channel, keys))
-    server = GracefulServer(uvicorn_config(settings, app), on_started=lambda: channel.send(READY))
+
+    async def before_exit() -> None:
+        ctx.wakeups.release_waits()
+
+    server = GracefulServer(
+        uvicorn_config(settings, app),
+        before_exit=before_exit,
+        on_started=lambda: channel.send(READY),
+    )
     following = asyncio.create_task(_follow_parent(channel, server, ctx.wakeups, joined))
     gc.collect()
     gc.freeze()  # what start-up made lives as long as the process: keep it out of collections

@@ -179,9 +179,15 @@ async def serve(
         local = LocalHost(settings, local_agent, ctx.sessions, console, with_demo=with_demo)
         ctx.startup.wait_for(LOCAL_HOST_GATE, local.joined)
         local.start()
+
+    async def before_exit() -> None:
+        if local is not None:
+            await local.stop()
+        ctx.wakeups.release_waits()
+
     server = GracefulServer(
         uvicorn_config(settings, app),
-        before_exit=local.stop if local is not None else None,
+        before_exit=before_exit,
         on_force=local.force if local is not None else None,
     )
     gc.collect()

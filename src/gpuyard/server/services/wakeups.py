@@ -82,6 +82,7 @@ class Wakeups:
         self._changes: dict[str, int] = {}
         self._waiting: dict[str, asyncio.Event] = {}
         self._relays: list[Callable[[set[str]], None]] = []
+        self._released = False
 
     def listen(self, table: str, callback: Callable[[], None]) -> None:
         self._listeners.setdefault(table, []).append(callback)
@@ -111,16 +112,28 @@ class Wakeups:
     async def wait_for_host(
         self, host_id: str, *, mark: str | None, seconds: float
     ) -> tuple[bool, str]:
-        """Wait until what ``host_id`` must run changes, or ``seconds``; (changed, new mark)."""
+        """Wait until what ``host_id`` must run changes, or ``seconds``, or the server stops;
+        (changed, new mark)."""
         current = self.host_mark(host_id)
         if mark is not None and mark != current and mark.split(".")[0] == self._replica:
             return True, current
+        if self._released:
+            return False, current
         event = self._waiting.setdefault(_host_key(host_id), asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), timeout=seconds)
-            return True, self.host_mark(host_id)
+            return not self._released, self.host_mark(host_id)
         except TimeoutError:
             return False, self.host_mark(host_id)
+
+    def release_waits(self) -> None:
+        """The server is stopping: answer every wait now, and any later one at once, with
+        "nothing changed" (each agent heartbeats on its own schedule), so that no wait holds the
+        server's graceful stop for up to a heartbeat interval."""
+        self._released = True
+        for waiting in self._waiting.values():
+            waiting.set()
+        self._waiting.clear()
 
     def session_class(self) -> type[Session]:
         """A session class whose commits wake the noted tables' controllers (one per app, so
