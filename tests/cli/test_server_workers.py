@@ -35,6 +35,7 @@ from tests.cli.up_kit import (
     ignored_signals,
     listening,
     me,
+    spread,
     wait_for_workers,
 )
 
@@ -155,6 +156,10 @@ def test_two_workers_answer_on_one_port_and_process_each_due_row_once(
     workers = wait_for_workers(server, 2)
 
     assert answering_pids(server, workers) == workers  # both serve; the parent serves nothing
+    # Kept-alive connections stay with the worker they came to: each takes a fair share of them
+    # (a binomial 40 x 1/2 falls under 8 once in 100,000 runs).
+    shares = spread(server, 40)
+    assert set(shares) == workers and min(shares.values()) >= 8, shares
     assert me(server, chosen).status_code == 200
     for pid in workers:  # its own session: a terminal's Ctrl-C reaches the parent alone
         assert os.getsid(pid) == pid != os.getsid(server.popen.pid)

@@ -10,6 +10,7 @@ ignored) or with SIGTERM ignored too.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import signal
@@ -261,3 +262,24 @@ def answering_pids(server: Server, wanted: set[int]) -> set[int]:
         if time.monotonic() > deadline:
             raise AssertionError(f"answered: {seen}, wanted {wanted}\n{server.output()}")
     return seen
+
+
+def spread(server: Server, connections: int) -> dict[int, int]:
+    """How many of ``connections`` kept-alive connections, all opened first, each worker took:
+    each asks ``/metrics`` which process it is."""
+    opened = [
+        http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(connections)
+    ]
+    counts: dict[int, int] = {}
+    try:
+        for conn in opened:
+            conn.connect()
+        for conn in opened:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+            (pid,) = re.findall(r'gpuyard_process_info\{pid="(\d+)"\}', text)
+            counts[int(pid)] = counts.get(int(pid), 0) + 1
+    finally:
+        for conn in opened:
+            conn.close()
+    return counts

@@ -1,13 +1,14 @@
 """``--workers N``: the API served by N worker processes on one port, watched by their parent.
 
-The parent has bound the port, migrated the database, made the operator key and erased it from
-the environment (serve.py); it serves no request itself. It starts each worker as ``python -m
-gpuyard.cli.api_worker`` (api_worker.py): a fresh interpreter, so nothing of the parent's threads,
-event loop or connections is inherited, that inherits the listening socket and its end of a
-socket pair (worker_channel.py), in a process group of its own, so that a terminal's Ctrl-C
-reaches the parent alone and the workers stop in the parent's order. Every worker accepts on the
-one listening socket: the kernel gives each new connection to a worker waiting in ``accept``.
-docs/configuration.md says why this way and not uvicorn's ``workers=`` or ``SO_REUSEPORT``.
+The parent has checked the port, migrated the database, made the operator key and erased it
+from the environment (serve.py); it serves no request itself. It binds one listening socket per
+worker on that port with ``SO_REUSEPORT`` (Linux then spreads new connections evenly over them)
+and starts each worker as ``python -m gpuyard.cli.api_worker`` (api_worker.py): a fresh
+interpreter, so nothing of the parent's threads, event loop or connections is inherited, that
+inherits its listening socket and its end of a socket pair (worker_channel.py), in a session of
+its own, so that a terminal's Ctrl-C reaches the parent alone and the workers stop in the
+parent's order. docs/configuration.md says why this way and not uvicorn's ``workers=`` or one
+shared socket.
 
 Then the parent:
 
@@ -49,6 +50,7 @@ log = logging.getLogger("gpuyard.cli")
 
 WORKER_MODULE = "gpuyard.cli.api_worker"
 FORCE_KILL_S = 5.0
+BACKLOG = 2048  # uvicorn's
 
 
 class WorkerFailed(Exception):
@@ -67,10 +69,13 @@ class Supervisor:
     """The worker processes: started, told what the parent knows, replaced, stopped."""
 
     def __init__(
-        self, settings: Settings, listener: socket.socket, *, waits_for_local_host: bool
+        self,
+        settings: Settings,
+        listeners: list[socket.socket],
+        *,
+        waits_for_local_host: bool,
     ) -> None:
-        self._count = settings.workers
-        self._listener = listener
+        self._listeners = listeners  # worker ``i``'s is ``listeners[i - 1]``
         self._local_host = waits_for_local_host
         # Never the operator key: the workers do not need it, and it must reach no process.
         hello = settings.model_copy(update={"admin_key": None, "admin_key_file": None})
@@ -85,18 +90,20 @@ class Supervisor:
         self.serving = asyncio.Event()  # a worker serves
 
     async def start(self) -> None:
-        await asyncio.gather(*(self._start(index) for index in range(1, self._count + 1)))
+        indices = range(1, len(self._listeners) + 1)
+        await asyncio.gather(*(self._start(index) for index in indices))
 
     async def _start(self, index: int) -> None:
         argv = [sys.executable, "-m", WORKER_MODULE, "--index", str(index)]
         if self._local_host:
             argv.append("--local-host")
+        listener = self._listeners[index - 1]
         async with self._spawning:  # the listener stays open until the worker holds it
             if self._stopping:
                 return
             ours, theirs = socket.socketpair()
             try:
-                process = await asyncio.to_thread(_spawn, argv, self._listener, theirs, self._hello)
+                process = await asyncio.to_thread(_spawn, argv, listener, theirs, self._hello)
             finally:
                 theirs.close()
             worker = Worker(index, process, await Channel.over(ours))
@@ -162,7 +169,8 @@ class Supervisor:
         """Tell every worker to drain; return once all have exited."""
         self._stopping = True
         async with self._spawning:
-            self._listener.close()  # this process's copy: the port closes with the workers'
+            for listener in self._listeners:  # this process's copies: the port closes with
+                listener.close()  # the workers'
         for worker in list(self._workers.values()):
             worker.channel.send(STOP)
         while self._watchers:
@@ -179,6 +187,32 @@ class Supervisor:
             if worker.process.returncode is None:
                 log.warning("API worker %d (pid %d) killed", worker.index, worker.process.pid)
                 worker.process.kill()
+
+
+def worker_listeners(listener: socket.socket, count: int) -> list[socket.socket]:
+    """One listening socket per worker on the address ``listener`` has bound (which it
+    replaces), all with ``SO_REUSEPORT``: Linux spreads new connections evenly over them, and a
+    kept-alive connection stays with the worker it came to. A socket outlives its worker (the
+    parent keeps it for the replacement), so connections sent to it wait instead of failing.
+    Where ports are not shared that way, the workers share ``listener`` itself."""
+    if not sys.platform.startswith("linux"):
+        return [listener] * count
+    address, family = listener.getsockname(), listener.family
+    listener.close()  # bound, never listening: the port is free again at once
+    made: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            made.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)  # queued from now, also while its worker starts
+    except OSError:
+        for sock in made:
+            sock.close()
+        raise
+    return made
 
 
 def _spawn(
@@ -218,7 +252,8 @@ async def serve_workers(
     """Serve the API from ``settings.workers`` processes (and run the local agent here) until
     SIGINT or SIGTERM. Raises ``WorkerFailed`` when a worker cannot start."""
     loop = asyncio.get_running_loop()
-    supervisor = Supervisor(settings, listener, waits_for_local_host=local_agent is not None)
+    listeners = worker_listeners(listener, settings.workers)
+    supervisor = Supervisor(settings, listeners, waits_for_local_host=local_agent is not None)
     wakeups = Wakeups()
     wakeups.relay_commits(supervisor.tell_workers)
     engine = create_engine(settings.resolved_database_url())  # for the demo; connects on use
