@@ -2,8 +2,8 @@
 (the server's, a workload's), it may come from a file, a weak one is refused, a key sent in a URL
 is redacted in the access log, and the data dir and the database are private to the user.
 
-The servers are started as in test_up.py (its ``gpuyard`` fixture); every process is killed at
-teardown.
+The servers are started by the ``gpuyard`` fixture (conftest.py, up_kit.py); every process is
+killed at teardown.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ import httpx
 import pytest
 
 from gpuyard.core.credentials import new_api_key
-from tests.cli.test_up import (
+from tests.cli.up_kit import (
     START_TIMEOUT_S,
-    Launch,
+    Launcher,
     Server,
     assert_no_traceback,
-    gpuyard,  # noqa: F401 (the fixture)
     listening,
     me,
     wait_for_hosts,
@@ -66,7 +65,7 @@ def auth(key: str) -> dict[str, str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
-def test_the_operator_key_is_in_no_process_environment(gpuyard: Launch) -> None:  # noqa: F811
+def test_the_operator_key_is_in_no_process_environment(gpuyard: Launcher) -> None:
     chosen = new_api_key()
     server = gpuyard("--gpus", "RTX 4090:1", env={"GPUYARD_ADMIN_KEY": chosen})
     server.wait_ready()
@@ -102,7 +101,7 @@ def test_the_operator_key_is_in_no_process_environment(gpuyard: Launch) -> None:
     assert_no_traceback(server)
 
 
-def test_the_operator_key_can_come_from_a_file(gpuyard: Launch, tmp_path: Path) -> None:  # noqa: F811
+def test_the_operator_key_can_come_from_a_file(gpuyard: Launcher, tmp_path: Path) -> None:
     chosen = new_api_key()
     key_file = tmp_path / "operator.key"
     key_file.write_text(chosen + "\n")
@@ -131,7 +130,7 @@ def test_the_operator_key_can_come_from_a_file(gpuyard: Launch, tmp_path: Path) 
     ids=["repeated", "pattern", "missing-file", "both"],
 )
 def test_a_weak_or_ambiguous_operator_key_stops_before_serving(
-    gpuyard: Launch,  # noqa: F811
+    gpuyard: Launcher,
     env: dict[str, str],
     says: str,
 ) -> None:
@@ -146,7 +145,7 @@ def test_a_weak_or_ambiguous_operator_key_stops_before_serving(
     assert not listening(server.port)
 
 
-def test_a_weak_key_in_a_file_is_refused(gpuyard: Launch, tmp_path: Path) -> None:  # noqa: F811
+def test_a_weak_key_in_a_file_is_refused(gpuyard: Launcher, tmp_path: Path) -> None:
     key_file = tmp_path / "operator.key"
     key_file.write_text("vl_" + "abc" * 20 + "\n")
     server = gpuyard(command="server", env={"GPUYARD_ADMIN_KEY_FILE": str(key_file)})
@@ -154,7 +153,7 @@ def test_a_weak_key_in_a_file_is_refused(gpuyard: Launch, tmp_path: Path) -> Non
     assert "the key in GPUYARD_ADMIN_KEY_FILE is too weak" in server.stderr, server.output()
 
 
-def test_a_key_in_the_url_is_redacted_in_the_access_log(gpuyard: Launch) -> None:  # noqa: F811
+def test_a_key_in_the_url_is_redacted_in_the_access_log(gpuyard: Launcher) -> None:
     server = gpuyard(command="server")
     server.wait_ready()
     (key,) = server.printed_keys()
@@ -176,7 +175,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_the_data_dir_and_database_are_private(gpuyard: Launch, tmp_path: Path) -> None:  # noqa: F811
+def test_the_data_dir_and_database_are_private(gpuyard: Launcher, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o755)
     data_dir.chmod(0o755)  # as an older gpuyard, or a hand-made directory, left it

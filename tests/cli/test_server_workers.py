@@ -1,13 +1,15 @@
 """``gpuyard server --workers 2``, the real command in a subprocess, on SQLite and on Postgres:
 both workers answer on the one port, the leased controllers still process each due row exactly
 once, SIGINT and SIGTERM stop every process cleanly whatever signal handling was inherited, a
-killed worker is replaced while the other serves, and the workers of a killed parent stop.
+killed worker is replaced while the other serves, the workers of a killed parent stop, and every
+worker's access log leaves out heartbeats and keys sent in URLs.
 
 Nothing sleeps for time: every wait polls for a condition with a deadline.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -225,3 +227,44 @@ def test_a_killed_worker_is_replaced_and_the_workers_of_a_killed_parent_stop(
     assert server.stderr.count("Application shutdown complete") == 2, server.output()  # drained
     with pytest.raises(httpx.TransportError):
         me(server, chosen)
+
+
+def test_every_workers_access_log_redacts_keys_and_leaves_out_heartbeats(
+    gpuyard: Launcher,
+) -> None:
+    chosen = new_api_key()
+    server = gpuyard("--workers", "2", command="server", env={"GPUYARD_ADMIN_KEY": chosen})
+    server.wait_ready()
+    workers = wait_for_workers(server, 2)
+
+    # Each try on a new connection: which worker it is, then a heartbeat (refused, and logged
+    # all the same) and a request with the key in its URL.
+    served: set[int] = set()
+    sent = 0
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while served != workers:
+        assert time.monotonic() < deadline, f"served by {served} of {workers}"
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+            served |= {int(p) for p in re.findall(r'gpuyard_process_info\{pid="(\d+)"\}', text)}
+            bogus = {"Authorization": "Bearer gyh_x", "Content-Type": "application/json"}
+            conn.request("POST", "/v1/agent/heartbeat", body=b"{}", headers=bogus)
+            refused = conn.getresponse()
+            assert refused.read() and refused.status in (401, 422)  # no such host, or no facts
+            conn.request("GET", f"/api/v0/users/current/?api_key={chosen}")
+            assert conn.getresponse().status == 200
+            sent += 1
+        finally:
+            conn.close()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while server.stdout.count("/api/v0/users/current/") < sent:
+        assert time.monotonic() < deadline, server.output()  # written after the answer
+        time.sleep(0.05)
+
+    log = server.stdout + server.stderr
+    assert chosen not in log
+    assert log.count("/api/v0/users/current/?api_key=[redacted] HTTP/1.1") == sent, log
+    assert "/v1/agent/heartbeat" not in log, log
+    assert log.count('"GET /metrics HTTP/1.1" 200') == sent, log  # the access log is on
