@@ -143,7 +143,10 @@ class Supervisor:
             worker.process.pid,
             how,
         )
-        await self._start(worker.index)
+        try:
+            await self._start(worker.index)
+        except OSError as exc:  # out of processes or memory: stop rather than serve on short
+            self._fail(f"could not start API worker {worker.index} again: {exc}")
 
     def _fail(self, why: str) -> None:
         if self.failure is None:
