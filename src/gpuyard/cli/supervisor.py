@@ -255,7 +255,10 @@ async def serve_workers(
     """Serve the API from ``settings.workers`` processes (and run the local agent here) until
     SIGINT or SIGTERM. Raises ``WorkerFailed`` when a worker cannot start."""
     loop = asyncio.get_running_loop()
-    listeners = worker_listeners(listener, settings.workers)
+    try:
+        listeners = worker_listeners(listener, settings.workers)
+    except OSError as exc:
+        raise WorkerFailed(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
     supervisor = Supervisor(settings, listeners, waits_for_local_host=local_agent is not None)
     wakeups = Wakeups()
     wakeups.relay_commits(supervisor.tell_workers)
