@@ -15,7 +15,7 @@ and the rates of ``--rates`` one after the other, each a window of ``--duration`
 new load-generator process (api_mixed_load.py), until a window's p99 reaches ``--target-ms`` or
 has errors. Latency is from when a request was due to when its whole answer was read.
 
-    .venv/bin/python bench/api_mixed.py            # ~4 min: both databases, 1 and 2 workers
+    .venv/bin/python bench/api_mixed.py            # ~5 min: both databases, 1 and 2 workers
     .venv/bin/python bench/api_mixed.py --quick    # < 1 min: a smaller fleet, 2 s windows
 """
 
@@ -288,7 +288,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", default="sqlite,postgres", help="comma-separated databases")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument(
-        "--rates", default="100,200,300,400,500,600,700,800,1000,1200", help="req/s, rising"
+        "--rates",
+        default="50,100,150,200,250,300,350,400,500,600,800,1000",
+        help="req/s, rising",
     )
     parser.add_argument("--duration", type=float, default=10, help="seconds of each window")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up load")
@@ -313,7 +315,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.hosts, args.instances, args.duration, args.warmup = 300, 10, 2, 1
         if args.rates == parser.get_default("rates"):
-            args.rates = "200,400,600,800"
+            args.rates = "100,200,300,400"
     args.db = [d.strip() for d in args.db.split(",") if d.strip()]
     args.workers = [int(w) for w in args.workers.split(",")]
     args.rates = [float(r) for r in args.rates.split(",")]

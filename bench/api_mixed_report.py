@@ -4,6 +4,7 @@ highest rate served with p99 under the target, and every window's latencies and 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,12 @@ class Window:
             send_lag_p99=Latency.of(lags).p99,
             **cpu,
         )
+
+    @property
+    def others_cores(self) -> float:
+        """What every other process took meanwhile (neighbours on a shared machine)."""
+        ours = self.server_cores + (self.postgres_cores or 0.0) + self.loadgen_cores
+        return max(0.0, self.machine_busy * (os.cpu_count() or 1) - ours)
 
     @property
     def achieved(self) -> float:
@@ -110,6 +117,7 @@ def window_rows(outcomes: Sequence[Outcome], target_ms: float) -> list[list[obje
                     f"{w.server_cores:.2f}",
                     "-" if w.postgres_cores is None else f"{w.postgres_cores:.2f}",
                     f"{w.loadgen_cores:.2f}",
+                    f"{w.others_cores:.2f}",
                     f"{w.machine_busy * 100:.0f}%",
                 ]
             )
@@ -151,6 +159,7 @@ def render(outcomes: Sequence[Outcome], args: argparse.Namespace, idle: str) -> 
             "server cores",
             "Postgres cores",
             "load-gen cores",
+            "others' cores",
             "machine busy",
         ],
         window_rows(outcomes, target),
