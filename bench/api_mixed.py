@@ -173,33 +173,30 @@ async def run_window(
         me = psutil.Process(loadgen.pid)
         await expect(loadgen.stdout, "measuring")
         pg_pids = (await backend_pids(postgres_url))[0] if postgres_url else set()
-        before = (
+        pg_before = postgres_cpu(pg_pids)
+        server_before, loadgen_before, busy_before = (
             cpu_of(servers),
-            sum(postgres_cpu(pg_pids).values()),
             cpu_seconds(me),
             machine_busy(),
         )
         await expect(loadgen.stdout, "done")
         if postgres_url:
             pg_pids |= (await backend_pids(postgres_url))[0]
-        after = (
-            cpu_of(servers),
-            sum(postgres_cpu(pg_pids).values()),
-            cpu_seconds(me),
-            machine_busy(),
-        )
+        pg_after = postgres_cpu(pg_pids)  # a backend gone meanwhile is left out (a little less)
+        server_after, loadgen_after, busy_after = cpu_of(servers), cpu_seconds(me), machine_busy()
         loadgen.stdin.close()  # it waits for this before it prints its rows and exits
         out = json.loads(await loadgen.stdout.readline())
     seconds = float(out["seconds"])
-    busy = (after[3][0] - before[3][0]) / max(after[3][1] - before[3][1], 1e-9)
+    postgres = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items())
+    busy = (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1e-9)
     return Window.of(
         rate=plan["rate"],
         seconds=seconds,
         kinds=out["kinds"],
         rows=out["rows"],
-        server_cores=(after[0] - before[0]) / seconds,
-        postgres_cores=(after[1] - before[1]) / seconds if postgres_url else None,
-        loadgen_cores=(after[2] - before[2]) / seconds,
+        server_cores=(server_after - server_before) / seconds,
+        postgres_cores=postgres / seconds if postgres_url else None,
+        loadgen_cores=(loadgen_after - loadgen_before) / seconds,
         machine_busy=busy,
     )
 
