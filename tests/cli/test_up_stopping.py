@@ -45,7 +45,8 @@ def test_the_launcher_really_starts_commands_with_sigint_ignored() -> None:
         )
         try:
             deadline = time.monotonic() + 10
-            while "sleep" not in open(f"/proc/{child.pid}/cmdline").read():  # noqa: SIM115
+            # Until the exec, the shell's own command line names sleep too: wait for its name.
+            while open(f"/proc/{child.pid}/comm").read().strip() != "sleep":  # noqa: SIM115
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
             assert ignored_signals(child.pid) & {signal.SIGINT, signal.SIGTERM} == expected
