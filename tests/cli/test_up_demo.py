@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from gpuyard.workers.embedders import minilm_available
-from tests.cli.up_kit import Launcher, Server, assert_no_traceback
+from tests.cli.up_kit import Launcher, Server, assert_no_traceback, group_runs
 
 pytestmark = pytest.mark.slow
 
@@ -66,9 +66,6 @@ def test_demo_shows_progress_and_serves_embeddings_until_stopped(gpuyard: Launch
     running = [r["pid"] for r in records if r.get("pid") and not r.get("failed")]
     assert server.interrupt() == 0, server.output()
     for pid in running:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            continue
-        raise AssertionError(f"worker group {pid} still runs after Ctrl-C\n{server.output()}")
+        if group_runs(pid):
+            raise AssertionError(f"worker group {pid} still runs after Ctrl-C\n{server.output()}")
     assert_no_traceback(server)

@@ -9,7 +9,6 @@ Real subprocesses throughout: ``gpuyard up`` started through ``sh`` as a script 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -24,6 +23,7 @@ from tests.cli.up_kit import (
     Launcher,
     Server,
     assert_no_traceback,
+    group_runs,
     ignored_signals,
     listening,
 )
@@ -130,14 +130,6 @@ def _wait_serving(server: Server, client: httpx.Client, path: str) -> int:
         time.sleep(0.1)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_ctrl_c_stops_its_workloads_and_the_next_up_starts_them_again(
     gpuyard: Launcher,
 ) -> None:
@@ -156,11 +148,11 @@ def test_ctrl_c_stops_its_workloads_and_the_next_up_starts_them_again(
     workload_dir = first.data_dir / "agent" / "workloads"
     (record,) = workload_dir.glob("*/record.json")
     pgid = int(json.loads(record.read_text())["pid"])  # the workload leads its own group
-    assert _group_alive(pgid)
+    assert group_runs(pgid)
 
     assert first.interrupt() == 0, first.output()
 
-    assert not _group_alive(pgid), first.output()  # the command and all it started are gone
+    assert not group_runs(pgid), first.output()  # the command and all it started are gone
     assert not listening(port)  # and its port is free for the next start
     assert "stopping 1 workload(s)" in first.stderr, first.output()
     assert_no_traceback(first)

@@ -204,3 +204,22 @@ def ignored_signals(pid: int) -> set[signal.Signals]:
             mask = int(line.split()[1], 16)
             return {s for s in signal.Signals if mask & (1 << (s.value - 1))}
     return set()
+
+
+def group_runs(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs, read from ``/proc``.
+
+    A zombie does not count: ``killpg(pgid, 0)`` finds those too, and where the machine's init
+    does not reap orphans (some containers) one stays for good although nothing runs.
+    """
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False

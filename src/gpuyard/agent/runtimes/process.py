@@ -35,6 +35,7 @@ from gpuyard.agent.runtimes.process_launch import prepare_dirs, write_authorized
 from gpuyard.agent.runtimes.process_state import (
     ProcessRecord,
     WorkloadDir,
+    group_runs,
     is_alive,
     process_create_time,
     tail_file,
@@ -153,8 +154,10 @@ class ProcessRuntime:
             wdir.save(record)
             _signal_group(pgid, signal.SIGKILL)
             await self._wait_gone(record, _KILL_WAIT_S)
-        # The leader is gone; end whatever it left behind in its group (nothing, usually).
+        # The leader is gone; end whatever it left behind in its group (a sandbox's inner
+        # process, say) and see it end, so a stopped workload holds nothing when stop returns.
         _signal_group(pgid, signal.SIGKILL)
+        await self._wait_group_gone(pgid, _KILL_WAIT_S)
         return self._status(wdir, record)
 
     async def remove(self, workload_id: str) -> None:
@@ -273,6 +276,13 @@ class ProcessRuntime:
                 return False
             await asyncio.sleep(_POLL_S)
         return True
+
+    async def _wait_group_gone(self, pgid: int, timeout_s: float) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while await asyncio.to_thread(group_runs, pgid):
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(_POLL_S)
 
     def _uids_in_use(self) -> set[int]:
         """Every uid a workload holds: it keeps one until it is removed, running or not."""

@@ -154,6 +154,21 @@ def is_alive(pid: int | None, create_time: float | None) -> bool:
         return True
 
 
+def group_runs(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` still runs (a zombie, exited but not reaped, does not).
+
+    ``killpg(pgid, 0)`` also finds zombies: on a host whose init does not reap orphans, a
+    sandbox's inner process whose parent was killed first stays one for good.
+    """
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return False
+
+
 def tail_file(path: Path, lines: int, max_bytes: int = 64 * 1024) -> str:
     """The last ``lines`` lines of a text file (reading at most ``max_bytes`` from its end)."""
     return tail_with_size(path, lines, max_bytes)[0]
