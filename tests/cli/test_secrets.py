@@ -2,8 +2,8 @@
 (the server's, a workload's), it may come from a file, a weak one is refused, a key sent in a URL
 is redacted in the access log, and the data dir and the database are private to the user.
 
-The servers are started as in test_up.py (its ``gpuyard`` fixture); every process is killed at
-teardown.
+The servers are started by the ``gpuyard`` fixture (conftest.py, up_kit.py); every process is
+killed at teardown.
 """
 
 from __future__ import annotations

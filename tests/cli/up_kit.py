@@ -10,6 +10,7 @@ ignored) or with SIGTERM ignored too.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,3 +225,80 @@ def group_runs(pgid: int) -> bool:
         if int(pgrp) == pgid and state != "Z":
             return True
     return False
+
+
+# --- --workers N --------------------------------------------------------------------------------
+
+
+def worker_pids(parent: int) -> set[int]:
+    """The API worker processes ``parent`` started (``python -m gpuyard.cli.api_worker``)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == parent and b"gpuyard.cli.api_worker" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def wait_for_workers(
+    server: Server, count: int, *, but: AbstractSet[int] = frozenset()
+) -> set[int]:
+    """Poll until ``server`` has ``count`` live API workers, none of them in ``but``."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        pids = {pid for pid in worker_pids(server.popen.pid) if alive(pid)}
+        if len(pids) == count and not pids & but:
+            return pids
+        if time.monotonic() > deadline:
+            raise AssertionError(f"workers {pids}, wanted {count} not in {but}\n{server.output()}")
+        time.sleep(0.05)
+
+
+def answering_pids(server: Server, wanted: set[int]) -> set[int]:
+    """Poll ``/metrics`` on a new connection each time until every process in ``wanted`` has
+    answered (the kernel gives each connection to whichever worker accepts it); those seen."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not wanted <= seen:
+        text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+        seen |= {int(pid) for pid in re.findall(r'gpuyard_process_info\{pid="(\d+)"\}', text)}
+        if time.monotonic() > deadline:
+            raise AssertionError(f"answered: {seen}, wanted {wanted}\n{server.output()}")
+    return seen
+
+
+def spread(server: Server, connections: int) -> dict[int, int]:
+    """How many of ``connections`` kept-alive connections, all opened first, each worker took:
+    each asks ``/metrics`` which process it is."""
+    opened = [
+        http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(connections)
+    ]
+    counts: dict[int, int] = {}
+    try:
+        for conn in opened:
+            conn.connect()
+        for conn in opened:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+            (pid,) = re.findall(r'gpuyard_process_info\{pid="(\d+)"\}', text)
+            counts[int(pid)] = counts.get(int(pid), 0) + 1
+    finally:
+        for conn in opened:
+            conn.close()
+    return counts

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from gpuyard.server.controllers.clusters import ClusterController, Probe, ProbeResult
+from gpuyard.server.services.wakeups import Wakeups
 from tests.harness import Api
 from tests.server.market import FakeHost, join_host
 
@@ -97,3 +98,48 @@ async def test_wait_needs_a_live_host_credential_and_a_sane_body(api: Api) -> No
     assert (await api.client.delete(f"/v1/admin/hosts/{host.host_id}")).status_code == 200
     r = await host.client.post("/v1/agent/wait", json={"timeout_s": 0})
     assert r.status_code in (401, 403)
+
+
+async def test_each_commit_is_relayed_and_a_relayed_change_answers_the_wait(api: Api) -> None:
+    """Under --workers N a worker passes its commits' keys to its parent, and the others' come
+    back through ``fire``: a change another worker committed answers a wait held here."""
+    host = await join_host(api, [RTX])
+    t = await api.tenant()
+    relayed: list[set[str]] = []
+    api.ctx.wakeups.relay_commits(relayed.append)
+    offer = (await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"][0]
+    r = await t.client.post(
+        f"/v1/orgs/{t.org_id}/vms", json={"offer_id": offer["id"], "command": "sleep 600"}
+    )
+    assert r.status_code == 201, r.text
+    assert any(f"host:{host.host_id}" in keys for keys in relayed), relayed
+    count = len(relayed)
+    r = await t.client.post(
+        f"/v1/orgs/{t.org_id}/vms", json={"offer_id": 999999, "command": "sleep 600"}
+    )
+    assert r.status_code == 404
+    assert len(relayed) == count  # a rolled-back change is not passed on
+
+    mark = (await wait(host, timeout_s=0))["mark"]
+    waiting = asyncio.create_task(wait(host, mark=mark))
+    # What the parent passes on; held or not yet, the wait hears of it (the mark covers the gap).
+    api.ctx.wakeups.fire({f"host:{host.host_id}"})
+    assert (await asyncio.wait_for(waiting, LONG))["changed"] is True
+    assert len(relayed) == count  # what came from elsewhere is not passed back
+
+
+async def test_a_stopping_server_answers_every_wait_at_once() -> None:
+    wakeups = Wakeups()
+    hour = 3600.0  # not answered early, a wait would outlast the test's deadline (LONG)
+    held = asyncio.create_task(wakeups.wait_for_host("host_a", mark=None, seconds=hour))
+    await asyncio.sleep(0)  # one turn of the loop: the task is now waiting
+    assert not held.done()
+
+    wakeups.release_waits()
+
+    assert (await asyncio.wait_for(held, LONG))[0] is False  # answered, "nothing changed"
+    later = wakeups.wait_for_host("host_b", mark=None, seconds=hour)
+    assert (await asyncio.wait_for(later, LONG))[0] is False
+    # a change this server already counted is still told at once
+    wakeups.fire({"host:host_a"})
+    assert (await wakeups.wait_for_host("host_a", mark=held.result()[1], seconds=hour))[0]

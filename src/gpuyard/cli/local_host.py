@@ -4,11 +4,15 @@ The local agent keeps its state in ``DATA_DIR/agent``, joins with a join token m
 start, and, unlike a standalone ``gpuyard agent``, stops the workloads it started when ``gpuyard
 up`` stops (``stop_workloads_on_exit``); the next ``gpuyard up`` starts again those the server
 still wants running.
+
+``LocalHost`` runs the agent (and the demo) beside the API: in the API's own process, or under
+``--workers N`` in the parent of the API's worker processes, so that it runs once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from rich.console import Console
@@ -16,7 +20,7 @@ from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.agent.gpus import DEFAULT_LOCAL_GPUS
-from gpuyard.agent.main import AgentOptions
+from gpuyard.agent.main import AgentOptions, run_agent
 from gpuyard.agent.runtimes.sandbox import SandboxConfig
 from gpuyard.agent.state import AgentState, StateError
 from gpuyard.core.clock import SystemClock
@@ -27,6 +31,8 @@ from gpuyard.server.settings import Settings
 LOCAL_HOST_GATE = "local host"
 DEMO_WATCH_S = 1.0
 DEMO_GIVE_UP_S = 30 * 60.0
+
+log = logging.getLogger("gpuyard.cli")
 
 
 def local_agent_dir(settings: Settings) -> Path:
@@ -72,6 +78,61 @@ def rebind_local_agent(agent: AgentOptions) -> None:
         return  # the agent explains a damaged host.json itself
     if saved is not None and agent.server_url and saved.server_url != agent.server_url:
         state.save_registration(saved.model_copy(update={"server_url": agent.server_url}))
+
+
+class LocalHost:
+    """The local agent running as a task of this process, and the demo once it has joined.
+    ``joined`` is set once its first heartbeat has been answered."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        agent: AgentOptions,
+        sessions: async_sessionmaker[AsyncSession],
+        console: Console,
+        *,
+        with_demo: bool = False,
+    ) -> None:
+        self.joined = asyncio.Event()
+        self._settings = settings
+        self._agent = agent
+        self._sessions = sessions
+        self._console = console
+        self._with_demo = with_demo
+        self._stop = asyncio.Event()
+        self._agent_task: asyncio.Task[None] | None = None
+        self._demo_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._agent_task = asyncio.create_task(
+            run_agent(self._agent, self._stop, joined=self.joined)
+        )
+        self._agent_task.add_done_callback(_report_agent_failure)
+        if self._with_demo:
+            self._demo_task = asyncio.create_task(
+                start_demo(self._settings, self._sessions, self.joined, self._console)
+            )
+
+    async def stop(self) -> None:
+        """Stop the agent: it stops the workloads it started and reports them stopped (the API
+        must still answer meanwhile). Idempotent."""
+        if self._demo_task is not None:
+            self._demo_task.cancel()
+        self._stop.set()
+        if self._agent_task is not None:
+            await asyncio.wait({self._agent_task})
+
+    def force(self) -> None:
+        """Stop at once: the agent is cancelled wherever it is."""
+        if self._agent_task is not None:
+            self._agent_task.cancel()
+
+
+def _report_agent_failure(task: asyncio.Task[None]) -> None:
+    """Say at once when the local agent ends with an error (the API keeps serving, and /readyz
+    answers 503 while the local host never joined)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the local agent stopped: %s", task.exception(), exc_info=task.exception())
 
 
 DEMO_CALLS = {

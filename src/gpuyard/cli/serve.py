@@ -12,24 +12,24 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
-import logging
 import os
 import socket
 from pathlib import Path
 
-import uvicorn
 from rich.console import Console
 from sqlalchemy.exc import IntegrityError
 
-from gpuyard.agent.main import AgentOptions, run_agent
+from gpuyard.agent.main import AgentOptions
+from gpuyard.cli.api_process import configure_logging, use_fast_event_loop, uvicorn_config
 from gpuyard.cli.local_host import (
     LOCAL_HOST_GATE,
+    LocalHost,
     local_agent_options,
     local_join_token,
     rebind_local_agent,
-    start_demo,
 )
 from gpuyard.cli.stopping import GracefulServer, interrupted, take_stop_signals
+from gpuyard.cli.supervisor import WorkerFailed, serve_workers
 from gpuyard.core.clock import SystemClock
 from gpuyard.core.errors import Conflict
 from gpuyard.server import operator_key
@@ -38,6 +38,7 @@ from gpuyard.server.context import AppContext
 from gpuyard.server.data_dir import private_dir
 from gpuyard.server.db import create_engine, session_factory, write_session
 from gpuyard.server.migrate import migrate
+from gpuyard.server.services import prices
 from gpuyard.server.services.bootstrap import Bootstrap, ensure_operator
 from gpuyard.server.settings import Settings
 
@@ -61,18 +62,21 @@ def check_settings(settings: Settings) -> Settings:
 
 
 async def prepare(settings: Settings) -> Bootstrap:
-    """Migrate and make sure the operator org and key exist."""
+    """Migrate, record the default GPU price (once, before any API process starts) and make sure
+    the operator org and key exist."""
     settings.prepare_data_dir()
     engine = create_engine(settings.resolved_database_url())
     try:
         await migrate(engine)
         sessions = session_factory(engine)
+        clock = SystemClock()
+        await prices.configure_default(
+            sessions, clock=clock, cents=settings.default_gpu_price_cents
+        )
         for attempt in range(3):
             try:
                 async with write_session(sessions) as session:
-                    return await ensure_operator(
-                        session, clock=SystemClock(), admin_key=settings.admin_key
-                    )
+                    return await ensure_operator(session, clock=clock, admin_key=settings.admin_key)
             except (IntegrityError, Conflict):  # another replica bootstrapped at the same moment
                 if attempt == 2:
                     raise
@@ -166,82 +170,33 @@ async def serve(
     *,
     with_demo: bool = False,
 ) -> None:
-    """Serve the API (and run the local agent beside it) until SIGINT or SIGTERM."""
+    """Serve the API in this process (and run the local agent beside it) until SIGINT or
+    SIGTERM."""
     app = create_app(settings, migrate_on_start=False)
     ctx: AppContext = app.state.ctx
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        timeout_keep_alive=max(15, int(settings.heartbeat_seconds * 3)),  # agents keep theirs
-    )
-    if settings.log_level.lower() != "debug":  # after uvicorn has set up its loggers
-        logging.getLogger("uvicorn.access").addFilter(QuietHeartbeats())
-    stop = asyncio.Event()
-    agent_task: asyncio.Task[None] | None = None
-    demo_task: asyncio.Task[None] | None = None
+    local = None
     if local_agent is not None:
-        joined = asyncio.Event()
-        ctx.startup.wait_for(LOCAL_HOST_GATE, joined)
-        agent_task = asyncio.create_task(run_agent(local_agent, stop, joined=joined))
-        agent_task.add_done_callback(_report_agent_failure)
-        if with_demo:
-            demo_task = asyncio.create_task(start_demo(settings, ctx.sessions, joined, console))
+        local = LocalHost(settings, local_agent, ctx.sessions, console, with_demo=with_demo)
+        ctx.startup.wait_for(LOCAL_HOST_GATE, local.joined)
+        local.start()
 
-    async def stop_agent() -> None:
-        if demo_task is not None:
-            demo_task.cancel()
-        stop.set()
-        if agent_task is not None:
-            await asyncio.wait({agent_task})
+    async def before_exit() -> None:
+        if local is not None:
+            await local.stop()
+        ctx.wakeups.release_waits()
 
-    def force() -> None:
-        if agent_task is not None:
-            agent_task.cancel()
-
-    server = GracefulServer(config, before_exit=stop_agent, on_force=force)
+    server = GracefulServer(
+        uvicorn_config(settings, app),
+        before_exit=before_exit,
+        on_force=local.force if local is not None else None,
+    )
     gc.collect()
     gc.freeze()  # what start-up made lives as long as the process: keep it out of collections
     try:
         await server.serve(sockets=[listener])
     finally:
-        await stop_agent()
-
-
-def _report_agent_failure(task: asyncio.Task[None]) -> None:
-    """Say at once when the local agent ends with an error (the API keeps serving, and /readyz
-    answers 503 while the local host never joined)."""
-    if not task.cancelled() and task.exception() is not None:
-        logging.getLogger(__name__).error(
-            "the local agent stopped: %s", task.exception(), exc_info=task.exception()
-        )
-
-
-def use_fast_event_loop() -> None:
-    """uvloop where installed (it comes with uvicorn[standard]); asyncio's own loop otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-class QuietHeartbeats(logging.Filter):
-    """Heartbeats arrive every few seconds from every host: keep them out of the access log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "/v1/agent/heartbeat" not in record.getMessage()
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if level.lower() != "debug":
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+        if local is not None:
+            await local.stop()
 
 
 def run_server(
@@ -253,7 +208,7 @@ def run_server(
 ) -> None:
     """Start, serve until stopped, stop. Raises ``StartupError`` for what the user can fix."""
     take_stop_signals()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, process="parent" if settings.workers > 1 else None)
     settings = check_settings(settings)
     operator_key.clear_environment()  # before anything is started: nothing inherits the key
     listener = bind_listener(settings)
@@ -275,7 +230,14 @@ def run_server(
             )
         _stop_if_interrupted()
         use_fast_event_loop()
-        asyncio.run(serve(settings, listener, agent, with_demo=with_demo and agent is not None))
+        demo = with_demo and agent is not None
+        if settings.workers == 1:
+            asyncio.run(serve(settings, listener, agent, with_demo=demo))
+            return
+        try:
+            asyncio.run(serve_workers(settings, listener, agent, console, with_demo=demo))
+        except WorkerFailed as exc:
+            raise StartupError(str(exc)) from None
     finally:
         listener.close()
 

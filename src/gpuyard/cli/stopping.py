@@ -14,6 +14,11 @@ as uvicorn's own handler does), so one stop sequence runs whichever arrives:
    and reports them stopped while the API still answers;
 2. then the API drains (uvicorn's graceful shutdown) and the process exits 0;
 3. a second signal stops at once (the agent is cancelled, open connections are dropped).
+
+An API worker process of ``--workers N`` (``api_worker.py``) is told to stop by its parent
+(``stop()``, ``stop_now()``) as well as by a signal sent to it directly; only signals count
+towards "a second one stops at once", so a worker that both its parent and a service manager
+(systemd signals every process of the unit) ask to stop still drains.
 """
 
 from __future__ import annotations
@@ -54,7 +59,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 class GracefulServer(uvicorn.Server):
     """A uvicorn server whose first stop signal awaits ``before_exit()`` (the local agent
-    stopping), then drains the API; a second signal calls ``on_force()`` and exits at once."""
+    stopping), then drains the API; a second signal calls ``on_force()`` and exits at once.
+    ``on_started()`` is called once it accepts connections."""
 
     def __init__(
         self,
@@ -62,10 +68,12 @@ class GracefulServer(uvicorn.Server):
         *,
         before_exit: Callable[[], Awaitable[None]] | None = None,
         on_force: Callable[[], None] | None = None,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config)
         self._before_exit = before_exit
         self._on_force = on_force
+        self._on_started = on_started
         self.stop_signal: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Task[None] | None = None
@@ -76,6 +84,23 @@ class GracefulServer(uvicorn.Server):
         # (remembered by take_stop_signals) stops the server as one that comes later would.
         self._loop.call_soon(self._signalled_before)
         await super().serve(sockets=sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._on_started is not None:
+            self._on_started()
+
+    def stop(self) -> None:
+        """Stop as a first signal does (drain, then exit); asked by a parent, not a signal."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._stop())
+
+    def stop_now(self) -> None:
+        """Stop as a second signal does: open connections are dropped."""
+        if self._on_force is not None:
+            self._on_force()
+        self.force_exit = True
+        self.should_exit = True
 
     def _signalled_before(self) -> None:
         signum = interrupted()
@@ -94,14 +119,11 @@ class GracefulServer(uvicorn.Server):
         name = signal.Signals(sig).name
         if self.stop_signal is not None:
             log.warning("second %s: stopping now", name)
-            if self._on_force is not None:
-                self._on_force()
-            self.force_exit = True
-            self.should_exit = True
+            self.stop_now()
             return
         self.stop_signal = sig
         log.info("%s: stopping (a second one stops at once)", name)
-        self._stopping = asyncio.get_running_loop().create_task(self._stop())
+        self.stop()
 
     async def _stop(self) -> None:
         if self._before_exit is not None:

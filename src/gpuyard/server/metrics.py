@@ -1,8 +1,14 @@
-"""Prometheus metrics of one app instance (its own registry, so several apps can coexist)."""
+"""Prometheus metrics of one app instance (its own registry, so several apps can coexist).
+
+Under ``--workers N`` each worker process counts its own requests: a scrape of ``/metrics``
+answers for the worker that took its connection, named by ``gpuyard_process_info{pid}``.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 MAX_SERIES = 10_000  # route templates x methods x statuses; a bound, should anything vary
 BATCH = 256  # requests observed before they are counted (and always before a render)
@@ -30,6 +36,12 @@ class Metrics:
             ["controller", "outcome"],
             registry=self.registry,
         )
+        Gauge(
+            "gpuyard_process_info",
+            "The server process these metrics are counted in (one of several under --workers)",
+            ["pid"],
+            registry=self.registry,
+        ).labels(str(os.getpid())).set(1)
 
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._observed: list[tuple[str, str, int, float]] = []

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     admin_key_file: Path | None = Field(
         default=None, description="Read the operator key from this file instead (one line)"
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API worker processes sharing the port (each runs the controllers too)",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     endpoint_domain: str | None = None
     controller_poll_seconds: float = Field(default=5.0, gt=0)

@@ -8,6 +8,10 @@ service that changes what a host must run calls ``tell_host(session, host_id)``.
 transaction commits, ``Wakeups`` wakes this replica's controllers of the noted tables and answers
 the host's waiting agent (``POST /v1/agent/wait``); other replicas find the row due at their next
 poll, and the host's next heartbeat brings the change. A rolled-back transaction wakes nothing.
+
+Under ``--workers N`` each worker process has its own ``Wakeups``: a worker passes each commit's
+host keys to its parent (``relay_commits``), which hands them to the other workers' ``fire``, so
+an agent's wait is answered whichever worker holds it (cli/supervisor.py).
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ def _host_key(host_id: str) -> str:
     return f"host:{host_id}"
 
 
+def is_host_key(key: str) -> bool:
+    """Whether a noted key names a host (an agent may wait on it) rather than a table."""
+    return key.startswith("host:")
+
+
 class Wakeups:
     """The controllers to wake per table and the agents waiting per host, told after each commit
     of this replica's sessions.
@@ -72,6 +81,8 @@ class Wakeups:
         self._replica = secrets.token_hex(4)
         self._changes: dict[str, int] = {}
         self._waiting: dict[str, asyncio.Event] = {}
+        self._relays: list[Callable[[set[str]], None]] = []
+        self._released = False
 
     def listen(self, table: str, callback: Callable[[], None]) -> None:
         self._listeners.setdefault(table, []).append(callback)
@@ -79,11 +90,17 @@ class Wakeups:
     def clear(self) -> None:
         self._listeners.clear()
 
+    def relay_commits(self, callback: Callable[[set[str]], None]) -> None:
+        """Also pass the keys of each commit of this replica's sessions to ``callback`` (after
+        this replica's own controllers and agents are told); keys given to ``fire`` directly are
+        not passed on."""
+        self._relays.append(callback)
+
     def fire(self, keys: set[str]) -> None:
         for key in keys:
             for callback in self._listeners.get(key, ()):
                 callback()
-            if key.startswith("host:"):
+            if is_host_key(key):
                 self._changes[key] = self._changes.get(key, 0) + 1
                 waiting = self._waiting.pop(key, None)
                 if waiting is not None:
@@ -95,16 +112,28 @@ class Wakeups:
     async def wait_for_host(
         self, host_id: str, *, mark: str | None, seconds: float
     ) -> tuple[bool, str]:
-        """Wait until what ``host_id`` must run changes, or ``seconds``; (changed, new mark)."""
+        """Wait until what ``host_id`` must run changes, or ``seconds``, or the server stops;
+        (changed, new mark)."""
         current = self.host_mark(host_id)
         if mark is not None and mark != current and mark.split(".")[0] == self._replica:
             return True, current
+        if self._released:
+            return False, current
         event = self._waiting.setdefault(_host_key(host_id), asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), timeout=seconds)
-            return True, self.host_mark(host_id)
+            return not self._released, self.host_mark(host_id)
         except TimeoutError:
             return False, self.host_mark(host_id)
+
+    def release_waits(self) -> None:
+        """The server is stopping: answer every wait now, and any later one at once, with
+        "nothing changed" (each agent heartbeats on its own schedule), so that no wait holds the
+        server's graceful stop for up to a heartbeat interval."""
+        self._released = True
+        for waiting in self._waiting.values():
+            waiting.set()
+        self._waiting.clear()
 
     def session_class(self) -> type[Session]:
         """A session class whose commits wake the noted tables' controllers (one per app, so
@@ -117,6 +146,8 @@ class Wakeups:
             tables = session.info.pop(_NOTED, None)
             if tables:
                 self.fire(tables)
+                for relay in self._relays:
+                    relay(tables)
 
         def rolled_back(session: Session, previous: Any) -> None:
             session.info.pop(_NOTED, None)
