@@ -12,6 +12,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gpuyard.core.ranges import parse_bounds
+
 MAX_MB = 2**31 - 1  # about 2 PB: more than any machine, and it fits a 32-bit column
 MAX_GPUS_PER_HOST = 64
 
@@ -35,14 +37,7 @@ class PortRange(BaseModel):
     @classmethod
     def parse(cls, text: str) -> PortRange:
         """Parse ``"40000-40999"`` (or a single port ``"40000"``)."""
-        lo, sep, hi = text.strip().partition("-")
-        try:
-            start = int(lo)
-            end = int(hi) if sep else start
-        except ValueError:
-            raise ValueError(
-                f"bad port range {text!r}: expected START-END, e.g. 40000-40999"
-            ) from None
+        start, end = parse_bounds(text, what="port range", example="40000-40999")
         return cls(start=start, end=end)
 
     def __contains__(self, port: object) -> bool:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gpuyard.core.ranges import parse_bounds
+
 DEFAULT_UID_RANGE = "1900000000-1900065535"
 _MAX_ID = 4294967294  # (uid_t)-1 means "no change" to the kernel
 
@@ -37,14 +39,7 @@ class UidRange:
 
     @classmethod
     def parse(cls, text: str) -> UidRange:
-        lo, sep, hi = text.strip().partition("-")
-        try:
-            start = int(lo)
-            end = int(hi) if sep else start
-        except ValueError:
-            raise ValueError(
-                f"bad uid range {text!r}: expected START-END, e.g. {DEFAULT_UID_RANGE}"
-            ) from None
+        start, end = parse_bounds(text, what="uid range", example=DEFAULT_UID_RANGE)
         return cls(start=start, end=end)
 
     def allocate(self, taken: Iterable[int]) -> int:

@@ -56,8 +56,9 @@ MIN_IDLE_SECONDS = 0.05  # the shortest wait between passes when a row is due ve
 
 
 class Controlled(Protocol):
-    """A row a reconciler can schedule and claim: a key, a next-run time and a lease."""
+    """A row a reconciler can schedule and claim: a table, a key, a next-run time and a lease."""
 
+    __tablename__: str
     pk: Mapped[int]
     next_run_at: Mapped[datetime | None]
     lease_token: Mapped[str | None]
@@ -108,6 +109,11 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
         self.metrics = metrics
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+
+    @property
+    def watches(self) -> str:
+        """A wakeup for a row of this table (``services/wakeups.py``) hints this controller."""
+        return self.model.__tablename__
 
     # --- what a controller defines -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from gpuyard.server.services.heard import HeardFrom
 
 class HeardFlush:
     name = "heard-from"
+    watches: str | None = None  # runs on its own schedule; no row wakes it
 
     def __init__(self, *, heard: HeardFrom, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.heard = heard

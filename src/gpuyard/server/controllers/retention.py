@@ -18,6 +18,7 @@ class RetentionSweeper:
     """An idempotent sweep: any replica may run it at any time; deleting twice is harmless."""
 
     name = "retention"
+    watches: str | None = None  # runs on its own schedule; no row wakes it
 
     def __init__(
         self, *, sessions: async_sessionmaker[AsyncSession], clock: Clock, poll_seconds: float

@@ -22,6 +22,11 @@ class Controller(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def watches(self) -> str | None:
+        """The table whose wakeups (``services/wakeups.py``) call ``hint``; ``None``: none."""
+        ...
+
     async def run(self) -> None: ...
 
     def hint(self) -> None: ...
@@ -75,9 +80,8 @@ class ControllerSet:
     def start(self) -> None:
         for name, controller in self.controllers.items():
             self._tasks.append(asyncio.create_task(controller.run(), name=f"controller:{name}"))
-            table = getattr(getattr(controller, "model", None), "__tablename__", None)
-            if self.wakeups is not None and table is not None:
-                self.wakeups.listen(table, controller.hint)
+            if self.wakeups is not None and controller.watches is not None:
+                self.wakeups.listen(controller.watches, controller.hint)
 
     def hint(self, name: str) -> None:
         if name in self.controllers:

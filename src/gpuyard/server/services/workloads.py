@@ -10,6 +10,7 @@ stands for the spec where answers are cached (services/heartbeats.py).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -110,28 +111,39 @@ async def apply_status(
     return changed
 
 
-async def release_gpus(session: AsyncSession, *, workload_id: str) -> None:
-    await session.execute(
-        update(orm.Gpu).where(orm.Gpu.workload_id == workload_id).values(workload_id=None)
+async def release_gpus(session: AsyncSession, *, workload_id: str) -> set[str]:
+    """Free the workload's GPUs; the kinds (``gpu_key``) freed."""
+    freed = await session.execute(
+        update(orm.Gpu)
+        .where(orm.Gpu.workload_id == workload_id)
+        .values(workload_id=None)
+        .returning(orm.Gpu.gpu_key)
     )
+    return set(freed.scalars())
 
 
 async def forget(session: AsyncSession, *, row: orm.Workload) -> None:
     """Delete a removed workload its host no longer runs, and free its GPUs (a cluster that
     waits for them to place a replacement, or to finish deleting, looks again now)."""
-    await release_gpus(session, workload_id=row.id)
+    freed = await release_gpus(session, workload_id=row.id)
     await session.execute(delete(orm.Workload).where(orm.Workload.pk == row.pk))
     if row.kind == WorkloadKind.REPLICA:
         await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
-    await wake_clusters_waiting_for_room(session)
+    if freed:
+        await wake_clusters_waiting_for_room(session, gpu_keys=freed)
 
 
-async def wake_clusters_waiting_for_room(session: AsyncSession) -> None:
+async def wake_clusters_waiting_for_room(
+    session: AsyncSession, *, gpu_keys: Collection[str] | None = None
+) -> None:
     """Clusters short of replicas look again now: room for them may have come (a host joined,
-    came back, was uncordoned or trusted, or a replica's GPUs were freed)."""
+    came back, was uncordoned or trusted, or a replica's GPUs were freed). ``gpu_keys`` narrows
+    it to the clusters that want one of those kinds of GPU (``None``: every kind)."""
+    kinds = [] if gpu_keys is None else [orm.Cluster.gpu_key.in_(sorted(gpu_keys))]
     await wakeups.wake_where(
         session,
         orm.Cluster,
+        *kinds,
         orm.Cluster.deleted_at.is_(None),
         orm.Cluster.status.in_(
             [ClusterStatus.PROVISIONING, ClusterStatus.DEGRADED, ClusterStatus.FAILED]
