@@ -16,9 +16,11 @@ from gpuyard.agent.runtimes.process import ProcessRuntime
 from gpuyard.agent.runtimes.process_state import WorkloadDir
 from gpuyard.agent.state import AgentState
 from gpuyard.agent.supervisor import Supervisor
+from gpuyard.agent.transport import HttpTransport
 from gpuyard.core.clock import ManualClock
 from gpuyard.core.hosts import GpuInfo, HostFacts, Isolation, PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadStatus
+from tests.harness import Api
 
 from .fake_server import FakeServer
 
@@ -26,9 +28,12 @@ SERVER_URL = "http://gpuyard.test"
 SLEEPS = "exec sleep 60"
 
 
-def facts(port_range: PortRange, isolation: Isolation | None = None) -> HostFacts:
+def facts(port_range: PortRange, isolation: Isolation | None = None, *, gpus: int = 1) -> HostFacts:
     return HostFacts(
-        gpus=[GpuInfo(index=0, uuid="GPU-test-0", name="RTX 4090", vram_mb=24564, logical=True)],
+        gpus=[
+            GpuInfo(index=i, uuid=f"GPU-test-{i}", name="RTX 4090", vram_mb=24564, logical=True)
+            for i in range(gpus)
+        ],
         driver_version=None,
         cuda_version=None,
         cpu_cores=4,
@@ -70,6 +75,29 @@ def make_supervisor(
         AgentState.open(state_dir),
         server_url=SERVER_URL,
         **kwargs,
+    )
+
+
+async def joining_supervisor(
+    api: Api, transport: HttpTransport, runtime: Runtime, state_dir: Path, host_facts: HostFacts
+) -> Supervisor:
+    """A supervisor for the real server ``api``, with a fresh join token, not yet registered."""
+    r = await api.client.post("/v1/admin/join-tokens", json={"name": host_facts.hostname})
+    assert r.status_code == 201, r.text
+
+    async def source() -> HostFacts:
+        return host_facts
+
+    return Supervisor(
+        transport,
+        runtime,
+        source,
+        ManualClock(),
+        AgentState.open(state_dir),
+        server_url=api.base_url,
+        join_token=r.json()["token"],
+        action_wait_s=None,
+        stop_grace_s=2.0,
     )
 
 

@@ -13,16 +13,14 @@ from typing import Any
 import pytest
 
 from gpuyard.agent.runtimes.process import ProcessRuntime
-from gpuyard.agent.state import AgentState
 from gpuyard.agent.supervisor import Supervisor
 from gpuyard.agent.transport import AgentRejected, HttpTransport
-from gpuyard.core.clock import ManualClock
-from gpuyard.core.hosts import HostFacts, PortRange
+from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadState
 from tests.harness import Api, Tenant
 
 from .polling import ended, wait_for
-from .supervisor_kit import facts, live_wrappers
+from .supervisor_kit import facts, joining_supervisor, live_wrappers
 
 
 @pytest.fixture
@@ -36,23 +34,8 @@ async def join(
 ) -> Supervisor:
     """A supervisor joined to the server, reporting how its runtime isolates; a host that cannot
     (no bubblewrap here) is marked trusted, so the tenants of these tests may still rent it."""
-    r = await api.client.post("/v1/admin/join-tokens", json={"name": "rig"})
-    assert r.status_code == 201, r.text
-    host_facts = facts(ports, runtime.isolation)
-
-    async def source() -> HostFacts:
-        return host_facts
-
-    sup = Supervisor(
-        transport,
-        runtime,
-        source,
-        ManualClock(),
-        AgentState.open(state_dir),
-        server_url=api.base_url,
-        join_token=r.json()["token"],
-        action_wait_s=None,
-        stop_grace_s=2.0,
+    sup = await joining_supervisor(
+        api, transport, runtime, state_dir, facts(ports, runtime.isolation)
     )
     await sup.register()
     if not runtime.isolation.isolates:

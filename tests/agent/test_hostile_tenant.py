@@ -27,14 +27,14 @@ from gpuyard.agent.runtimes.sandbox import SandboxConfig, SandboxMode
 from gpuyard.agent.state import AgentState
 from gpuyard.agent.supervisor import Supervisor
 from gpuyard.agent.transport import HttpTransport
-from gpuyard.core.clock import ManualClock
-from gpuyard.core.hosts import GpuInfo, HostFacts, PortRange
+from gpuyard.core.hosts import PortRange
 from gpuyard.server.controllers.clusters import ClusterController, Probe, ProbeResult
 from tests.harness import Api, Tenant
 
 from .conftest import kill_everything
 from .polling import ended, wait_for
 from .sandboxing import PY, python_command, require_isolation, wait_listening
+from .supervisor_kit import facts, joining_supervisor
 
 VICTIM_SECRET = "victim-secret-4f1c"
 
@@ -118,26 +118,6 @@ class _Healthy:
         return ProbeResult(healthy=True, models=None)
 
 
-def _facts(port_range: PortRange, runtime: ProcessRuntime) -> HostFacts:
-    gpus = [
-        GpuInfo(index=i, uuid=f"GPU-hostile-{i}", name="RTX 4090", logical=True) for i in (0, 1)
-    ]
-    return HostFacts(
-        gpus=gpus,
-        driver_version=None,
-        cuda_version=None,
-        cpu_cores=4,
-        ram_mb=8192,
-        disk_free_mb=1000,
-        disk_total_mb=2000,
-        hostname="shared-host",
-        address="127.0.0.1",
-        port_range=port_range,
-        os="Linux",
-        isolation=runtime.isolation,
-    )
-
-
 @pytest.fixture
 async def transport(api: Api) -> AsyncIterator[HttpTransport]:
     async with HttpTransport(api.base_url) as http:
@@ -147,23 +127,8 @@ async def transport(api: Api) -> AsyncIterator[HttpTransport]:
 async def _join(
     api: Api, transport: HttpTransport, runtime: ProcessRuntime, state_dir: Path, ports: PortRange
 ) -> Supervisor:
-    r = await api.client.post("/v1/admin/join-tokens", json={"name": "shared"})
-    assert r.status_code == 201, r.text
-    host_facts = _facts(ports, runtime)
-
-    async def source() -> HostFacts:
-        return host_facts
-
-    sup = Supervisor(
-        transport,
-        runtime,
-        source,
-        ManualClock(),
-        AgentState.open(state_dir),
-        server_url=api.base_url,
-        join_token=r.json()["token"],
-        action_wait_s=None,
-        stop_grace_s=2.0,
+    sup = await joining_supervisor(
+        api, transport, runtime, state_dir, facts(ports, runtime.isolation, gpus=2)
     )
     await sup.step()
     return sup

@@ -15,15 +15,13 @@ import re
 import signal
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 
-from gpuyard.core.credentials import hash_secret, new_api_key
-from gpuyard.core.ids import new_id
+from gpuyard.core.credentials import new_api_key
 from gpuyard.server import orm
 from gpuyard.server.db import create_engine, session_factory
 from tests import databases
@@ -40,6 +38,7 @@ from tests.cli.up_kit import (
     spread,
     wait_for_workers,
 )
+from tests.server.key_load import expire_keys, seed_keys
 
 pytestmark = pytest.mark.slow
 KEYS = 600
@@ -71,43 +70,9 @@ async def _expire_keys_at_once(url: str, count: int) -> str:
     statement; the org's id."""
     engine = create_engine(url)
     sessions = session_factory(engine)
-    now = datetime.now(UTC)
-    org_id = new_id("org")
     try:
-        async with sessions() as s, s.begin():
-            await s.execute(
-                insert(orm.Org).values(
-                    id=org_id,
-                    name="Load",
-                    slug=f"load-{org_id[-6:]}",
-                    status="active",
-                    is_operator=False,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            await s.execute(
-                insert(orm.ApiKey),
-                [
-                    {
-                        "id": new_id("key"),
-                        "org_id": org_id,
-                        "name": f"k{i}",
-                        "prefix": "vl_x",
-                        "secret_hash": hash_secret(new_api_key()),
-                        "scopes": ["org:read"],
-                        "created_at": now,
-                        "expires_at": now + timedelta(days=1),
-                    }
-                    for i in range(count)
-                ],
-            )
-        async with sessions() as s, s.begin():
-            await s.execute(
-                update(orm.ApiKey)
-                .where(orm.ApiKey.org_id == org_id)
-                .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
-            )
+        org_id = await seed_keys(sessions, count)
+        await expire_keys(sessions, org_id)
     finally:
         await engine.dispose()
     return org_id
