@@ -24,7 +24,7 @@ from tests import databases
 from tests.harness import Api, Tenant, start_api
 from tests.server.market import join_host
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # ~30 CLI runs of a second or more each
 
 VASTAI = Path(sys.executable).parent / "vastai"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq5Ew2e3Cm7m7b7xWJ1CqZbT1UnR1Wmx3x8m2f3D9o1 me@laptop"
