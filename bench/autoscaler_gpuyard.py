@@ -44,9 +44,15 @@ class Gpuyard:
     name = "gpuyard"
 
     def __init__(
-        self, knobs: EndpointKnobs, *, period: float = 2.0, tuning: PolicyTuning | None = None
+        self,
+        knobs: EndpointKnobs,
+        *,
+        period: float = 2.0,
+        tuning: PolicyTuning | None = None,
+        signal: str = "arrivals",
     ) -> None:
         self.knobs = knobs
+        self.signal = signal
         self.tuning = tuning or PolicyTuning()
         self.period = period
         self.samples: deque[LoadSample] = deque()
@@ -59,7 +65,13 @@ class Gpuyard:
         if now < self.next_plan:
             return
         self.next_plan = now + self.period
-        self.samples.append(LoadSample(at(now), self.work / self.period))
+        if self.signal == "arrivals":
+            load = self.work / self.period
+        else:
+            slot_rate = cluster.spec.perf / cluster.spec.slots
+            served = sum(w.busy for w in cluster.workers.values()) * slot_rate
+            load = served + cluster.queued_work / self.tuning.backlog_horizon
+        self.samples.append(LoadSample(at(now), load))
         self.work = 0.0
         horizon = now - self.tuning.cold_horizon - self.tuning.smoothing
         while self.samples and self.samples[0].at <= at(horizon):

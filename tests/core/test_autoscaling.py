@@ -244,6 +244,8 @@ def test_rolling_peak_reads_the_highest_smoothed_load() -> None:
     samples = [LoadSample(now - timedelta(seconds=s), 100.0 if s < 10 else 0.0) for s in range(60)]
     assert rolling_peak(samples, now, window=10, span=30) == pytest.approx(100.0)
     assert rolling_peak(samples, now + timedelta(seconds=100), window=10, span=30) == 0.0
+    # span 0: the rolling mean now (half the last 20 s were busy).
+    assert rolling_peak(samples, now, window=20, span=0) == pytest.approx(50.0)
 
 
 @pytest.mark.parametrize(
