@@ -1,8 +1,9 @@
 """The baselines, written from their published rules, each acting on a simulated ``Cluster``.
 
-All three scale a replica count (there is no stopped worker to come back to: a new replica is a
-cold start) and may go to zero replicas; from zero they scale up at once on the first request, as
-each does. Their constants are their documented defaults:
+Each starts from the replicas the cluster has at the first step. All three scale a replica
+count (there is no stopped worker to come back to: a new replica is a cold start) and may go to
+zero replicas; from zero they scale up at once on the first request, as each does. Their
+constants are their documented defaults:
 
 * SkyServe's request-rate autoscaler: requests per second over a 60 s window, divided by
   ``target_qps_per_replica``; decisions every 20 s; up only after 300 s and down only after
@@ -31,11 +32,13 @@ class SkyServe:
         self.window, self.interval = 60.0, 20.0
         self.up_delay, self.down_delay = 300.0, 1200.0
         self.arrivals: deque[tuple[float, int]] = deque()
-        self.target = 0
+        self.target = -1  # the replicas found at the first step
         self.up_count = self.down_count = 0
         self.next_decision = 0.0
 
     def step(self, cluster: Cluster, now: float) -> None:
+        if self.target < 0:
+            self.target = len(cluster.active())
         self.arrivals.append((now, cluster.tick_arrivals))
         while self.arrivals and self.arrivals[0][0] <= now - self.window:
             self.arrivals.popleft()
@@ -69,7 +72,7 @@ class KnativeKPA:
         self.panic_threshold, self.max_scale_down_rate, self.zero_grace = 2.0, 2.0, 30.0
         self.samples: deque[tuple[float, int]] = deque()
         self.panic_since: float | None = None
-        self.desired = 0
+        self.desired = -1  # the replicas found at the first step
         self.zero_since: float | None = None
         self.next_tick = 0.0
 
@@ -78,6 +81,8 @@ class KnativeKPA:
         return sum(values) / len(values) if values else 0.0
 
     def step(self, cluster: Cluster, now: float) -> None:
+        if self.desired < 0:
+            self.desired = len(cluster.active())
         self.samples.append((now, cluster.concurrency()))
         while self.samples and self.samples[0][0] <= now - self.stable:
             self.samples.popleft()
@@ -113,11 +118,13 @@ class RayServe:
         self.target = target_ongoing_requests
         self.look_back, self.up_delay, self.down_delay = 30.0, 30.0, 600.0
         self.samples: deque[tuple[float, int]] = deque()
-        self.replicas = 0
+        self.replicas = -1  # the replicas found at the first step
         self.up_since: float | None = None
         self.down_since: float | None = None
 
     def step(self, cluster: Cluster, now: float) -> None:
+        if self.replicas < 0:
+            self.replicas = len(cluster.active())
         self.samples.append((now, cluster.concurrency()))
         while self.samples and self.samples[0][0] <= now - self.look_back:
             self.samples.popleft()

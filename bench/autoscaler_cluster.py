@@ -54,6 +54,7 @@ class SimWorker:
 @dataclass(slots=True)
 class Metrics:
     gpu_seconds: float = 0.0
+    gpu_seconds_all: float = 0.0  # the warm-up included
     stopped_seconds: float = 0.0
     cold_starts: int = 0
     warm_starts: int = 0
@@ -111,6 +112,15 @@ class Cluster:
             wid = f"w{self._serial}"
             self.workers[wid] = SimWorker(wid, LOADING, self.now, self.now + self.spec.cold_start)
             self.metrics.cold_starts += self.now >= self.measure_from
+
+    def provision(self, count: int) -> None:
+        """Workers ready before the replay starts (not counted as cold starts)."""
+        for _ in range(count):
+            self._serial += 1
+            wid = f"w{self._serial}"
+            worker = SimWorker(wid, READY, self.now, self.now, served=True)
+            worker.load_time = self.spec.cold_start
+            self.workers[wid] = worker
 
     def start(self, wid: str) -> None:
         worker = self.workers[wid]
@@ -191,6 +201,7 @@ class Cluster:
         spent = max(0.0, self.now - max(worker.since, self.measure_from))
         if worker.state in ON_GPU:
             self.metrics.gpu_seconds += spent
+            self.metrics.gpu_seconds_all += self.now - worker.since
         elif worker.state == STOPPED:
             self.metrics.stopped_seconds += spent
         worker.since = self.now

@@ -1,10 +1,12 @@
 """gpuyard's autoscaler in the simulator: the real ``gpuyard.core.autoscaling.plan`` called on the
 simulated clock, its plan applied to the simulated workers.
 
-What the controller would hand the policy, the simulator hands it: load samples (the work that
-arrived, in tokens/s, one sample per planning period), the queue (its oldest wait or the time its
-work needs on the ready workers, whichever is larger; the requests and their work), the last
-request's time, and each worker in Vast's states with its measured perf and load time.
+What the controller would hand the policy, the simulator hands it: load samples (one per
+planning period: by default the tokens/s the workers are serving, what Vast's workers report as
+their served rate, plus the queued work over the backlog horizon; ``signal="arrivals"``: the
+work that arrived, in tokens/s), the queue (its oldest wait or the time its work needs on the
+ready workers, whichever is larger; the requests and their work), the last request's time, and
+each worker in Vast's states with its measured perf and load time.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Gpuyard:
         *,
         period: float = 2.0,
         tuning: PolicyTuning | None = None,
-        signal: str = "arrivals",
+        signal: str = "served",
     ) -> None:
         self.knobs = knobs
         self.signal = signal
@@ -70,6 +72,7 @@ class Gpuyard:
         else:
             slot_rate = cluster.spec.perf / cluster.spec.slots
             served = sum(w.busy for w in cluster.workers.values()) * slot_rate
+            # What is served cannot exceed the capacity: the queue's work shows the rest.
             load = served + cluster.queued_work / self.tuning.backlog_horizon
         self.samples.append(LoadSample(at(now), load))
         self.work = 0.0

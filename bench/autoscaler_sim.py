@@ -15,6 +15,7 @@ synthetic trace drawn with ``--seed`` from the same token counts (neither seen w
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ def default_trace() -> Path:
 KNOBS = EndpointKnobs(
     min_load=0.0,
     min_cold_load=0.0,
-    target_util=0.9,
+    target_util=0.8,
     cold_mult=1.5,
     cold_workers=2,
     max_workers=40,
@@ -51,13 +52,22 @@ KNOBS = EndpointKnobs(
 
 
 def tuning(spec: WorkerSpec) -> PolicyTuning:
-    """gpuyard's own settings for the simulation: a 30 s scale-down hold (the default is 60 s),
-    and the worker's benchmark perf before one is measured (the baselines are given it too)."""
-    return PolicyTuning(smoothing=10.0, scale_down_hold=30.0, default_perf=spec.perf)
+    """gpuyard's own settings for the simulation: the defaults, and the worker's benchmark perf
+    before one is measured (the baselines are given it too)."""
+    return PolicyTuning(default_perf=spec.perf)
 
 
 WARMUP = 300.0
-"""Seconds of each trace replayed before measuring, so that no policy is judged on its start."""
+"""Seconds of each trace replayed before measuring, so that no policy is judged on how it starts
+(every policy also starts from the same ready workers, ``initial_workers``)."""
+
+INITIAL_UTIL = 0.7
+
+
+def initial_workers(trace: list[Request], spec: WorkerSpec) -> int:
+    """Ready workers every policy starts with: the first minute's load at 70% (no stopped ones)."""
+    first_minute = sum(r.work for r in trace if r.arrival < 60.0) / 60.0
+    return max(1, math.ceil(first_minute / (spec.perf * INITIAL_UTIL)))
 
 
 class Policy(Protocol):
@@ -83,6 +93,7 @@ def replay(
     """Run ``policy`` over ``trace`` until every request is served; the metrics (from ``warmup``
     on) and the end."""
     cluster = Cluster(trace, spec, measure_from=warmup)
+    cluster.provision(initial_workers(trace, spec))
     step = policy.step
     last = trace[-1].arrival
     now = 0.0
@@ -177,9 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         f"over {args.slo:g} s SLO",
     ]
     print(
-        f"Measured after a {WARMUP:g} s warm-up. Workers: {spec.perf:g} tokens/s at "
-        f"{spec.slots} requests, cold start {spec.cold_start:g} s, from stopped "
-        f"{spec.warm_start:g} s; request work = input + output tokens.\n"
+        f"Every policy starts with the ready workers the first minute needs at "
+        f"{INITIAL_UTIL:.0%} utilisation and is measured after a {WARMUP:g} s warm-up. "
+        f"Workers: {spec.perf:g} tokens/s at {spec.slots} requests, cold start "
+        f"{spec.cold_start:g} s, from stopped {spec.warm_start:g} s; request work = input + "
+        f"output tokens.\n"
     )
     print(markdown_table(headers, rows))
     print(f"\n({time.perf_counter() - started:.1f} s)", file=sys.stderr)

@@ -12,6 +12,7 @@ from gpuyard.core.autoscaling import (
     EndpointKnobs,
     LoadSample,
     Plan,
+    PolicyTuning,
     WorkerState,
     WorkerView,
     knob_errors,
@@ -156,16 +157,19 @@ def test_scale_down_waits_for_the_hold_then_stops_to_cold() -> None:
     fleet = Fleet(clock, [ready(f"w{i}") for i in range(4)])
     busy = [LoadSample(clock.now() - timedelta(seconds=s), 400.0) for s in range(120, -1, -2)]
     samples = list(busy)
+    tuning = PolicyTuning(smoothing=10.0, scale_down_hold=60.0)
     steps = 0
     while fleet.count(WorkerState.IDLE) > 1:
         clock.advance(2)
         steps += 1
         samples.append(LoadSample(clock.now(), 50.0))
         demand = Demand(load_samples=samples, last_request_at=clock.now())
-        fleet.apply(plan(KNOBS, demand, list(fleet.workers.values()), clock.now()))
+        decision = plan(KNOBS, demand, list(fleet.workers.values()), clock.now(), tuning=tuning)
+        if steps * 2 < 60:
+            assert decision.stop == ()  # the smoothed load is still high within the hold
+        fleet.apply(decision)
         assert steps < 100
-    # Not before the load had stayed low for the hold (60 s, plus the 10 s smoothing).
-    assert steps * 2 >= 60
+    assert steps * 2 <= 72  # the hold, plus the 10 s smoothing
     assert fleet.count(WorkerState.STOPPED) == 3  # stopped to cold, not destroyed
 
 
