@@ -18,12 +18,14 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from autoscaler_baselines import KnativeKPA, RayServe, SkyServe
 from autoscaler_cluster import Cluster, Metrics, WorkerSpec
 from autoscaler_gpuyard import Gpuyard
+from autoscaler_oracle import Oracle
 from autoscaler_trace import Request, bursty, read_trace, time_split
 from report import markdown_table, percentile
 
@@ -108,10 +110,18 @@ def replay(
 
 
 def rows_for(
-    label: str, trace: list[Request], spec: WorkerSpec, slo: float, baseline_util: float
+    label: str,
+    trace: list[Request],
+    spec: WorkerSpec,
+    slo: float,
+    baseline_util: float,
+    oracle_utils: Sequence[float] = (),
 ) -> list[list[object]]:
     rows: list[list[object]] = []
-    for policy in policies(trace, spec, baseline_util):
+    references: list[Policy] = [
+        Oracle([r.arrival for r in trace], [r.work for r in trace], util=u) for u in oracle_utils
+    ]
+    for policy in [*policies(trace, spec, baseline_util), *references]:
         metrics, _ = replay(trace, spec, policy, warmup=WARMUP)
         delays = metrics.queue_delays
         over = sum(1 for d in delays if d > slo)
@@ -131,8 +141,8 @@ def rows_for(
             ]
         )
     # The best baseline: the cheapest whose p99 queue delay is within the SLO (else the cheapest).
-    ours = rows[0]
-    within = [r for r in rows[1:] if float(str(r[8])) <= slo] or rows[1:]
+    ours, baselines = rows[0], rows[1:4]
+    within = [r for r in baselines if float(str(r[8])) <= slo] or baselines
     best = min(within, key=lambda r: float(str(r[2]).replace(",", "")))
     saved = 1 - float(str(ours[2]).replace(",", "")) / float(str(best[2]).replace(",", ""))
     p99_ok = float(str(ours[8])) <= float(str(best[8]))
@@ -152,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-start", type=float, default=15.0, help="seconds, from stopped")
     parser.add_argument(
         "--baseline-util", type=float, default=0.7, help="SkyServe's QPS target, of capacity"
+    )
+    parser.add_argument(
+        "--oracle",
+        type=float,
+        action="append",
+        default=[],
+        metavar="UTIL",
+        help="add a clairvoyant reference at this utilisation (autoscaler_oracle.py); repeatable",
     )
     parser.add_argument("--only", choices=("full", "tuned", "held-out", "bursty"), nargs="*")
     args = parser.parse_args(argv)
@@ -175,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in chosen:
         label, requests = traces[key]
         print(f"replaying {label}: {len(requests)} requests", file=sys.stderr)
-        rows += rows_for(label, requests, spec, args.slo, args.baseline_util)
+        rows += rows_for(label, requests, spec, args.slo, args.baseline_util, args.oracle)
     headers = [
         "trace",
         "policy",
