@@ -268,3 +268,29 @@ def test_knob_errors_name_the_field(change: dict[str, float], field: str) -> Non
 
 def test_default_knobs_are_valid() -> None:
     assert knob_errors(EndpointKnobs()) == {}
+
+
+def test_a_burst_scales_up_before_the_smoothed_load_moves() -> None:
+    clock = ManualClock()
+    now = clock.now()
+    # A quiet minute, then the last 10 s at 500/s: the 60 s mean is still under 100/s.
+    samples = [
+        LoadSample(now - timedelta(seconds=s), 500.0 if s < 10 else 0.0) for s in range(120, -1, -2)
+    ]
+    demand = Demand(load_samples=samples, last_request_at=now)
+    slow = PolicyTuning(burst_window=0.0)
+    assert plan(KNOBS, demand, [ready("a")], now, tuning=slow).create == 0
+    decision = plan(KNOBS, demand, [ready("a")], now)
+    assert decision.predicted_load == pytest.approx(500.0)
+    assert decision.create == 4
+
+
+def test_from_zero_a_long_queue_asks_for_its_demand_not_one_worker() -> None:
+    clock = ManualClock()
+    workers = [WorkerView("w", WorkerState.STARTING, perf=PERF, state_since=clock.now())]
+    # 8 s of requests at 300/s wait, nothing is ready: the demand is about 300/s.
+    demand = Demand(
+        queue_time=8.0, waiting_requests=24, waiting_load=2400.0, last_request_at=clock.now()
+    )
+    decision = plan(KNOBS, demand, workers, clock.now())
+    assert decision.create >= 3
