@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from gpuyard.agent.runtimes.docker import (
+from gpuyard.agent.runtimes.docker import DockerRuntime
+from gpuyard.agent.runtimes.docker_client import docker_available
+from gpuyard.agent.runtimes.docker_spec import (
     LABEL_HOST_PORT,
     LABEL_SPEC_HASH,
     LABEL_WORKLOAD,
-    DockerRuntime,
     container_command,
     parse_docker_time,
 )
-from gpuyard.agent.runtimes.docker_client import docker_available
 from gpuyard.core.errors import NotFound
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState
@@ -114,14 +114,20 @@ async def test_exit_reports_code_and_log_tail(runtime: DockerRuntime, engine: Fa
     assert await runtime.logs("wl_vllm", tail_lines=1) == "CUDA error: out of memory\n"
 
 
-async def test_start_after_exit_replaces_the_container(
+async def test_start_after_exit_starts_the_same_container_unless_the_spec_changed(
     runtime: DockerRuntime, client: FakeDockerClient, engine: FakeEngine
 ) -> None:
+    """The same spec starts its container again (its files kept, as a rented instance's disk
+    survives a stop); another spec gets a new container."""
     first = await runtime.start(vllm())
     engine.containers[first.container_id or ""].finish(1)
-    second = await runtime.start(vllm())
-    assert second.state is WorkloadState.RUNNING and second.container_id != first.container_id
-    assert list(engine.containers) == [second.container_id]
+    again = await runtime.start(vllm())
+    assert again.state is WorkloadState.RUNNING and again.container_id == first.container_id
+    assert engine.containers[first.container_id or ""].starts == 2
+    engine.containers[first.container_id or ""].finish(1)
+    changed = await runtime.start(vllm(env={"HF_TOKEN": "new"}))
+    assert changed.state is WorkloadState.RUNNING and changed.container_id != first.container_id
+    assert list(engine.containers) == [changed.container_id]
     assert client.images.pulls == [IMAGE]  # pulled once; the engine has it now
 
 
