@@ -46,15 +46,21 @@ echo "SEEN loopback=\"$loopback\""
 """
 
 
-async def test_a_container_gets_its_share_and_nothing_else_of_the_host(
-    docker_engine: PrivateEngine, state_dir: Path, port_range: PortRange, tmp_path: Path
-) -> None:
+@pytest.fixture
+def models(tmp_path: Path, state_dir: Path) -> Path:
+    """Model files for containers to read, a private part of them, and an agent's state."""
     models = tmp_path / "models"
     (models / "private").mkdir(parents=True)
     (models / "weights.txt").write_text("w1")
     (models / "private" / "key").write_text("secret")
     state_dir.mkdir(parents=True)
     (state_dir / "host.json").write_text("{}")
+    return models
+
+
+async def test_a_container_gets_its_share_and_nothing_else_of_the_host(
+    docker_engine: PrivateEngine, state_dir: Path, port_range: PortRange, models: Path
+) -> None:
     with socket.socket() as listener:  # a loopback-only service of the host's
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -85,7 +91,8 @@ async def test_a_container_gets_its_share_and_nothing_else_of_the_host(
             assert done.exit_code == 0, done.log_tail
             seen = dict(re.findall(r'^SEEN (\w+)="(.*)"$', done.log_tail or "", re.MULTILINE))
             host = inspect(docker_engine, done.container_id)["HostConfig"]
-    assert seen["init"] == "docker-init" and int(seen["pids"]) <= 5  # its own PID namespace: init, sh, ls, grep
+    # Its own PID namespace: docker-init, sh, ls and grep.
+    assert seen["init"] == "docker-init" and int(seen["pids"]) <= 5
     assert seen["mem"] == str(4096 * 1024 * 1024)  # a quarter of the host: one GPU of four
     assert seen["cpu"] in ("200000 100000", "200000")  # two CPUs (cgroup v2 or v1)
     assert (seen["model"], seen["wrote"], seen["hidden"]) == ("w1", "no", "0")
@@ -138,4 +145,5 @@ async def test_docker_host_names_the_engine_the_runtime_uses(
     monkeypatch.setenv("DOCKER_HOST", f"unix://{docker_engine.dir}/no-such.sock")
     with pytest.raises(Unavailable, match="no Docker engine answers"):
         await choose_runtime("docker", state_dir, port_range=port_range)
-    assert isinstance(await choose_runtime("auto", state_dir, port_range=port_range), ProcessRuntime)
+    fallback = await choose_runtime("auto", state_dir, port_range=port_range)
+    assert isinstance(fallback, ProcessRuntime)
