@@ -96,7 +96,10 @@ async def _attack(
     sup = await join_shared_host(api, transport, runtime, state_dir, port_range)
     victim, attacker = await api.tenant("Victim"), await api.tenant("Mallory")
 
-    serve = f'mkdir -p /srv && cd /srv && echo {VICTIM_SECRET} > secret.txt && exec python3 -m http.server "$PORT"'
+    serve = (
+        f"mkdir -p /srv && cd /srv && echo {VICTIM_SECRET} > secret.txt"
+        ' && exec python3 -m http.server "$PORT"'
+    )
     body = {"name": "private", "gpu_type": "rtx-4090", "replicas": 1, "command": serve}
     body["container"] = PYTHON_IMAGE
     assert (await victim.client.post("/v1/clusters", json=body)).status_code == 201
