@@ -90,8 +90,9 @@ def engine_problem() -> str | None:
 def start_engine(cache_dir: Path) -> PrivateEngine:
     """Start a private engine and import the test images into it; raises ``RuntimeError`` with
     dockerd's own words when it does not come up."""
+    _sweep_stale()
     # Short on purpose: a unix socket path holds about 107 bytes.
-    base = Path(tempfile.mkdtemp(prefix="gyd-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=_PARENT))
     log = (base / "dockerd.log").open("wb")
     argv = [
         "dockerd",
@@ -148,6 +149,28 @@ def _wait_ready(engine: PrivateEngine) -> None:
             waited = f"dockerd did not answer in {START_TIMEOUT_S}s"
             raise RuntimeError(f"{waited}:\n{engine.log_tail()}")
         time.sleep(0.1)
+
+
+_PARENT = "/tmp"
+_PREFIX = "gyd-"
+
+
+def _sweep_stale() -> None:
+    """Delete what engines of killed test runs left (their dockerd ended with the run, see
+    ``_die_with_us``): directories no live ``dockerd`` uses, a minute old or more (so that one
+    another session is starting right now is left alone)."""
+    in_use = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            words = cmdline.read_bytes().split(b"\0")
+            if words and words[0].endswith(b"dockerd"):
+                in_use.update(w.decode(errors="replace") for w in words)
+    for base in Path(_PARENT).glob(f"{_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if f"--data-root={base / 'root'}" in in_use or time.time() - base.stat().st_mtime < 60:
+                continue
+            _unmount_under(base)
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def _pool_octet() -> int:

@@ -132,7 +132,13 @@ class FakeContainers:
         engine.containers[container.id] = container
         return container
 
-    def list(self, *, all: bool = False, filters: dict[str, Any] | None = None) -> list[Any]:
+    def list(
+        self,
+        *,
+        all: bool = False,
+        filters: dict[str, Any] | None = None,
+        ignore_removed: bool = False,
+    ) -> list[Any]:
         wanted = (filters or {}).get("label", [])
         wanted = [wanted] if isinstance(wanted, str) else list(wanted)
         found = []

@@ -160,7 +160,10 @@ class DockerRuntime:
 
     async def list(self) -> builtins.list[WorkloadStatus]:
         containers = await asyncio.to_thread(
-            self._client.containers.list, all=True, filters={"label": LABEL_WORKLOAD}
+            self._client.containers.list,
+            all=True,
+            filters={"label": LABEL_WORKLOAD},
+            ignore_removed=True,  # one removed between the listing and its inspect: not an error
         )
         statuses = [await self._status(c) for c in containers]
         seen = {s.id for s in statuses}
@@ -261,7 +264,9 @@ class DockerRuntime:
         return name
 
     def _ports_in_use(self) -> set[int]:
-        containers = self._client.containers.list(all=False, filters={"label": LABEL_HOST_PORT})
+        containers = self._client.containers.list(
+            all=False, filters={"label": LABEL_HOST_PORT}, ignore_removed=True
+        )
         return {int(c.labels[LABEL_HOST_PORT]) for c in containers}
 
     async def _find(self, workload_id: str) -> ContainerLike | None:
@@ -269,6 +274,7 @@ class DockerRuntime:
             self._client.containers.list,
             all=True,
             filters={"label": f"{LABEL_WORKLOAD}={workload_id}"},
+            ignore_removed=True,
         )
         return found[0] if found else None
 

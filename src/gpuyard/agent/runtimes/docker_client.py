@@ -48,7 +48,13 @@ class ContainersLike(Protocol):
         self, image: str, command: builtins.list[str] | None = None, **kwargs: Any
     ) -> Any: ...
 
-    def list(self, *, all: bool = False, filters: dict[str, Any] | None = None) -> Any: ...
+    def list(
+        self,
+        *,
+        all: bool = False,
+        filters: dict[str, Any] | None = None,
+        ignore_removed: bool = False,
+    ) -> Any: ...
 
 
 class ImagesLike(Protocol):
