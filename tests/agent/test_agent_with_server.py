@@ -168,7 +168,9 @@ async def test_a_command_that_exits_at_once_reads_exited_with_its_logs(
     sup = await join(api, transport, runtime, state_dir, port_range)
     await sup.step()
     t = await api.tenant()
-    command = "echo 'loading model'; echo 'boom: bad config' >&2; exit 3"
+    # A moment between the two: Docker keeps stdout and stderr as two streams and may merge lines
+    # written to both at once out of order.
+    command = "echo 'loading model'; sleep 0.2; echo 'boom: bad config' >&2; exit 3"
     url, _ = await rent(t, command, rig.image)
     [workload_id] = (await sup.step()).actions
     await wait_for(lambda: runtime.inspect(workload_id), ended)
