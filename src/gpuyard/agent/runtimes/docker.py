@@ -148,8 +148,12 @@ class DockerRuntime:
                 container = await asyncio.to_thread(self._create, spec)
             except (DockerException, NoFreePort, ValueError, CannotPull) as exc:
                 return self._fail(spec, _explain(exc))
-            with contextlib.suppress(APIError):  # the container then says why (State.Error)
+            try:
                 await asyncio.to_thread(container.start)
+            except APIError:
+                pass  # the engine refused: the container says why (State.Error), and keeps saying
+            except DockerException as exc:  # no answer in time, say: it may yet have started
+                log.warning("workload %s: starting its container: %s", spec.id, exc)
             return await self._status(container)
 
     async def inspect(self, workload_id: str) -> WorkloadStatus | None:
