@@ -268,8 +268,10 @@ class DockerRuntime:
         return name
 
     def _ports_in_use(self) -> set[int]:
+        """The host ports of all our containers, stopped ones too: a stopped instance keeps its
+        port for when it starts again."""
         containers = self._client.containers.list(
-            all=False, filters={"label": LABEL_HOST_PORT}, ignore_removed=True
+            all=True, filters={"label": LABEL_HOST_PORT}, ignore_removed=True
         )
         return {int(c.labels[LABEL_HOST_PORT]) for c in containers}
 
