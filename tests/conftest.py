@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests import databases
+from tests import docker_engine as dockerd
+from tests.docker_images import cache_dir
 from tests.harness import Api, start_api
 
 _pg_skip_reason: str | None = None
+_docker_skip_reason: str | None = None
+_DOCKER_SKIP = "no private Docker engine could start: "
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +36,26 @@ def pg_database() -> Iterator[str]:
     url = databases.run(databases.create_pg_database())
     yield url
     databases.run(databases.drop_pg_database(url))
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[dockerd.PrivateEngine]:
+    """A private Docker engine for the session (one per xdist worker), with the test images."""
+    global _docker_skip_reason
+    problem = dockerd.engine_problem()
+    engine = None
+    if problem is None:
+        try:
+            engine = dockerd.start_engine(cache_dir())
+        except Exception as exc:  # dockerd's own words say why
+            problem = f"{type(exc).__name__}: {exc}"
+    if engine is None:
+        if os.environ.get(dockerd.REQUIRE_ENV) == "1":
+            pytest.fail(f"Docker is required ({dockerd.REQUIRE_ENV}=1) but: {problem}")
+        _docker_skip_reason = f"{_DOCKER_SKIP}{problem}"
+        pytest.skip(_docker_skip_reason)
+    yield engine
+    engine.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -60,3 +84,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"{_pg_skip_reason}. Set GPUYARD_TEST_POSTGRES_URL or start Postgres to run it."
         )
+    docker_reason = _docker_skip_reason or _skipped_for(terminalreporter, _DOCKER_SKIP)
+    if docker_reason:
+        terminalreporter.write_sep("!", "DOCKER LEG SKIPPED", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"{docker_reason}. Run the tests as root with docker.io and busybox-static "
+            "installed to run it."
+        )
+
+
+def _skipped_for(terminalreporter: pytest.TerminalReporter, prefix: str) -> str | None:
+    """The reason of a test skipped for ``prefix``, as reported to this process (under
+    pytest-xdist the workers' module globals never reach the controller, their reports do)."""
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+        text = str(reason)
+        if prefix in text:
+            return text[text.index(prefix) :]
+    return None

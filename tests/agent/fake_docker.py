@@ -1,10 +1,14 @@
 """A small, honest in-memory Docker engine behind the parts of ``docker.DockerClient`` we use.
 
 It keeps containers, images and networks, enforces what a real engine enforces for those calls
-(unique names, published ports, GPU device ids it has, images present before ``run``, networks
-that exist), raises the SDK's own exceptions, and lets a test play the workload's part
-(``finish``, ``write``). Each container keeps the keyword arguments it was run with (``run_kwargs``)
-so a test can say what the runtime asked of the engine.
+(unique names and images present at ``create``; networks that exist, published ports free and
+GPU device ids it has at ``start``, where a refusal leaves the container ``created`` with its
+``State.Error``, as ``dockerd`` does), raises the SDK's own exceptions, and lets a test play the
+workload's part (``finish``, ``write``). Each container keeps the keyword arguments it was created
+with (``run_kwargs``) so a test can say what the runtime asked of the engine. The tests against a
+real private engine (``test_docker_engine.py``) check the same rules where one can start; this
+fake keeps the runtime's logic tested everywhere else, and plays what no test engine has (GPUs,
+a registry).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from docker.errors import APIError, ImageNotFound, NotFound
 
 _ids = itertools.count(1)
+_NEVER = "0001-01-01T00:00:00Z"
 
 
 class FakeContainer:
@@ -31,11 +36,13 @@ class FakeContainer:
         self.network: str = kw.get("network") or "bridge"
         self.ports: dict[str, Any] = dict(kw.get("ports") or {})
         self.device_requests: list[dict[str, Any]] = list(kw.get("device_requests") or [])
-        self.status = "running"
+        self.status = "created"
+        self.error = ""
         self.exit_code = 0
         self.pid = 1000 + int(self.id, 16)
         self.output = ""
         self.stop_timeouts: list[int] = []
+        self.starts = 0
         self.handles_sigterm = True
 
     @property
@@ -57,13 +64,32 @@ class FakeContainer:
                 "Running": running,
                 "Pid": self.pid if running else 0,
                 "ExitCode": self.exit_code,
-                "Error": "",
+                "Error": self.error,
                 "OOMKilled": False,
-                "StartedAt": "2026-01-01T00:00:00.123456789Z",
-                "FinishedAt": "0001-01-01T00:00:00Z" if running else "2026-01-01T00:01:00.5Z",
+                "StartedAt": _NEVER if self.never_ran else "2026-01-01T00:00:00.123456789Z",
+                "FinishedAt": _NEVER if running or self.never_ran else "2026-01-01T00:01:00.5Z",
             },
             "Config": {"Labels": dict(self._labels)},
         }
+
+    @property
+    def never_ran(self) -> bool:
+        return self.status == "created"
+
+    def start(self) -> None:
+        if self.status == "running":
+            return
+        engine = self._engine
+        try:
+            engine.check_start(self)
+        except APIError as exc:
+            self.error = str(exc.explanation or exc)
+            if self.status == "created":
+                self.exit_code = 128
+            raise
+        self.error = ""
+        self.status = "running"
+        self.starts += 1
 
     def stop(self, *, timeout: int) -> None:
         self.stop_timeouts.append(timeout)
@@ -93,9 +119,8 @@ class FakeContainers:
     def __init__(self, engine: FakeEngine) -> None:
         self._engine = engine
 
-    def run(self, image: str, command: list[str] | None = None, **kw: Any) -> FakeContainer:
+    def create(self, image: str, command: list[str] | None = None, **kw: Any) -> FakeContainer:
         engine = self._engine
-        assert kw.get("detach") is True, "the runtime must never block on a container"
         if image not in engine.images:
             raise ImageNotFound(f"No such image: {image}")
         if any(c.name == kw["name"] for c in engine.containers.values()):
@@ -103,23 +128,17 @@ class FakeContainers:
         network = kw.get("network")
         if network and network not in engine.networks and network not in _BUILTIN_NETWORKS:
             raise NotFound(f"network {network} not found")
-        for binding in (kw.get("ports") or {}).values():
-            port = _host_port(binding)
-            if port in engine.published_ports():
-                raise APIError(f"Bind for 0.0.0.0:{port} failed: port is already allocated")
-        for request in kw.get("device_requests") or []:
-            missing = [d for d in request["DeviceIDs"] if d not in engine.gpus]
-            if missing:
-                raise APIError(
-                    'could not select device driver "" with capabilities: [[gpu]]'
-                    if not engine.gpus
-                    else f"unknown device ids {missing}"
-                )
         container = FakeContainer(engine, image, command, **kw)
         engine.containers[container.id] = container
         return container
 
-    def list(self, *, all: bool = False, filters: dict[str, Any] | None = None) -> list[Any]:
+    def list(
+        self,
+        *,
+        all: bool = False,
+        filters: dict[str, Any] | None = None,
+        ignore_removed: bool = False,
+    ) -> list[Any]:
         wanted = (filters or {}).get("label", [])
         wanted = [wanted] if isinstance(wanted, str) else list(wanted)
         found = []
@@ -184,6 +203,20 @@ class FakeEngine:
         self.gpus = gpus or set()
         self.containers: dict[str, FakeContainer] = {}
         self.networks: dict[str, dict[str, Any]] = {}  # name -> what it was created with
+
+    def check_start(self, container: FakeContainer) -> None:
+        for binding in container.ports.values():
+            port = _host_port(binding)
+            if port in self.published_ports():
+                raise APIError(f"Bind for 0.0.0.0:{port} failed: port is already allocated")
+        for request in container.device_requests:
+            missing = [d for d in request["DeviceIDs"] if d not in self.gpus]
+            if missing:
+                raise APIError(
+                    'could not select device driver "" with capabilities: [[gpu]]'
+                    if not self.gpus
+                    else f"unknown device ids {missing}"
+                )
 
     def published_ports(self) -> set[int]:
         return {

@@ -102,3 +102,20 @@ def agent_args(tmp_path: Path, server: str, token: str | None) -> list[str]:
     args = ["agent", "--server", server, "--state-dir", str(tmp_path / "s")]
     args += ["--runtime", "process", "--gpus", "RTX 4090:1", "--address", "127.0.0.1"]
     return args + (["--token", token] if token else [])
+
+
+def test_runtime_docker_uses_docker_host_and_needs_an_engine(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    args = [a if a != "process" else "docker" for a in agent_args(tmp_path, "http://x", "gyj_t")]
+    dead = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "GPUYARD_RUNTIME": "process"}
+    result = runner.invoke(app, args, env=dead)  # the flag wins over GPUYARD_RUNTIME
+    assert result.exit_code == 1
+    out = plain(result.output)
+    assert "no Docker engine answers (is dockerd running, is DOCKER_HOST right?)" in out
+    assert "Traceback" not in out
+    by_env = [
+        a for a in agent_args(tmp_path, "http://x", "gyj_t") if a not in ("--runtime", "process")
+    ]
+    result = runner.invoke(app, by_env, env={**dead, "GPUYARD_RUNTIME": "docker"})
+    assert result.exit_code == 1 and "no Docker engine answers" in plain(result.output)

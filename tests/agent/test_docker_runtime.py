@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from gpuyard.agent.runtimes.docker import (
+from gpuyard.agent.runtimes.docker import DockerRuntime
+from gpuyard.agent.runtimes.docker_client import docker_available
+from gpuyard.agent.runtimes.docker_spec import (
     LABEL_HOST_PORT,
     LABEL_SPEC_HASH,
     LABEL_WORKLOAD,
-    DockerRuntime,
+    ContainerPlan,
+    Networking,
+    ResourceShare,
     container_command,
+    create_options,
     parse_docker_time,
 )
-from gpuyard.agent.runtimes.docker_client import docker_available
 from gpuyard.core.errors import NotFound
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState
@@ -114,14 +118,20 @@ async def test_exit_reports_code_and_log_tail(runtime: DockerRuntime, engine: Fa
     assert await runtime.logs("wl_vllm", tail_lines=1) == "CUDA error: out of memory\n"
 
 
-async def test_start_after_exit_replaces_the_container(
+async def test_start_after_exit_starts_the_same_container_unless_the_spec_changed(
     runtime: DockerRuntime, client: FakeDockerClient, engine: FakeEngine
 ) -> None:
+    """The same spec starts its container again (its files kept, as a rented instance's disk
+    survives a stop); another spec gets a new container."""
     first = await runtime.start(vllm())
     engine.containers[first.container_id or ""].finish(1)
-    second = await runtime.start(vllm())
-    assert second.state is WorkloadState.RUNNING and second.container_id != first.container_id
-    assert list(engine.containers) == [second.container_id]
+    again = await runtime.start(vllm())
+    assert again.state is WorkloadState.RUNNING and again.container_id == first.container_id
+    assert engine.containers[first.container_id or ""].starts == 2
+    engine.containers[first.container_id or ""].finish(1)
+    changed = await runtime.start(vllm(env={"HF_TOKEN": "new"}))
+    assert changed.state is WorkloadState.RUNNING and changed.container_id != first.container_id
+    assert list(engine.containers) == [changed.container_id]
     assert client.images.pulls == [IMAGE]  # pulled once; the engine has it now
 
 
@@ -239,3 +249,47 @@ async def test_docker_available() -> None:
     real = await docker_available(timeout_s=1.0)  # the engine the environment names, if any
     if not _engine_configured():
         assert real is False
+
+
+async def test_a_container_that_cannot_start_again_is_made_anew(
+    runtime: DockerRuntime, engine: FakeEngine
+) -> None:
+    """Its host port was taken while it was stopped: the engine refuses ``start``, so the
+    runtime removes it and makes a new container on a free port."""
+    first = await runtime.start(vllm())
+    await runtime.stop("wl_vllm", grace_s=1)
+    squatter = await runtime.start(vllm(id="wl_squat", gpu_uuids=[], gpu_indices=[]))
+    engine.containers[squatter.container_id or ""].ports = {"8000/tcp": first.host_port}
+    again = await runtime.start(vllm())
+    assert again.state is WorkloadState.RUNNING and again.container_id != first.container_id
+    assert again.host_port not in (first.host_port, squatter.host_port)
+    assert first.container_id not in engine.containers
+
+
+def test_limits_are_the_gpus_share_of_the_host() -> None:
+    share = ResourceShare(cpu_cores=16, ram_mb=65536, gpus=4)
+    assert share.limits(vllm()) == {  # two GPUs of four
+        "nano_cpus": 8 * 10**9,
+        "mem_limit": 32768 * 2**20,
+        "memswap_limit": 32768 * 2**20,
+    }
+    assert share.limits(vllm(gpu_uuids=[], gpu_indices=[])) == {}
+    assert ResourceShare(cpu_cores=16, ram_mb=65536, gpus=0).limits(vllm()) == {}
+
+
+def test_create_options_on_the_hosts_network_and_with_mounts() -> None:
+    plan = ContainerPlan(
+        networking=Networking.HOST,
+        listen_host="127.0.0.1",
+        use_gpus=False,
+        read_only=("/models",),
+        hidden=("/models/private", "/elsewhere"),
+    )
+    options = create_options(vllm(), plan, host_port=40123, network=None)
+    assert options["network_mode"] == "host" and "ports" not in options
+    assert "network" not in options and options["environment"]["PORT"] == "40123"
+    assert options["labels"][LABEL_HOST_PORT] == "40123"
+    assert options["init"] is True and options["privileged"] is False
+    assert "device_requests" not in options
+    mounts = [(m["Type"], m["Target"], m["ReadOnly"]) for m in options["mounts"]]
+    assert mounts == [("bind", "/models", True), ("tmpfs", "/models/private", True)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpuyard.agent.runtimes.docker import DockerRuntime, network_name
+from gpuyard.agent.runtimes.docker import DockerRuntime
+from gpuyard.agent.runtimes.docker_spec import network_name
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState
 

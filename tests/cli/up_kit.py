@@ -57,9 +57,11 @@ def listening(port: int) -> bool:
 
 
 def base_env(home: Path) -> dict[str, str]:
-    """The test's environment without any GPUYARD_* setting of the developer's shell."""
+    """The test's environment without any GPUYARD_* setting of the developer's shell; the local
+    agent runs the process runtime even where a Docker engine answers, unless a test asks."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUYARD_")}
     env.update(HOME=str(home), NO_COLOR="1", TERM="dumb", COLUMNS="200", PYTHONUNBUFFERED="1")
+    env["GPUYARD_RUNTIME"] = "process"
     return env
 
 

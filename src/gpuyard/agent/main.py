@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from gpuyard.agent.backoff import Backoff
 from gpuyard.agent.gpus import (
@@ -20,7 +23,7 @@ from gpuyard.agent.gpus import (
     listen_host,
     parse_gpu_declaration,
 )
-from gpuyard.agent.runtimes import choose_runtime
+from gpuyard.agent.runtimes import ResourceShare, choose_runtime
 from gpuyard.agent.runtimes.sandbox import SandboxConfig
 from gpuyard.agent.state import DEFAULT_STATE_DIR, AgentState, StateError
 from gpuyard.agent.supervisor import Supervisor
@@ -125,6 +128,7 @@ async def run_agent(
             use_gpus=bool(found.gpus),
             listen_host=listen_host(options.address),
             sandbox=options.sandbox,
+            share=host_share(len(found.gpus or declared)),
         )
         if saved is not None and options.join_token:
             log.info("already registered as host %s; the join token is not used", saved.host_id)
@@ -168,6 +172,15 @@ async def run_agent(
         finally:
             if http is not None:
                 await http.aclose()
+
+
+def host_share(gpus: int) -> ResourceShare:
+    """This host's CPUs and memory, which containers share in proportion to their GPUs."""
+    return ResourceShare(
+        cpu_cores=float(psutil.cpu_count(logical=True) or os.cpu_count() or 1),
+        ram_mb=psutil.virtual_memory().total // (1024 * 1024),
+        gpus=gpus,
+    )
 
 
 class _Probed:

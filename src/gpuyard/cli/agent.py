@@ -126,8 +126,11 @@ RuntimeOpt = Annotated[
     RuntimeName,
     typer.Option(
         "--runtime",
+        envvar="GPUYARD_RUNTIME",
+        show_envvar=True,
         case_sensitive=False,
-        help="How workloads run: docker, process, or auto (docker when an engine answers).",
+        help="How workloads run: docker (the engine at DOCKER_HOST, else the local socket), "
+        "process, or auto (docker when that engine answers, else process).",
     ),
 ]
 Ports = Annotated[

@@ -54,8 +54,11 @@ async def local_join_token(settings: Settings) -> str | None:
         await engine.dispose()
 
 
-def local_agent_options(settings: Settings, gpus: str | None, token: str | None) -> AgentOptions:
+def local_agent_options(
+    settings: Settings, gpus: str | None, token: str | None, *, runtime: str = "auto"
+) -> AgentOptions:
     return AgentOptions(
+        runtime=runtime,
         server_url=f"http://127.0.0.1:{settings.port}",
         join_token=token,
         gpus=gpus or DEFAULT_LOCAL_GPUS,

@@ -72,14 +72,25 @@ def _settings(
 
 
 def _run(
-    settings: Settings, *, gpus: str | None = None, with_agent: bool = False, demo: bool = False
+    settings: Settings,
+    *,
+    gpus: str | None = None,
+    with_agent: bool = False,
+    demo: bool = False,
+    runtime: str = "auto",
 ) -> None:
     # The server's modules (FastAPI, SQLAlchemy, every router) are loaded by the commands that
     # serve, not by every client command: `gpuyard vms list` starts in a third of the time.
     from gpuyard.cli.serve import StartupError, console, run_server
 
     try:
-        run_server(settings, local_gpus=gpus, with_agent=with_agent, with_demo=demo)
+        run_server(
+            settings,
+            local_gpus=gpus,
+            with_agent=with_agent,
+            with_demo=demo,
+            local_runtime=runtime,
+        )
     except StartupError as exc:
         console.print(f"[bold red]error:[/bold red] {exc}")
         raise typer.Exit(2) from exc
@@ -102,6 +113,7 @@ def up(
         ),
     ] = None,
     workers: Workers = None,
+    runtime: agent_cli.RuntimeOpt = agent_cli.RuntimeName.AUTO,
     demo: Annotated[
         bool,
         typer.Option(
@@ -124,7 +136,13 @@ def up(
     (A standalone `gpuyard agent` instead leaves its workloads running and re-adopts them.)
     With --workers N the API is served by N processes; the local agent still runs once.
     """
-    _run(_settings(host, port, data_dir, workers), gpus=gpus, with_agent=True, demo=demo)
+    _run(
+        _settings(host, port, data_dir, workers),
+        gpus=gpus,
+        with_agent=True,
+        demo=demo,
+        runtime=runtime.value,
+    )
 
 
 @app.command()

@@ -20,6 +20,7 @@ from rich.console import Console
 from sqlalchemy.exc import IntegrityError
 
 from gpuyard.agent.main import AgentOptions
+from gpuyard.agent.runtimes.docker_client import docker_available
 from gpuyard.cli.api_process import configure_logging, use_fast_event_loop, uvicorn_config
 from gpuyard.cli.local_host import (
     LOCAL_HOST_GATE,
@@ -205,6 +206,7 @@ def run_server(
     local_gpus: str | None = None,
     with_agent: bool = False,
     with_demo: bool = False,
+    local_runtime: str = "auto",
 ) -> None:
     """Start, serve until stopped, stop. Raises ``StartupError`` for what the user can fix."""
     take_stop_signals()
@@ -221,12 +223,17 @@ def run_server(
         agent = None
         if with_agent:
             token = asyncio.run(local_join_token(settings))
-            agent = local_agent_options(settings, local_gpus, token)
+            agent = local_agent_options(settings, local_gpus, token, runtime=local_runtime)
+            if local_runtime == "docker" and not asyncio.run(docker_available()):
+                raise StartupError(
+                    "--runtime docker: no Docker engine answers (is dockerd running, is "
+                    "DOCKER_HOST right?); use --runtime process instead"
+                )
             rebind_local_agent(agent)
             console.print(
-                f"Local agent: state in {agent.state_dir}; GPUs from NVML, else {agent.gpus!r} "
-                "(choose with --gpus). Stopping gpuyard up stops its workloads; the next start "
-                "runs them again."
+                f"Local agent: {local_runtime} runtime, state in {agent.state_dir}; GPUs from "
+                f"NVML, else {agent.gpus!r} (choose with --gpus). Stopping gpuyard up stops its "
+                "workloads; the next start runs them again."
             )
         _stop_if_interrupted()
         use_fast_event_loop()

@@ -1,7 +1,7 @@
 """Runtimes that run workloads on a host: ``process`` (subprocesses) and ``docker`` (containers).
 
-``choose_runtime`` picks one by name, or ``auto``: ``docker`` when a Docker engine answers a ping,
-else ``process``.
+``choose_runtime`` picks one by name, or ``auto``: ``docker`` when the Docker engine the
+environment names (``DOCKER_HOST``, else the local socket) answers a ping, else ``process``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from pathlib import Path
 from docker.errors import DockerException
 
 from gpuyard.agent.runtimes.base import Runtime
-from gpuyard.agent.runtimes.docker import DockerRuntime
+from gpuyard.agent.runtimes.docker import DockerRuntime, probe_networking
 from gpuyard.agent.runtimes.docker_client import (
     DockerClientLike,
     connect_docker,
     docker_available,
 )
+from gpuyard.agent.runtimes.docker_spec import ResourceShare
 from gpuyard.agent.runtimes.process import ProcessRuntime
 from gpuyard.agent.runtimes.sandbox import SandboxConfig, open_sandbox
 from gpuyard.core.clock import Clock
@@ -29,6 +30,7 @@ __all__ = [
     "RUNTIME_NAMES",
     "DockerRuntime",
     "ProcessRuntime",
+    "ResourceShare",
     "Runtime",
     "choose_runtime",
     "docker_available",
@@ -50,6 +52,7 @@ async def choose_runtime(
     listen_host: str = "127.0.0.1",
     docker_timeout_s: float = 2.0,
     sandbox: SandboxConfig | None = None,
+    share: ResourceShare | None = None,
 ) -> Runtime:
     """The runtime called ``name`` (``process``, ``docker``; ``None`` or ``auto`` to pick).
 
@@ -57,7 +60,9 @@ async def choose_runtime(
     socket). ``use_gpus=False`` tells the docker runtime the host's GPUs are logical (declared), so
     containers get no GPU device requests. ``listen_host`` is where workloads' ports are
     published. ``sandbox`` is how the process runtime sandboxes (``sandbox.py``); ``on`` where
-    no sandbox can run raises ``Unavailable`` (``sandbox_unavailable``).
+    no sandbox can run raises ``Unavailable`` (``sandbox_unavailable``); its read-only paths are
+    mounted read-only into containers too. ``share`` (the host's CPUs, memory and GPUs) gives
+    containers CPU and memory limits in proportion to their GPUs.
     """
     choice = (name or "auto").strip().lower()
     if choice not in RUNTIME_NAMES:
@@ -68,10 +73,15 @@ async def choose_runtime(
     client = docker_client
     if client is None:
         try:
-            client = await asyncio.to_thread(connect_docker, docker_timeout_s)
+            # A client for the ping that waits no longer than it may, one for the work after.
+            probe = await asyncio.to_thread(connect_docker, docker_timeout_s)
+            if await docker_available(probe, timeout_s=docker_timeout_s):
+                client = await asyncio.to_thread(connect_docker)
         except DockerException as exc:
             log.info("no Docker engine: %s", exc)
-    if client is not None and await docker_available(client, timeout_s=docker_timeout_s):
+    elif not await docker_available(client, timeout_s=docker_timeout_s):
+        client = None
+    if client is not None:
         return DockerRuntime(
             client,
             port_range=port_range,
@@ -79,6 +89,10 @@ async def choose_runtime(
             use_gpus=use_gpus,
             listen_host=listen_host,
             state_dir=state_dir,
+            networking=await asyncio.to_thread(probe_networking, client),
+            read_only=config.read_only,
+            hidden=config.private,
+            share=share,
         )
     if choice == "docker":
         raise Unavailable(

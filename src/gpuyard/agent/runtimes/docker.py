@@ -4,15 +4,16 @@ A container is named ``gpuyard-<workload id>`` and labelled with the workload id
 its host port, so a restarted agent finds (re-adopts) its containers by label. Which containers
 were stopped on request (rather than ending on their own) is kept in ``docker-stopped.json`` in
 the agent's state dir, so a restarted agent still reports them ``stopped``, and starts them again
-when the server wants them running. GPUs are given as
-device requests for the spec's GPU uuids (or indices); the spec's port is published on a host port
-from the agent's range. See ``docs/agent-runtimes.md`` for how a spec becomes a container.
+when the server wants them running. How a spec becomes a container (command, env, GPUs, port,
+network, limits, mounts) is in ``docker_spec.py``; the rules are in ``docs/agent-runtimes.md``.
 
-Tenancy rules, as far as the SDK can state them: never privileged, never the host's network (nor
-its PID or IPC namespace), only the assigned GPUs (device requests, and ``NVIDIA_VISIBLE_DEVICES``
-which the spec cannot override), and a bridge network per org (``gpuyard-org-<org id>``) so
-containers of different orgs cannot reach each other; the port is published on the agent's
-listen address only.
+Tenancy rules, as far as the SDK can state them: never privileged, never the host's PID or IPC
+namespace, only the assigned GPUs (device requests, and ``NVIDIA_VISIBLE_DEVICES`` which the spec
+cannot override), CPU and memory limits from the workload's share of the host, and a bridge
+network per org (``gpuyard-org-<org id>``) so containers of different orgs cannot reach each
+other; the port is published on the agent's listen address only. On an engine that cannot make
+bridge networks, containers use the host's network and the runtime reports that it does not
+isolate.
 """
 
 from __future__ import annotations
@@ -21,75 +22,62 @@ import asyncio
 import builtins
 import contextlib
 import json
+import logging
 import math
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import DeviceRequest
 
 from gpuyard.agent.ports import NoFreePort, PortAllocator
 from gpuyard.agent.runtimes.base import DEFAULT_GRACE_S, LOG_TAIL_LINES, unknown_workload
 from gpuyard.agent.runtimes.docker_client import ContainerLike, DockerClientLike
+from gpuyard.agent.runtimes.docker_spec import (
+    LABEL_HOST_PORT,
+    LABEL_ORG,
+    LABEL_SPEC_HASH,
+    LABEL_WORKLOAD,
+    SHARED_NETWORK,
+    ContainerPlan,
+    Networking,
+    ResourceShare,
+    container_command,
+    create_options,
+    network_name,
+    parse_docker_time,
+    state_message,
+    workload_state,
+)
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.hosts import Isolation, PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
 
-LABEL_WORKLOAD = "gpuyard.workload_id"
-LABEL_SPEC_HASH = "gpuyard.spec_hash"
-LABEL_HOST_PORT = "gpuyard.host_port"
-LABEL_KIND = "gpuyard.kind"
-LABEL_ORG = "gpuyard.org"
-NETWORK_PREFIX = "gpuyard-org-"
-SHARED_NETWORK = "gpuyard-workloads"
-"""For a spec that names no org (``gpuyard.org`` label)."""
+__all__ = ["DockerRuntime", "Networking", "ResourceShare", "probe_networking"]
+
+log = logging.getLogger(__name__)
+
 STOPPED_FILE = "docker-stopped.json"
-
-_STATES = {
-    "created": WorkloadState.STARTING,
-    "running": WorkloadState.RUNNING,
-    "restarting": WorkloadState.RUNNING,
-    "paused": WorkloadState.RUNNING,
-    "removing": WorkloadState.STOPPED,
-    "exited": WorkloadState.EXITED,
-    "dead": WorkloadState.FAILED,
-}
+HOST_NETWORK_REASON = (
+    "the Docker engine cannot make bridge networks, so containers share the host's network "
+    "(they reach its loopback services and each other)"
+)
 
 
-def container_name(workload_id: str) -> str:
-    return f"gpuyard-{workload_id}"
+def probe_networking(client: DockerClientLike) -> Networking:
+    """``bridge`` when the engine can make (or already has) gpuyard's shared bridge network,
+    else ``host``. Blocks: run it in a thread."""
+    try:
+        if not client.networks.list(names=[SHARED_NETWORK]):
+            client.networks.create(SHARED_NETWORK, driver="bridge", labels={LABEL_ORG: ""})
+    except APIError as exc:
+        log.warning("the Docker engine cannot make a bridge network: %s", exc)
+        return Networking.HOST
+    return Networking.BRIDGE
 
 
-def container_command(spec: WorkloadSpec) -> tuple[list[str] | None, list[str] | None]:
-    """``(entrypoint, command)`` for a spec; ``None`` keeps the image's own."""
-    if spec.command is not None and spec.command.strip():
-        return ["/bin/sh", "-c"], [spec.command, "gpuyard", *spec.args]
-    if spec.onstart is not None and spec.onstart.strip():
-        script = f'{spec.onstart}\nexec "$@"' if spec.args else spec.onstart
-        return ["/bin/sh", "-c"], [script, "gpuyard", *spec.args]
-    return None, (list(spec.args) or None)
-
-
-def network_name(spec: WorkloadSpec) -> str:
-    """The org's own bridge network."""
-    org = spec.labels.get(LABEL_ORG)
-    return f"{NETWORK_PREFIX}{org}" if org else SHARED_NETWORK
-
-
-def container_env(spec: WorkloadSpec) -> dict[str, str]:
-    env = dict(spec.env)
-    devices = spec.gpu_uuids or [str(i) for i in spec.gpu_indices]
-    env["NVIDIA_VISIBLE_DEVICES"] = ",".join(devices) or "void"  # the NVIDIA runtime reads it
-    env["GPUYARD_WORKLOAD_ID"] = spec.id
-    if spec.port is not None:
-        env["PORT"] = str(spec.port)
-    keys = "\n".join(k.strip() for k in spec.ssh_authorized_keys if k.strip())
-    if keys:
-        env["GPUYARD_SSH_AUTHORIZED_KEYS"] = keys
-        env["SSH_PUBLIC_KEY"] = keys
-    return env
+class CannotPull(Exception):
+    """The engine lacks the image and cannot pull it; the message names the image."""
 
 
 class DockerRuntime:
@@ -104,20 +92,44 @@ class DockerRuntime:
         use_gpus: bool = True,
         listen_host: str = "0.0.0.0",
         state_dir: Path | None = None,
+        networking: Networking = Networking.BRIDGE,
+        read_only: tuple[str, ...] = (),
+        hidden: tuple[str, ...] = (),
+        share: ResourceShare | None = None,
     ) -> None:
         """``use_gpus=False`` leaves device requests out: the host's GPUs are logical ones.
         ``listen_host`` is the host address ports are published on. ``state_dir`` keeps which
-        containers were stopped on request across agent restarts."""
+        containers were stopped on request across agent restarts. ``read_only`` host paths are
+        mounted read-only at the same path in every container, ``hidden`` ones under them are
+        covered by an empty tmpfs; ``share`` sets CPU and memory limits."""
         self._client = client
-        self._listen_host = listen_host
-        self.isolation = Isolation(isolates=True, runtime="docker", sandbox="docker containers")
+        self._plan = ContainerPlan(
+            networking=networking,
+            listen_host=listen_host,
+            use_gpus=use_gpus,
+            read_only=tuple(os.path.abspath(p) for p in read_only),
+            hidden=tuple(os.path.abspath(p) for p in hidden),
+            share=share,
+        )
+        if networking is Networking.HOST:
+            self.isolation = Isolation(
+                isolates=False,
+                runtime="docker",
+                sandbox="docker containers",
+                reason=HOST_NETWORK_REASON,
+            )
+        else:
+            self.isolation = Isolation(isolates=True, runtime="docker", sandbox="docker containers")
         self._ports = PortAllocator(port_range)
         self._clock: Clock = clock or SystemClock()
-        self._use_gpus = use_gpus
         self._failures: dict[str, WorkloadStatus] = {}
         self._stopped_path = state_dir / STOPPED_FILE if state_dir is not None else None
         self._stop_requested: set[str] = self._load_stopped()
         self._lock = asyncio.Lock()
+
+    @property
+    def networking(self) -> Networking:
+        return self._plan.networking
 
     async def start(self, spec: WorkloadSpec) -> WorkloadStatus:
         async with self._lock:
@@ -126,13 +138,22 @@ class DockerRuntime:
                 status = await self._status(existing)
                 if status.state.is_active:
                     return status
+                self._forget_stop(spec.id)
+                if await self._restart(existing, status, spec):
+                    return await self._status(existing)
                 await asyncio.to_thread(existing.remove, force=True)
             self._failures.pop(spec.id, None)
             self._forget_stop(spec.id)
             try:
-                container = await asyncio.to_thread(self._run, spec)
-            except (DockerException, NoFreePort, ValueError) as exc:
+                container = await asyncio.to_thread(self._create, spec)
+            except (DockerException, NoFreePort, ValueError, CannotPull) as exc:
                 return self._fail(spec, _explain(exc))
+            try:
+                await asyncio.to_thread(container.start)
+            except APIError:
+                pass  # the engine refused: the container says why (State.Error), and keeps saying
+            except DockerException as exc:  # no answer in time, say: it may yet have started
+                log.warning("workload %s: starting its container: %s", spec.id, exc)
             return await self._status(container)
 
     async def inspect(self, workload_id: str) -> WorkloadStatus | None:
@@ -143,7 +164,10 @@ class DockerRuntime:
 
     async def list(self) -> builtins.list[WorkloadStatus]:
         containers = await asyncio.to_thread(
-            self._client.containers.list, all=True, filters={"label": LABEL_WORKLOAD}
+            self._client.containers.list,
+            all=True,
+            filters={"label": LABEL_WORKLOAD},
+            ignore_removed=True,  # one removed between the listing and its inspect: not an error
         )
         statuses = [await self._status(c) for c in containers]
         seen = {s.id for s in statuses}
@@ -178,6 +202,20 @@ class DockerRuntime:
             raise unknown_workload(workload_id)
         return await asyncio.to_thread(_logs, container, tail_lines)
 
+    async def _restart(
+        self, container: ContainerLike, status: WorkloadStatus, spec: WorkloadSpec
+    ) -> bool:
+        """Start an ended container of the same spec again, keeping its files (a rented
+        instance's disk survives a stop), as ``docker start`` does; False when it cannot be."""
+        if status.spec_hash != spec.spec_hash() or status.state is WorkloadState.FAILED:
+            return False
+        try:
+            await asyncio.to_thread(container.start)
+        except APIError as exc:  # its port was taken meanwhile, say: a new container then
+            log.info("workload %s: starting its container again failed: %s", spec.id, exc)
+            return False
+        return True
+
     def _load_stopped(self) -> set[str]:
         if self._stopped_path is None:
             return set()
@@ -192,6 +230,7 @@ class DockerRuntime:
     def _save_stopped(self) -> None:
         if self._stopped_path is None:
             return
+        self._stopped_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._stopped_path.with_name(STOPPED_FILE + ".tmp")
         tmp.write_text(json.dumps(sorted(self._stop_requested)))
         os.replace(tmp, self._stopped_path)
@@ -201,52 +240,39 @@ class DockerRuntime:
             self._stop_requested.discard(workload_id)
             self._save_stopped()
 
-    def _run(self, spec: WorkloadSpec) -> Any:
+    def _create(self, spec: WorkloadSpec) -> Any:
         if not spec.image:
             raise ValueError("the docker runtime needs an image")
         try:
             self._client.images.get(spec.image)
         except ImageNotFound:
-            self._client.images.pull(spec.image)
-        labels = {
-            **spec.labels,
-            LABEL_WORKLOAD: spec.id,
-            LABEL_SPEC_HASH: spec.spec_hash(),
-            LABEL_KIND: str(spec.kind),
-        }
-        kwargs: dict[str, Any] = {}
+            try:
+                self._client.images.pull(spec.image)
+            except DockerException as exc:
+                raise CannotPull(f"cannot pull {spec.image}: {_explain(exc)}") from exc
+        host_port = None
         if spec.port is not None:
             host_port = self._ports.allocate(taken=self._ports_in_use())
-            labels[LABEL_HOST_PORT] = str(host_port)
-            kwargs["ports"] = {f"{spec.port}/tcp": (self._listen_host, host_port)}
-        devices = spec.gpu_uuids or [str(i) for i in spec.gpu_indices]
-        if devices and self._use_gpus:
-            kwargs["device_requests"] = [DeviceRequest(device_ids=devices, capabilities=[["gpu"]])]
-        entrypoint, command = container_command(spec)
-        if entrypoint is not None:
-            kwargs["entrypoint"] = entrypoint
-        return self._client.containers.run(
-            spec.image,
-            command,
-            detach=True,
-            name=container_name(spec.id),
-            environment=container_env(spec),
-            labels=labels,
-            network=self._network(spec),
-            privileged=False,
-            **kwargs,
-        )
+        network = self._network(spec) if self._plan.networking is Networking.BRIDGE else None
+        options = create_options(spec, self._plan, host_port=host_port, network=network)
+        _, command = container_command(spec)
+        return self._client.containers.create(spec.image, command, **options)
 
     def _network(self, spec: WorkloadSpec) -> str:
         """The org's bridge network, made the first time one of its workloads runs here."""
         name = network_name(spec)
         if not self._client.networks.list(names=[name]):
             org = spec.labels.get(LABEL_ORG, "")
-            self._client.networks.create(name, driver="bridge", labels={LABEL_ORG: org})
+            with contextlib.suppress(APIError):  # made meanwhile by a concurrent start
+                self._client.networks.create(name, driver="bridge", labels={LABEL_ORG: org})
         return name
 
     def _ports_in_use(self) -> set[int]:
-        containers = self._client.containers.list(all=False, filters={"label": LABEL_HOST_PORT})
+        """The host ports of all our containers, stopped ones too: a stopped instance keeps its
+        port for when it starts again."""
+        containers = self._client.containers.list(
+            all=True, filters={"label": LABEL_HOST_PORT}, ignore_removed=True
+        )
         return {int(c.labels[LABEL_HOST_PORT]) for c in containers}
 
     async def _find(self, workload_id: str) -> ContainerLike | None:
@@ -254,6 +280,7 @@ class DockerRuntime:
             self._client.containers.list,
             all=True,
             filters={"label": f"{LABEL_WORKLOAD}={workload_id}"},
+            ignore_removed=True,
         )
         return found[0] if found else None
 
@@ -277,11 +304,15 @@ class DockerRuntime:
         labels = container.labels
         workload_id = labels.get(LABEL_WORKLOAD, container.name)
         raw: dict[str, Any] = container.attrs.get("State") or {}
-        state = _STATES.get(str(raw.get("Status", "")), WorkloadState.UNKNOWN)
+        state = workload_state(raw)
         if state is WorkloadState.EXITED and workload_id in self._stop_requested:
             state = WorkloadState.STOPPED
+        started_at = parse_docker_time(raw.get("StartedAt"))
         final = state.is_final
-        exit_code = int(raw["ExitCode"]) if final and raw.get("ExitCode") is not None else None
+        ran = started_at is not None  # the engine's code for a container it never started is 128
+        exit_code = (
+            int(raw["ExitCode"]) if final and ran and raw.get("ExitCode") is not None else None
+        )
         pid = int(raw.get("Pid") or 0) or None
         port = labels.get(LABEL_HOST_PORT)
         return WorkloadStatus(
@@ -291,24 +322,12 @@ class DockerRuntime:
             host_port=int(port) if port else None,
             pid=pid,
             container_id=container.id,
-            started_at=parse_docker_time(raw.get("StartedAt")),
+            started_at=started_at,
             finished_at=parse_docker_time(raw.get("FinishedAt")) if final else None,
-            message=_message(raw, state, exit_code),
+            message=state_message(raw, state, exit_code),
             log_tail=_logs(container, LOG_TAIL_LINES),
             spec_hash=labels.get(LABEL_SPEC_HASH),
         )
-
-
-def _message(raw: dict[str, Any], state: WorkloadState, exit_code: int | None) -> str | None:
-    if raw.get("Error"):
-        return str(raw["Error"])
-    if raw.get("OOMKilled"):
-        return "killed: out of memory"
-    if state.is_final and exit_code is not None:
-        return f"{state.value} with code {exit_code}"
-    if raw.get("Status") == "paused":
-        return "paused"
-    return None
 
 
 def _logs(container: ContainerLike, tail_lines: int) -> str:
@@ -323,18 +342,3 @@ def _explain(exc: Exception) -> str:
     if isinstance(exc, APIError):
         return f"docker: {exc.explanation or exc}"
     return str(exc)
-
-
-def parse_docker_time(value: object) -> datetime | None:
-    """Docker's RFC 3339 times carry nanoseconds; its zero time means "never"."""
-    if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
-        return None
-    text = value.replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
-    try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError:
-        return None

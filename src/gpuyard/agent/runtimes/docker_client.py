@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import math
 from typing import Any, Protocol
 
 import docker
@@ -31,6 +32,8 @@ class ContainerLike(Protocol):
 
     def reload(self) -> None: ...
 
+    def start(self) -> None: ...
+
     def stop(self, *, timeout: int) -> None: ...
 
     def remove(self, *, force: bool = False) -> None: ...
@@ -41,9 +44,17 @@ class ContainerLike(Protocol):
 
 
 class ContainersLike(Protocol):
-    def run(self, image: str, command: builtins.list[str] | None = None, **kwargs: Any) -> Any: ...
+    def create(
+        self, image: str, command: builtins.list[str] | None = None, **kwargs: Any
+    ) -> Any: ...
 
-    def list(self, *, all: bool = False, filters: dict[str, Any] | None = None) -> Any: ...
+    def list(
+        self,
+        *,
+        all: bool = False,
+        filters: dict[str, Any] | None = None,
+        ignore_removed: bool = False,
+    ) -> Any: ...
 
 
 class ImagesLike(Protocol):
@@ -71,12 +82,18 @@ class DockerClientLike(Protocol):
     def ping(self) -> bool: ...
 
 
-def connect_docker(timeout_s: float = 2.0) -> DockerClientLike:
-    """A client for the engine the environment names (``DOCKER_HOST`` or the local socket).
+CALL_TIMEOUT_S = 120.0
+"""How long one call to the engine may take: creating a container copies its image's files on
+some storage drivers, and a stop waits out the grace period first (the SDK adds that itself)."""
 
-    Raises ``docker.errors.DockerException`` when no engine answers.
+
+def connect_docker(timeout_s: float = CALL_TIMEOUT_S) -> DockerClientLike:
+    """A client for the engine the environment names (``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``,
+    ``DOCKER_CERT_PATH``, else the local socket); every call it makes waits at most ``timeout_s``.
+
+    Raises ``docker.errors.DockerException`` when the environment names no usable engine.
     """
-    client: DockerClientLike = docker.DockerClient.from_env(timeout=max(1, round(timeout_s)))
+    client: DockerClientLike = docker.DockerClient.from_env(timeout=max(1, math.ceil(timeout_s)))
     return client
 
 
@@ -86,6 +103,7 @@ async def docker_available(
     """True when a Docker engine answers a ping within about ``timeout_s``; never raises."""
 
     def ping() -> bool:
+        # A client of its own for the ping, whose calls wait no longer than the ping may.
         return bool((client or connect_docker(timeout_s)).ping())
 
     try:
