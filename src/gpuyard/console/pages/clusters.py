@@ -3,6 +3,7 @@ page (replicas and their health, scale, roll a new container, delete, its events
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.responses import Response
@@ -58,9 +59,12 @@ async def create(visit: Visit) -> str:
 async def detail(visit: Visit, error: str | None = None, status: int = 200) -> Response:
     cluster_id = visit.request.path_params["cluster_id"]
     cluster = await visit.api.get(visit.api.org(f"clusters/{cluster_id}"))
+    # The org's events of the last day (the API filters by type and time, not by subject).
+    day_ago = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    since = max(cluster["created_at"], day_ago)
     events = [
         e
-        for e in await visit.api.all_pages(visit.api.org("events"), since=cluster["created_at"])
+        for e in await visit.api.all_pages(visit.api.org("events"), since=since)
         if e["subject_id"] == cluster_id
     ][-20:][::-1]
     return visit.render("cluster.html", status=status, error=error, cluster=cluster, events=events)

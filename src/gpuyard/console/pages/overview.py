@@ -1,5 +1,5 @@
 """The overview: the org, its instances and clusters at a glance, GPUs in use as a chart, and
-the last day's events."""
+the last hour's events."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ async def view(visit: Visit, error: str | None = None, status: int = 200) -> Res
     api = visit.api
     vms = await api.all_pages(api.org("vms"))
     clusters = await api.all_pages(api.org("clusters"))
-    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     events = (await api.all_pages(api.org("events"), since=since))[-15:][::-1]
     states = Counter(vm["actual_status"] or vm["intended_status"] for vm in vms)
     running = [vm for vm in vms if vm["actual_status"] == "running"]
