@@ -192,3 +192,19 @@ async def test_html_in_a_label_and_in_logs_is_escaped(api: Api) -> None:
         assert SCRIPT not in html, page
         assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in html, page
     assert "running" in (await browser.get(vm_page)).text
+
+
+async def test_a_suspended_org_ends_its_sessions_with_the_apis_reason(api: Api) -> None:
+    tenant = await api.tenant("Acme")
+    browser = await signed_in(api, tenant.key)
+    r = await api.client.post(
+        f"/v1/admin/orgs/{tenant.org_id}/suspend", json={"reason": "unpaid <b>bill</b>"}
+    )
+    assert r.status_code == 200, r.text
+    page = await browser.get("/console/instances")
+    assert page.status_code == 403
+    assert f"organization {tenant.org_id} is suspended" in page.text
+    assert "&lt;b&gt;bill&lt;/b&gt;" in page.text and "<b>bill" not in page.text
+    assert 'gpuyard_console=""' in page.headers["set-cookie"]
+    r = await browser.post("/console/sign-in", data={"api_key": tenant.key})
+    assert r.status_code == 403 and "is suspended" in r.text

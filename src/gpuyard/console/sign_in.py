@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from gpuyard.console import session
 from gpuyard.console.api import Api, ApiError
-from gpuyard.console.web import PREFIX, templates
+from gpuyard.console.web import PREFIX, sign_in_page
 
 REASONS = {
     "expired": "Your key no longer works (revoked or expired): sign in again.",
@@ -18,10 +18,7 @@ REASONS = {
 
 def _form(request: Request, *, error: str | None = None, status: int = 200) -> HTMLResponse:
     notice = REASONS.get(request.query_params.get("reason", ""))
-    html = templates.get_template("sign_in.html").render(
-        prefix=PREFIX, error=error, notice=None if error else notice
-    )
-    return HTMLResponse(html, status_code=status)
+    return sign_in_page(error=error, notice=notice, status=status)
 
 
 async def show(request: Request) -> Response:

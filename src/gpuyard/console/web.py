@@ -87,6 +87,15 @@ def sign_in_url(reason: str | None = None) -> str:
     return f"{PREFIX}/sign-in" + (f"?reason={quote(reason)}" if reason else "")
 
 
+def sign_in_page(
+    *, error: str | None = None, notice: str | None = None, status: int = 200
+) -> HTMLResponse:
+    html = templates.get_template("sign_in.html").render(
+        prefix=PREFIX, error=error, notice=None if error else notice
+    )
+    return HTMLResponse(html, status_code=status)
+
+
 def _go(request: Request, url: str) -> Response:
     """A redirect; to htmx's polling, an ``HX-Redirect`` so the whole page goes there."""
     if request.headers.get("hx-request"):
@@ -112,7 +121,11 @@ def with_visit(nav: list[NavItem], handle: Callable[[Visit], Awaitable[Response]
             except ApiError as exc:
                 if exc.signed_out:
                     return _signed_out(request, "expired")
-                raise
+                # The key works no more for another reason (its org suspended, say): the
+                # sign-in page, with the API's words.
+                refused = sign_in_page(error=exc.message, status=exc.status)
+                session.forget_key(refused, request)
+                return refused
             api.org_id = me["org_id"]
             visit = Visit(request, api, me, session.csrf_token(key), nav)
             if request.method == "POST":
