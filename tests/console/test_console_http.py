@@ -208,3 +208,17 @@ async def test_a_suspended_org_ends_its_sessions_with_the_apis_reason(api: Api) 
     assert 'gpuyard_console=""' in page.headers["set-cookie"]
     r = await browser.post("/console/sign-in", data={"api_key": tenant.key})
     assert r.status_code == 403 and "is suspended" in r.text
+
+
+async def test_lists_past_the_first_page_and_a_bad_query_in_the_apis_words(api: Api) -> None:
+    for i in range(105):  # the API's pages hold 100 at most
+        r = await api.client.post("/v1/admin/orgs", json={"name": f"org-{i:03d}"})
+        assert r.status_code == 201, r.text
+    operator = await signed_in(api, api.operator_key)
+    html = (await operator.get("/console/orgs")).text
+    assert html.count("<tr>") == 1 + 1 + 105  # the header, the operator's org, every other
+    assert "org-104" in html
+    r = await operator.get("/console/marketplace", params={"query": "num_gpus>=banana"})
+    assert r.status_code == 200
+    found = re.search(r'<p class="error" role="alert">([^<]*)</p>', r.text)
+    assert found and "num_gpus" in found.group(1), r.text

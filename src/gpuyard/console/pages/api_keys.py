@@ -25,10 +25,11 @@ async def view(
 
 
 async def create(visit: Visit) -> Response:
-    form = await visit.request.form()
+    fields = await visit.form()
+    scopes = (await visit.request.form()).getlist("scopes")  # one per box ticked
     body = {
-        "name": text({"name": str(form.get("name", ""))}, "name") or "",
-        "scopes": [s for s in form.getlist("scopes") if isinstance(s, str)],
+        "name": text(fields, "name") or "",
+        "scopes": [s for s in scopes if isinstance(s, str)],
     }
     created = await visit.api.post(visit.api.org("api-keys"), body)
     return await view(visit, status=201, created=created)  # the secret, this once
