@@ -156,6 +156,8 @@ def page(view: View) -> Callable[[Visit], Awaitable[Response]]:
         try:
             return await view(visit)
         except ApiError as exc:
+            if exc.signed_out:
+                raise
             return visit.render("error.html", status=exc.status, message=exc.message)
 
     return run
