@@ -17,12 +17,14 @@ import pytest
 
 from tests.cli.up_kit import Launcher, Server, wait_for_hosts
 
+_skip_reason: str | None = None
 VENDOR = Path(__file__).parent / "vendor"
 AXE = VENDOR / "axe-core-4.14.1.min.js"
 
 
 def _chromium() -> str:
     """The system Chromium's path, or skip (fail where a browser is required)."""
+    global _skip_reason
     problem = None
     found = os.environ.get("GPUYARD_TEST_CHROMIUM") or shutil.which("chromium")
     found = found or shutil.which("chromium-browser")
@@ -35,6 +37,7 @@ def _chromium() -> str:
     if problem:
         if os.environ.get("GPUYARD_TEST_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser tests required (GPUYARD_TEST_REQUIRE_BROWSER=1) but: {problem}")
+        _skip_reason = problem
         pytest.skip(f"BROWSER TESTS SKIPPED: {problem}")
     assert found is not None
     return found
@@ -78,3 +81,11 @@ def browser(chromium_path: str) -> Iterator[Any]:
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the run keeps a screenshot of every page (under pytest's tmp dir, not committed)."""
     return tmp_path_factory.mktemp("console-screenshots")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _skip_reason:
+        terminalreporter.write_sep("!", "CONSOLE BROWSER TESTS SKIPPED", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"{_skip_reason}. Set GPUYARD_TEST_REQUIRE_BROWSER=1 to make this a failure."
+        )
