@@ -16,10 +16,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpuyard import __version__
+from gpuyard.console import console_app
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.errors import GpuyardError
 from gpuyard.server import query_keys
@@ -165,7 +166,18 @@ def create_app(
         app.include_router(module.router)
     app.include_router(clusters.native)
     app.include_router(clusters.vectorlay)
+    _mount_console(app)
     return app
+
+
+def _mount_console(app: FastAPI) -> None:
+    """The web console at ``/console`` (``/`` leads there): it calls this app's public API."""
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/console/", status_code=303)
+
+    app.mount("/console", console_app(app))
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -1,0 +1,91 @@
+"""Real Chromium (the system's; Playwright's own download is not used) against one real
+``gpuyard up`` per module.
+
+Without Chromium or Playwright the browser tests skip and say why, unless
+``GPUYARD_TEST_REQUIRE_BROWSER=1`` (``.ci/run`` sets it): then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.up_kit import Launcher, Server, wait_for_hosts
+
+_skip_reason: str | None = None
+VENDOR = Path(__file__).parent / "vendor"
+AXE = VENDOR / "axe-core-4.14.1.min.js"
+
+
+def _chromium() -> str:
+    """The system Chromium's path, or skip (fail where a browser is required)."""
+    global _skip_reason
+    problem = None
+    found = os.environ.get("GPUYARD_TEST_CHROMIUM") or shutil.which("chromium")
+    found = found or shutil.which("chromium-browser")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problem = "Playwright for Python is not installed (pip install -e '.[dev]')"
+    if found is None:
+        problem = "no chromium on PATH (apt-get install chromium)"
+    if problem:
+        if os.environ.get("GPUYARD_TEST_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests required (GPUYARD_TEST_REQUIRE_BROWSER=1) but: {problem}")
+        _skip_reason = problem
+        pytest.skip(f"BROWSER TESTS SKIPPED: {problem}")
+    assert found is not None
+    return found
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    return _chromium()
+
+
+@pytest.fixture(scope="module")
+def up(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``gpuyard up`` with four fake RTX 4090s and a one-second heartbeat."""
+    launcher = Launcher(tmp_path_factory.mktemp("up"))
+    try:
+        server = launcher("--gpus", "RTX 4090:4", env={"GPUYARD_HEARTBEAT_SECONDS": "1"})
+        server.wait_ready()
+        (key,) = server.printed_keys()
+        wait_for_hosts(server, key, 1)
+        yield server
+    finally:
+        launcher.kill_all()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(
+            executable_path=chromium_path,
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the run keeps a screenshot of every page (under pytest's tmp dir, not committed)."""
+    return tmp_path_factory.mktemp("console-screenshots")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _skip_reason:
+        terminalreporter.write_sep("!", "CONSOLE BROWSER TESTS SKIPPED", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"{_skip_reason}. Set GPUYARD_TEST_REQUIRE_BROWSER=1 to make this a failure."
+        )

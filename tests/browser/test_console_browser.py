@@ -1,0 +1,254 @@
+"""The console in real Chromium against a real ``gpuyard up``: an operator and an org's user
+sign in, rent an offer and watch the instance run and log, create a cluster and watch it turn
+healthy, create and revoke a key, cordon a host; HTML in names and logs never runs; every page
+has labelled controls, passes axe-core (WCAG 2 A/AA) and is photographed (wide, phone, dark).
+
+One server and one browser for the module; each user's page is shared by the tests after it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import AXE
+from tests.cli.up_kit import Server
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-browser")]
+
+WAIT_MS = 60_000
+SCRIPT = "<script>window.pwned=1</script>"
+COUNTER = (
+    "echo '<script>window.pwned=2</script>'; i=0; "
+    'while true; do echo "line $i"; i=$((i+1)); sleep 0.5; done'
+)
+HTTP_SERVER = "exec python3 -m http.server $PORT --bind 127.0.0.1"
+PAGES = ["overview", "marketplace", "instances", "clusters", "api-keys", "ssh-keys"]
+OPERATOR_PAGES = ["hosts", "join-tokens", "prices", "orgs"]
+
+
+def expect(target: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
+def _script_error(message: Any) -> bool:
+    """A console error other than the browser noting a refusal the test asked for (a 4xx)."""
+    refused = "the server responded with a status of 4"
+    return bool(message.type == "error" and refused not in message.text)
+
+
+def new_page(browser: Any, **options: Any) -> Any:
+    context = browser.new_context(**options)
+    context.add_init_script(path=str(AXE))  # through the debugger: not subject to the CSP
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirmations of destructive buttons
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if _script_error(m) else None)
+    page.js_errors = errors
+    return page
+
+
+def go(page: Any, title: str) -> None:
+    """Follow the navigation's link."""
+    page.get_by_role("navigation").get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", name=title, level=1)).to_be_visible()
+
+
+def sign_in(page: Any, base_url: str, key: str) -> None:
+    page.goto(f"{base_url}/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+
+
+def check_page(page: Any, shots: Path, name: str) -> None:
+    """Labelled controls, no axe violations, no script errors (a CSP refusal is one), and a
+    screenshot."""
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+            .filter(e => e.type !== 'hidden')
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+            .map(e => e.outerHTML)"""
+    )
+    assert unlabelled == [], name
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa']}))
+            .violations.map(v => v.id + ': ' + v.nodes.map(n => n.target).join(' '))"""
+    )
+    assert violations == [], name
+    assert page.js_errors == [], name
+    assert page.evaluate("window.pwned") is None, name
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def operator(browser: Any, up: Server) -> Iterator[Any]:
+    page = new_page(browser)
+    page.goto(f"{up.base_url}/console/sign-in")
+    page.get_by_label("API key").fill("vl_" + "x" * 43)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("That key was refused: invalid API key")
+    sign_in(page, up.base_url, up.printed_keys()[0])
+    yield page
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def customer(browser: Any, up: Server, operator: Any) -> Iterator[Any]:
+    """An org's user, whose org and first key the operator made on the Organizations page."""
+    operator.goto(f"{up.base_url}/console/orgs")
+    operator.get_by_label("Name").fill("Acme")
+    operator.get_by_role("button", name="Create organization").click()
+    row = operator.get_by_role("row").filter(has_text="Acme")
+    row.get_by_role("button", name="Issue a key").click()
+    key = operator.locator("#org-key").input_value()
+    page = new_page(browser)
+    sign_in(page, up.base_url, key)
+    yield page
+    page.context.close()
+
+
+@pytest.mark.timeout(240)
+def test_rent_an_offer_and_watch_the_instance_run_and_log(
+    up: Server, customer: Any, screenshots: Path
+) -> None:
+    page = customer
+    go(page, "Marketplace")
+    page.get_by_label("Filter").fill("num_gpus=1")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name=re.compile(r"Rent offer \d+")).first.click()
+    page.get_by_label("Command").fill(COUNTER)
+    page.get_by_label("Label", exact=True).fill(SCRIPT)
+    check_page(page, screenshots, "rent")
+    page.get_by_role("button", name="Rent").click()
+
+    expect(page.get_by_test_id("vm-state")).to_contain_text("running")  # polled, no reload
+    expect(page.get_by_test_id("logs")).to_contain_text("line 3")
+    expect(page.get_by_test_id("logs")).to_contain_text("<script>window.pwned=2</script>")
+    assert page.evaluate("window.pwned") is None
+    check_page(page, screenshots, "instance")
+
+    go(page, "Overview")
+    expect(page.get_by_test_id("running-gpus")).to_have_text("1")
+    chart = page.locator("canvas[data-chart]")
+    expect(chart).to_have_attribute("aria-label", re.compile("running 1"))
+    assert page.evaluate("c => Chart.getChart(c).data.labels", chart.element_handle()) == [
+        "running"
+    ]  # drawn by Chart.js under the console's CSP
+    check_page(page, screenshots, "overview-customer")
+
+    go(page, "Instances")
+    expect(page.get_by_role("cell", name=SCRIPT)).to_be_visible()  # the label, as text
+    check_page(page, screenshots, "instances")
+    page.get_by_role("row").filter(has_text=SCRIPT).get_by_role("link").click()
+    page.get_by_label("Label", exact=True).fill("trainer")
+    page.get_by_role("button", name="Save label").click()
+    expect(page.get_by_label("Label", exact=True)).to_have_value("trainer")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_test_id("vm-state")).to_contain_text(re.compile("stopped|exited"))
+    page.get_by_role("button", name="Destroy").click()
+    expect(page.get_by_role("heading", name="Instances", level=1)).to_be_visible()
+    expect(page.get_by_text("No instances.")).to_be_visible()
+
+
+@pytest.mark.timeout(240)
+def test_create_a_cluster_and_watch_it_turn_healthy(
+    up: Server, customer: Any, screenshots: Path
+) -> None:
+    page = customer
+    go(page, "Clusters")
+    expect(page.get_by_text("No clusters.")).to_be_visible()
+    page.get_by_label("Name").fill(SCRIPT)
+    page.get_by_label("Container image").fill("python:3")
+    page.get_by_label("Command").fill(HTTP_SERVER)
+    page.get_by_label("Health path").fill("/")
+    page.get_by_role("button", name="Create cluster").click()
+    expect(page.get_by_role("alert")).to_contain_text("name must be 1-63 lowercase letters")
+    expect(page.get_by_label("Name")).to_have_value(SCRIPT)  # kept, as text
+    assert page.evaluate("window.pwned") is None
+
+    page.get_by_label("Name").fill("web")
+    page.get_by_role("button", name="Create cluster").click()
+    expect(page.get_by_role("heading", name="Cluster web")).to_be_visible()
+    expect(page.get_by_test_id("cluster-status")).to_contain_text("healthy")
+    check_page(page, screenshots, "cluster")
+
+    page.get_by_label("Replicas").fill("2")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_text("2 / 2")).to_be_visible()
+    expect(page.get_by_test_id("cluster-status")).to_contain_text("healthy")
+    go(page, "Clusters")
+    expect(page.get_by_role("link", name="web")).to_be_visible()
+    check_page(page, screenshots, "clusters")
+
+
+def test_create_and_revoke_a_key(customer: Any, screenshots: Path) -> None:
+    page = customer
+    go(page, "API keys")
+    page.get_by_label("Name").fill("ci")
+    page.get_by_label("org:read").check()
+    page.get_by_label("org:write").uncheck()
+    page.get_by_role("button", name="Create key").click()
+    secret = page.locator("#new-key")
+    assert secret.input_value().startswith("vl_")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    check_page(page, screenshots, "api-keys-created")
+    row = page.get_by_role("row").filter(has_text="ci")
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_role("row").filter(has_text="ci")).to_contain_text("revoked")
+    expect(page.locator("#new-key")).to_have_count(0)  # shown once
+
+
+def test_the_operator_cordons_and_uncordons_a_host(operator: Any, screenshots: Path) -> None:
+    page = operator
+    go(page, "Hosts")
+    host = page.locator("section.host").first
+    host.get_by_role("button", name="Cordon").click()
+    expect(page.locator("section.host").first).to_contain_text("cordoned")
+    check_page(page, screenshots, "hosts-cordoned")
+    page.locator("section.host").first.get_by_role("button", name="Uncordon").click()
+    expect(page.locator("section.host").first.get_by_role("button", name="Cordon")).to_be_visible()
+
+
+def test_a_join_token_shows_the_agent_command(up: Server, operator: Any) -> None:
+    page = operator
+    go(page, "Join tokens")
+    page.get_by_label("Name").fill("rack 3")
+    page.get_by_role("button", name="Create join token").click()
+    command = page.locator("#join-command").input_value()
+    assert re.fullmatch(rf"gpuyard agent --server {up.base_url} --token gyj_\S+", command)
+
+
+def test_every_page_is_accessible_on_a_laptop_a_phone_and_in_the_dark(
+    browser: Any, up: Server, operator: Any, screenshots: Path
+) -> None:
+    for name in PAGES + OPERATOR_PAGES:
+        operator.goto(f"{up.base_url}/console/{name}")
+        expect(operator.get_by_role("heading", level=1)).to_be_visible()
+        check_page(operator, screenshots, name)
+    operator.get_by_role("button", name="Switch light or dark").click()
+    check_page(operator, screenshots, "orgs-dark")
+
+    phone = new_page(browser, viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        sign_in(phone, up.base_url, up.printed_keys()[0])
+        for name in ("overview", "clusters", "hosts"):
+            phone.goto(f"{up.base_url}/console/{name}")
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, (name, width)  # no sideways scrolling of the page
+            check_page(phone, screenshots, f"{name}-phone")
+    finally:
+        phone.context.close()
+    signed_out = operator
+    signed_out.get_by_role("button", name="Sign out").click()
+    expect(signed_out.get_by_role("status")).to_contain_text("Signed out.")
+    check_page(signed_out, screenshots, "sign-in")
