@@ -24,3 +24,8 @@ def cents_floor(microcents: int) -> int:
 def dollars_per_hour(cents_per_hour: int) -> float:
     """For dialects (Vast's ``dph_total``) that speak dollars; display only, never summed."""
     return cents_per_hour / 100
+
+
+def dollars(cents: int) -> float:
+    """A balance for dialects that speak dollars (Vast's ``credit``); display only."""
+    return cents / 100

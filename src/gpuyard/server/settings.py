@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     default_gpu_price_cents: int = Field(
         default=50, ge=0, description="cents per GPU-hour for GPU types with no operator price"
     )
+    meter_settle_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="running workloads are settled into the ledger this often (and at once when "
+        "they start or stop)",
+    )
     log_level: str = "info"
 
     @field_validator("database_url")

@@ -14,6 +14,7 @@ from gpuyard.server.controllers.clusters import ClusterController
 from gpuyard.server.controllers.heard_flush import HeardFlush
 from gpuyard.server.controllers.hosts import HostHealthController
 from gpuyard.server.controllers.key_expiry import KeyExpiryController
+from gpuyard.server.controllers.metering import MeteringController
 from gpuyard.server.controllers.retention import RetentionSweeper
 from gpuyard.server.services.wakeups import Wakeups
 
@@ -59,6 +60,14 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
             drain_seconds=ctx.settings.replica_drain_seconds,
+        ),
+        MeteringController(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
+            settle_seconds=ctx.settings.meter_settle_seconds,
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
         HeardFlush(heard=ctx.heard, sessions=ctx.sessions),
