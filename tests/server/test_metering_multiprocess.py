@@ -21,7 +21,7 @@ from gpuyard.core.money import MICROCENTS_PER_CENT, microcents_for
 from gpuyard.server import orm
 from gpuyard.server.db import create_engine, session_factory, write_session
 from tests.server.metered_fleet import add_org, add_running_instances
-from tests.server.test_controllers_multiprocess import fresh_pg, free_port, wait_ready
+from tests.server.test_controllers_multiprocess import free_port, fresh_pg, wait_ready
 
 pytestmark = pytest.mark.slow
 __all__ = ["fresh_pg"]
