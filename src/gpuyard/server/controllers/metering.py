@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, select
+from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,7 +61,8 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
         return row.pk
 
     async def apply(self, session: AsyncSession, row: orm.Meter, item: int, result: None) -> None:
-        await self.settle(session, [row], self.clock.now())
+        found = await session.execute(select(*_COLUMNS).where(orm.Meter.pk == row.pk))
+        await self.settle(session, list(found.all()), self.clock.now())
 
     async def step(self) -> int:
         """Open meters for newly running workloads (once per pass), then claim one batch of due
@@ -72,8 +73,8 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
                 await open_meters(session, now)
             meters = list(
                 (
-                    await session.scalars(
-                        select(orm.Meter)
+                    await session.execute(
+                        select(*_COLUMNS)
                         .where(*self._ready(now))
                         .order_by(orm.Meter.next_run_at.asc().nulls_first(), orm.Meter.pk)
                         .limit(self.batch_size)
@@ -84,28 +85,38 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
             if meters:
                 await self.settle(session, meters, now)
         self._mid_pass = len(meters) >= self.batch_size
-        for _ in meters:
-            self._count("applied")
+        if self.metrics is not None and meters:
+            self.metrics.controller_runs.labels(self.name, "applied").inc(len(meters))
         return len(meters)
 
-    async def settle(self, session: AsyncSession, meters: list[orm.Meter], now: datetime) -> None:
-        seen = await _observe(session, meters)
-        entries = []
+    async def settle(self, session: AsyncSession, meters: list[Any], now: datetime) -> None:
+        """Count, charge and reschedule ``meters`` (rows of ``_COLUMNS``, locked by the caller):
+        one bulk update of the meters and one bulk insert of the ledger entries."""
+        seen = await _observe(session, [m.workload_id for m in meters])
+        next_run = self._after(self.revisit or DEFAULT_SETTLE_SECONDS)
+        gone = _Seen(Observed(billable=False, gone=True), None)
+        updates: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
         for meter in meters:
-            found = seen.get(meter.workload_id, _Seen(Observed(billable=False, gone=True), None))
+            found = seen.get(meter.workload_id, gone)
             acc = _accrual(meter)
             if found.cents_per_hour is not None:
                 acc = reprice(acc, found.cents_per_hour)
             acc = accrue(acc, found.observed, now)
+            change = _stored(acc)
             due = acc.due_cents(meter.charged_cents)
             if due:
-                entries.append(_charge(meter, acc, due, now))
-            _store(meter, acc)
-            meter.next_run_at = self._after(self.revisit or DEFAULT_SETTLE_SECONDS)
-            if found.observed.gone and not acc.running:
-                meter.closed_at = now
-        session.add_all(entries)
-        await session.flush()
+                entry, charged = _charge(meter, acc, due, now)
+                entries.append(entry)
+                change.update(charged)
+            change["pk"] = meter.pk
+            change["next_run_at"] = next_run
+            change["closed_at"] = now if found.observed.gone and not acc.running else None
+            updates.append(change)
+        if entries:
+            await session.execute(insert(orm.LedgerEntry), entries)
+        for same in _grouped(updates):
+            await session.execute(update(orm.Meter), same)
 
 
 async def open_meters(session: AsyncSession, now: datetime) -> None:
@@ -160,9 +171,8 @@ async def open_meters(session: AsyncSession, now: datetime) -> None:
     await session.execute(insert(orm.Meter).from_select(columns, missing).on_conflict_do_nothing())
 
 
-async def _observe(session: AsyncSession, meters: list[orm.Meter]) -> dict[str, _Seen]:
-    """Each meter's workload (state, reported start and end) and the price of what it runs."""
-    ids = [m.workload_id for m in meters]
+async def _observe(session: AsyncSession, ids: list[str]) -> dict[str, _Seen]:
+    """Each workload's state, reported start and end, and the price of what it runs."""
     wl = orm.Workload
     rows = await session.execute(
         select(
@@ -196,7 +206,28 @@ async def _observe(session: AsyncSession, meters: list[orm.Meter]) -> dict[str, 
     return seen
 
 
-def _accrual(meter: orm.Meter) -> Accrual:
+_COLUMNS = (
+    orm.Meter.pk,
+    orm.Meter.workload_id,
+    orm.Meter.org_id,
+    orm.Meter.resource_kind,
+    orm.Meter.resource_id,
+    orm.Meter.num_gpus,
+    orm.Meter.cents_per_hour,
+    orm.Meter.seconds,
+    orm.Meter.base_microcents,
+    orm.Meter.total_seconds,
+    orm.Meter.ledgered_seconds,
+    orm.Meter.charged_cents,
+    orm.Meter.period,
+    orm.Meter.running,
+    orm.Meter.accrued_until,
+    orm.Meter.settled_at,
+    orm.Meter.created_at,
+)
+
+
+def _accrual(meter: Any) -> Accrual:
     return Accrual(
         cents_per_hour=meter.cents_per_hour,
         seconds=meter.seconds,
@@ -207,33 +238,48 @@ def _accrual(meter: orm.Meter) -> Accrual:
     )
 
 
-def _store(meter: orm.Meter, acc: Accrual) -> None:
-    meter.cents_per_hour = acc.cents_per_hour
-    meter.seconds = acc.seconds
-    meter.base_microcents = acc.base_microcents
-    meter.total_seconds = acc.total_seconds
-    meter.running = acc.running
-    meter.accrued_until = acc.accrued_until
+def _stored(acc: Accrual) -> dict[str, Any]:
+    return {
+        "cents_per_hour": acc.cents_per_hour,
+        "seconds": acc.seconds,
+        "base_microcents": acc.base_microcents,
+        "total_seconds": acc.total_seconds,
+        "running": acc.running,
+        "accrued_until": acc.accrued_until,
+    }
 
 
-def _charge(meter: orm.Meter, acc: Accrual, cents: int, now: datetime) -> orm.LedgerEntry:
-    """The ledger entry for ``cents`` more, keyed by (workload, period); moves the meter on."""
-    meter.period += 1
-    seconds = acc.total_seconds - meter.ledgered_seconds
-    entry = ledger.new_entry(
+def _charge(
+    meter: Any, acc: Accrual, cents: int, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ledger entry for ``cents`` more, keyed by (workload, period), and what the meter
+    records of it."""
+    period = meter.period + 1
+    entry = ledger.new_entry_values(
         org_id=meter.org_id,
-        key=f"usage:{meter.workload_id}:{meter.period}",
+        key=f"usage:{meter.workload_id}:{period}",
         kind="usage",
         amount_cents=-cents,
         now=now,
         resource_kind=meter.resource_kind,
         resource_id=meter.resource_id,
-        gpu_seconds=seconds * meter.num_gpus,
+        gpu_seconds=(acc.total_seconds - meter.ledgered_seconds) * meter.num_gpus,
         cents_per_hour=acc.cents_per_hour,
         period_start=meter.settled_at or meter.created_at,
         period_end=acc.accrued_until,
     )
-    meter.charged_cents += cents
-    meter.ledgered_seconds = acc.total_seconds
-    meter.settled_at = acc.accrued_until
-    return entry
+    charged = {
+        "period": period,
+        "charged_cents": meter.charged_cents + cents,
+        "ledgered_seconds": acc.total_seconds,
+        "settled_at": acc.accrued_until,
+    }
+    return entry, charged
+
+
+def _grouped(updates: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Updates with the same columns together (one executemany each)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for change in updates:
+        groups.setdefault(tuple(sorted(change)), []).append(change)
+    return list(groups.values())

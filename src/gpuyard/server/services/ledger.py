@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -74,22 +75,34 @@ def day_of(when: datetime) -> str:
     return when.astimezone(UTC).date().isoformat()
 
 
-def new_entry(
+def new_entry_values(
     *, org_id: str, key: str, kind: str, amount_cents: int, now: datetime, **usage: object
-) -> orm.LedgerEntry:
-    """A ledger row; the one constructor, so no entry is made without a key and integer cents."""
+) -> dict[str, object]:
+    """The columns of a ledger row; the one way entries are made, so none is made without a key
+    and integer cents."""
     if type(amount_cents) is not int:  # a float (or a bool) never reaches the ledger
         raise TypeError(f"ledger amounts are integer cents, not {type(amount_cents).__name__}")
-    return orm.LedgerEntry(
-        id=new_id("led"),
-        org_id=org_id,
-        key=key,
-        kind=kind,
-        amount_cents=amount_cents,
-        day=day_of(now),
-        created_at=now,
+    return {
+        "id": new_id("led"),
+        "org_id": org_id,
+        "key": key,
+        "kind": kind,
+        "amount_cents": amount_cents,
+        "description": None,
+        "resource_kind": None,
+        "resource_id": None,
+        "gpu_seconds": None,
+        "cents_per_hour": None,
+        "period_start": None,
+        "period_end": None,
+        "day": day_of(now),
+        "created_at": now,
         **usage,
-    )
+    }
+
+
+def new_entry(**values: Any) -> orm.LedgerEntry:
+    return orm.LedgerEntry(**new_entry_values(**values))
 
 
 async def credit(
