@@ -25,7 +25,7 @@ from gpuyard.server.controllers.metering import MeteringController
 from gpuyard.server.db import create_engine, session_factory, write_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the fleet the tests use
-from tests.server.metered_fleet import add_org, add_running_instances  # noqa: E402
+from tests.server.metered_fleet import add_org, add_running_instances
 
 TARGET_S = 1.0
 
