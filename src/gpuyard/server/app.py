@@ -50,6 +50,7 @@ from gpuyard.server.routers import (
     orgs,
     ssh_keys,
     vms,
+    webhooks,
 )
 from gpuyard.server.routers.fast_path import FastPath, documentation, fast_routes
 from gpuyard.server.services import prices
@@ -162,6 +163,7 @@ def create_app(
         offers,
         vms,
         ssh_keys,
+        webhooks,
         vast,
     ):
         app.include_router(module.router)

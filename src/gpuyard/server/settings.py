@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         description="running workloads are settled into the ledger this often (and at once when "
         "they start or stop)",
     )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="let webhooks reach loopback and private addresses (otherwise refused: SSRF)",
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
     log_level: str = "info"
 
     @field_validator("database_url")

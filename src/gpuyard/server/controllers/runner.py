@@ -16,6 +16,7 @@ from gpuyard.server.controllers.hosts import HostHealthController
 from gpuyard.server.controllers.key_expiry import KeyExpiryController
 from gpuyard.server.controllers.metering import MeteringController
 from gpuyard.server.controllers.retention import RetentionSweeper
+from gpuyard.server.controllers.webhook_dispatch import WebhookDispatcher
 from gpuyard.server.services.wakeups import Wakeups
 
 
@@ -68,6 +69,15 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=poll,
             settle_seconds=ctx.settings.meter_settle_seconds,
+        ),
+        WebhookDispatcher(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
+            allow_private=ctx.settings.webhook_allow_private_targets,
+            timeout_seconds=ctx.settings.webhook_timeout_seconds,
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
         HeardFlush(heard=ctx.heard, sessions=ctx.sessions),

@@ -11,6 +11,7 @@ from gpuyard.server.orm.inference import RateWindow, RequestLog
 from gpuyard.server.orm.market import GpuPrice, Instance, Offer
 from gpuyard.server.orm.records import Event, IdempotencyRecord
 from gpuyard.server.orm.tenancy import ApiKey, Org, SshKey
+from gpuyard.server.orm.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -33,5 +34,8 @@ __all__ = [
     "RequestLog",
     "SshKey",
     "UTCDateTime",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "Workload",
 ]
