@@ -20,16 +20,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.metering import Accrual, Observed, accrue, reprice
+from gpuyard.core.money import BalancePolicy
 from gpuyard.core.workload import WorkloadKind, WorkloadState
 from gpuyard.server import orm
 from gpuyard.server.controllers.base import Reconciler
 from gpuyard.server.db import write_session
-from gpuyard.server.services import ledger, price_book
+from gpuyard.server.services import balances, ledger, price_book
 
 BILLABLE_KINDS = (WorkloadKind.INSTANCE.value, WorkloadKind.REPLICA.value)
 BILLABLE_STATES = (WorkloadState.STARTING.value, WorkloadState.RUNNING.value)
@@ -49,8 +50,15 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
     model = orm.Meter
     batch_size = 1000
 
-    def __init__(self, *, settle_seconds: float = DEFAULT_SETTLE_SECONDS, **kw: Any) -> None:
+    def __init__(
+        self,
+        *,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        policy: BalancePolicy | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(**kw)
+        self.policy = policy or BalancePolicy()
         self.revisit = settle_seconds  # type: ignore[misc]
         self._mid_pass = False
 
@@ -113,8 +121,7 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
             change["next_run_at"] = next_run
             change["closed_at"] = now if found.observed.gone and not acc.running else None
             updates.append(change)
-        if entries:
-            await session.execute(insert(orm.LedgerEntry), entries)
+        await balances.post(session, clock=self.clock, entries=entries, policy=self.policy)
         for same in _grouped(updates):
             await session.execute(update(orm.Meter), same)
 

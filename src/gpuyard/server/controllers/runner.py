@@ -10,6 +10,7 @@ import socket
 from typing import Protocol
 
 from gpuyard.server.context import AppContext
+from gpuyard.server.controllers.billing_enforcer import BillingEnforcer
 from gpuyard.server.controllers.clusters import ClusterController
 from gpuyard.server.controllers.heard_flush import HeardFlush
 from gpuyard.server.controllers.hosts import HostHealthController
@@ -69,6 +70,14 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=poll,
             settle_seconds=ctx.settings.meter_settle_seconds,
+            policy=ctx.settings.balance_policy(),
+        ),
+        BillingEnforcer(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
         ),
         WebhookDispatcher(
             sessions=ctx.sessions,

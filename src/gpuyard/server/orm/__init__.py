@@ -4,7 +4,7 @@ One module per resource group; every table is importable from here (``orm.Cluste
 """
 
 from gpuyard.server.orm.base import Base, JsonType, LeaseColumns, UTCDateTime
-from gpuyard.server.orm.billing import LedgerEntry, Meter
+from gpuyard.server.orm.billing import BillingAccount, LedgerEntry, Meter
 from gpuyard.server.orm.deployments import Cluster, Workload
 from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
 from gpuyard.server.orm.inference import RateWindow, RequestLog
@@ -16,6 +16,7 @@ from gpuyard.server.orm.webhooks import WebhookAttempt, WebhookDelivery, Webhook
 __all__ = [
     "ApiKey",
     "Base",
+    "BillingAccount",
     "Cluster",
     "Event",
     "Gpu",

@@ -71,3 +71,20 @@ class Meter(LeaseColumns, Base):
     settled_at: Mapped[datetime | None] = mapped_column(default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime]
+
+
+class BillingAccount(LeaseColumns, Base):
+    """An org's balance as one row: the ledger's sum, kept in the transaction of every entry (so
+    a debit can check and take in one statement), and where the balance stands against the
+    low-balance threshold and zero. The billing enforcer (controllers/billing_enforcer.py) acts on
+    an account whose balance has been at or below zero for the grace period."""
+
+    __tablename__ = "billing_accounts"
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), unique=True)
+    balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    low_balance_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    depleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    enforced_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime]

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, status
 
 from gpuyard.core.errors import InvalidRequest
-from gpuyard.server.deps import ClockDep, Operator, OrgMember, Session
+from gpuyard.server.deps import ClockDep, Operator, OrgMember, Session, SettingsDep
 from gpuyard.server.routers.params import DEFAULT, Cursor, Limit
 from gpuyard.server.schemas.billing import (
     BillingOut,
@@ -35,6 +35,7 @@ async def credit_org(
     principal: Operator,
     session: Session,
     clock: ClockDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(description="Required: the same key credits once, however often it is sent"),
@@ -56,6 +57,7 @@ async def credit_org(
         currency=body.currency,
         idempotency_key=idempotency_key,
         description=body.description,
+        policy=settings.balance_policy(),
     )
     return LedgerEntryOut.of(entry)
 

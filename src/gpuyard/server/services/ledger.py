@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Conflict, InvalidRequest
 from gpuyard.core.ids import new_id
+from gpuyard.core.money import BalancePolicy
 from gpuyard.core.pagination import Page
 from gpuyard.server import orm
-from gpuyard.server.services import events, orgs
+from gpuyard.server.services import balances, events, orgs
 from gpuyard.server.services.pagination import paginate
 
 CURRENCY = "usd"
@@ -114,6 +115,7 @@ async def credit(
     currency: str,
     idempotency_key: str,
     description: str | None,
+    policy: BalancePolicy,
 ) -> Entry:
     """Add ``amount_cents`` to the org's balance, once per ``idempotency_key``."""
     if currency.lower() != CURRENCY:
@@ -138,7 +140,7 @@ async def credit(
             )
         return to_domain(existing)
     now = clock.now()
-    row = new_entry(
+    values = new_entry_values(
         org_id=org_id,
         key=key,
         kind="credit",
@@ -146,8 +148,9 @@ async def credit(
         now=now,
         description=description,
     )
-    session.add(row)
-    await session.flush()
+    await balances.post(session, clock=clock, entries=[values], policy=policy)
+    row = await session.scalar(select(orm.LedgerEntry).where(orm.LedgerEntry.key == key))
+    assert row is not None
     await events.record(
         session,
         clock=clock,
