@@ -76,7 +76,9 @@ async def test_signed_events_reach_the_receiver_filtered(hooked: Api, rx: Receiv
         assert verified["type"] == message.json()["type"]
         assert message.headers["webhook-signature"].startswith("v1,")
         assert message.id.startswith("evt_")
-    assert rx.received[0].json()["data"]["amount_cents"] == 500
+    first = rx.received[0].json()
+    assert first["data"]["amount_cents"] == 500
+    assert first["id"] == rx.received[0].id and first["org_id"] == t.org_id
     with pytest.raises(standardwebhooks.WebhookVerificationError):
         rx.verify("whsec_" + "A" * 32, rx.received[0])
     deliveries = await t.client.get(f"/v1/orgs/{t.org_id}/webhooks/{hook['id']}/deliveries")

@@ -62,11 +62,20 @@ class Answer:
 
 
 def payload(event: orm.Event) -> bytes:
-    """The message body: ``{"type", "timestamp", "data"}``, the same on every attempt."""
+    """The message body, the same on every attempt: ``{id, type, created_at, org_id, data}``,
+    with Standard Webhooks' ``timestamp`` (the event's time) too."""
     data = dict(event.data)
     if event.subject_id is not None:
         data.setdefault("id", event.subject_id)
-    body = {"type": event.type, "timestamp": rfc3339(event.created_at), "data": data}
+    when = rfc3339(event.created_at)
+    body = {
+        "id": event.id,
+        "type": event.type,
+        "created_at": when,
+        "timestamp": when,
+        "org_id": event.org_id,
+        "data": data,
+    }
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
