@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import openai
+import pytest
 from sqlalchemy import select
 
 from gpuyard.core.money import BalancePolicy
@@ -123,3 +125,37 @@ async def test_concurrent_debits_never_take_more_than_the_balance(api: Api) -> N
         assert await balances.balance_of(s, org_id=t.org_id) == 0
         assert await ledger.balance_cents(s, org_id=t.org_id) == 0
     assert (await event_types(api, t.org_id)).count("billing.depleted") == 1
+
+
+async def test_inference_is_refused_once_spending_is_stopped(api: Api) -> None:
+    t = await api.tenant("Spender", scopes=["org:write", "inference"])
+    client = openai.AsyncOpenAI(api_key=t.key, base_url=f"{api.base_url}/v1", max_retries=0)
+
+    async def ask() -> openai.APIStatusError:
+        with pytest.raises(openai.APIStatusError) as caught:
+            await client.chat.completions.create(
+                model="nothing-here", messages=[{"role": "user", "content": "hi"}]
+            )
+        return caught.value
+
+    assert (await ask()).status_code == 404  # no such model: billing lets it through
+    async with write_session(api.ctx.sessions) as s:
+        entry = ledger.new_entry_values(
+            org_id=t.org_id, key="usage:y:1", kind="usage", amount_cents=-1, now=api.clock.now()
+        )
+        await balances.post(s, clock=api.clock, entries=[entry], policy=POLICY)
+    api.clock.advance(seconds=601)
+    assert await BillingEnforcer(sessions=api.ctx.sessions, clock=api.clock, owner="e").step()
+    api.ctx.gateway.auth.forget()  # as another replica would see it within a second
+    refused = await ask()
+    assert isinstance(refused, openai.RateLimitError)
+    assert refused.code == "insufficient_quota"
+    assert refused.body["type"] == "insufficient_quota"  # type: ignore[index]
+    r = await api.client.post(
+        f"/v1/admin/orgs/{t.org_id}/credits",
+        json={"amount_cents": 100},
+        headers={"Idempotency-Key": "again"},
+    )
+    assert r.status_code == 201
+    assert (await ask()).status_code == 404  # let through again at once
+    await client.close()

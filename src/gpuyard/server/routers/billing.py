@@ -8,7 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, status
 
 from gpuyard.core.errors import InvalidRequest
-from gpuyard.server.deps import ClockDep, Operator, OrgMember, Session, SettingsDep
+from gpuyard.server.deps import (
+    ClockDep,
+    KeysChanged,
+    Operator,
+    OrgMember,
+    Session,
+    SettingsDep,
+)
 from gpuyard.server.routers.params import DEFAULT, Cursor, Limit
 from gpuyard.server.schemas.billing import (
     BillingOut,
@@ -36,6 +43,7 @@ async def credit_org(
     session: Session,
     clock: ClockDep,
     settings: SettingsDep,
+    keys_changed: KeysChanged,
     idempotency_key: Annotated[
         str | None,
         Header(description="Required: the same key credits once, however often it is sent"),
@@ -59,6 +67,7 @@ async def credit_org(
         description=body.description,
         policy=settings.balance_policy(),
     )
+    keys_changed()  # inference refused for want of funds is let through again at once
     return LedgerEntryOut.of(entry)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
+from gpuyard.core.errors import InsufficientQuota
 from gpuyard.core.money import BalancePolicy
 from gpuyard.server import orm
 from gpuyard.server.services import events, wakeups
@@ -121,6 +122,21 @@ async def balance_of(session: AsyncSession, *, org_id: str) -> int:
         select(orm.BillingAccount.balance_cents).where(orm.BillingAccount.org_id == org_id)
     )
     return int(found or 0)
+
+
+async def check_funds(session: AsyncSession, *, org_id: str) -> None:
+    """InsufficientQuota when the org's balance has been at or below zero past its grace period
+    (the billing enforcer has stopped its spending)."""
+    enforced = await session.scalar(
+        select(orm.BillingAccount.enforced_at).where(
+            orm.BillingAccount.org_id == org_id, orm.BillingAccount.balance_cents <= 0
+        )
+    )
+    if enforced is not None:
+        raise InsufficientQuota(
+            "You exceeded your current quota: the organization's balance is spent. Add credit "
+            "to continue.",
+        )
 
 
 async def debit_if_covered(
