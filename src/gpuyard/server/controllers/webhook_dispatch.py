@@ -97,6 +97,7 @@ class WebhookDispatcher(Reconciler[orm.WebhookDelivery, Outgoing, Answer]):
     model = orm.WebhookDelivery
     batch_size = 100
     lease = timedelta(seconds=60)
+    apply_together = True  # a batch's attempts are written in one transaction
 
     def __init__(
         self,
