@@ -95,6 +95,7 @@ async def _crossed(
     if after <= 0 and account.depleted_at is None:
         account.depleted_at = now
         account.next_run_at = now + timedelta(seconds=policy.grace_seconds)
+        wakeups.note_table(session, orm.BillingAccount)  # the enforcer: due after the grace
         await events.record(
             session,
             clock=clock,
@@ -114,7 +115,6 @@ async def _crossed(
             type="billing.restored",
             data={"balance_cents": after, "was_enforced": was_enforced},
         )
-    wakeups.note_table(session, orm.BillingAccount)
 
 
 async def balance_of(session: AsyncSession, *, org_id: str) -> int:

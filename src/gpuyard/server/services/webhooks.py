@@ -200,6 +200,10 @@ async def update_endpoint(
 
 async def delete_endpoint(session: AsyncSession, *, org_id: str, ref: str) -> None:
     row = await _row(session, org_id, ref)
+    deliveries = select(orm.WebhookDelivery.id).where(orm.WebhookDelivery.endpoint_id == row.id)
+    await session.execute(
+        delete(orm.WebhookAttempt).where(orm.WebhookAttempt.delivery_id.in_(deliveries))
+    )
     await session.execute(
         delete(orm.WebhookDelivery).where(orm.WebhookDelivery.endpoint_id == row.id)
     )
