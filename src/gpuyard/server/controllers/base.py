@@ -253,7 +253,6 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
     async def _release(
         self, session: AsyncSession, claim: Claim[ItemT], *, then: float | None
     ) -> None:
-        """Clear the lease (if still ours) and set the next-run time (None: when due)."""
         model = self.model
         await session.execute(
             update(model)
