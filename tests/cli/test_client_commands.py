@@ -13,6 +13,7 @@ import pytest
 
 from tests.harness import Api
 from tests.server.market import join_host
+from tests.server.test_metering import meter, rented, run_pass, start_running
 
 pytestmark = pytest.mark.slow
 
@@ -213,3 +214,36 @@ async def test_clusters_commands(api: Api) -> None:
     assert deleted["status"] == "deleting"
     gone = await gy(api, "clusters", "get", made["id"], ok=False)
     assert gone.returncode == 1 and "not found" in gone.stderr
+
+
+async def test_billing_and_usage(api: Api) -> None:
+    t, host, vm, wid = await rented(api)
+    credited = json.loads(
+        (
+            await gy(
+                api, "billing", "credit", t.org_id, "2500", "--description", "welcome",
+                "--idempotency-key", "w1", "--raw",
+            )
+        ).stdout
+    )  # fmt: skip
+    assert credited["amount_cents"] == 2500
+    again = await gy(
+        api, "billing", "credit", t.org_id, "2500", "--description", "welcome",
+        "--idempotency-key", "w1",
+    )  # fmt: skip
+    assert credited["id"] in again.stdout  # the same credit, not a second
+    other = await gy(api, "billing", "credit", t.org_id, "9", "--idempotency-key", "w1", ok=False)
+    assert "idempotency_key_reused" in other.stderr
+    await start_running(api, host, wid)
+    api.clock.advance(hours=10)
+    await run_pass(meter(api))
+    summary = json.loads((await gy(api, "billing", "--raw", key=t.key)).stdout)
+    assert summary["balance_cents"] == 2500 - 70
+    table = (await gy(api, "billing", key=t.key)).stdout
+    assert "2430" in table and "balance_cents" in table
+    ledger = json.loads((await gy(api, "billing", "ledger", "--raw", key=t.key)).stdout)
+    assert [e["amount_cents"] for e in ledger] == [2500, -70]
+    usage = (await gy(api, "usage", key=t.key)).stdout
+    assert vm["id"] in usage and "36000 GPU-seconds, 70 cents" in usage
+    refused = await gy(api, "billing", "credit", t.org_id, "100", key=t.key, ok=False)
+    assert refused.returncode != 0 and "operator" in refused.stderr

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from gpuyard.server.controllers.metering import MeteringController
 from tests import databases
 from tests.harness import Api, Tenant, start_api
 from tests.server.market import join_host
@@ -221,3 +222,28 @@ async def test_ssh_keys_and_api_keys(api: Api, tmp_path: Path) -> None:
     assert "'name': 'first'" in keys.out and t.key not in keys.out, keys
     [listed] = (await vastai("show", "api-keys", "--raw")).json()["apikeys"]
     assert t.key.startswith(listed["prefix"]) and listed["status"] == "active"
+
+
+async def test_show_user_has_the_ledger_balance_after_a_charge(api: Api, tmp_path: Path) -> None:
+    host = await join_host(api, [RTX])
+    t = await api.tenant("Payer")
+    r = await api.client.post(
+        f"/v1/admin/orgs/{t.org_id}/credits",
+        json={"amount_cents": 1234},
+        headers={"Idempotency-Key": "welcome"},
+    )
+    assert r.status_code == 201, r.text
+    vastai = cli_for(api, t, tmp_path)
+    assert (await vastai("show", "user", "--raw")).json()["credit"] == 12.34
+    [offer] = (await vastai("search", "offers", "--raw")).json()
+    new_contract(await vastai("create", "instance", str(offer["id"]), "--image", "x"))
+    [assigned] = (await host.beat())["workloads"]
+    host.report(assigned["spec"]["id"], "running", started_at=api.clock.now().isoformat())
+    await host.beat()
+    api.clock.advance(hours=3)  # 3 h at 50 cents an hour
+    meter = MeteringController(sessions=api.ctx.sessions, clock=api.clock, owner="m")
+    while await meter.step():
+        pass
+    user = await vastai("show", "user")
+    assert user.rc == 0 and "10.84" in user.out, user
+    assert (await vastai("show", "user", "--raw")).json()["balance"] == 10.84

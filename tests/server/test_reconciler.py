@@ -170,3 +170,29 @@ async def test_a_lease_is_renewed_while_a_long_act_runs_and_taken_over_when_not(
     await a._reconcile(stale)  # its late result is dropped
     await b._reconcile(taken)
     assert sorted(await expired_events(api)) == sorted([key_id, second])
+
+
+class Together(KeyExpiryController):
+    apply_together = True
+    broken: str | None = None
+
+    async def apply(self, session, row, item, result):  # type: ignore[no-untyped-def]
+        if item.id == self.broken:
+            raise RuntimeError("this row cannot be applied")
+        await super().apply(session, row, item, result)
+
+
+async def test_a_batch_applied_together_falls_back_to_one_by_one(api: Api) -> None:
+    ids = await make_expiring_keys(api, 6)
+    together = controller(api, "t", Together)
+    assert isinstance(together, Together)
+    assert await together.step() == 6
+    assert sorted(await expired_events(api)) == sorted(ids)  # one transaction, every row
+    more = await make_expiring_keys(api, 4)
+    together.broken = more[1]
+    assert await together.step() == 4
+    assert sorted(await expired_events(api)) == sorted(ids + more[:1] + more[2:])
+    async with api.ctx.sessions() as s:
+        parked = await s.scalar(select(orm.ApiKey).where(orm.ApiKey.id == more[1]))
+        assert parked is not None and parked.expired_at is None and parked.lease_token is None
+        assert parked.next_run_at is not None  # retried later, like any failed apply

@@ -10,6 +10,7 @@ import typer
 from gpuyard import __version__
 from gpuyard.agent.gpus import DEFAULT_LOCAL_GPUS
 from gpuyard.cli import agent as agent_cli
+from gpuyard.cli import billing as billing_cli
 from gpuyard.cli import clusters, fleet, market
 from gpuyard.cli import worker as worker_cli
 from gpuyard.cli.connection import ApiKey, Raw, Url, run
@@ -181,6 +182,8 @@ app.add_typer(fleet.join_tokens, name="join-tokens")
 app.add_typer(fleet.prices, name="prices")
 app.add_typer(fleet.orgs, name="orgs")
 app.add_typer(fleet.keys, name="keys")
+app.add_typer(billing_cli.billing, name="billing")
+app.command("usage")(billing_cli.usage)
 
 
 @app.command()

@@ -12,6 +12,7 @@ decided here: ``server/app.py`` maps each class to a status in one table.
     ├── NotFound            no such thing, or it belongs to another org (never reveal which)
     ├── Conflict            the state forbids it now (already rented, name taken, key reused)
     ├── RateLimited         too many requests; ``retry_after`` seconds
+    ├── InsufficientQuota   the org's balance is spent (its spending was stopped)
     └── Unavailable         a dependency is down or nothing can serve it now; ``retry_after``
 
 Controllers add retry semantics on top: ``TemporaryError`` (try again after ``delay``) and
@@ -62,6 +63,10 @@ class RateLimited(GpuyardError):
     def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+class InsufficientQuota(GpuyardError):
+    code = "insufficient_quota"
 
 
 class Unavailable(GpuyardError):

@@ -6,6 +6,8 @@ second with the remainder carried, and sums never touch a float.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 MICROCENTS_PER_CENT = 1_000_000
 SECONDS_PER_HOUR = 3600
 
@@ -24,3 +26,17 @@ def cents_floor(microcents: int) -> int:
 def dollars_per_hour(cents_per_hour: int) -> float:
     """For dialects (Vast's ``dph_total``) that speak dollars; display only, never summed."""
     return cents_per_hour / 100
+
+
+def dollars(cents: int) -> float:
+    """A balance for dialects that speak dollars (Vast's ``credit``); display only."""
+    return cents / 100
+
+
+@dataclass(frozen=True, slots=True)
+class BalancePolicy:
+    """When a balance is low (an event below ``low_balance_cents``) and how long one at or below
+    zero may stay there before its org's instances stop and clusters scale to zero."""
+
+    low_balance_cents: int = 500
+    grace_seconds: float = 3600.0

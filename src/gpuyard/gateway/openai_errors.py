@@ -22,6 +22,8 @@ TYPES = {
 
 def error_object(status: int, message: str, code: str, param: str | None = None) -> dict[str, Any]:
     kind = TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    if code == "insufficient_quota":  # OpenAI's type for a spent balance
+        kind = code
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 

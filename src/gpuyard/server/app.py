@@ -39,6 +39,7 @@ from gpuyard.server.routers import (
     admin,
     agent,
     api_keys,
+    billing,
     clusters,
     events,
     gpus,
@@ -50,6 +51,7 @@ from gpuyard.server.routers import (
     orgs,
     ssh_keys,
     vms,
+    webhooks,
 )
 from gpuyard.server.routers.fast_path import FastPath, documentation, fast_routes
 from gpuyard.server.services import prices
@@ -156,11 +158,13 @@ def create_app(
         api_keys,
         events,
         admin,
+        billing,
         hosts,
         gpus,
         offers,
         vms,
         ssh_keys,
+        webhooks,
         vast,
     ):
         app.include_router(module.router)

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from gpuyard.core.errors import (
     Conflict,
     GpuyardError,
+    InsufficientQuota,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -47,6 +48,7 @@ STATUS: dict[type[GpuyardError], int] = {
     NotFound: 404,
     Conflict: 409,
     RateLimited: 429,
+    InsufficientQuota: 429,
     Unavailable: 503,
 }
 

@@ -13,7 +13,7 @@ from gpuyard.core.principal import Principal
 from gpuyard.gateway.ports import ReadyReplica, RequestLogRow, Routable, RoutableCluster
 from gpuyard.gateway.service import Gateway
 from gpuyard.server.db import write_session
-from gpuyard.server.services import auth, rate_limits, request_logs, routable
+from gpuyard.server.services import auth, balances, rate_limits, request_logs, routable
 
 
 class DatabaseReplicas:
@@ -57,8 +57,11 @@ class DatabaseKeys:
         self._clock = clock
 
     async def principal(self, secret: str | None) -> Principal:
+        """The key's principal, refused when its org's spending was stopped for want of funds
+        (cached with the key: a credit that restores the balance forgets the cache)."""
         async with self._sessions() as session:
             principal, _ = await auth.authenticate(session, clock=self._clock, secret=secret)
+            await balances.check_funds(session, org_id=principal.org_id)
         return principal
 
 

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gpuyard.core.clusters import DEFAULT_DRAIN_SECONDS
+from gpuyard.core.money import BalancePolicy
 from gpuyard.server.data_dir import private_dir, private_sqlite_files, sqlite_file
 
 
@@ -61,6 +62,27 @@ class Settings(BaseSettings):
     default_gpu_price_cents: int = Field(
         default=50, ge=0, description="cents per GPU-hour for GPU types with no operator price"
     )
+    meter_settle_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="running workloads are settled into the ledger this often (and at once when "
+        "they start or stop)",
+    )
+    low_balance_cents: int = Field(
+        default=500, ge=0, description="a billing.low_balance event when a balance drops below"
+    )
+    depleted_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="an org at or below zero this long has its instances stopped and its "
+        "clusters scaled to zero",
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="let webhooks reach loopback and private addresses (otherwise refused: SSRF)",
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
     log_level: str = "info"
 
     @field_validator("database_url")
@@ -73,6 +95,11 @@ class Settings(BaseSettings):
         if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
             return "sqlite+aiosqlite://" + url.split("://", 1)[1]
         return url
+
+    def balance_policy(self) -> BalancePolicy:
+        return BalancePolicy(
+            low_balance_cents=self.low_balance_cents, grace_seconds=self.depleted_grace_seconds
+        )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -18,7 +18,7 @@ from gpuyard.server.schemas.vast import (
     VastUser,
     vast_errors,
 )
-from gpuyard.server.services import api_keys, orgs, ssh_keys
+from gpuyard.server.services import api_keys, ledger, orgs, ssh_keys
 
 router = APIRouter(prefix="/api/v0", tags=["vast"])
 
@@ -26,9 +26,12 @@ router = APIRouter(prefix="/api/v0", tags=["vast"])
 @router.get("/users/current", response_model=VastUser, responses=vast_errors(403))
 @router.get("/users/current/", response_model=VastUser, include_in_schema=False)
 async def current_user(principal: Reader, session: Session) -> VastUser:
-    """The key's organization as a user (`vastai show user`). No billing yet: balance 0."""
+    """The key's organization as a user (`vastai show user`), with its ledger balance."""
     org = await orgs.get_org(session, org_id=principal.org_id)
-    return VastUser.of(org, key_id=principal.key_id, scopes=sorted(principal.scopes))
+    balance = await ledger.balance_cents(session, org_id=principal.org_id)
+    return VastUser.of(
+        org, key_id=principal.key_id, scopes=sorted(principal.scopes), balance_cents=balance
+    )
 
 
 @router.post("/ssh/", response_model=SshKeyCreated, responses=vast_errors(403, 409))

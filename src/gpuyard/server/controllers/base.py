@@ -93,6 +93,9 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
     lease: ClassVar[timedelta] = timedelta(seconds=60)
     retry_delay: ClassVar[float] = 10.0
     revisit: ClassVar[float | None] = None  # look again this long after an apply (None: when due)
+    # Write a batch's results in one transaction (many small rows: webhook attempts) rather than
+    # one each; a batch whose transaction fails is written again one row at a time.
+    apply_together: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -206,9 +209,67 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
             return 0
         async with self._renewing(claims[0].token):
             outcomes = await asyncio.gather(*(self._process(c) for c in claims))
+            if self.apply_together and await self._settle_together(claims, outcomes):
+                return len(claims)
             for claim, outcome in zip(claims, outcomes, strict=True):
                 await self._settle(claim, outcome)
         return len(claims)
+
+    async def _settle_together(
+        self, claims: list[Claim[ItemT]], outcomes: list[_Outcome[ResultT]]
+    ) -> bool:
+        """Apply every result of a batch in one transaction; False (nothing written) when a
+        row failed permanently or the transaction failed: the caller settles each alone."""
+        if any(o.failure is not None for o in outcomes):
+            return False
+        counted: list[str] = []
+        try:
+            async with write_session(self.sessions) as session:
+                for claim, outcome in zip(claims, outcomes, strict=True):
+                    if outcome.retry_in is not None:
+                        await self._release(session, claim, then=outcome.retry_in)
+                        counted.append(outcome.counted)
+                        continue
+                    row = await self._held(session, claim)
+                    if row is None:
+                        counted.append("lost")
+                        continue
+                    await self._release(session, claim, then=self.revisit)
+                    await self.apply(session, row, claim.item, outcome.result)  # type: ignore[arg-type]
+                    counted.append("applied")
+        except Exception:
+            log.exception("%s: applying a batch together failed; one by one", self.name)
+            return False
+        for outcome_name in counted:
+            self._count(outcome_name)
+        return True
+
+    async def _held(self, session: AsyncSession, claim: Claim[ItemT]) -> RowT | None:
+        """The claimed row, locked, if it still carries our lease."""
+        model = self.model
+        row = await session.scalar(
+            select(model)
+            .where(model.pk == claim.pk, model.lease_token == claim.token)
+            .with_for_update()
+        )
+        if row is None:
+            log.warning("%s: lease on %s was lost; result dropped", self.name, claim.item)
+        return row
+
+    async def _release(
+        self, session: AsyncSession, claim: Claim[ItemT], *, then: float | None
+    ) -> None:
+        model = self.model
+        await session.execute(
+            update(model)
+            .where(model.pk == claim.pk, model.lease_token == claim.token)
+            .values(
+                next_run_at=None if then is None else self._after(then),
+                lease_token=None,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
 
     async def _reconcile(self, claim: Claim[ItemT]) -> None:
         """Process and settle one claimed row (tests drive single claims with it)."""
@@ -257,28 +318,13 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
         *,
         then: float | None,
     ) -> bool:
-        model = self.model
         async with write_session(self.sessions) as session:
-            row = await session.scalar(
-                select(model)
-                .where(model.pk == claim.pk, model.lease_token == claim.token)
-                .with_for_update()
-            )
+            row = await self._held(session, claim)
             if row is None:
-                log.warning("%s: lease on %s was lost; result dropped", self.name, claim.item)
                 return False
             # Released and rescheduled first (the loaded row follows), so ``write`` may still
             # choose another next-run time.
-            await session.execute(
-                update(model)
-                .where(model.pk == claim.pk)
-                .values(
-                    next_run_at=None if then is None else self._after(then),
-                    lease_token=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
+            await self._release(session, claim, then=then)
             await write(session, row)
             return True
 

@@ -10,11 +10,14 @@ import socket
 from typing import Protocol
 
 from gpuyard.server.context import AppContext
+from gpuyard.server.controllers.billing_enforcer import BillingEnforcer
 from gpuyard.server.controllers.clusters import ClusterController
 from gpuyard.server.controllers.heard_flush import HeardFlush
 from gpuyard.server.controllers.hosts import HostHealthController
 from gpuyard.server.controllers.key_expiry import KeyExpiryController
+from gpuyard.server.controllers.metering import MeteringController
 from gpuyard.server.controllers.retention import RetentionSweeper
+from gpuyard.server.controllers.webhook_dispatch import WebhookDispatcher
 from gpuyard.server.services.wakeups import Wakeups
 
 
@@ -64,6 +67,31 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
             drain_seconds=ctx.settings.replica_drain_seconds,
+        ),
+        MeteringController(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
+            settle_seconds=ctx.settings.meter_settle_seconds,
+            policy=ctx.settings.balance_policy(),
+        ),
+        BillingEnforcer(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
+        ),
+        WebhookDispatcher(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
+            allow_private=ctx.settings.webhook_allow_private_targets,
+            timeout_seconds=ctx.settings.webhook_timeout_seconds,
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
         HeardFlush(heard=ctx.heard, sessions=ctx.sessions),

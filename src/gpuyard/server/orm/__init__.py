@@ -4,16 +4,19 @@ One module per resource group; every table is importable from here (``orm.Cluste
 """
 
 from gpuyard.server.orm.base import Base, JsonType, LeaseColumns, UTCDateTime
+from gpuyard.server.orm.billing import BillingAccount, LedgerEntry, Meter
 from gpuyard.server.orm.deployments import Cluster, Workload
 from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
 from gpuyard.server.orm.inference import RateWindow, RequestLog
 from gpuyard.server.orm.market import GpuPrice, Instance, Offer
 from gpuyard.server.orm.records import Event, IdempotencyRecord
 from gpuyard.server.orm.tenancy import ApiKey, Org, SshKey
+from gpuyard.server.orm.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
     "Base",
+    "BillingAccount",
     "Cluster",
     "Event",
     "Gpu",
@@ -24,11 +27,16 @@ __all__ = [
     "JoinToken",
     "JsonType",
     "LeaseColumns",
+    "LedgerEntry",
+    "Meter",
     "Offer",
     "Org",
     "RateWindow",
     "RequestLog",
     "SshKey",
     "UTCDateTime",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "Workload",
 ]

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
+from gpuyard.core import money
 from gpuyard.core.ssh_keys import SshKey
 from gpuyard.core.tenancy import ApiKey, Org
 
@@ -108,26 +109,32 @@ class GpuNames(BaseModel):
 
 
 class VastUser(BaseModel):
-    """The caller's organization as a Vast user. gpuyard has no billing yet: balance and
-    credit are 0."""
+    """The caller's organization as a Vast user. ``credit`` and ``balance`` are the org's ledger
+    balance in dollars (the dialect speaks dollars; gpuyard keeps integer cents)."""
 
     id: int = Field(description="The organization's integer id")
     username: str = Field(description="The organization's slug")
     fullname: str = Field(description="The organization's name")
     email: str | None = None
-    balance: float = 0.0
-    credit: float = 0.0
+    api_key: str | None = Field(
+        default=None, description="Never sent: keys are stored hashed (the CLI drops this field)"
+    )
+    balance: float = Field(default=0.0, description="The ledger balance, dollars")
+    credit: float = Field(default=0.0, description="The ledger balance, dollars")
     host_agreement_accepted: bool = False
     org_id: str
     key_id: str
     scopes: list[str]
 
     @classmethod
-    def of(cls, org: Org, *, key_id: str, scopes: list[str]) -> VastUser:
+    def of(cls, org: Org, *, key_id: str, scopes: list[str], balance_cents: int = 0) -> VastUser:
+        dollars = money.dollars(balance_cents)
         return cls(
             id=org.number,
             username=org.slug,
             fullname=org.name,
+            balance=dollars,
+            credit=dollars,
             org_id=org.id,
             key_id=key_id,
             scopes=scopes,

@@ -16,6 +16,7 @@ from gpuyard.core.ids import new_id
 from gpuyard.core.pagination import Page
 from gpuyard.core.tenancy import Event
 from gpuyard.server import orm
+from gpuyard.server.services import webhook_outbox
 from gpuyard.server.services.pagination import paginate
 
 
@@ -27,7 +28,10 @@ async def record(
     type: str,
     subject_id: str | None = None,
     data: dict[str, Any] | None = None,
+    deliver_to: str | None = None,
 ) -> Event:
+    """Record an event; every webhook endpoint of the org that wants it gets a delivery in this
+    transaction (``deliver_to``: that endpoint only, whatever its filters: a test event)."""
     row = orm.Event(
         id=new_id("evt"),
         org_id=org_id,
@@ -38,6 +42,14 @@ async def record(
     )
     session.add(row)
     await session.flush()
+    await webhook_outbox.fan_out(
+        session,
+        org_id=org_id,
+        event_id=row.id,
+        event_type=type,
+        now=row.created_at,
+        only_endpoint=deliver_to,
+    )
     return to_domain(row)
 
 

@@ -49,6 +49,12 @@ async def wake_where(
     _note(session, model)
 
 
+def note_table(session: AsyncSession, model: type[LeaseColumns]) -> None:
+    """New rows of ``model`` are due now (inserted with no next-run time): wake its controller
+    when the transaction commits."""
+    _note(session, model)
+
+
 def tell_host(session: AsyncSession, host_id: str) -> None:
     """What ``host_id`` must run changed; its agent is told when the transaction commits."""
     session.info.setdefault(_NOTED, set()).add(_host_key(host_id))

@@ -95,6 +95,8 @@ async def apply_status(
         row.updated_at = now
         if row.kind == WorkloadKind.REPLICA:  # its cluster reacts now (probe, replace)
             await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
+        # Its meter counts to the reported start or end now (one is opened if it has none).
+        await wakeups.wake_where(session, orm.Meter, orm.Meter.workload_id == row.id)
         data: dict[str, object] = {"id": row.owner_id, "workload_id": row.id, "state": row.state}
         if row.exit_code is not None:
             data["exit_code"] = row.exit_code

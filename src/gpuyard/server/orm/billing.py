@@ -1,0 +1,90 @@
+"""Money: the append-only ledger, and the meters that settle running workloads into it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gpuyard.server.orm.base import PK, Base, LeaseColumns
+
+
+class LedgerEntry(Base):
+    """One movement of an org's money, in integer cents: credits and top-ups positive, charges
+    negative. Rows are only ever inserted; the balance is their sum. ``key`` is unique: a charge
+    is ``usage:<workload>:<period>``, a credit ``credit:<org>:<Idempotency-Key>``, so a retried
+    write can never add a second row."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        Index("ix_ledger_entries_org_created", "org_id", "created_at", "pk"),
+        Index("ix_ledger_entries_org_resource", "org_id", "resource_id", "created_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(320), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # credit, usage
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    # Usage only: what was used, how much, at which price in force, over which period.
+    resource_kind: Mapped[str | None] = mapped_column(String(16), default=None)
+    resource_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    gpu_seconds: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    cents_per_hour: Mapped[int | None] = mapped_column(Integer, default=None)
+    period_start: Mapped[datetime | None] = mapped_column(default=None)
+    period_end: Mapped[datetime | None] = mapped_column(default=None)
+    day: Mapped[str] = mapped_column(String(10))  # UTC date of created_at, for usage by day
+    created_at: Mapped[datetime]
+
+
+class Meter(LeaseColumns, Base):
+    """What one billable workload (an instance or a cluster replica) has used and been charged.
+
+    Seconds accrue while the workload runs; ``used`` is ``base_microcents`` plus the exact
+    micro-cents of ``seconds`` at ``cents_per_hour`` (a price change folds the seconds so far into
+    the base), and each settlement charges ``floor(used / 1e6) - charged_cents`` whole cents, so
+    fractions carry and rounding never drifts. The metering controller owns every column but the
+    identity ones.
+    """
+
+    __tablename__ = "meters"
+    __table_args__ = (Index("ix_meters_next_run_at", "next_run_at"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    workload_id: Mapped[str] = mapped_column(String(32), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    resource_kind: Mapped[str] = mapped_column(String(16))  # instance, replica
+    resource_id: Mapped[str] = mapped_column(String(32))  # the instance's or the cluster's id
+    num_gpus: Mapped[int] = mapped_column(Integer, default=1)
+    cents_per_hour: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[int] = mapped_column(BigInteger, default=0)  # at ``cents_per_hour``
+    base_microcents: Mapped[int] = mapped_column(BigInteger, default=0)  # at earlier prices
+    total_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    ledgered_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    period: Mapped[int] = mapped_column(Integer, default=0)  # settlements written so far
+    running: Mapped[bool] = mapped_column(Boolean, default=False)
+    accrued_until: Mapped[datetime]
+    settled_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime]
+
+
+class BillingAccount(LeaseColumns, Base):
+    """An org's balance as one row: the ledger's sum, kept in the transaction of every entry (so
+    a debit can check and take in one statement), and where the balance stands against the
+    low-balance threshold and zero. The billing enforcer (controllers/billing_enforcer.py) acts on
+    an account whose balance has been at or below zero for the grace period."""
+
+    __tablename__ = "billing_accounts"
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), unique=True)
+    balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    low_balance_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    depleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    enforced_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime]

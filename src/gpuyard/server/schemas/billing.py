@@ -1,0 +1,94 @@
+"""Money on the wire: integer cents everywhere, never a float."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field, StrictInt, StrictStr
+
+from gpuyard.server.schemas.common import RequestBody
+from gpuyard.server.services.ledger import Entry, Summary, UsageLine
+
+
+class CreditCreate(RequestBody):
+    amount_cents: StrictInt = Field(description="Whole cents to add, at least 1")
+    currency: StrictStr = Field(default="usd", max_length=8, description="Only usd")
+    description: StrictStr | None = Field(default=None, max_length=500)
+
+
+class LedgerEntryOut(BaseModel):
+    id: str
+    org_id: str
+    kind: str = Field(description="credit or usage")
+    amount_cents: int = Field(description="Positive adds to the balance, negative is a charge")
+    currency: str = "usd"
+    description: str | None
+    resource_kind: str | None = Field(description="usage: instance or replica")
+    resource_id: str | None = Field(description="usage: the instance's or the cluster's id")
+    gpu_seconds: int | None = Field(description="usage: GPU-seconds this entry charges for")
+    cents_per_hour: int | None = Field(description="usage: the price in force")
+    period_start: datetime | None
+    period_end: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, e: Entry) -> LedgerEntryOut:
+        return cls(
+            id=e.id,
+            org_id=e.org_id,
+            kind=e.kind,
+            amount_cents=e.amount_cents,
+            description=e.description,
+            resource_kind=e.resource_kind,
+            resource_id=e.resource_id,
+            gpu_seconds=e.gpu_seconds,
+            cents_per_hour=e.cents_per_hour,
+            period_start=e.period_start,
+            period_end=e.period_end,
+            created_at=e.created_at,
+        )
+
+
+class BillingOut(BaseModel):
+    org_id: str
+    balance_cents: int = Field(description="The sum of the ledger")
+    month_to_date_spend_cents: int = Field(description="Usage charged since the month began")
+    burn_cents_per_hour: int = Field(description="What runs now costs per hour")
+    currency: str
+
+    @classmethod
+    def of(cls, s: Summary) -> BillingOut:
+        return cls(
+            org_id=s.org_id,
+            balance_cents=s.balance_cents,
+            month_to_date_spend_cents=s.month_to_date_spend_cents,
+            burn_cents_per_hour=s.burn_cents_per_hour,
+            currency=s.currency,
+        )
+
+
+class UsageLineOut(BaseModel):
+    day: str = Field(description="UTC date, YYYY-MM-DD")
+    resource_kind: str
+    resource_id: str
+    gpu_seconds: int
+    cost_cents: int
+
+    @classmethod
+    def of(cls, u: UsageLine) -> UsageLineOut:
+        return cls(
+            day=u.day,
+            resource_kind=u.resource_kind,
+            resource_id=u.resource_id,
+            gpu_seconds=u.gpu_seconds,
+            cost_cents=u.cost_cents,
+        )
+
+
+class UsageOut(BaseModel):
+    org_id: str
+    since: datetime
+    until: datetime
+    gpu_seconds: int
+    cost_cents: int
+    data: list[UsageLineOut]
