@@ -9,12 +9,20 @@ from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
 from gpuyard.server.orm.inference import RateWindow, RequestLog
 from gpuyard.server.orm.market import GpuPrice, Instance, Offer
 from gpuyard.server.orm.records import Event, IdempotencyRecord
+from gpuyard.server.orm.serverless import (
+    Endpoint,
+    RoutedRequest,
+    ServerlessWorker,
+    Template,
+    Workergroup,
+)
 from gpuyard.server.orm.tenancy import ApiKey, Org, SshKey
 
 __all__ = [
     "ApiKey",
     "Base",
     "Cluster",
+    "Endpoint",
     "Event",
     "Gpu",
     "GpuPrice",
@@ -28,7 +36,11 @@ __all__ = [
     "Org",
     "RateWindow",
     "RequestLog",
+    "RoutedRequest",
+    "ServerlessWorker",
     "SshKey",
+    "Template",
     "UTCDateTime",
+    "Workergroup",
     "Workload",
 ]
