@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from gpuyard.core import gpu_names
+from gpuyard.core.autoscaling import EndpointKnobs, WorkerState, knob_errors
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.core.offer_fields import Op
 from gpuyard.core.offer_query import parse_cli_query
@@ -22,58 +23,16 @@ class EndpointState(StrEnum):
     STOPPED = "stopped"  # routes nothing; every worker stopped
 
 
-class WorkerStatus(StrEnum):
-    """A worker's state, as Vast names them."""
-
-    CREATING = "creating"  # placed; the host has not started it yet
-    LOADING = "loading"  # running; the model has not reported itself loaded
-    READY = "ready"  # loaded and reporting; takes requests
-    STOPPING = "stopping"
-    STOPPED = "stopped"  # cold: files kept, no GPU
-    ERROR = "error"
-    DESTROYING = "destroying"
-
-
-@dataclass(frozen=True, slots=True)
-class Knobs:
-    """An endpoint's autoscaling parameters (Vast's names and meanings)."""
-
-    min_load: float = 0.0
-    min_cold_load: float = 0.0
-    target_util: float = 0.9
-    cold_mult: float = 2.5
-    cold_workers: int = 5
-    max_workers: int = 20
-    max_queue_time: float = 30.0
-    target_queue_time: float = 10.0
-    inactivity_timeout: int | None = None
-
-
 MAX_WORKERS = 256
 
 
-def check_knobs(k: Knobs) -> None:
-    """400 with the field named for a knob outside its range."""
-    for name in ("min_load", "min_cold_load", "max_queue_time", "target_queue_time"):
-        if getattr(k, name) < 0:
-            raise InvalidRequest(f"{name} must not be negative", param=name)
-    if not 0 < k.target_util <= 1:
-        raise InvalidRequest("target_util must be in (0, 1]", param="target_util")
-    if k.cold_mult < 1:
-        raise InvalidRequest("cold_mult must be at least 1", param="cold_mult")
-    if not 0 <= k.max_workers <= MAX_WORKERS:
-        raise InvalidRequest(
-            f"max_workers must be between 0 and {MAX_WORKERS}", param="max_workers"
-        )
-    if k.cold_workers < 0:
-        raise InvalidRequest("cold_workers must not be negative", param="cold_workers")
-    if k.max_workers < k.cold_workers:
-        raise InvalidRequest(
-            f"max_workers ({k.max_workers}) must not be below cold_workers ({k.cold_workers})",
-            param="max_workers",
-        )
-    if k.inactivity_timeout is not None and k.inactivity_timeout < 0:
-        raise InvalidRequest("inactivity_timeout must not be negative", param="inactivity_timeout")
+def check_knobs(k: EndpointKnobs) -> None:
+    """400 with the field named for a knob outside its range (the policy's own rules)."""
+    errors = knob_errors(k)
+    if k.max_workers > MAX_WORKERS:
+        errors.setdefault("max_workers", f"max_workers must be at most {MAX_WORKERS}")
+    for name, why in errors.items():
+        raise InvalidRequest(why, param=name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +42,7 @@ class Endpoint:
     org_id: str
     name: str
     api_key: str
-    knobs: Knobs
+    knobs: EndpointKnobs
     state: EndpointState
     created_at: datetime
     updated_at: datetime
@@ -155,7 +114,7 @@ class Worker:
     number: int
     endpoint_number: int
     workergroup_number: int
-    status: WorkerStatus
+    status: WorkerState
     cur_load: float
     new_load: float
     cur_perf: float

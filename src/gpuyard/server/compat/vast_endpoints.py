@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
+from gpuyard.core.autoscaling import EndpointKnobs
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.core.principal import Principal
-from gpuyard.core.serverless import Knobs
 from gpuyard.server.compat.vast_scopes import Reader, Writer
 from gpuyard.server.compat.vast_template_filters import matching
 from gpuyard.server.deps import ClockDep, Session
@@ -80,7 +80,7 @@ async def create_endpoint(
     body: EndpointBody, principal: Writer, session: Session, clock: ClockDep
 ) -> Created:
     """`vastai create endpoint`: `{"success": true, "result": <id>}`."""
-    knobs = Knobs(**body.knob_values())
+    knobs = EndpointKnobs(**body.knob_values())
     e = await endpoints.create_endpoint(
         session, clock=clock, org_id=principal.org_id, name=body.endpoint_name, knobs=knobs
     )

@@ -19,9 +19,9 @@ def _holds(op: str, have: Any, want: Any) -> bool:
     if op == "neq":
         return bool(have != want)
     if op == "in":
-        return have in want
+        return bool(have in want)
     if op == "notin":
-        return have not in want
+        return bool(have not in want)
     if have is None or not isinstance(have, int | float):
         return False
     return {

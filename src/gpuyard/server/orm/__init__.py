@@ -13,6 +13,7 @@ from gpuyard.server.orm.serverless import (
     Endpoint,
     RoutedRequest,
     ServerlessWorker,
+    SigningKey,
     Template,
     Workergroup,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "RequestLog",
     "RoutedRequest",
     "ServerlessWorker",
+    "SigningKey",
     "SshKey",
     "Template",
     "UTCDateTime",

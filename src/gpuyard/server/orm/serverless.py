@@ -62,7 +62,7 @@ class Endpoint(LeaseColumns, Base):
     max_workers: Mapped[int] = mapped_column(Integer)
     max_queue_time: Mapped[float] = mapped_column(Float)
     target_queue_time: Mapped[float] = mapped_column(Float)
-    inactivity_timeout: Mapped[int | None] = mapped_column(Integer, default=None)
+    inactivity_timeout: Mapped[float | None] = mapped_column(Float, default=None)
     state: Mapped[str] = mapped_column(String(16))
     last_request_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime]
@@ -118,6 +118,7 @@ class ServerlessWorker(Base):
     workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
     host_id: Mapped[str | None] = mapped_column(String(32), default=None)
     status: Mapped[str] = mapped_column(String(16))
+    status_at: Mapped[datetime]  # when it entered ``status``
     mtoken: Mapped[str] = mapped_column(String(64))
     url: Mapped[str | None] = mapped_column(Text, default=None)
     cur_load: Mapped[float] = mapped_column(Float, default=0.0)
@@ -153,3 +154,14 @@ class RoutedRequest(Base):
     created_at: Mapped[datetime]
     routed_at: Mapped[datetime | None] = mapped_column(default=None)
     done_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SigningKey(Base):
+    """A private key the server signs with, shared by every replica: ``route`` signs the
+    grants ``/route/`` hands out (its public half is ``GET /pubkey/``)."""
+
+    __tablename__ = "signing_keys"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    private_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -30,13 +30,14 @@ class EndpointBody(VastBody):
     max_workers: StrictInt | None = None
     max_queue_time: Number | None = None
     target_queue_time: Number | None = None
-    inactivity_timeout: StrictInt | None = None
+    inactivity_timeout: Number | None = None
     endpoint_state: StrictStr | None = Field(default=None, max_length=16)
 
     def knob_values(self) -> dict[str, Any]:
         """The knobs given (not ``null``), floats as floats."""
         out: dict[str, Any] = {}
         for name in (
+            "inactivity_timeout",
             "min_load",
             "min_cold_load",
             "target_util",
@@ -47,7 +48,7 @@ class EndpointBody(VastBody):
             value = getattr(self, name)
             if value is not None:
                 out[name] = float(value)
-        for name in ("cold_workers", "max_workers", "inactivity_timeout"):
+        for name in ("cold_workers", "max_workers"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
@@ -109,7 +110,7 @@ class VastEndpoint(BaseModel):
     max_workers: int
     max_queue_time: float
     target_queue_time: float
-    inactivity_timeout: int | None
+    inactivity_timeout: float | None
     endpoint_state: str
 
     @classmethod

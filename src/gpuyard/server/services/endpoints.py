@@ -16,17 +16,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gpuyard.core.autoscaling import EndpointKnobs
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Conflict, InvalidRequest, NotFound
 from gpuyard.core.ids import new_id
 from gpuyard.core.pagination import Page
-from gpuyard.core.serverless import Endpoint, EndpointState, Knobs, check_knobs
+from gpuyard.core.serverless import Endpoint, EndpointState, check_knobs
 from gpuyard.server import orm
 from gpuyard.server.services import events, wakeups
 from gpuyard.server.services.pagination import paginate
 from gpuyard.server.services.refs import by_ref
 
-KNOB_NAMES = tuple(f.name for f in fields(Knobs))
+KNOB_NAMES = tuple(f.name for f in fields(EndpointKnobs))
 MAX_NAME = 200
 
 
@@ -37,7 +38,7 @@ def to_domain(row: orm.Endpoint) -> Endpoint:
         org_id=row.org_id,
         name=row.name,
         api_key=row.api_key,
-        knobs=Knobs(**{name: getattr(row, name) for name in KNOB_NAMES}),
+        knobs=EndpointKnobs(**{name: getattr(row, name) for name in KNOB_NAMES}),
         state=EndpointState(row.state),
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -111,7 +112,7 @@ async def row_named(session: AsyncSession, *, org_id: str, name: str) -> orm.End
 
 
 async def create_endpoint(
-    session: AsyncSession, *, clock: Clock, org_id: str, name: str | None, knobs: Knobs
+    session: AsyncSession, *, clock: Clock, org_id: str, name: str | None, knobs: EndpointKnobs
 ) -> Endpoint:
     name = _check_name(name)
     check_knobs(knobs)

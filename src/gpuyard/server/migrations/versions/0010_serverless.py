@@ -1,8 +1,8 @@
-"""serverless: templates, endpoints, workergroups, workers and routed requests
+"""serverless: templates, endpoints, workergroups, workers, routed requests, signing keys
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-12-05 15:22:12.828416
+Create Date: 2026-12-05 15:25:21.734371
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ def upgrade() -> None:
         batch_op.create_index("ix_routed_requests_worker", ["worker_id", "done_at"], unique=False)
 
     op.create_table(
+        "signing_keys",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("private_pem", sa.Text(), nullable=False),
+        sa.Column("created_at", gpuyard.server.orm.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_signing_keys")),
+    )
+    op.create_table(
         "endpoints",
         sa.Column(
             "pk",
@@ -64,7 +71,7 @@ def upgrade() -> None:
         sa.Column("max_workers", sa.Integer(), nullable=False),
         sa.Column("max_queue_time", sa.Float(), nullable=False),
         sa.Column("target_queue_time", sa.Float(), nullable=False),
-        sa.Column("inactivity_timeout", sa.Integer(), nullable=True),
+        sa.Column("inactivity_timeout", sa.Float(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column(
             "last_request_at", gpuyard.server.orm.base.UTCDateTime(timezone=True), nullable=True
@@ -108,6 +115,7 @@ def upgrade() -> None:
         sa.Column("workload_id", sa.String(length=32), nullable=True),
         sa.Column("host_id", sa.String(length=32), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("status_at", gpuyard.server.orm.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("mtoken", sa.String(length=64), nullable=False),
         sa.Column("url", sa.Text(), nullable=True),
         sa.Column("cur_load", sa.Float(), nullable=False),
@@ -246,6 +254,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_endpoints_next_run_at")
 
     op.drop_table("endpoints")
+    op.drop_table("signing_keys")
     with op.batch_alter_table("routed_requests", schema=None) as batch_op:
         batch_op.drop_index("ix_routed_requests_worker")
         batch_op.drop_index("ix_routed_requests_endpoint")
