@@ -24,12 +24,13 @@ def _holds(op: str, have: Any, want: Any) -> bool:
         return bool(have not in want)
     if have is None or not isinstance(have, int | float):
         return False
-    return {
+    ordered = {
         "gt": have > want,
         "gte": have >= want,
         "lt": have < want,
         "lte": have <= want,
-    }[op]
+    }
+    return bool(ordered[op])
 
 
 def matching(rows: list[VastTemplate], query: object) -> list[VastTemplate]:

@@ -10,6 +10,7 @@ import socket
 from typing import Protocol
 
 from gpuyard.server.context import AppContext
+from gpuyard.server.controllers.autoscaler import AutoscalerController
 from gpuyard.server.controllers.clusters import ClusterController
 from gpuyard.server.controllers.heard_flush import HeardFlush
 from gpuyard.server.controllers.hosts import HostHealthController
@@ -59,6 +60,14 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
             drain_seconds=ctx.settings.replica_drain_seconds,
+        ),
+        AutoscalerController(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
+            report_url=ctx.settings.resolved_public_url(),
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
         HeardFlush(heard=ctx.heard, sessions=ctx.sessions),

@@ -54,10 +54,10 @@ class Waiting:
 async def endpoint_by_key(session: AsyncSession, *, api_key: str | None) -> orm.Endpoint:
     if not api_key:
         raise Unauthenticated("give the endpoint's api_key", code="missing_endpoint_key")
-    row = await session.scalar(
-        select(orm.Endpoint).where(
-            orm.Endpoint.api_key == api_key, orm.Endpoint.deleted_at.is_(None)
-        )
+    row = await session.scalar(  # locked: the autoscaler never stops a worker mid-route
+        select(orm.Endpoint)
+        .where(orm.Endpoint.api_key == api_key, orm.Endpoint.deleted_at.is_(None))
+        .with_for_update()
     )
     if row is None or not secrets.compare_digest(row.api_key, api_key):
         raise Unauthenticated("unknown endpoint key", code="invalid_endpoint_key")

@@ -94,6 +94,8 @@ async def apply_status(
         row.updated_at = now
         if row.kind == WorkloadKind.REPLICA:  # its cluster reacts now (probe, replace)
             await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
+        if row.kind == WorkloadKind.WORKER:  # its endpoint's autoscaler too
+            await wakeups.wake_where(session, orm.Endpoint, orm.Endpoint.id == row.owner_id)
         data: dict[str, object] = {"id": row.owner_id, "workload_id": row.id, "state": row.state}
         if row.exit_code is not None:
             data["exit_code"] = row.exit_code
@@ -123,6 +125,8 @@ async def forget(session: AsyncSession, *, row: orm.Workload) -> None:
     await session.execute(delete(orm.Workload).where(orm.Workload.pk == row.pk))
     if row.kind == WorkloadKind.REPLICA:
         await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
+    if row.kind == WorkloadKind.WORKER:
+        await wakeups.wake_where(session, orm.Endpoint, orm.Endpoint.id == row.owner_id)
     await wake_clusters_waiting_for_room(session)
 
 
