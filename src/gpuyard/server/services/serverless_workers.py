@@ -180,4 +180,6 @@ async def finish_requests(
             .execution_options(synchronize_session=False)
         )
         done += int(getattr(result, "rowcount", 0) or 0)
+    if done:  # capacity freed: the autoscaler may scale down now
+        await wakeups.wake_where(session, orm.Endpoint, orm.Endpoint.id == w.endpoint_id)
     return done

@@ -1,0 +1,184 @@
+"""The autoscaler driven step by step on the manual clock, over HTTP on both databases: scale
+from zero on a routed request, a signed grant, never stopping a worker with a request in flight,
+back to zero after ``inactivity_timeout``, replacing a worker that never reports, giving up on a
+workergroup whose workers keep failing, and more endpoints than one batch."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from gpuyard.core.autoscaling import DEFAULT_TUNING
+from tests.harness import Api
+from tests.server.market import join_host
+from tests.server.serverless_kit import (
+    RTX,
+    autoscaler,
+    make_endpoint,
+    report,
+    run_assigned,
+    settle,
+    workers,
+)
+
+
+async def route(api: Api, ep: dict[str, Any], request_idx: int = 0) -> dict[str, Any]:
+    body = {
+        "endpoint": ep["endpoint_name"],
+        "api_key": ep["api_key"],
+        "cost": 50,
+        "request_idx": request_idx,
+        "replay_timeout": 60,
+    }
+    r = await api.client_for(None).post("/route/", json=body)
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def verify(pem: str, url: str, signature: str) -> None:
+    key = serialization.load_pem_public_key(pem.encode())
+    assert isinstance(key, rsa.RSAPublicKey)
+    message = json.dumps({"url": url}, indent=4, sort_keys=True).encode()
+    key.verify(base64.b64decode(signature), message, padding.PKCS1v15(), hashes.SHA256())
+
+
+async def test_from_zero_to_a_signed_grant_and_back_to_zero(api: Api) -> None:
+    host = await join_host(api, [RTX, RTX])
+    t = await api.tenant()
+    ctl = autoscaler(api)
+    ep = await make_endpoint(t, inactivity_timeout=60)
+    assert ep["api_key"].startswith("ep-")
+    await settle(ctl)
+    assert await workers(t, ep["id"]) == []  # nothing asked: nothing runs
+
+    waiting = await route(api, ep)
+    assert (waiting["status"] and "url" not in waiting) or waiting["url"] is None
+    idx = waiting["request_idx"]
+    assert idx > 0
+    await settle(ctl)  # the waiting request brings one worker up
+    [w] = await workers(t, ep["id"])
+    assert w["status"] == "creating" and w["gpu_name"] == "RTX 4090"
+
+    [spec] = (await run_assigned(host)).values()
+    env = spec["env"]
+    assert env["REPORT_ADDR"] == api.base_url and env["MODEL"] == "tiny"
+    assert env["CONTAINER_ID"] == str(w["id"]) and env["WORKER_PORT"] == "8000"
+    assert env["PUBLIC_IPADDR"] == "127.0.0.1" and len(env["MASTER_TOKEN"]) > 20
+    assert spec["image"] == "python" and spec["command"].endswith("python -m worker")
+    await settle(ctl)
+    assert (await workers(t, ep["id"]))[0]["status"] == "loading"
+    assert (await route(api, ep, idx))["request_idx"] == idx  # still waiting
+
+    assert await report(api, spec, mtoken="wrong") == 401
+    assert await report(api, spec, id=w["id"] + 1000) == 401
+    assert await report(api, spec, max_perf=-1) == 400
+    assert (await workers(t, ep["id"]))[0]["status"] == "loading"  # none of those counted
+    assert await report(api, spec) == 200
+    [w] = await workers(t, ep["id"])
+    assert w["status"] == "idle" and w["perf"] == w["measured_perf"] == 100.0
+    assert w["loadtime"] == 2.5 and w["loaded_at"] is not None
+
+    grant = await route(api, ep, idx)
+    assert grant["url"] == f"http://127.0.0.1:{41000 + w['id']}"
+    assert grant["request_idx"] == grant["reqnum"] == idx and grant["cost"] == 50
+    pem = (await api.client_for(None).get("/pubkey/")).text
+    verify(pem, grant["url"], grant["signature"])
+    assert pem == (await api.client_for(None).get("/pubkey/")).text  # one key
+
+    # In flight: long past the inactivity timeout, the worker (reporting) is not stopped.
+    for _ in range(3):
+        api.clock.advance(100)
+        assert await report(api, spec, num_requests_working=1, cur_load=50.0) == 200
+        await settle(ctl)
+    [w] = await workers(t, ep["id"])
+    assert w["status"] == "idle" and w["reqs_working"] == 1
+    assert (await host.beat())["workloads"][0]["desired"] == "running"
+
+    done = {"worker_id": w["id"], "mtoken": env["MASTER_TOKEN"], "requests": []}
+    done["requests"] = [{"request_idx": idx, "success": True, "status": "Success"}]
+    r = await api.client_for(None).post("/delete_requests/", json=done)
+    assert r.status_code == 200, r.text
+    assert await report(api, spec, num_requests_working=0) == 200
+    await settle(ctl)  # done now, and the endpoint has been quiet for 300 s: stop it
+    [w] = await workers(t, ep["id"])
+    assert w["status"] == "stopping"
+    await run_assigned(host)
+    await settle(ctl)
+    assert (await workers(t, ep["id"]))[0]["status"] == "stopped"  # zero active workers
+    api.clock.advance(DEFAULT_TUNING.destroy_after + 1)
+    await settle(ctl)  # kept loaded while the last hour's load may come back
+    assert (await workers(t, ep["id"]))[0]["status"] == "stopped"
+    api.clock.advance(DEFAULT_TUNING.cold_horizon)
+    await settle(ctl)  # no cold workers wanted: the stopped one goes too
+    assert (await workers(t, ep["id"]))[0]["status"] == "destroying"
+    await run_assigned(host)  # the host lets it go
+    await settle(ctl)
+    assert await workers(t, ep["id"]) == []
+    logs = (await t.client.post("/get_endpoint_logs/", json={"id": ep["id"]})).json()
+    assert "worker.placed" in logs["info0"] and "requests wait for a worker" in logs["info1"]
+
+
+async def test_a_worker_that_never_reports_is_replaced(api: Api) -> None:
+    host = await join_host(api, [RTX, RTX])
+    t = await api.tenant()
+    ctl = autoscaler(api)
+    ep = await make_endpoint(t, min_load=10.0)  # always one worker wanted
+    await settle(ctl)
+    [first] = await workers(t, ep["id"])
+    await run_assigned(host)
+    await settle(ctl)
+    assert (await workers(t, ep["id"]))[0]["status"] == "loading"
+    api.clock.advance(DEFAULT_TUNING.load_timeout + 1)  # it never says it loaded
+    await settle(ctl)
+    states = {w["id"]: w["status"] for w in await workers(t, ep["id"])}
+    assert states[first["id"]] == "destroying"
+    assert sorted(states.values()) == ["creating", "destroying"]
+
+
+async def test_a_workergroup_whose_workers_keep_failing_stops_trying(api: Api) -> None:
+    host = await join_host(api, [RTX])
+    t = await api.tenant()
+    ctl = autoscaler(api)
+    ep = await make_endpoint(t, min_load=10.0)
+    for _ in range(3):
+        await settle(ctl)
+        beat = await host.beat()
+        for a in beat["workloads"]:
+            if a["desired"] == "removed":
+                host.forget(a["spec"]["id"])
+            else:
+                host.report(a["spec"]["id"], "failed", exit_code=1, log_tail="ImportError: x\n")
+        await host.beat()
+        await settle(ctl)
+        await run_assigned(host)
+        await settle(ctl)
+    assert all(w["status"] in ("error", "destroying") for w in await workers(t, ep["id"]))
+    api.clock.advance(60)
+    await settle(ctl)
+    await run_assigned(host)
+    await settle(ctl)
+    assert await workers(t, ep["id"]) == []  # not restarted forever
+    [group] = (await t.client.get("/api/v0/autojobs/")).json()["results"]
+    assert "ImportError: x" in group["status_msg"]
+    logs = (await t.client.post("/get_autogroup_logs/", json={"id": group["id"]})).json()
+    assert "worker.error" in logs["info0"] and "ImportError" in logs["info1"]
+
+
+async def test_more_endpoints_than_one_batch(api: Api) -> None:
+    host = await join_host(api, [RTX] * 30)
+    t = await api.tenant()
+    ctl = autoscaler(api)
+    count = ctl.batch_size + 5
+    eps = [await make_endpoint(t, f"ep-{i}", min_load=10.0) for i in range(count)]
+    assert await settle(ctl) == count  # one pass handles every endpoint once
+    for ep in eps:
+        assert [w["status"] for w in await workers(t, ep["id"])] == ["creating"]
+    assert len(await run_assigned(host)) == count
+    assert await settle(ctl) == count  # every one woken by its worker's start
+    for ep in eps:
+        assert [w["status"] for w in await workers(t, ep["id"])] == ["loading"]
