@@ -39,6 +39,7 @@ from gpuyard.server.routers import (
     agent,
     api_keys,
     clusters,
+    endpoints,
     events,
     gpus,
     hosts,
@@ -165,6 +166,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(clusters.native)
     app.include_router(clusters.vectorlay)
+    app.include_router(endpoints.router)
     return app
 
 
