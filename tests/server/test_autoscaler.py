@@ -120,7 +120,7 @@ async def test_from_zero_to_a_signed_grant_and_back_to_zero(api: Api) -> None:
     await settle(ctl)
     assert await workers(t, ep["id"]) == []
     logs = (await t.client.post("/get_endpoint_logs/", json={"id": ep["id"]})).json()
-    assert "worker.placed" in logs["info0"] and "requests wait for a worker" in logs["info1"]
+    assert "worker.placed" in logs["info0"] and "endpoint.scaled: up to" in logs["info1"]
 
 
 async def test_a_worker_that_never_reports_is_replaced(api: Api) -> None:

@@ -11,19 +11,22 @@ from gpuyard.core.autoscaling.model import LoadSample
 def rolling_peak(
     samples: Sequence[LoadSample], now: datetime, *, window: float, span: float
 ) -> float:
-    """The highest ``window``-second rolling mean of the load over the last ``span`` seconds."""
-    oldest = now.timestamp() - span - window
-    points = [(s.at.timestamp(), s.load) for s in samples if s.at.timestamp() > oldest]
+    """The highest ``window``-second rolling mean of the load over the last ``span`` seconds
+    (``span`` 0: the rolling mean now). Samples after ``now`` are ignored."""
+    # Seconds before now, so that no precision is lost to large epoch timestamps.
+    points = [((now - s.at).total_seconds(), s.load) for s in samples]
+    points = [(ago, load) for ago, load in points if 0 <= ago < span + window]
     if not points:
         return 0.0
+    points.sort(key=lambda p: -p[0])  # oldest first
     peak = 0.0
     total = 0.0
     start = 0
-    for end, (at, load) in enumerate(points):
+    for end, (ago, load) in enumerate(points):
         total += load
-        while points[start][0] <= at - window:
+        while points[start][0] >= ago + window:
             total -= points[start][1]
             start += 1
-        if at > now.timestamp() - span - 1e-9:
+        if ago <= span:
             peak = max(peak, total / (end - start + 1))
     return max(peak, 0.0)

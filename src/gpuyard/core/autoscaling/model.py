@@ -113,6 +113,8 @@ class PolicyTuning:
     ``destroy_after``: seconds a surplus stopped worker stays before it is destroyed.
     ``load_timeout``: seconds a worker may take to become ready before it is replaced.
     ``report_timeout``: seconds a ready worker may go without a report before it is replaced.
+    ``backlog_horizon``: seconds over which queued work is to be cleared when the queue time is
+    over target (at least ``target_queue_time``).
     ``default_perf``: perf assumed for a worker when none has been measured on the endpoint
     (``None``: size by one worker at a time until one is measured).
     """
@@ -123,6 +125,7 @@ class PolicyTuning:
     destroy_after: float = 600.0
     load_timeout: float = 1800.0
     report_timeout: float = 120.0
+    backlog_horizon: float = 30.0
     default_perf: float | None = None
 
 

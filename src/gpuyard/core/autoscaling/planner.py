@@ -118,19 +118,19 @@ class Planner:
         target = max(predicted, knobs.min_load) / knobs.target_util
         ready = self.capacity(self.ready)
         if self.demand.queue_time > knobs.target_queue_time:
-            # Up at once, by enough to clear what is queued within the target.
-            over = self.demand.queue_time / max(knobs.target_queue_time, 1e-9)
-            wanted = max(ready * over, ready + (self.typical_perf or 0.0))
+            # Up at once, by enough to clear what is queued over the backlog horizon.
+            backlog = self.demand.waiting_load or self.demand.queue_time * ready
+            horizon = max(knobs.target_queue_time, self.tuning.backlog_horizon)
+            wanted = ready + max(backlog / horizon, self.typical_perf or _SOME_CAPACITY)
             if wanted > target:
                 self.reasons.append(
                     f"queue time {self.demand.queue_time:.1f} s over target "
                     f"{knobs.target_queue_time:.1f} s"
                 )
                 target = wanted
-        if self.demand.waiting_requests > 0:
+        if self.demand.waiting_requests > 0 and target <= 0:
             # Scale from zero: what waits needs at least one worker.
-            wanted = ready + self.demand.waiting_load / max(knobs.target_queue_time, 1.0)
-            target = max(target, wanted, self.typical_perf or 0.0, _SOME_CAPACITY)
+            target = max(self.typical_perf or 0.0, _SOME_CAPACITY)
             self.reasons.append(f"{self.demand.waiting_requests} requests wait for a worker")
         if target > 0 or self._inactive():
             return target
@@ -162,11 +162,12 @@ class Planner:
     def run(self) -> Plan:
         predicted = self.predicted_load()
         active_target = self.active_target(predicted)
+        loaded_target = self.loaded_target(active_target)
         if self.typical_perf is None:
             # Nothing measured yet: one worker is taken to cover the target, so workers come
-            # one at a time until the first reports its perf.
+            # one at a time until the first reports its perf, and only cold_workers are kept.
             self.typical_perf = max(active_target, _SOME_CAPACITY)
-        loaded_target = self.loaded_target(active_target)
+            loaded_target = 0.0
         start, create = self._scale_up(active_target)
         stop = self._scale_down(active_target) if not (start or create) else []
         create += self._fill_loaded(loaded_target, create)
