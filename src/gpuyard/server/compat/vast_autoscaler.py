@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from gpuyard.server.compat.vast_scopes import Reader
 from gpuyard.server.db import write_session
-from gpuyard.server.deps import ClockDep, Context, Session, credential
+from gpuyard.server.deps import ClockDep, Context, DeclaredKey, Session, credential
 from gpuyard.server.schemas.vast import Success, VastBody, vast_errors
 from gpuyard.server.schemas.vast_serverless import ByNumber, Logs, Number, VastWorker
 from gpuyard.server.services import route_signing, routing, serverless_logs, serverless_workers
@@ -73,6 +73,7 @@ async def route(
     request: Request,
     session: Session,
     clock: ClockDep,
+    _declared: DeclaredKey,
     api_key: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RouteAnswer:
     """A ready worker's `url` with a signed grant, or `status` while none is ready (poll again
