@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -119,3 +120,35 @@ async def test_a_real_worker_serves_a_signed_request_from_zero(api: Api) -> None
         await settle(ctl)
         [w] = (await t.client.post("/get_endpoint_workers/", json={"id": ep["id"]})).json()
         assert w["status"] == "stopping"
+
+
+async def test_vasts_serverless_client_reaches_a_worker_started_from_zero(api: Api) -> None:
+    """``vastai.serverless.client`` with ``autoscaler_url`` and ``webserver_url`` pointed at us
+    (and a default SSL context instead of the root certificate it downloads): it finds the
+    endpoint, routes, polls while the worker starts, and calls the worker with its grant."""
+    from vastai.serverless.client import CoroutineServerless
+
+    host = await join_host(api, [RTX])
+    t = await api.tenant()
+    ctl = autoscaler(api)
+    await make_endpoint(t, inactivity_timeout=60)
+    client = CoroutineServerless(
+        api_key=t.key, autoscaler_url=api.base_url, webserver_url=api.base_url
+    )
+    client._ssl_context = ssl.create_default_context()  # offline: no root certificate download
+    try:
+        ep = await client.get_endpoint("llm")
+        assert ep.data.api_key.startswith("ep-")
+        call = asyncio.ensure_future(ep.request("/generate", {"prompt": "hi"}, cost=100))
+
+        async def placed() -> dict[str, Any]:
+            await settle(ctl)  # the client's waiting request brings a worker up
+            return await run_assigned(host)
+
+        [spec] = (await until(placed)).values()
+        await settle(ctl)
+        async with worker_process(spec, free_port()):
+            answer = await asyncio.wait_for(call, timeout=DEADLINE_S)
+    finally:
+        await client.close()
+    assert len(answer["response"]["result"]) == 64, answer

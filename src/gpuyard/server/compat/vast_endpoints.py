@@ -24,6 +24,7 @@ from gpuyard.server.schemas.vast_serverless import (
     Created,
     EndpointBody,
     Message,
+    OneEndpoint,
     Results,
     TemplateBody,
     TemplateCreated,
@@ -67,12 +68,13 @@ async def show_endpoints(principal: Reader, session: Session) -> Results:
 
 
 @router.get(
-    "/api/v0/endptjobs/{endpoint_id}/", response_model=Results, responses=vast_errors(403, 404)
+    "/api/v0/endptjobs/{endpoint_id}/", response_model=OneEndpoint, responses=vast_errors(403, 404)
 )
-async def show_endpoint(endpoint_id: str, principal: Reader, session: Session) -> Results:
-    """One endpoint, as a one-row `results` list (the serverless SDK reads it so)."""
+async def show_endpoint(endpoint_id: str, principal: Reader, session: Session) -> OneEndpoint:
+    """One endpoint, as `result` (what the serverless SDK reads) and a one-row `results`."""
     e = await endpoints.get_endpoint(session, org_id=principal.org_id, ref=endpoint_id)
-    return Results(results=[VastEndpoint.of(e, org_number=await _org_number(session, principal))])
+    row = VastEndpoint.of(e, org_number=await _org_number(session, principal))
+    return OneEndpoint(result=row, results=[row])
 
 
 @router.post("/api/v0/endptjobs/", response_model=Created, responses=vast_errors(403, 409))

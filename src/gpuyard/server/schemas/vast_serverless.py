@@ -251,6 +251,14 @@ class Results(BaseModel):
     results: list[Any]
 
 
+class OneEndpoint(BaseModel):
+    """One endpoint: ``result`` (the serverless SDK reads it) and ``results`` (as a list)."""
+
+    success: bool = True
+    result: VastEndpoint
+    results: list[VastEndpoint]
+
+
 class Created(BaseModel):
     success: bool = True
     result: int
