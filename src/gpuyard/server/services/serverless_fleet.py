@@ -35,10 +35,11 @@ MB_PER_GB = 1000  # a "24 GB" card reports 24564 MB: compare in decimal gigabyte
 
 
 def _prelude(port: int) -> str:
-    """Shell lines that make the process runtime's ``$PORT`` the worker's Vast port variables."""
+    """Shell lines that make the port the worker listens on (the process runtime's ``$PORT``,
+    else the group's port) its ``WORKER_PORT`` and its public ``VAST_TCP_PORT_<port>``."""
     return (
-        f'export WORKER_PORT="${{WORKER_PORT:-{port}}}"; '
-        f'export VAST_TCP_PORT_{port}="${{PORT:-{port}}}"; '
+        f'export WORKER_PORT="${{PORT:-{port}}}"; '
+        'export "VAST_TCP_PORT_${WORKER_PORT}=${WORKER_PORT}"; '
     )
 
 
