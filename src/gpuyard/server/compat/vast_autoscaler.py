@@ -67,7 +67,12 @@ class DeleteRequestsBody(VastBody):
     requests: list[DoneRequest] = Field(default_factory=list, max_length=10_000)
 
 
-@router.post("/route/", response_model=RouteAnswer, responses=vast_errors(404, 503))
+@router.post(
+    "/route/",
+    response_model=RouteAnswer,
+    response_model_exclude_none=True,  # Vast's client takes any answer with "url" as ready
+    responses=vast_errors(404, 503),
+)
 async def route(
     body: RouteBody,
     request: Request,
