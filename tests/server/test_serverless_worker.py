@@ -44,9 +44,14 @@ async def worker_process(spec: dict[str, Any], port: int) -> AsyncIterator[None]
     }
     args = ["-m", "gpuyard.cli.main", "worker", "serverless", "--host", "127.0.0.1"]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *args, "--port", str(port), env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        *args,
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         yield
     finally:

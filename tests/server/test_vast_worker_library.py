@@ -100,9 +100,13 @@ async def test_vasts_worker_library_serves_through_gpuyard(api: Api, tmp_path: P
             "MODEL_LOG": str(log_file),
         }
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(tmp_path / "worker.py"), env=env, cwd=tmp_path,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            sys.executable,
+            str(tmp_path / "worker.py"),
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         answer = await asyncio.wait_for(call, timeout=DEADLINE_S)
         assert answer["response"] == {"text": "echo: hi"}, answer
         [w] = (await t.client.post("/get_endpoint_workers/", json={"id": ep.data.id})).json()

@@ -33,10 +33,21 @@ async def test_every_serverless_command(api: Api, tmp_path: Path) -> None:
     vastai = Vastai(api.base_url, t.key, tmp_path / "home")
 
     made = await vastai(
-        "create", "endpoint", "--endpoint_name", "llama", "--min_load", "10",
-        "--cold_workers", "0", "--cold_mult", "1", "--max_workers", "4",
-        "--inactivity_timeout", "60",
-    )  # fmt: skip
+        "create",
+        "endpoint",
+        "--endpoint_name",
+        "llama",
+        "--min_load",
+        "10",
+        "--cold_workers",
+        "0",
+        "--cold_mult",
+        "1",
+        "--max_workers",
+        "4",
+        "--inactivity_timeout",
+        "60",
+    )
     assert made.rc == 0, made
     created = printed_dict(made.out, "create endpoint")
     assert created["success"] is True and isinstance(created["result"], int)
@@ -57,10 +68,21 @@ async def test_every_serverless_command(api: Api, tmp_path: Path) -> None:
     assert "target_util" in bad.out + bad.err
 
     tpl = await vastai(
-        "create", "template", "--name", "worker", "--image", "python", "--image_tag", "3.11",
-        "--env", "-p 8000:8000 -e MODEL=tiny", "--onstart-cmd", "python -m worker",
-        "--search_params", "gpu_name=RTX_4090",
-    )  # fmt: skip
+        "create",
+        "template",
+        "--name",
+        "worker",
+        "--image",
+        "python",
+        "--image_tag",
+        "3.11",
+        "--env",
+        "-p 8000:8000 -e MODEL=tiny",
+        "--onstart-cmd",
+        "python -m worker",
+        "--search_params",
+        "gpu_name=RTX_4090",
+    )
     assert "New Template:" in tpl.out, tpl
     template = printed_dict(tpl.out, "New Template:")
     hash_id = str(template["hash_id"])
@@ -69,9 +91,15 @@ async def test_every_serverless_command(api: Api, tmp_path: Path) -> None:
     assert (await vastai("search", "templates", "hash_id==nope")).out.strip() == "[]"
 
     group = await vastai(
-        "create", "workergroup", "--endpoint_name", "llama", "--template_hash", hash_id,
-        "--search_params", "gpu_name=RTX_4090",
-    )  # fmt: skip
+        "create",
+        "workergroup",
+        "--endpoint_name",
+        "llama",
+        "--template_hash",
+        hash_id,
+        "--search_params",
+        "gpu_name=RTX_4090",
+    )
     made_group = printed_dict(group.out, "workergroup create")
     assert made_group["success"] is True
     group_id = int(made_group["id"])

@@ -20,10 +20,28 @@ workergroups = typer.Typer(
     help="Workergroups: what an endpoint's workers run, and on which GPUs.", no_args_is_help=True
 )
 
-COLUMNS = ["id", "number", "name", "state", "min_load", "target_util", "cold_workers",
-           "max_workers", "inactivity_timeout", "api_key"]  # fmt: skip
-GROUP_COLUMNS = ["id", "number", "endpoint_id", "image", "gpu_type", "gpu_ram", "search_params",
-                 "status_reason"]  # fmt: skip
+COLUMNS = [
+    "id",
+    "number",
+    "name",
+    "state",
+    "min_load",
+    "target_util",
+    "cold_workers",
+    "max_workers",
+    "inactivity_timeout",
+    "api_key",
+]
+GROUP_COLUMNS = [
+    "id",
+    "number",
+    "endpoint_id",
+    "image",
+    "gpu_type",
+    "gpu_ram",
+    "search_params",
+    "status_reason",
+]
 WORKER_COLUMNS = ["id", "status", "perf", "cur_load", "reqs_working", "gpu_name", "error"]
 
 EndpointId = Annotated[
@@ -82,10 +100,14 @@ def create_endpoint(
 ) -> None:
     """Create an endpoint; add a workergroup to say what its workers run."""
     body = _knobs(
-        name=name, min_load=min_load, target_util=target_util, cold_mult=cold_mult,
-        cold_workers=cold_workers, max_workers=max_workers,
+        name=name,
+        min_load=min_load,
+        target_util=target_util,
+        cold_mult=cold_mult,
+        cold_workers=cold_workers,
+        max_workers=max_workers,
         inactivity_timeout=inactivity_timeout,
-    )  # fmt: skip
+    )
 
     async def call(c: Client) -> Any:
         return await c.post(await _endpoint_path(c), body)
@@ -120,9 +142,13 @@ def update_endpoint(
 ) -> None:
     """Change an endpoint's knobs or state; what is not given stays as it is."""
     body = _knobs(
-        state=state, min_load=min_load, target_util=target_util, cold_workers=cold_workers,
-        max_workers=max_workers, inactivity_timeout=inactivity_timeout,
-    )  # fmt: skip
+        state=state,
+        min_load=min_load,
+        target_util=target_util,
+        cold_workers=cold_workers,
+        max_workers=max_workers,
+        inactivity_timeout=inactivity_timeout,
+    )
     if not body:
         raise typer.BadParameter("give at least one thing to change", param_hint="options")
 
@@ -189,9 +215,12 @@ def create_group(
     async def call(c: Client) -> Any:
         ep = await c.get(await _endpoint_path(c, endpoint))
         body = _knobs(
-            endpoint_id=ep["id"], launch_args=launch_args, template_hash=template_hash,
-            search_params=search_params, gpu_ram=gpu_ram,
-        )  # fmt: skip
+            endpoint_id=ep["id"],
+            launch_args=launch_args,
+            template_hash=template_hash,
+            search_params=search_params,
+            gpu_ram=gpu_ram,
+        )
         return await c.post(await c.org_path("workergroups"), body)
 
     show(run(url, api_key, call), GROUP_COLUMNS, raw)

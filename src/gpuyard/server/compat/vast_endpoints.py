@@ -182,25 +182,40 @@ async def delete_workergroup(
 
 for _prefix in _GROUPS:
     router.add_api_route(
-        f"{_prefix}/", show_workergroups, methods=["GET"], response_model=Results,
+        f"{_prefix}/",
+        show_workergroups,
+        methods=["GET"],
+        response_model=Results,
         responses=vast_errors(403),
-    )  # fmt: skip
+    )
     router.add_api_route(
-        f"{_prefix}/{{workergroup_id}}/", show_workergroup, methods=["GET"],
-        response_model=Results, responses=vast_errors(403, 404),
-    )  # fmt: skip
-    router.add_api_route(
-        f"{_prefix}/", create_workergroup, methods=["POST"], response_model=WorkergroupCreated,
+        f"{_prefix}/{{workergroup_id}}/",
+        show_workergroup,
+        methods=["GET"],
+        response_model=Results,
         responses=vast_errors(403, 404),
-    )  # fmt: skip
+    )
     router.add_api_route(
-        f"{_prefix}/{{workergroup_id}}/", update_workergroup, methods=["PUT"],
-        response_model=Success, responses=vast_errors(403, 404),
-    )  # fmt: skip
+        f"{_prefix}/",
+        create_workergroup,
+        methods=["POST"],
+        response_model=WorkergroupCreated,
+        responses=vast_errors(403, 404),
+    )
     router.add_api_route(
-        f"{_prefix}/{{workergroup_id}}/", delete_workergroup, methods=["DELETE"],
-        response_model=Success, responses=vast_errors(403, 404),
-    )  # fmt: skip
+        f"{_prefix}/{{workergroup_id}}/",
+        update_workergroup,
+        methods=["PUT"],
+        response_model=Success,
+        responses=vast_errors(403, 404),
+    )
+    router.add_api_route(
+        f"{_prefix}/{{workergroup_id}}/",
+        delete_workergroup,
+        methods=["DELETE"],
+        response_model=Success,
+        responses=vast_errors(403, 404),
+    )
 
 
 @router.post("/api/v0/template/", response_model=TemplateCreated, responses=vast_errors(403))
