@@ -182,3 +182,33 @@ async def test_more_endpoints_than_one_batch(api: Api) -> None:
     assert await settle(ctl) == count  # every one woken by its worker's start
     for ep in eps:
         assert [w["status"] for w in await workers(t, ep["id"])] == ["loading"]
+
+
+async def test_requests_are_packed_so_an_idle_worker_can_stop(api: Api) -> None:
+    host = await join_host(api, [RTX, RTX])
+    t = await api.tenant()
+    ctl = autoscaler(api)
+    ep = await make_endpoint(t, min_load=150.0, target_util=1.0, inactivity_timeout=30)
+    await settle(ctl)  # nothing measured yet: one worker
+    specs = list((await run_assigned(host)).values())
+    for spec in specs:
+        assert await report(api, spec) == 200  # perf 100
+    await settle(ctl)  # 150/s wanted: a second one
+    specs = list((await run_assigned(host)).values())
+    for spec in specs:
+        assert await report(api, spec) == 200
+    ready = [w for w in await workers(t, ep["id"]) if w["status"] == "idle"]
+    assert len(ready) == 2
+    grants = [await route(api, ep) for _ in range(3)]  # 50 each: 1.5 s of queue, within 10 s
+    assert len({g["worker_id"] for g in grants}) == 1  # packed onto one worker
+    busy = grants[0]["worker_id"]
+    r = await t.client.put(f"/api/v0/endptjobs/{ep['id']}/", json={"min_load": 0.0})
+    assert r.status_code == 200
+    api.clock.advance(DEFAULT_TUNING.scale_down_hold + DEFAULT_TUNING.smoothing + 30)
+    for spec in specs:  # still reporting; the busy one has its requests in flight
+        working = 3 if int(spec["env"]["CONTAINER_ID"]) == busy else 0
+        assert await report(api, spec, num_requests_working=working) == 200
+    await settle(ctl)
+    states = {w["id"]: w["status"] for w in await workers(t, ep["id"])}
+    assert states[busy] == "idle"  # in flight: kept
+    assert [s for i, s in states.items() if i != busy] == ["stopping"]  # the idle one goes

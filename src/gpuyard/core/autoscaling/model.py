@@ -107,6 +107,8 @@ class PolicyTuning:
     """How the policy reads the load: gpuyard's own settings, not endpoint fields.
 
     ``smoothing``: seconds of the rolling mean the load is read through.
+    ``burst_window``: seconds of the short mean that scales up at once when it is over the
+    smoothed load (0: none).
     ``scale_down_hold``: seconds the smoothed load must stay low before active capacity goes down
     (its peak over this span is the predicted load).
     ``cold_horizon``: seconds of history the loaded (cold) capacity plans for.
@@ -119,8 +121,9 @@ class PolicyTuning:
     (``None``: size by one worker at a time until one is measured).
     """
 
-    smoothing: float = 10.0
-    scale_down_hold: float = 60.0
+    smoothing: float = 60.0
+    scale_down_hold: float = 30.0
+    burst_window: float = 10.0
     cold_horizon: float = 3600.0
     destroy_after: float = 600.0
     load_timeout: float = 1800.0
@@ -145,7 +148,10 @@ class Demand:
     """What the endpoint is asked to do, as measured.
 
     ``load_samples``: the load history, oldest first, sampled at a steady period (one every few
-    seconds); the policy reads up to ``PolicyTuning.cold_horizon`` seconds of it.
+    seconds); the policy reads up to ``PolicyTuning.cold_horizon`` seconds of it. Best measured
+    as the work the workers are serving per second (the sum of their reported served rates)
+    plus the work queued at the router over ``PolicyTuning.backlog_horizon``: smoother than the
+    arrival rate, and it sees the slots long requests hold.
     ``queue_time``: seconds the queue needs to clear now: the most any ready worker reports
     (its queued work over its perf) or the longest a routed request has waited for a worker.
     ``waiting_requests``: requests held at the router because no worker is ready.

@@ -105,12 +105,13 @@ class Planner:
     # The targets.
 
     def predicted_load(self) -> float:
-        return rolling_peak(
-            self.demand.load_samples,
-            self.now,
-            window=self.tuning.smoothing,
-            span=self.tuning.scale_down_hold,
-        )
+        """The held peak of the smoothed load, or the load of the last few seconds if higher
+        (a burst is met at once, as Knative's panic window does)."""
+        samples, tuning = self.demand.load_samples, self.tuning
+        held = rolling_peak(samples, self.now, window=tuning.smoothing, span=tuning.scale_down_hold)
+        if tuning.burst_window <= 0:
+            return held
+        return max(held, rolling_peak(samples, self.now, window=tuning.burst_window, span=0.0))
 
     def active_target(self, predicted: float) -> float:
         """Active capacity wanted (perf units/s), from the load, the queue and the waiting."""
@@ -118,10 +119,13 @@ class Planner:
         target = max(predicted, knobs.min_load) / knobs.target_util
         ready = self.capacity(self.ready)
         if self.demand.queue_time > knobs.target_queue_time:
-            # Up at once, by enough to clear what is queued over the backlog horizon.
-            backlog = self.demand.waiting_load or self.demand.queue_time * ready
+            # Up at once, by enough to clear what is queued over the backlog horizon; with no
+            # worker ready, the queue's work over its age is the demand itself (from zero).
+            queue_time = self.demand.queue_time
+            backlog = self.demand.waiting_load or queue_time * ready
             horizon = max(knobs.target_queue_time, self.tuning.backlog_horizon)
-            wanted = ready + max(backlog / horizon, self.typical_perf or _SOME_CAPACITY)
+            unmet = backlog / queue_time / knobs.target_util if ready <= 0 else 0.0
+            wanted = ready + max(unmet + backlog / horizon, self.typical_perf or _SOME_CAPACITY)
             if wanted > target:
                 self.reasons.append(
                     f"queue time {self.demand.queue_time:.1f} s over target "

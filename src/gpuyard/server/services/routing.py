@@ -2,10 +2,11 @@
 
 The caller names the endpoint and gives its key (the endpoint's own ``ep-…`` key). A new request
 (``request_idx`` 0) is recorded as a *routed request*; its number is the ``request_idx`` the
-client polls with while no worker is ready. A ready worker (``idle``, reporting, with an address)
-with the fewest requests in flight per unit of its perf gets it, and the answer carries the
-worker's ``url``, a ``signature`` over that url (services/route_signing.py), ``reqnum`` (the
-request's number, which only grows) and the request's ``cost`` and ``request_idx``. With none
+client polls with while no worker is ready. A ready worker (``idle``, with an address) gets it,
+packed: the busiest one whose queue stays within ``target_queue_time`` (``_pick``). The answer
+carries the worker's ``url``, a ``signature`` over that url (services/route_signing.py),
+``reqnum`` (the request's number, which only grows) and the request's ``cost`` and
+``request_idx``. With none
 ready, the answer is ``{"endpoint", "status", "request_idx"}`` and the endpoint's autoscaler is
 woken: a waiting request is demand, so an endpoint at zero workers starts one. The worker tells
 ``/delete_requests/`` when a request is done, which ends its time in flight.
@@ -17,6 +18,7 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -98,7 +100,7 @@ async def route(
         grant = await _grant_for(session, clock, ep, req, req.worker_id)
         if grant is not None:
             return grant
-    picked = await _pick(session, ep.id)
+    picked = await _pick(session, ep, cost)
     if picked is not None:
         req.status, req.worker_id, req.routed_at = ROUTED, picked, now
         grant = await _grant_for(session, clock, ep, req, picked)
@@ -127,28 +129,47 @@ async def _request(
     return req
 
 
-async def _pick(session: AsyncSession, endpoint_id: str) -> int | None:
-    """The ready worker with the fewest requests in flight per unit of perf, oldest first."""
-    in_flight = (
-        select(orm.RoutedRequest.worker_id, func.count().label("n"))
+async def _pick(session: AsyncSession, ep: orm.Endpoint, cost: float) -> int | None:
+    """Pack: the busiest ready worker whose queue, with this request, stays within the
+    endpoint's ``target_queue_time``; when none has room, the least busy. Packing leaves other
+    workers idle, and only an idle worker can be stopped (docs/serverless.md)."""
+    open_cost = (
+        select(
+            orm.RoutedRequest.worker_id,
+            func.sum(orm.RoutedRequest.cost).label("cost"),
+            func.count().label("n"),
+        )
         .where(orm.RoutedRequest.status == ROUTED, orm.RoutedRequest.done_at.is_(None))
         .group_by(orm.RoutedRequest.worker_id)
         .subquery()
     )
-    rows = await session.execute(
-        select(orm.ServerlessWorker.pk, orm.ServerlessWorker.max_perf, in_flight.c.n)
-        .outerjoin(in_flight, in_flight.c.worker_id == orm.ServerlessWorker.pk)
-        .where(
-            orm.ServerlessWorker.endpoint_id == endpoint_id,
-            orm.ServerlessWorker.status.in_([s.value for s in READY_STATES]),
+    rows = (
+        await session.execute(
+            select(
+                orm.ServerlessWorker.pk,
+                orm.ServerlessWorker.max_perf,
+                open_cost.c.cost,
+                open_cost.c.n,
+            )
+            .outerjoin(open_cost, open_cost.c.worker_id == orm.ServerlessWorker.pk)
+            .where(
+                orm.ServerlessWorker.endpoint_id == ep.id,
+                orm.ServerlessWorker.status.in_([s.value for s in READY_STATES]),
+            )
         )
-    )
-    best = min(
-        rows.all(),
-        key=lambda r: ((r.n or 0) / max(r.max_perf or 0.0, 1e-9), r.pk),
-        default=None,
-    )
-    return None if best is None else int(best.pk)
+    ).all()
+    if not rows:
+        return None
+
+    def queue(r: Any) -> float:
+        return (float(r.cost or 0.0) + cost) / max(r.max_perf or 0.0, 1e-9)
+
+    roomy = [r for r in rows if queue(r) <= ep.target_queue_time]
+    if roomy:
+        best = max(roomy, key=lambda r: (r.n or 0, queue(r), -r.pk))
+    else:
+        best = min(rows, key=lambda r: (queue(r), r.pk))
+    return int(best.pk)
 
 
 async def _grant_for(

@@ -25,7 +25,13 @@ from gpuyard.core.serverless import Worker
 from gpuyard.server import orm
 from gpuyard.server.services import endpoints, events, wakeups, workergroups
 
-_COMING_UP = {WorkerState.LOADING, WorkerState.MODEL_LOADING, WorkerState.STARTING}
+# A loaded report moves these to idle (a worker may report before its host says it runs).
+_COMING_UP = {
+    WorkerState.CREATING,
+    WorkerState.LOADING,
+    WorkerState.MODEL_LOADING,
+    WorkerState.STARTING,
+}
 
 
 @dataclass(frozen=True, slots=True)
