@@ -11,8 +11,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from sqlalchemy import select
 
 from gpuyard.core.autoscaling import DEFAULT_TUNING
+from gpuyard.server import orm
 from tests.harness import Api
 from tests.server.market import join_host
 from tests.server.serverless_kit import (
@@ -212,3 +214,41 @@ async def test_requests_are_packed_so_an_idle_worker_can_stop(api: Api) -> None:
     states = {w["id"]: w["status"] for w in await workers(t, ep["id"])}
     assert states[busy] == "idle"  # in flight: kept
     assert [s for i, s in states.items() if i != busy] == ["stopping"]  # the idle one goes
+
+
+async def test_deleting_an_endpoint_drains_its_workers_first(api: Api) -> None:
+    host = await join_host(api, [RTX])
+    t = await api.tenant()
+    ctl = autoscaler(api)
+    ep = await make_endpoint(t, min_load=10.0)
+    await settle(ctl)
+    [spec] = (await run_assigned(host)).values()
+    assert await report(api, spec) == 200
+    grant = await route(api, ep)
+    assert grant["url"]
+    r = await t.client.delete(f"/api/v0/endptjobs/{ep['id']}/")
+    assert r.status_code == 200, r.text
+    assert (await t.client.get(f"/api/v0/endptjobs/{ep['id']}/")).status_code == 404
+    no_key = await api.client_for(None).post(
+        "/route/", json={"endpoint": "llm", "api_key": ep["api_key"], "cost": 1}
+    )
+    assert no_key.status_code == 401  # a deleted endpoint routes nothing
+    await settle(ctl)
+    beat = await host.beat()
+    assert [a["desired"] for a in beat["workloads"]] == ["running"]  # in flight: still runs
+    async with api.ctx.sessions() as s:
+        [w] = (await s.execute(select(orm.ServerlessWorker))).scalars().all()
+        assert w.status == "stopping"  # out of routing while its request finishes
+    env = spec["env"]
+    done = {
+        "worker_id": int(env["CONTAINER_ID"]),
+        "mtoken": env["MASTER_TOKEN"],
+        "requests": [{"request_idx": grant["request_idx"], "success": True}],
+    }
+    assert (await api.client_for(None).post("/delete_requests/", json=done)).status_code == 200
+    assert await report(api, spec, num_requests_working=0) == 200
+    await settle(ctl)
+    assert [a["desired"] for a in (await host.beat())["workloads"]] == ["removed"]
+    await run_assigned(host)
+    await settle(ctl)
+    assert await ctl.step() == 0  # gone: no longer due
