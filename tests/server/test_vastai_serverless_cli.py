@@ -111,6 +111,7 @@ async def test_every_serverless_command(api: Api, tmp_path: Path) -> None:
     assert "'success': True" in upd.out, upd
     [g] = (await vastai("show", "workergroups", "--raw")).json()
     assert g["gpu_ram"] == 16.0 and g["template_hash"] == hash_id
+    assert g["search_params"].startswith("gpu_name=RTX_4090")  # not replaced by the CLI's default
 
     ctl = autoscaler(api)
     await settle(ctl)  # min_load 10: one worker
@@ -132,6 +133,14 @@ async def test_every_serverless_command(api: Api, tmp_path: Path) -> None:
     for args in (("get", "endpt-workers"), ("delete", "endpoint"), ("get", "endpt-logs")):
         refused = await theirs(*args, str(ep_id))
         assert "404" in refused.out + refused.err or "not found" in refused.out + refused.err
+
+    inferred = await vastai(
+        "create", "workergroup", "--endpoint_id", str(ep_id), "--template_hash", hash_id
+    )
+    second = int(printed_dict(inferred.out, "workergroup create")["id"])
+    groups = {x["id"]: x for x in (await vastai("show", "workergroups", "--raw")).json()}
+    assert "gpu_name=RTX_4090" in groups[second]["search_params"].split()  # the template's
+    assert "'success': True" in (await vastai("delete", "workergroup", str(second))).out
 
     in_use = await vastai("delete", "template", "--hash-id", hash_id)
     assert "409" in in_use.out, in_use  # the CLI prints the status only

@@ -9,6 +9,7 @@ the path and the key do not: they are not read.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
@@ -42,6 +43,8 @@ from gpuyard.server.services.workergroups import WorkergroupSpec
 
 router = APIRouter(tags=["vast serverless"])
 _GROUPS = ("/api/v0/autojobs", "/api/v0/workergroups")
+# What `vastai update workergroup` sends as search_params when it is given none: not a change.
+_CLI_DEFAULT_SEARCH = "verified=True rentable=True rented=False"
 
 
 async def _org_number(session: Session, principal: Principal) -> int:
@@ -153,9 +156,14 @@ async def show_workergroup(workergroup_id: str, principal: Reader, session: Sess
 async def create_workergroup(
     body: WorkergroupBody, principal: Writer, session: Session, clock: ClockDep
 ) -> WorkergroupCreated:
-    """`vastai create workergroup`: `{"success": true, "id": <id>}`."""
+    """`vastai create workergroup`: `{"success": true, "id": <id>}`. Given a template and only
+    the CLI's default query, the search parameters come from the template."""
+    spec = _group_spec(body)
+    named = body.template_hash is not None or body.template_id is not None
+    if named and (body.search_params or "").strip() == _CLI_DEFAULT_SEARCH:
+        spec = replace(spec, search_params=None)
     g = await workergroups.create_workergroup(
-        session, clock=clock, org_id=principal.org_id, spec=_group_spec(body)
+        session, clock=clock, org_id=principal.org_id, spec=spec
     )
     return WorkergroupCreated(id=g.number, result=g.number)
 
@@ -163,9 +171,13 @@ async def create_workergroup(
 async def update_workergroup(
     workergroup_id: str, body: WorkergroupBody, principal: Writer, session: Session, clock: ClockDep
 ) -> Success:
-    """`vastai update workergroup`: fields sent as `null` stay as they are."""
+    """`vastai update workergroup`: fields sent as `null` stay as they are, and so do the search
+    parameters when the CLI sends only its default query."""
+    spec = _group_spec(body)
+    if (body.search_params or "").strip() == _CLI_DEFAULT_SEARCH:
+        spec = replace(spec, search_params=None)
     await workergroups.update_workergroup(
-        session, clock=clock, org_id=principal.org_id, ref=workergroup_id, spec=_group_spec(body)
+        session, clock=clock, org_id=principal.org_id, ref=workergroup_id, spec=spec
     )
     return Success()
 

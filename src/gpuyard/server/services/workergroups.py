@@ -94,9 +94,10 @@ async def _resolve(
         image = f"{tpl.image}:{tpl.tag}" if tpl.image and tpl.tag else tpl.image
         base = Launch(image=image, command=tpl.onstart, env=env, port=port)
         row.template_id, row.template_hash = tpl.id, tpl.hash_id
-        search = " ".join(f"{k}={v}" for k, v in _eq_filters(tpl.extra_filters).items())
-        if not spec.search_params and search:
-            row.search_params = search
+        if not row.search_params:  # the template's own filters, when the group names none
+            row.search_params = " ".join(
+                f"{k}={str(v).replace(' ', '_')}" for k, v in _eq_filters(tpl.extra_filters).items()
+            )
     launch = launch_from_args(spec.launch_args, base)
     if not (launch.image or launch.command):
         raise InvalidRequest(
