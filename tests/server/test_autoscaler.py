@@ -252,3 +252,17 @@ async def test_deleting_an_endpoint_drains_its_workers_first(api: Api) -> None:
     await run_assigned(host)
     await settle(ctl)
     assert await ctl.step() == 0  # gone: no longer due
+
+
+async def test_a_silent_worker_gets_no_requests(api: Api) -> None:
+    host = await join_host(api, [RTX])
+    t = await api.tenant()
+    ctl = autoscaler(api)
+    ep = await make_endpoint(t, min_load=10.0, max_workers=1)
+    await settle(ctl)
+    [spec] = (await run_assigned(host)).values()
+    assert await report(api, spec) == 200
+    assert (await route(api, ep)).get("url")
+    api.clock.advance(DEFAULT_TUNING.report_timeout + 1)  # no report since
+    answer = await route(api, ep)
+    assert "url" not in answer and answer["status"]  # waits for a worker that reports

@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gpuyard.core.autoscaling import READY_STATES
+from gpuyard.core.autoscaling import DEFAULT_TUNING, READY_STATES
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import InvalidRequest, NotFound, Unauthenticated, Unavailable
 from gpuyard.core.serverless import EndpointState
@@ -100,7 +100,7 @@ async def route(
         grant = await _grant_for(session, clock, ep, req, req.worker_id)
         if grant is not None:
             return grant
-    picked = await _pick(session, ep, cost)
+    picked = await _pick(session, ep, cost, now)
     if picked is not None:
         req.status, req.worker_id, req.routed_at = ROUTED, picked, now
         grant = await _grant_for(session, clock, ep, req, picked)
@@ -129,10 +129,12 @@ async def _request(
     return req
 
 
-async def _pick(session: AsyncSession, ep: orm.Endpoint, cost: float) -> int | None:
+async def _pick(session: AsyncSession, ep: orm.Endpoint, cost: float, now: datetime) -> int | None:
     """Pack: the busiest ready worker whose queue, with this request, stays within the
     endpoint's ``target_queue_time``; when none has room, the least busy. Packing leaves other
-    workers idle, and only an idle worker can be stopped (docs/serverless.md)."""
+    workers idle, and only an idle worker can be stopped (docs/serverless.md). A worker silent
+    for longer than the policy's report timeout gets nothing: it is about to be replaced."""
+    silent = now - timedelta(seconds=DEFAULT_TUNING.report_timeout)
     open_cost = (
         select(
             orm.RoutedRequest.worker_id,
@@ -155,6 +157,10 @@ async def _pick(session: AsyncSession, ep: orm.Endpoint, cost: float) -> int | N
             .where(
                 orm.ServerlessWorker.endpoint_id == ep.id,
                 orm.ServerlessWorker.status.in_([s.value for s in READY_STATES]),
+                or_(
+                    orm.ServerlessWorker.reported_at.is_(None),
+                    orm.ServerlessWorker.reported_at >= silent,
+                ),
             )
         )
     ).all()
