@@ -266,3 +266,17 @@ async def test_a_silent_worker_gets_no_requests(api: Api) -> None:
     api.clock.advance(DEFAULT_TUNING.report_timeout + 1)  # no report since
     answer = await route(api, ep)
     assert "url" not in answer and answer["status"]  # waits for a worker that reports
+
+
+async def test_an_endpoint_without_a_workergroup_waits_quietly(api: Api) -> None:
+    await join_host(api, [RTX])
+    t = await api.tenant()
+    ctl = autoscaler(api)
+    r = await t.client.post("/api/v0/endptjobs/", json={"endpoint_name": "bare", "min_load": 10})
+    number = r.json()["result"]
+    for _ in range(3):
+        await settle(ctl)
+        api.clock.advance(5)
+    logs = (await t.client.post("/get_endpoint_logs/", json={"id": number})).json()
+    assert logs["info0"].splitlines()[-1].endswith("endpoint.created")  # no log line per pass
+    assert await workers(t, number) == []

@@ -202,7 +202,7 @@ class AutoscalerController(Reconciler[orm.Endpoint, EndpointWork, None]):
         for wid in decided.start:
             await self._set(session, by_id[wid], WorkerState.STARTING, "scaled up")
         created = await self._create(session, ep, groups, decided.create)
-        if not decided.is_empty:
+        if created or decided.start or decided.stop or decided.destroy:  # not one per pass
             await self._log(session, ep, decided, created)
 
     @staticmethod
