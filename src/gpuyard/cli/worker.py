@@ -212,7 +212,7 @@ def serverless(
 
     _logging(log_level)
     try:
-        app = build_app(max_queue_time=max_queue_time)
+        app = build_app(listen_port=port, max_queue_time=max_queue_time)
     except KeyError as exc:
         _fail(f"missing {exc.args[0]}: run it as a serverless endpoint's worker")
         return

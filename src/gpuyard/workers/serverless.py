@@ -60,9 +60,10 @@ class Identity:
     url: str
 
     @classmethod
-    def from_env(cls, env: dict[str, str]) -> Identity:
-        port = env["WORKER_PORT"]
-        public = env.get(f"VAST_TCP_PORT_{port}", port)
+    def from_env(cls, env: dict[str, str], *, listen_port: int) -> Identity:
+        """Reached at ``PUBLIC_IPADDR`` on ``VAST_TCP_PORT_<WORKER_PORT>``, else on the port it
+        listens on (the process runtime's ``$PORT``)."""
+        public = env.get(f"VAST_TCP_PORT_{env['WORKER_PORT']}", str(listen_port))
         return cls(
             report_addr=env["REPORT_ADDR"].split(",")[0].rstrip("/"),
             mtoken=env["MASTER_TOKEN"],
@@ -196,10 +197,11 @@ async def _reporting(state: WorkerState) -> None:
                 await asyncio.wait_for(state.changed.wait(), timeout=REPORT_SECONDS)
 
 
-def build_app(*, env: dict[str, str] | None = None, max_queue_time: float = 30.0) -> Starlette:
-    state = WorkerState(
-        me=Identity.from_env(dict(env or os.environ)), max_queue_time=max_queue_time
-    )
+def build_app(
+    *, listen_port: int, env: dict[str, str] | None = None, max_queue_time: float = 30.0
+) -> Starlette:
+    me = Identity.from_env(dict(env or os.environ), listen_port=listen_port)
+    state = WorkerState(me=me, max_queue_time=max_queue_time)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

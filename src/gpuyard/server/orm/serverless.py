@@ -109,7 +109,10 @@ class ServerlessWorker(Base):
     integer ``pk`` is the worker's id on the wire (``CONTAINER_ID``)."""
 
     __tablename__ = "serverless_workers"
-    __table_args__ = (Index("ix_serverless_workers_endpoint", "endpoint_id", "status"),)
+    __table_args__ = (
+        Index("ix_serverless_workers_endpoint", "endpoint_id", "status"),
+        {"sqlite_autoincrement": True},  # a number is never given to a second worker
+    )
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
@@ -144,6 +147,7 @@ class RoutedRequest(Base):
     __table_args__ = (
         Index("ix_routed_requests_endpoint", "endpoint_id", "created_at"),
         Index("ix_routed_requests_worker", "worker_id", "done_at"),
+        {"sqlite_autoincrement": True},  # a request_idx is never reused
     )
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)

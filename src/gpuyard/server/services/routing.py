@@ -107,7 +107,8 @@ async def route(
         if grant is not None:
             return grant
     req.status, req.worker_id = WAITING, None
-    wakeups.wake(session, ep)  # demand: bring a worker up
+    if not request_idx:  # new demand: bring a worker up now (a poll adds none)
+        wakeups.wake(session, ep)
     return Waiting(endpoint=ep.name, request_idx=req.pk, status="waiting for a ready worker")
 
 

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("routed_at", gpuyard.server.orm.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("done_at", gpuyard.server.orm.base.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_routed_requests")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("routed_requests", schema=None) as batch_op:
         batch_op.create_index(
@@ -138,6 +139,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_serverless_workers")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("serverless_workers", schema=None) as batch_op:
         batch_op.create_index(
