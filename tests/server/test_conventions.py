@@ -157,6 +157,9 @@ PUBLIC_ROUTES = {
     "POST /v1/agent/heartbeat",  # a host's credential, not an API key
     "POST /v1/agent/wait",  # the same
     "GET /api/v0/gpu_names/unique/",  # the vastai CLI asks on every start, before any key
+    "GET /pubkey/",  # a worker checks grants with it, holding no key
+    "POST /worker_status/",  # a serverless worker's own token is in the body
+    "POST /delete_requests/",  # the same
 }
 
 

@@ -11,7 +11,7 @@ from gpuyard import __version__
 from gpuyard.agent.gpus import DEFAULT_LOCAL_GPUS
 from gpuyard.cli import agent as agent_cli
 from gpuyard.cli import billing as billing_cli
-from gpuyard.cli import clusters, fleet, market
+from gpuyard.cli import clusters, endpoints, fleet, market
 from gpuyard.cli import worker as worker_cli
 from gpuyard.cli.connection import ApiKey, Raw, Url, run
 from gpuyard.cli.output import show
@@ -177,6 +177,8 @@ app.add_typer(market.offers, name="offers")
 app.add_typer(market.vms, name="vms")
 app.add_typer(market.ssh_keys, name="ssh-keys")
 app.add_typer(clusters.clusters, name="clusters")
+app.add_typer(endpoints.endpoints, name="endpoints")
+app.add_typer(endpoints.workergroups, name="workergroups")
 app.add_typer(fleet.hosts, name="hosts")
 app.add_typer(fleet.join_tokens, name="join-tokens")
 app.add_typer(fleet.prices, name="prices")

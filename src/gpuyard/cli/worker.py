@@ -193,6 +193,32 @@ def tts(
         _fail(str(exc))
 
 
+@worker.command()
+def serverless(
+    max_queue_time: Annotated[
+        float,
+        typer.Option("--max-queue-time", min=0, help="Seconds a request may queue (else 429)."),
+    ] = 30.0,
+    host: Host = "0.0.0.0",
+    port: Port = DEFAULT_PORT,
+    log_level: LogLevel = "info",
+) -> None:
+    """A serverless worker speaking Vast's worker protocol (signed grants, load reports) whose
+    work is CPU hashing, for demos and tests; it reads REPORT_ADDR, MASTER_TOKEN, CONTAINER_ID,
+    WORKER_PORT, PUBLIC_IPADDR and VAST_TCP_PORT_<WORKER_PORT> as a serverless worker is given."""
+    import uvicorn
+
+    from gpuyard.workers.serverless import build_app
+
+    _logging(log_level)
+    try:
+        app = build_app(listen_port=port, max_queue_time=max_queue_time)
+    except KeyError as exc:
+        _fail(f"missing {exc.args[0]}: run it as a serverless endpoint's worker")
+        return
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
 @worker.command("make-tiny-model")
 def make_tiny_model(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where to write it (new).")],

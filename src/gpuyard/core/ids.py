@@ -29,6 +29,7 @@ PREFIXES = {
     "cl": "cluster",
     "ep": "endpoint",
     "wg": "worker group",
+    "tpl": "template",
     "wh": "webhook",
     "dlv": "webhook delivery",
     "led": "ledger entry",

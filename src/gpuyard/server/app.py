@@ -41,6 +41,7 @@ from gpuyard.server.routers import (
     api_keys,
     billing,
     clusters,
+    endpoints,
     events,
     gpus,
     hosts,
@@ -171,6 +172,7 @@ def create_app(
     app.include_router(clusters.native)
     app.include_router(clusters.vectorlay)
     _mount_console(app)
+    app.include_router(endpoints.router)
     return app
 
 

@@ -104,6 +104,20 @@ def _openai(
 
 # Path prefixes of the dialects whose error shape differs from the native one; longest first.
 _DIALECTS: list[tuple[str, Renderer]] = [("/api/v0/", _vast), ("/api/v1/", _vast)]
+# Vast's autoscaler routes, served at the root (compat/vast_autoscaler.py).
+_DIALECTS += [
+    (path, _vast)
+    for path in (
+        "/route/",
+        "/pubkey/",
+        "/get_endpoint_workers/",
+        "/get_workergroup_workers/",
+        "/get_endpoint_logs/",
+        "/get_autogroup_logs/",
+        "/worker_status/",
+        "/delete_requests/",
+    )
+]
 OPENAI_PATHS: set[str] = set()
 
 

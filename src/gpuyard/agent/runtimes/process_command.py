@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 from gpuyard.core.workload import WorkloadSpec
 
-BUILTIN_WORKER_KINDS = ("embeddings", "chat", "tts")
+BUILTIN_WORKER_KINDS = ("embeddings", "chat", "tts", "serverless")
 SHELL = "/bin/sh"
 
 DEFAULT_INHERITED_ENV = (

@@ -3,7 +3,9 @@ same services as the native API (docs/vast-dialect.md).
 
 - ``vast_offers``: offer search, renting an offer, GPU names;
 - ``vast_instances``: listing (``/api/v1/instances/`` paged), reading and changing instances;
-- ``vast_account``: the current user, SSH keys, API keys.
+- ``vast_account``: the current user, SSH keys, API keys;
+- ``vast_endpoints``: serverless endpoints, workergroups and templates;
+- ``vast_autoscaler``: routing, worker reports, worker lists and logs (Vast's autoscaler).
 
 Errors under ``/api/v0/`` and ``/api/v1/`` are ``{"success": false, "error": code, "msg": text}``
 (server/errors.py); the CLI prints ``msg``.
@@ -13,14 +15,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Security
 
-from gpuyard.server.compat import vast_account, vast_instances, vast_offers
+from gpuyard.server.compat import (
+    vast_account,
+    vast_autoscaler,
+    vast_endpoints,
+    vast_instances,
+    vast_offers,
+)
 from gpuyard.server.deps import vast_query_key
 
 # Every Vast route that needs a key takes it as Bearer (declared by the caller dependency) or
 # as ?api_key= (declared here).
 _keyed = APIRouter(dependencies=[Security(vast_query_key)])
-for _part in (vast_offers, vast_instances, vast_account):
+for _part in (vast_offers, vast_instances, vast_account, vast_endpoints):
     _keyed.include_router(_part.router)
 router = APIRouter()
 router.include_router(vast_offers.public)
 router.include_router(_keyed)
+router.include_router(vast_autoscaler.router)  # keyed per route: workers report with tokens

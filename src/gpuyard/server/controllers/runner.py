@@ -10,6 +10,7 @@ import socket
 from typing import Protocol
 
 from gpuyard.server.context import AppContext
+from gpuyard.server.controllers.autoscaler import AutoscalerController
 from gpuyard.server.controllers.billing_enforcer import BillingEnforcer
 from gpuyard.server.controllers.clusters import ClusterController
 from gpuyard.server.controllers.heard_flush import HeardFlush
@@ -67,6 +68,14 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
             drain_seconds=ctx.settings.replica_drain_seconds,
+        ),
+        AutoscalerController(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
+            report_url=ctx.settings.resolved_public_url(),
         ),
         MeteringController(
             sessions=ctx.sessions,

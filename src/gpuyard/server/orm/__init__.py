@@ -10,6 +10,14 @@ from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
 from gpuyard.server.orm.inference import RateWindow, RequestLog
 from gpuyard.server.orm.market import GpuPrice, Instance, Offer
 from gpuyard.server.orm.records import Event, IdempotencyRecord
+from gpuyard.server.orm.serverless import (
+    Endpoint,
+    RoutedRequest,
+    ServerlessWorker,
+    SigningKey,
+    Template,
+    Workergroup,
+)
 from gpuyard.server.orm.tenancy import ApiKey, Org, SshKey
 from gpuyard.server.orm.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -18,6 +26,7 @@ __all__ = [
     "Base",
     "BillingAccount",
     "Cluster",
+    "Endpoint",
     "Event",
     "Gpu",
     "GpuPrice",
@@ -33,10 +42,15 @@ __all__ = [
     "Org",
     "RateWindow",
     "RequestLog",
+    "RoutedRequest",
+    "ServerlessWorker",
+    "SigningKey",
     "SshKey",
+    "Template",
     "UTCDateTime",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "Workergroup",
     "Workload",
 ]

@@ -85,6 +85,7 @@ _ERROR_DESCRIPTIONS = {
     403: "The key may not do this",
     404: "No such thing in the caller's organization",
     409: "Conflicts with the current state (e.g. the offer was just rented)",
+    503: "Not serving now (e.g. the endpoint is suspended)",
     422: "The body or parameters do not match the schema",
 }
 

@@ -97,6 +97,8 @@ async def apply_status(
             await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
         # Its meter counts to the reported start or end now (one is opened if it has none).
         await wakeups.wake_where(session, orm.Meter, orm.Meter.workload_id == row.id)
+        if row.kind == WorkloadKind.WORKER:  # its endpoint's autoscaler too
+            await wakeups.wake_where(session, orm.Endpoint, orm.Endpoint.id == row.owner_id)
         data: dict[str, object] = {"id": row.owner_id, "workload_id": row.id, "state": row.state}
         if row.exit_code is not None:
             data["exit_code"] = row.exit_code
@@ -131,6 +133,8 @@ async def forget(session: AsyncSession, *, row: orm.Workload) -> None:
     await session.execute(delete(orm.Workload).where(orm.Workload.pk == row.pk))
     if row.kind == WorkloadKind.REPLICA:
         await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
+    if row.kind == WorkloadKind.WORKER:
+        await wakeups.wake_where(session, orm.Endpoint, orm.Endpoint.id == row.owner_id)
     if freed:
         await wake_clusters_waiting_for_room(session, gpu_keys=freed)
 

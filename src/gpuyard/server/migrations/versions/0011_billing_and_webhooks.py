@@ -1,7 +1,7 @@
 """billing: ledger, meters, accounts; webhooks: endpoints, deliveries, attempts
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-05 15:45:46.120619
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import gpuyard.server.orm
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,147 @@
+"""A serverless endpoint on a real ``gpuyard server`` and a real ``gpuyard agent`` (process
+runtime): the agent runs a real worker (``gpuyard worker serverless``) placed from zero by the
+autoscaler, with the environment a serverless worker gets; a request is routed to it with a
+signed grant, served, and the endpoint goes back to zero active workers once it is quiet (real
+time: the policy holds capacity for a minute after the last load).
+
+The agent runs unsandboxed (``--sandbox off``, the operator's own workloads): a sandboxed
+workload has no outbound network, so it could not report to ``/worker_status/``
+(docs/serverless.md, "Not yet")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gpuyard.core.autoscaling import DEFAULT_TUNING
+from tests.cli.up_kit import Launcher, Server, base_env, gpuyard_command, wait_for_hosts
+
+pytestmark = pytest.mark.slow
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def until(what: str, check: Any, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"no {what} after {timeout_s} s"
+        time.sleep(0.2)
+
+
+def start_agent(server: Server, key: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    r = httpx.post(
+        f"{server.base_url}/v1/admin/join-tokens",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"name": "box"},
+    )
+    assert r.status_code == 201, r.text
+    argv = [
+        *gpuyard_command(),
+        "agent",
+        "--server",
+        server.base_url,
+        "--token",
+        r.json()["token"],
+        "--gpus",
+        "RTX 4090:1",
+        "--state-dir",
+        str(tmp_path / "agent"),
+        "--runtime",
+        "process",
+        "--sandbox",
+        "off",
+        "--address",
+        "127.0.0.1",
+    ]
+    log = (tmp_path / "agent.log").open("wb")
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=base_env(tmp_path),
+        start_new_session=True,
+    )
+
+
+def test_a_worker_from_zero_serves_a_signed_request_and_goes_back(
+    gpuyard: Launcher, tmp_path: Path
+) -> None:
+    server = gpuyard(command="server")
+    server.wait_ready()
+    key = (server.data_dir / "admin-key").read_text().strip()
+    agent = start_agent(server, key, tmp_path)
+    try:
+        run_the_flow(server, key)
+    finally:
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(timeout=30)
+
+
+def run_the_flow(server: Server, key: str) -> None:
+    wait_for_hosts(server, key, 1)
+    api = httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    body = {
+        "endpoint_name": "echo",
+        "min_load": 0,
+        "cold_workers": 0,
+        "cold_mult": 1,
+        "max_workers": 1,
+        "target_util": 0.9,
+        "inactivity_timeout": 1,
+    }
+    ep_number = api.post("/api/v0/endptjobs/", json=body).json()["result"]
+    # The built-in worker image: the agent runs `gpuyard worker serverless` with its own Python.
+    launch = f"--image gpuyard/worker:serverless --env '-e PYTHONPATH={SRC} -p 8000:8000'"
+    r = api.post(
+        "/api/v0/autojobs/",
+        json={"endpoint_name": "echo", "launch_args": launch, "search_params": "gpu_name=RTX_4090"},
+    )
+    assert r.status_code == 200, r.text
+    [ep] = [e for e in api.get("/api/v0/endptjobs/").json()["results"] if e["id"] == ep_number]
+    plain = httpx.Client(base_url=server.base_url, timeout=30)
+    ask = {"endpoint": "echo", "api_key": ep["api_key"], "cost": 10, "request_idx": 0}
+    first = plain.post("/route/", json=ask).json()
+    assert "url" not in first  # zero workers: it waits, and one is started
+
+    def routed() -> dict[str, Any] | None:
+        again = plain.post("/route/", json={**ask, "request_idx": first["request_idx"]}).json()
+        return again if "url" in again else None
+
+    try:
+        grant = until("ready worker", routed, 90)
+    except AssertionError:
+        print(api.post("/get_endpoint_workers/", json={"id": ep_number}).json())
+        print(api.post("/get_endpoint_logs/", json={"id": ep_number, "tail": 50}).json()["trace"])
+        db = sqlite3.connect(server.data_dir / "gpuyard.db")
+        print(db.execute("select state, message, log_tail from workloads").fetchall())
+        raise
+    answer = httpx.post(
+        f"{grant['url']}/echo", json={"auth_data": grant, "payload": {"x": 1}}, timeout=30
+    )
+    assert answer.status_code == 200 and len(answer.json()["result"]) == 64, answer.text
+    replay = httpx.post(f"{grant['url']}/echo", json={"auth_data": grant, "payload": {}})
+    assert replay.status_code == 401
+
+    def stopped() -> bool:
+        found = plain.post(
+            "/get_endpoint_workers/",
+            json={"id": ep_number},
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()
+        return bool(found) and all(w["status"] in ("stopping", "stopped") for w in found)
+
+    hold = DEFAULT_TUNING.scale_down_hold + DEFAULT_TUNING.smoothing
+    until("scale to zero", stopped, hold + 60)
