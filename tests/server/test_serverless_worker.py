@@ -120,6 +120,12 @@ async def test_a_real_worker_serves_a_signed_request_from_zero(api: Api) -> None
             return all(row is not None and row.status == "done" for row in rows)
 
         await until(done)
+
+        async def reported_idle() -> bool:  # and its own report says so (it reports on its own)
+            r = await t.client.post("/get_endpoint_workers/", json={"id": ep["id"]})
+            return all(w["reqs_working"] == 0 for w in r.json())
+
+        await until(reported_idle)
         # Quiet past inactivity_timeout and the policy's hold, nothing in flight: to zero.
         api.clock.advance(DEFAULT_TUNING.scale_down_hold + DEFAULT_TUNING.smoothing + 5)
         await settle(ctl)
