@@ -48,12 +48,14 @@ from gpuyard.server.routers import (
     offers,
     orgs,
     ssh_keys,
+    vector_store,
     vms,
 )
 from gpuyard.server.routers.fast_path import FastPath, documentation, fast_routes
 from gpuyard.server.services import prices
 from gpuyard.server.services.wakeups import Wakeups
 from gpuyard.server.settings import Settings
+from gpuyard.server.vector_ports import database_vector_store
 
 DESCRIPTION = (
     "gpuyard is a self-hostable GPU cloud: a marketplace of GPU offers rented as instances, "
@@ -89,12 +91,20 @@ def create_app(
     wakeups = Wakeups()
     sessions = session_factory(engine, sync_session_class=wakeups.session_class())
     clock = clock or SystemClock()
+    gateway = database_gateway(sessions, clock)
     ctx = AppContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
         clock=clock,
-        gateway=database_gateway(sessions, clock),
+        gateway=gateway,
+        vectors=database_vector_store(
+            sessions,
+            clock,
+            gateway,
+            index_dir=settings.resolved_vector_index_dir(),
+            default_model=settings.vector_embedding_model,
+        ),
         wakeups=wakeups,
     )
     start_controllers = settings.run_controllers if run_controllers is None else run_controllers
@@ -118,6 +128,7 @@ def create_app(
         finally:
             await controllers.stop()
             await ctx.heard.flush_or_log(ctx.sessions)  # the last second's heartbeats
+            ctx.vectors.indexes.save_all()
             await ctx.gateway.stop()
             await engine.dispose()
 
@@ -148,6 +159,7 @@ def create_app(
     app.include_router(agent.router)
     app.include_router(documentation(fast))
     app.include_router(inference.router)
+    app.include_router(vector_store.router)
     for module in (
         meta,
         me,

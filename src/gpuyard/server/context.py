@@ -13,6 +13,7 @@ from gpuyard.server.services.health import StartupGates
 from gpuyard.server.services.heard import HeardFrom
 from gpuyard.server.services.wakeups import Wakeups
 from gpuyard.server.settings import Settings
+from gpuyard.vectorstore.service import VectorStore
 
 
 @dataclass
@@ -22,6 +23,7 @@ class AppContext:
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
     gateway: Gateway
+    vectors: VectorStore
     metrics: Metrics = field(default_factory=Metrics)
     heard: HeardFrom = field(default_factory=HeardFrom)  # heartbeats not yet written
     wakeups: Wakeups = field(default_factory=Wakeups)  # controllers to wake after a commit

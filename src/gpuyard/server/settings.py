@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     default_gpu_price_cents: int = Field(
         default=50, ge=0, description="cents per GPU-hour for GPU types with no operator price"
     )
+    vector_embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="the embedding model of a vector store collection created without one",
+    )
+    vector_index_dir: Path | None = Field(
+        default=None,
+        description="where the vector store keeps its approximate indexes; default: "
+        "vector-index in the data dir",
+    )
     log_level: str = "info"
 
     @field_validator("database_url")
@@ -87,6 +96,9 @@ class Settings(BaseSettings):
         database = sqlite_file(self.resolved_database_url())
         if database is not None:
             private_sqlite_files(database)
+
+    def resolved_vector_index_dir(self) -> Path:
+        return self.vector_index_dir or self.data_dir / "vector-index"
 
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

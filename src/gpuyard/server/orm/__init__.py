@@ -10,6 +10,7 @@ from gpuyard.server.orm.inference import RateWindow, RequestLog
 from gpuyard.server.orm.market import GpuPrice, Instance, Offer
 from gpuyard.server.orm.records import Event, IdempotencyRecord
 from gpuyard.server.orm.tenancy import ApiKey, Org, SshKey
+from gpuyard.server.orm.vectors import VectorCollection, VectorItem
 
 __all__ = [
     "ApiKey",
@@ -30,5 +31,7 @@ __all__ = [
     "RequestLog",
     "SshKey",
     "UTCDateTime",
+    "VectorCollection",
+    "VectorItem",
     "Workload",
 ]

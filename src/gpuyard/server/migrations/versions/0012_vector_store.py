@@ -1,0 +1,80 @@
+"""vector store: collections and items with their vectors
+
+Revision ID: 0012
+Revises: 0009
+Create Date: 2026-12-05 15:30:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import gpuyard.server.orm
+
+revision = "0012"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "vector_collections",
+        sa.Column("pk", PK, autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("embedding_model", sa.String(length=200), nullable=False),
+        sa.Column("dimensions", sa.Integer(), nullable=True),
+        sa.Column("created_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["orgs.id"],
+            name=op.f("fk_vector_collections_org_id_orgs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_vector_collections")),
+        sa.UniqueConstraint("id", name=op.f("uq_vector_collections_id")),
+    )
+    with op.batch_alter_table("vector_collections", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_vector_collections_org_created", ["org_id", "created_at", "pk"], unique=False
+        )
+    op.create_table(
+        "vector_items",
+        sa.Column("pk", PK, autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("collection_id", sa.String(length=40), nullable=False),
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("tokens", sa.Integer(), nullable=False),
+        sa.Column("vector", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["collection_id"],
+            ["vector_collections.id"],
+            name=op.f("fk_vector_items_collection_id_vector_collections"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_vector_items")),
+        sa.UniqueConstraint("id", name=op.f("uq_vector_items_id")),
+    )
+    with op.batch_alter_table("vector_items", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_vector_items_collection_pk", ["collection_id", "pk"], unique=False
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("vector_items", schema=None) as batch_op:
+        batch_op.drop_index("ix_vector_items_collection_pk")
+    op.drop_table("vector_items")
+    with op.batch_alter_table("vector_collections", schema=None) as batch_op:
+        batch_op.drop_index("ix_vector_collections_org_created")
+    op.drop_table("vector_collections")

@@ -1,0 +1,223 @@
+"""The vector store's ports (vectorstore/ports.py) filled in: its rows over the database (each
+call its own short session, as the gateway's ports) and its embeddings through the gateway, so
+an embedding call is routed, rate limited and logged like any other, and made with it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gpuyard.core.clock import Clock
+from gpuyard.core.errors import GpuyardError, NotFound, Unavailable
+from gpuyard.core.principal import Principal
+from gpuyard.gateway.proxy import RETRY_AFTER_S
+from gpuyard.gateway.service import Gateway
+from gpuyard.server import orm
+from gpuyard.server.db import read_session, write_session
+from gpuyard.server.services import vector_rows
+from gpuyard.vectorstore.ann import Indexes
+from gpuyard.vectorstore.records import Collection, Embedded, Item, NewItem
+from gpuyard.vectorstore.service import VectorStore
+
+
+def _collection(row: orm.VectorCollection) -> Collection:
+    return Collection(
+        id=row.id,
+        org_id=row.org_id,
+        name=row.name,
+        embedding_model=row.embedding_model,
+        dimensions=row.dimensions,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _item(row: orm.VectorItem) -> Item:
+    return Item(
+        id=row.id,
+        collection_id=row.collection_id,
+        label=row.pk,
+        content=row.content,
+        description=row.description,
+        tokens=row.tokens,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class DatabaseVectorRows:
+    """``VectorRows`` over services/vector_rows.py."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def create_collection(self, *, org_id: str, name: str, model: str) -> Collection:
+        async with write_session(self._sessions) as s:
+            row = await vector_rows.create_collection(
+                s, clock=self._clock, org_id=org_id, name=name, model=model
+            )
+            return _collection(row)
+
+    async def collections(self, *, org_id: str) -> list[Collection]:
+        async with read_session(self._sessions) as s:
+            return [_collection(r) for r in await vector_rows.list_collections(s, org_id=org_id)]
+
+    async def collection(self, *, org_id: str, collection_id: str) -> Collection | None:
+        async with read_session(self._sessions) as s:
+            row = await vector_rows.get_collection(s, org_id=org_id, collection_id=collection_id)
+            return _collection(row) if row else None
+
+    async def update_collection(
+        self, *, org_id: str, collection_id: str, name: str | None, model: str | None
+    ) -> Collection | None:
+        async with write_session(self._sessions) as s:
+            row = await vector_rows.update_collection(
+                s,
+                clock=self._clock,
+                org_id=org_id,
+                collection_id=collection_id,
+                name=name,
+                model=model,
+            )
+            return _collection(row) if row else None
+
+    async def delete_collection(self, *, org_id: str, collection_id: str) -> bool:
+        async with write_session(self._sessions) as s:
+            return await vector_rows.delete_collection(
+                s, org_id=org_id, collection_id=collection_id
+            )
+
+    async def add_items(
+        self, *, org_id: str, collection_id: str, items: Sequence[NewItem], dimensions: int
+    ) -> list[Item]:
+        async with write_session(self._sessions) as s:
+            rows = await vector_rows.add_items(
+                s,
+                clock=self._clock,
+                org_id=org_id,
+                collection_id=collection_id,
+                items=[
+                    vector_rows.ItemRow(i.content, i.description, i.tokens, i.vector) for i in items
+                ],
+                dimensions=dimensions,
+            )
+            return [_item(r) for r in rows]
+
+    async def items(self, *, org_id: str, collection_id: str, after: int, limit: int) -> list[Item]:
+        async with read_session(self._sessions) as s:
+            rows = await vector_rows.list_items(
+                s, org_id=org_id, collection_id=collection_id, after=after, limit=limit
+            )
+            return [_item(r) for r in rows]
+
+    async def item(self, *, org_id: str, collection_id: str, item_id: str) -> Item | None:
+        async with read_session(self._sessions) as s:
+            row = await vector_rows.get_item(
+                s, org_id=org_id, collection_id=collection_id, item_id=item_id
+            )
+            return _item(row) if row else None
+
+    async def describe_item(
+        self, *, org_id: str, collection_id: str, item_id: str, description: str
+    ) -> Item | None:
+        async with write_session(self._sessions) as s:
+            row = await vector_rows.describe_item(
+                s,
+                clock=self._clock,
+                org_id=org_id,
+                collection_id=collection_id,
+                item_id=item_id,
+                description=description,
+            )
+            return _item(row) if row else None
+
+    async def delete_item(self, *, org_id: str, collection_id: str, item_id: str) -> int | None:
+        async with write_session(self._sessions) as s:
+            return await vector_rows.delete_item(
+                s, org_id=org_id, collection_id=collection_id, item_id=item_id
+            )
+
+    async def items_by_label(
+        self, *, org_id: str, collection_id: str, labels: Sequence[int]
+    ) -> list[Item]:
+        async with read_session(self._sessions) as s:
+            rows = await vector_rows.items_by_pk(
+                s, org_id=org_id, collection_id=collection_id, pks=labels
+            )
+            return [_item(r) for r in rows]
+
+    async def labels(self, *, collection_id: str) -> list[int]:
+        async with read_session(self._sessions) as s:
+            return await vector_rows.item_pks(s, collection_id=collection_id)
+
+    async def vectors(
+        self, *, collection_id: str, labels: Sequence[int] | None = None, after: int = 0
+    ) -> list[tuple[int, bytes]]:
+        async with read_session(self._sessions) as s:
+            return await vector_rows.vectors(
+                s, collection_id=collection_id, pks=labels, after=after
+            )
+
+
+class GatewayEmbedder:
+    """``Embedder``: ``/v1/embeddings`` through the gateway, as the caller."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def serves(self, principal: Principal, model: str) -> bool:
+        directory = self._gateway.directory
+        if model in await directory.models(principal.org_id):
+            return True
+        await directory.refresh()  # a cluster ready a moment ago counts
+        return model in await directory.models(principal.org_id)
+
+    async def embed(self, principal: Principal, model: str, texts: Sequence[str]) -> Embedded:
+        body = json.dumps({"model": model, "input": list(texts)}).encode()
+        try:
+            relay = await self._gateway.call(principal, "embeddings", body, [])
+        except NotFound as exc:  # no such model now: it may come back
+            raise _down(model, exc.message) from exc
+        except Unavailable as exc:
+            raise _down(model, exc.message) from exc
+        if relay.status != 200 or relay.body is None:
+            raise _down(model, f"it answered {relay.status}")
+        try:
+            answer = json.loads(relay.body)
+            data = sorted(answer["data"], key=lambda d: d["index"])
+            vectors = [[float(x) for x in d["embedding"]] for d in data]
+            tokens = int((answer.get("usage") or {}).get("prompt_tokens") or 0)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _down(model, "it answered something other than embeddings") from exc
+        if len(vectors) != len(texts) or not vectors or not vectors[0]:
+            raise _down(model, "it answered another number of embeddings")
+        return Embedded(vectors=vectors, tokens=tokens)
+
+
+def _down(model: str, why: str) -> GpuyardError:
+    return Unavailable(
+        f"the embedding model {model} cannot answer now: {why}",
+        retry_after=RETRY_AFTER_S,
+        code="embedding_model_unavailable",
+    )
+
+
+def database_vector_store(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    gateway: Gateway,
+    *,
+    index_dir: Path | None,
+    default_model: str,
+) -> VectorStore:
+    rows = DatabaseVectorRows(sessions, clock)
+    return VectorStore(
+        rows=rows,
+        embedder=GatewayEmbedder(gateway),
+        indexes=Indexes(rows, index_dir),
+        default_model=default_model,
+    )
