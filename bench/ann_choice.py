@@ -3,9 +3,11 @@ the same vectors (N x 384, cosine), with the same graph parameters (M=16, ef_con
 ef_search=64): build time, recall@10 against exact search (numpy), single-query p50/p99, and
 the index's size on disk.
 
-Run: ``python bench/ann_choice.py [--n 100000] [--queries 500]``. Two data sets: uniform random
-unit vectors (the hardest case for a graph index) and clustered ones (nearer to what sentence
-embeddings look like: many topics, each a tight cloud).
+Run: ``python bench/ann_choice.py [--n 100000] [--queries 500] [--data clustered]
+[--lib usearch]`` (one library and data set per run keeps each under three minutes on two
+cores). Two data sets: uniform random unit vectors (the hardest case for a graph index) and
+clustered ones (nearer to what sentence embeddings look like: many topics, each a tight
+cloud).
 """
 
 from __future__ import annotations
@@ -105,7 +107,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--data", choices=["uniform", "clustered"], action="append")
+    parser.add_argument("--lib", choices=["hnswlib", "usearch"], action="append")
     args = parser.parse_args()
+    wanted_data = set(args.data or ["uniform", "clustered"])
+    wanted_libs = set(args.lib or ["hnswlib", "usearch"])
     rng = np.random.default_rng(7)
     print(
         f"{args.n} x {DIM}, cosine, M={M} ef_construction={EF_CONSTRUCTION} ef_search={EF_SEARCH}"
@@ -114,8 +120,12 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for name, (data, queries) in datasets(args.n, args.queries, rng).items():
+            if name not in wanted_data:
+                continue
             truth = exact(data, queries)
             for lib, run in (("hnswlib", run_hnswlib), ("usearch", run_usearch)):
+                if lib not in wanted_libs:
+                    continue
                 build, found, times, size = run(data, queries, os.path.join(tmp, lib))
                 q = statistics.quantiles(times, n=100)
                 print(

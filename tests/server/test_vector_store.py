@@ -5,79 +5,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from fastapi import FastAPI
-from sqlalchemy import update
 
-from gpuyard.server import orm
-from gpuyard.server.db import write_session
-from tests.gateway.kit import Deployed, deploy, openai_error, serve
-from tests.harness import Api, Tenant, start_api
+from tests.gateway.kit import deploy, openai_error, serve
 from tests.server.embedding_server import embedding_server
-
-MODEL = "words"
-FRUIT = [
-    "apples and pears grow in the orchard",
-    "the orchard has cherry trees",
-    "bananas are yellow fruit",
-]
-ENGINES = [
-    "the diesel engine needs oil",
-    "a jet engine burns kerosene",
-    "electric motors need no oil",
-]
-
-
-@dataclass
-class Vectors:
-    api: Api
-    deployed: Deployed
-    model_server: FastAPI
-
-    @property
-    def tenant(self) -> Tenant:
-        return self.deployed.tenant
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        return self.deployed.tenant.client
+from tests.server.vector_kit import (
+    ENGINES,
+    FRUIT,
+    MODEL,
+    Vectors,
+    add,
+    collection,
+    publish,
+    started,
+)
 
 
 @pytest.fixture
 async def vectors(db_url: str, tmp_path: Path) -> AsyncIterator[Vectors]:
-    async with (
-        start_api(db_url, tmp_path, vector_embedding_model=MODEL) as api,
-        AsyncExitStack() as stack,
-    ):
-        server = embedding_server(MODEL)
-        port = await serve(stack, server)
-        deployed = await deploy(api, stack, [port], name="embedder")
-        await publish(api, deployed.cluster_id)
-        yield Vectors(api, deployed, server)
-
-
-async def publish(api: Api, cluster_id: str) -> None:
-    """The operator publishes the embedding deployment to every org (as ``gpuyard up --demo``
-    does), so each test org may embed with it."""
-    async with write_session(api.ctx.sessions) as s:
-        await s.execute(update(orm.Cluster).where(orm.Cluster.id == cluster_id).values(public=True))
-    await api.ctx.gateway.directory.refresh()
-
-
-async def collection(client: httpx.AsyncClient, name: str = "docs") -> str:
-    r = await client.post("/v1/vector_store", json={"name": name})
-    assert r.status_code == 201, r.text
-    return str(r.json()["collection"]["id"])
-
-
-async def add(client: httpx.AsyncClient, cid: str, content: str, **extra: str) -> dict:
-    r = await client.post(f"/v1/vector_store/{cid}/items", json={"content": content, **extra})
-    assert r.status_code == 201, r.text
-    return r.json()
+    async with started(db_url, tmp_path) as running:
+        yield running
 
 
 async def test_collections_create_list_get_rename_delete(vectors: Vectors) -> None:

@@ -47,6 +47,7 @@ from gpuyard.server.routers import (
     meta,
     offers,
     orgs,
+    rag,
     ssh_keys,
     vector_store,
     vms,
@@ -160,6 +161,7 @@ def create_app(
     app.include_router(documentation(fast))
     app.include_router(inference.router)
     app.include_router(vector_store.router)
+    app.include_router(rag.router)
     for module in (
         meta,
         me,

@@ -52,7 +52,7 @@ async def inference_principal(request: Request, gw: GatewayDep) -> Principal:
 Caller = Annotated[Principal, Depends(inference_principal)]
 
 
-def _respond(relay: Relay) -> Response:
+def respond(relay: Relay) -> Response:
     if relay.stream is not None:
         return StreamingResponse(relay.stream, status_code=relay.status, headers=relay.headers)
     return Response(relay.body or b"", status_code=relay.status, headers=relay.headers)
@@ -99,7 +99,7 @@ async def cluster_endpoint(
         headers=request.headers.raw,
         body=await request.body(),
     )
-    return _respond(relay)
+    return respond(relay)
 
 
 def _upstream_path(request: Request, slug: str, path: str) -> str:
