@@ -50,11 +50,13 @@ class Vectors:
 
 
 @asynccontextmanager
-async def started(db_url: str, tmp_path: Path, *, chat: bool = False) -> AsyncIterator[Vectors]:
+async def started(
+    db_url: str, tmp_path: Path, *, chat: bool = False, **settings: Any
+) -> AsyncIterator[Vectors]:
     """The API, the published embedding model ``words`` and, with ``chat``, the published chat
     model ``tiny`` (tests/gateway/upstream.py)."""
     async with (
-        start_api(db_url, tmp_path, vector_embedding_model=MODEL) as api,
+        start_api(db_url, tmp_path, vector_embedding_model=MODEL, **settings) as api,
         AsyncExitStack() as stack,
     ):
         server = embedding_server(MODEL)

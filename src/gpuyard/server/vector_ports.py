@@ -19,7 +19,7 @@ from gpuyard.server import orm
 from gpuyard.server.db import read_session, write_session
 from gpuyard.server.services import vector_rows
 from gpuyard.vectorstore.ann import Indexes
-from gpuyard.vectorstore.records import Collection, Embedded, Item, NewItem
+from gpuyard.vectorstore.records import Collection, Embedded, File, Item, NewFile, NewItem
 from gpuyard.vectorstore.service import VectorStore
 
 
@@ -42,6 +42,23 @@ def _item(row: orm.VectorItem) -> Item:
         label=row.pk,
         content=row.content,
         description=row.description,
+        tokens=row.tokens,
+        file_id=row.file_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _file(row: orm.VectorFile) -> File:
+    return File(
+        id=row.id,
+        collection_id=row.collection_id,
+        filename=row.filename,
+        kind=row.kind,
+        size=row.size,
+        status=row.status,
+        status_reason=row.status_reason,
+        items=row.items,
         tokens=row.tokens,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -160,6 +177,42 @@ class DatabaseVectorRows:
         async with read_session(self._sessions) as s:
             return await vector_rows.vectors(
                 s, collection_id=collection_id, pks=labels, after=after
+            )
+
+    async def add_file(
+        self, *, org_id: str, key_id: str, collection_id: str, file: NewFile
+    ) -> File | None:
+        async with write_session(self._sessions) as s:
+            row = await vector_rows.add_file(
+                s,
+                clock=self._clock,
+                org_id=org_id,
+                key_id=key_id,
+                collection_id=collection_id,
+                filename=file.filename,
+                kind=file.kind,
+                data=file.data,
+            )
+            return _file(row) if row else None
+
+    async def files(self, *, org_id: str, collection_id: str) -> list[File]:
+        async with read_session(self._sessions) as s:
+            rows = await vector_rows.list_files(s, org_id=org_id, collection_id=collection_id)
+            return [_file(r) for r in rows]
+
+    async def file(self, *, org_id: str, collection_id: str, file_id: str) -> File | None:
+        async with read_session(self._sessions) as s:
+            row = await vector_rows.get_file(
+                s, org_id=org_id, collection_id=collection_id, file_id=file_id
+            )
+            return _file(row) if row else None
+
+    async def delete_file(
+        self, *, org_id: str, collection_id: str, file_id: str
+    ) -> list[int] | None:
+        async with write_session(self._sessions) as s:
+            return await vector_rows.delete_file(
+                s, org_id=org_id, collection_id=collection_id, file_id=file_id
             )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from gpuyard.core.principal import Principal
-from gpuyard.vectorstore.records import Collection, Embedded, Item, NewItem
+from gpuyard.vectorstore.records import Collection, Embedded, File, Item, NewFile, NewItem
 
 
 class VectorRows(Protocol):
@@ -66,6 +66,22 @@ class VectorRows(Protocol):
         self, *, collection_id: str, labels: Sequence[int] | None = None, after: int = 0
     ) -> list[tuple[int, bytes]]:
         """``(label, vector)`` of the given labels, or of every label above ``after``."""
+        ...
+
+    async def add_file(
+        self, *, org_id: str, key_id: str, collection_id: str, file: NewFile
+    ) -> File | None:
+        """The file, enqueued for its controller (woken); None when the collection is gone."""
+        ...
+
+    async def files(self, *, org_id: str, collection_id: str) -> list[File]: ...
+
+    async def file(self, *, org_id: str, collection_id: str, file_id: str) -> File | None: ...
+
+    async def delete_file(
+        self, *, org_id: str, collection_id: str, file_id: str
+    ) -> list[int] | None:
+        """Delete the file and its items: their labels; None when there was no such file."""
         ...
 
 

@@ -25,8 +25,31 @@ class Item:
     content: str
     description: str
     tokens: int
+    file_id: str | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    id: str
+    collection_id: str
+    filename: str
+    kind: str
+    size: int
+    status: str  # enqueued, processing, completed, failed
+    status_reason: str | None
+    items: int
+    tokens: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    filename: str
+    kind: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)

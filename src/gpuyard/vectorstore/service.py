@@ -9,10 +9,12 @@ import numpy as np
 
 from gpuyard.core.errors import InvalidRequest, NotFound
 from gpuyard.core.ids import is_id
-from gpuyard.core.principal import Principal
+from gpuyard.core.principal import Principal, Scope
 from gpuyard.vectorstore.ann import Indexes
+from gpuyard.vectorstore.chunking import chunks
+from gpuyard.vectorstore.extract import extract_text, kind_of
 from gpuyard.vectorstore.ports import Embedder, VectorRows
-from gpuyard.vectorstore.records import Collection, Hit, Item, NewItem, Usage
+from gpuyard.vectorstore.records import Collection, File, Hit, Item, NewFile, NewItem, Usage
 
 MAX_NAME = 200
 MAX_CONTENT = 16_000  # characters of one item
@@ -21,6 +23,8 @@ SHORT_DESCRIPTION = 100  # a description left out is the content cut to this man
 MAX_QUERY = 16_000
 SEARCH_K = 10
 OVERFETCH = 10  # extra candidates, for items another process deleted since the index looked
+MAX_FILENAME = 255
+EMBED_BATCH = 32  # chunks of a file embedded per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,3 +231,82 @@ class VectorStore:
         by_label = {item.label: item for item in items}
         hits = [Hit(by_label[label], score) for label, score in found if label in by_label]
         return hits[:k]
+
+    # Files
+
+    async def add_file(
+        self,
+        principal: Principal,
+        collection_id: str,
+        *,
+        filename: str,
+        content_type: str | None,
+        data: bytes,
+    ) -> File:
+        """Keep the upload and enqueue it: its text becomes items in the background
+        (``file_items``, called by the server's file controller)."""
+        await self.collection(principal, collection_id)
+        kind = kind_of(filename, content_type)
+        if not data:
+            raise InvalidRequest("the file is empty", param="file")
+        name = (filename or "upload").rsplit("/", 1)[-1][-MAX_FILENAME:]
+        made = await self.rows.add_file(
+            org_id=principal.org_id,
+            key_id=principal.key_id,
+            collection_id=collection_id,
+            file=NewFile(filename=name, kind=kind, data=data),
+        )
+        if made is None:
+            raise NotFound(f"no collection {collection_id}", code="collection_not_found")
+        return made
+
+    async def files(self, principal: Principal, collection_id: str) -> list[File]:
+        await self.collection(principal, collection_id)
+        return await self.rows.files(org_id=principal.org_id, collection_id=collection_id)
+
+    async def file(self, principal: Principal, collection_id: str, file_id: str) -> File:
+        await self.collection(principal, collection_id)
+        found = None
+        if is_id(file_id, "file"):
+            found = await self.rows.file(
+                org_id=principal.org_id, collection_id=collection_id, file_id=file_id
+            )
+        if found is None:
+            raise NotFound(f"no file {file_id}", code="file_not_found")
+        return found
+
+    async def delete_file(self, principal: Principal, collection_id: str, file_id: str) -> None:
+        """The file and every item made of it."""
+        await self.file(principal, collection_id, file_id)
+        labels = await self.rows.delete_file(
+            org_id=principal.org_id, collection_id=collection_id, file_id=file_id
+        )
+        if labels is None:
+            raise NotFound(f"no file {file_id}", code="file_not_found")
+        index = self.indexes.loaded(collection_id)
+        if index is not None:
+            for label in labels:
+                index.remove(label)
+
+    async def file_items(
+        self, *, org_id: str, key_id: str, model: str, kind: str, data: bytes
+    ) -> list[NewItem]:
+        """A file's chunks, embedded with ``model`` as the key that uploaded it. Raises
+        ``InvalidRequest`` when the file cannot be read or holds no text (it will never
+        succeed), ``Unavailable`` when the model cannot answer now (it may later)."""
+        pieces = chunks(extract_text(kind, data))
+        if not pieces:
+            raise InvalidRequest("the file holds no text", code="unreadable_file", param="file")
+        uploader = Principal(
+            key_id=key_id, org_id=org_id, scopes=frozenset({Scope.INFERENCE}), secret_hash=""
+        )
+        made: list[NewItem] = []
+        for start in range(0, len(pieces), EMBED_BATCH):
+            batch = pieces[start : start + EMBED_BATCH]
+            embedded = await self.embedder.embed(uploader, model, batch)
+            vectors = unit_vectors(embedded.vectors)
+            share = embedded.tokens // len(batch)
+            for i, (piece, vector) in enumerate(zip(batch, vectors, strict=True)):
+                tokens = share + (embedded.tokens % len(batch) if i == 0 else 0)
+                made.append(NewItem(piece, shortened(piece), tokens, vector.tobytes()))
+        return made

@@ -15,6 +15,7 @@ from gpuyard.server.controllers.heard_flush import HeardFlush
 from gpuyard.server.controllers.hosts import HostHealthController
 from gpuyard.server.controllers.key_expiry import KeyExpiryController
 from gpuyard.server.controllers.retention import RetentionSweeper
+from gpuyard.server.controllers.vector_files import VectorFileController
 from gpuyard.server.services.wakeups import Wakeups
 
 
@@ -59,6 +60,14 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=min(poll, ctx.settings.heartbeat_seconds),
             drain_seconds=ctx.settings.replica_drain_seconds,
+        ),
+        VectorFileController(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
+            ingest=ctx.vectors.file_items,
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
         HeardFlush(heard=ctx.heard, sessions=ctx.sessions),

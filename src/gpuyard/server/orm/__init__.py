@@ -10,7 +10,7 @@ from gpuyard.server.orm.inference import RateWindow, RequestLog
 from gpuyard.server.orm.market import GpuPrice, Instance, Offer
 from gpuyard.server.orm.records import Event, IdempotencyRecord
 from gpuyard.server.orm.tenancy import ApiKey, Org, SshKey
-from gpuyard.server.orm.vectors import VectorCollection, VectorItem
+from gpuyard.server.orm.vectors import VectorCollection, VectorFile, VectorItem
 
 __all__ = [
     "ApiKey",
@@ -32,6 +32,7 @@ __all__ = [
     "SshKey",
     "UTCDateTime",
     "VectorCollection",
+    "VectorFile",
     "VectorItem",
     "Workload",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, Query, Request, Response, Security, UploadFile
 
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.server.deps import bearer_key
@@ -18,6 +18,9 @@ from gpuyard.server.schemas.vector_store import (
     CollectionList,
     CollectionOut,
     CollectionUpdate,
+    FileAnswer,
+    FileList,
+    FileOut,
     ItemAdded,
     ItemAnswer,
     ItemCreate,
@@ -29,7 +32,7 @@ from gpuyard.server.schemas.vector_store import (
     SearchResult,
     UsageOut,
 )
-from gpuyard.vectorstore.records import Collection, Item, Usage
+from gpuyard.vectorstore.records import Collection, File, Item, Usage
 from gpuyard.vectorstore.service import VectorStore
 
 router = APIRouter(tags=["vector store"], dependencies=[Security(bearer_key)])
@@ -61,8 +64,24 @@ def _item(i: Item) -> ItemOut:
         id=i.id,
         content=i.content,
         description=i.description,
+        file_id=i.file_id,
         date_created=i.created_at,
         date_updated=i.updated_at,
+    )
+
+
+def _file(f: File) -> FileOut:
+    return FileOut(
+        id=f.id,
+        filename=f.filename,
+        kind=f.kind,
+        size=f.size,
+        status=f.status,
+        status_reason=f.status_reason,
+        items=f.items,
+        tokens=f.tokens,
+        date_created=f.created_at,
+        date_updated=f.updated_at,
     )
 
 
@@ -195,4 +214,49 @@ async def delete_item(
     collection_id: str, item_id: str, principal: Caller, store: Store
 ) -> Response:
     await store.delete_item(principal, collection_id, item_id)
+    return Response(status_code=204)
+
+
+@router.get("/v1/vector_store/{collection_id}/files", responses=openai_errors(401, 403, 404))
+async def list_files(collection_id: str, principal: Caller, store: Store) -> FileList:
+    return FileList(files=[_file(f) for f in await store.files(principal, collection_id)])
+
+
+@router.post(
+    "/v1/vector_store/{collection_id}/files",
+    status_code=201,
+    responses=openai_errors(400, 401, 403, 404, 413, 415),
+)
+async def add_file(
+    collection_id: str, file: UploadFile, principal: Caller, store: Store
+) -> FileAnswer:
+    """Upload (multipart, field ``file``) a text, Markdown, HTML, PDF or DOCX file, up to the
+    server's body limit. It is ``enqueued``; its text becomes items in the background."""
+    made = await store.add_file(
+        principal,
+        collection_id,
+        filename=file.filename or "",
+        content_type=file.content_type,
+        data=await file.read(),
+    )
+    return FileAnswer(file=_file(made))
+
+
+@router.get(
+    "/v1/vector_store/{collection_id}/files/{file_id}", responses=openai_errors(401, 403, 404)
+)
+async def get_file(collection_id: str, file_id: str, principal: Caller, store: Store) -> FileAnswer:
+    return FileAnswer(file=_file(await store.file(principal, collection_id, file_id)))
+
+
+@router.delete(
+    "/v1/vector_store/{collection_id}/files/{file_id}",
+    status_code=204,
+    responses=openai_errors(401, 403, 404),
+)
+async def delete_file(
+    collection_id: str, file_id: str, principal: Caller, store: Store
+) -> Response:
+    """The file and every item made of it."""
+    await store.delete_file(principal, collection_id, file_id)
     return Response(status_code=204)

@@ -73,6 +73,7 @@ class ItemOut(BaseModel):
     id: str
     content: str
     description: str
+    file_id: str | None = Field(description="The file this item is a chunk of, if any")
     date_created: datetime
     date_updated: datetime
 
@@ -101,3 +102,24 @@ class SearchResult(BaseModel):
 class SearchAnswer(BaseModel):
     results: list[SearchResult]
     usage: UsageOut
+
+
+class FileOut(BaseModel):
+    id: str
+    filename: str
+    kind: str = Field(description="text, markdown, html, pdf or docx")
+    size: int = Field(description="Bytes uploaded")
+    status: str = Field(description="enqueued, processing, completed or failed")
+    status_reason: str | None = Field(description="Why it failed")
+    items: int = Field(description="Items made of its chunks")
+    tokens: int = Field(description="Tokens its chunks' embeddings took")
+    date_created: datetime
+    date_updated: datetime
+
+
+class FileAnswer(BaseModel):
+    file: FileOut
+
+
+class FileList(BaseModel):
+    files: list[FileOut]

@@ -1,4 +1,4 @@
-"""The vector store's rows: collections and items, every query scoped to an org (another
+"""The vector store's rows: collections, items and files, every query scoped to an org (another
 org's collection or item reads as absent). The vector store itself (vectorstore/) reaches these
 through its ``VectorRows`` port (server/vector_ports.py)."""
 
@@ -14,6 +14,7 @@ from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Conflict, NotFound
 from gpuyard.core.ids import new_id
 from gpuyard.server import orm
+from gpuyard.server.services.wakeups import wake
 
 VECTOR_BATCH = 5_000  # vectors read at a time when an index catches up
 
@@ -99,9 +100,8 @@ async def delete_collection(session: AsyncSession, *, org_id: str, collection_id
     row = await get_collection(session, org_id=org_id, collection_id=collection_id, for_update=True)
     if row is None:
         return False
-    await session.execute(
-        delete(orm.VectorItem).where(orm.VectorItem.collection_id == collection_id)
-    )
+    for table in (orm.VectorItem, orm.VectorFile):
+        await session.execute(delete(table).where(table.collection_id == collection_id))
     await session.delete(row)
     await session.flush()
     return True
@@ -115,6 +115,7 @@ async def add_items(
     collection_id: str,
     items: Sequence[ItemRow],
     dimensions: int,
+    file_id: str | None = None,
 ) -> list[orm.VectorItem]:
     """All or none. The collection's row is locked so that two first items of different
     dimensions cannot both be kept."""
@@ -137,6 +138,7 @@ async def add_items(
             id=new_id("itm"),
             collection_id=collection_id,
             org_id=org_id,
+            file_id=file_id,
             content=item.content,
             description=item.description,
             tokens=item.tokens,
@@ -256,3 +258,81 @@ async def count_items(session: AsyncSession, *, collection_id: str) -> int:
         )
         or 0
     )
+
+
+async def add_file(
+    session: AsyncSession,
+    *,
+    clock: Clock,
+    org_id: str,
+    key_id: str,
+    collection_id: str,
+    filename: str,
+    kind: str,
+    data: bytes,
+) -> orm.VectorFile | None:
+    """The file, enqueued; its controller is woken when the transaction commits."""
+    if await get_collection(session, org_id=org_id, collection_id=collection_id) is None:
+        return None
+    now = clock.now()
+    row = orm.VectorFile(
+        id=new_id("file"),
+        collection_id=collection_id,
+        org_id=org_id,
+        key_id=key_id,
+        filename=filename,
+        kind=kind,
+        size=len(data),
+        data=data,
+        status="enqueued",
+        items=0,
+        tokens=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    wake(session, row)
+    await session.flush()
+    return row
+
+
+async def list_files(
+    session: AsyncSession, *, org_id: str, collection_id: str
+) -> list[orm.VectorFile]:
+    rows = await session.scalars(
+        select(orm.VectorFile)
+        .where(orm.VectorFile.collection_id == collection_id, orm.VectorFile.org_id == org_id)
+        .order_by(orm.VectorFile.created_at, orm.VectorFile.pk)
+    )
+    return list(rows.all())
+
+
+async def get_file(
+    session: AsyncSession, *, org_id: str, collection_id: str, file_id: str
+) -> orm.VectorFile | None:
+    row: orm.VectorFile | None = await session.scalar(
+        select(orm.VectorFile).where(
+            orm.VectorFile.id == file_id,
+            orm.VectorFile.collection_id == collection_id,
+            orm.VectorFile.org_id == org_id,
+        )
+    )
+    return row
+
+
+async def delete_file(
+    session: AsyncSession, *, org_id: str, collection_id: str, file_id: str
+) -> list[int] | None:
+    """Delete the file and its items; their pks, None when there was no such file."""
+    row = await get_file(session, org_id=org_id, collection_id=collection_id, file_id=file_id)
+    if row is None:
+        return None
+    pks = await session.scalars(
+        delete(orm.VectorItem)
+        .where(orm.VectorItem.file_id == file_id, orm.VectorItem.collection_id == collection_id)
+        .returning(orm.VectorItem.pk)
+    )
+    labels = list(pks.all())
+    await session.delete(row)
+    await session.flush()
+    return labels

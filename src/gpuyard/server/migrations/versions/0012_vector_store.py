@@ -1,4 +1,4 @@
-"""vector store: collections and items with their vectors
+"""vector store: collections, items with their vectors, and files
 
 Revision ID: 0012
 Revises: 0009
@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("collection_id", sa.String(length=40), nullable=False),
         sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("file_id", sa.String(length=40), nullable=True),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("tokens", sa.Integer(), nullable=False),
@@ -70,8 +71,48 @@ def upgrade() -> None:
             "ix_vector_items_collection_pk", ["collection_id", "pk"], unique=False
         )
 
+    op.create_table(
+        "vector_files",
+        sa.Column("pk", PK, autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("collection_id", sa.String(length=40), nullable=False),
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("key_id", sa.String(length=32), nullable=False),
+        sa.Column("filename", sa.String(length=255), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("status_reason", sa.Text(), nullable=True),
+        sa.Column("items", sa.Integer(), nullable=False),
+        sa.Column("tokens", sa.Integer(), nullable=False),
+        sa.Column("created_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("next_run_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("lease_token", sa.String(length=40), nullable=True),
+        sa.Column("lease_owner", sa.String(length=80), nullable=True),
+        sa.Column("lease_expires_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["collection_id"],
+            ["vector_collections.id"],
+            name=op.f("fk_vector_files_collection_id_vector_collections"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_vector_files")),
+        sa.UniqueConstraint("id", name=op.f("uq_vector_files_id")),
+    )
+    with op.batch_alter_table("vector_files", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_vector_files_collection_created", ["collection_id", "created_at", "pk"]
+        )
+        batch_op.create_index("ix_vector_files_status", ["status"])
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("vector_files", schema=None) as batch_op:
+        batch_op.drop_index("ix_vector_files_status")
+        batch_op.drop_index("ix_vector_files_collection_created")
+    op.drop_table("vector_files")
     with op.batch_alter_table("vector_items", schema=None) as batch_op:
         batch_op.drop_index("ix_vector_items_collection_pk")
     op.drop_table("vector_items")
