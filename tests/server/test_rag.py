@@ -18,8 +18,8 @@ ASK = [{"role": "user", "content": "which engine needs oil"}]
 
 
 @pytest.fixture
-async def vectors(db_url: str, tmp_path: Path) -> AsyncIterator[Vectors]:
-    async with started(db_url, tmp_path, chat=True) as running:
+async def vectors(vector_db_url: str, tmp_path: Path) -> AsyncIterator[Vectors]:
+    async with started(vector_db_url, tmp_path, chat=True) as running:
         yield running
 
 
@@ -45,7 +45,8 @@ async def test_rag_answers_with_the_sources_it_gave_the_chat_model(vectors: Vect
     assert answer["choices"][0]["message"]["content"] == "Hello from the fake model"
     sources = answer["sources"]
     assert 0 < len(sources) <= 5
-    assert {s["id"] for s in sources[:3]} == {ids[t] for t in ENGINES}
+    assert sources[0]["id"] == ids[ENGINES[0]]  # the one with all three words
+    assert {ids[t] for t in ENGINES} <= {s["id"] for s in sources}
     assert answer["usage"]["embedding_tokens"] == 4
     assert answer["usage"]["prompt_tokens"] == 7  # the chat model's own count
 
@@ -76,7 +77,8 @@ async def test_rag_streams_through_the_openai_sdk(vectors: Vectors) -> None:
     chunks = [chunk async for chunk in stream]
     first = chunks[0].model_dump()
     assert first["choices"] == []
-    assert {s["id"] for s in first["sources"][:3]} == {ids[t] for t in ENGINES}
+    assert first["sources"][0]["id"] == ids[ENGINES[0]]
+    assert {ids[t] for t in ENGINES} <= {s["id"] for s in first["sources"]}
     assert first["usage"]["embedding_tokens"] == 4
     text = "".join(c.choices[0].delta.content or "" for c in chunks[1:] if c.choices)
     assert text == "Hello from the fake model"

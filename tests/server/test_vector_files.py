@@ -21,15 +21,19 @@ UPLOAD_LIMIT = 256 * 1024
 
 
 @pytest.fixture
-async def vectors(db_url: str, tmp_path: Path) -> AsyncIterator[Vectors]:
-    async with started(db_url, tmp_path, max_body_bytes=UPLOAD_LIMIT) as running:
+async def vectors(vector_db_url: str, tmp_path: Path) -> AsyncIterator[Vectors]:
+    async with started(vector_db_url, tmp_path, max_body_bytes=UPLOAD_LIMIT) as running:
         yield running
 
 
 def controller(v: Vectors) -> VectorFileController:
     ctx = v.api.ctx
     return VectorFileController(
-        sessions=ctx.sessions, clock=v.api.clock, owner="test", ingest=ctx.vectors.file_items
+        sessions=ctx.sessions,
+        clock=v.api.clock,
+        owner="test",
+        ingest=ctx.vectors.file_items,
+        with_pgvector=lambda: ctx.vector_search.kind == "pgvector",  # as the runner makes it
     )
 
 

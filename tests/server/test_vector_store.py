@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from tests.gateway.kit import deploy, openai_error, serve
 from tests.server.embedding_server import embedding_server
@@ -24,8 +25,8 @@ from tests.server.vector_kit import (
 
 
 @pytest.fixture
-async def vectors(db_url: str, tmp_path: Path) -> AsyncIterator[Vectors]:
-    async with started(db_url, tmp_path) as running:
+async def vectors(vector_db_url: str, tmp_path: Path) -> AsyncIterator[Vectors]:
+    async with started(vector_db_url, tmp_path) as running:
         yield running
 
 
@@ -119,9 +120,11 @@ async def test_search_finds_the_closest_items_first(vectors: Vectors) -> None:
     assert len(results) == len(FRUIT + ENGINES)
     scores = [x["score"] for x in results]
     assert scores == sorted(scores, reverse=True)
-    top = {x["id"] for x in results[:3]}
-    assert top == {ids[t] for t in ENGINES}
-    assert results[0]["content"] in ENGINES and "description" in results[0]
+    score = {x["id"]: x["score"] for x in results}
+    # Every engine item at least as close as every fruit item (the test model's hashed words
+    # may tie), the one with both words first.
+    assert min(score[ids[t]] for t in ENGINES) >= max(score[ids[t]] for t in FRUIT), results
+    assert results[0]["content"] == "the diesel engine needs oil" and "description" in results[0]
 
     # A deleted item is never found again.
     gone = results[0]["id"]
@@ -240,3 +243,35 @@ async def test_model_change_of_a_collection_with_items_is_a_conflict(vectors: Ve
             "collection_not_empty",
         )
     assert (await c.get(f"/v1/vector_store/{cid}")).json()["collection"]["name"] == "kept"
+
+
+async def test_search_runs_in_postgres_where_pgvector_is(
+    vectors: Vectors, vector_db_kind: str
+) -> None:
+    """pgvector where ``CREATE EXTENSION vector`` succeeds, the in-process index elsewhere."""
+    search = vectors.api.ctx.vector_search
+    assert search.kind == ("pgvector" if vector_db_kind == "pgvector" else "usearch")
+    if vector_db_kind == "postgres":
+        assert search.why_not_pgvector  # this Postgres has no pgvector: why is said
+    c = vectors.client
+    cid = await collection(c)
+    for content in FRUIT + ENGINES:
+        await add(c, cid, content)
+    found = await c.post(f"/v1/vector_store/{cid}/search", json={"input": "cherry orchard"})
+    assert found.json()["results"][0]["content"] == "the orchard has cherry trees"
+    if vector_db_kind == "pgvector":
+        async with vectors.api.ctx.engine.connect() as conn:
+            plan = "\n".join(
+                row[0]
+                for row in await conn.execute(
+                    text(
+                        "EXPLAIN SELECT item_pk FROM vector_embeddings "
+                        f"WHERE collection_id = '{cid}' ORDER BY embedding::vector(64) "
+                        "<=> CAST(:q AS vector(64)) LIMIT 10"
+                    ),
+                    {"q": "[" + ",".join(["0.125"] * 64) + "]"},
+                )
+            )
+            count = await conn.scalar(text("SELECT count(*) FROM vector_embeddings"))
+        assert count == len(FRUIT + ENGINES)
+        assert f"vector_embeddings_hnsw_{cid}" in plan, plan

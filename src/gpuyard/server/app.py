@@ -93,19 +93,22 @@ def create_app(
     sessions = session_factory(engine, sync_session_class=wakeups.session_class())
     clock = clock or SystemClock()
     gateway = database_gateway(sessions, clock)
+    vectors, vector_search = database_vector_store(
+        engine,
+        sessions,
+        clock,
+        gateway,
+        index_dir=settings.resolved_vector_index_dir(),
+        default_model=settings.vector_embedding_model,
+    )
     ctx = AppContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
         clock=clock,
         gateway=gateway,
-        vectors=database_vector_store(
-            sessions,
-            clock,
-            gateway,
-            index_dir=settings.resolved_vector_index_dir(),
-            default_model=settings.vector_embedding_model,
-        ),
+        vectors=vectors,
+        vector_search=vector_search,
         wakeups=wakeups,
     )
     start_controllers = settings.run_controllers if run_controllers is None else run_controllers
@@ -119,6 +122,7 @@ def create_app(
             await prices.configure_default(
                 sessions, clock=clock, cents=settings.default_gpu_price_cents
             )
+            await vector_search.prepare()
         controllers = ControllerSet(build_controllers(ctx), ctx.wakeups)
         app.state.controllers = controllers
         if start_controllers:
@@ -129,7 +133,7 @@ def create_app(
         finally:
             await controllers.stop()
             await ctx.heard.flush_or_log(ctx.sessions)  # the last second's heartbeats
-            ctx.vectors.indexes.save_all()
+            vector_search.save_all()
             await ctx.gateway.stop()
             await engine.dispose()
 

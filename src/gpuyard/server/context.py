@@ -13,6 +13,7 @@ from gpuyard.server.services.health import StartupGates
 from gpuyard.server.services.heard import HeardFrom
 from gpuyard.server.services.wakeups import Wakeups
 from gpuyard.server.settings import Settings
+from gpuyard.server.vector_ports import DatabaseSearch
 from gpuyard.vectorstore.service import VectorStore
 
 
@@ -24,6 +25,7 @@ class AppContext:
     clock: Clock
     gateway: Gateway
     vectors: VectorStore
+    vector_search: DatabaseSearch  # pgvector or the in-process indexes, chosen at start-up
     metrics: Metrics = field(default_factory=Metrics)
     heard: HeardFrom = field(default_factory=HeardFrom)  # heartbeats not yet written
     wakeups: Wakeups = field(default_factory=Wakeups)  # controllers to wake after a commit

@@ -5,10 +5,13 @@ an embedding call is routed, rate limited and logged like any other, and made wi
 from __future__ import annotations
 
 import json
+import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import GpuyardError, NotFound, Unavailable
@@ -17,10 +20,14 @@ from gpuyard.gateway.proxy import RETRY_AFTER_S
 from gpuyard.gateway.service import Gateway
 from gpuyard.server import orm
 from gpuyard.server.db import read_session, write_session
-from gpuyard.server.services import vector_rows
+from gpuyard.server.services import pgvector, vector_rows
 from gpuyard.vectorstore.ann import Indexes
+from gpuyard.vectorstore.ports import NearestSearch
 from gpuyard.vectorstore.records import Collection, Embedded, File, Item, NewFile, NewItem
 from gpuyard.vectorstore.service import VectorStore
+
+log = logging.getLogger(__name__)
+BACKFILL_BATCH = 1_000
 
 
 def _collection(row: orm.VectorCollection) -> Collection:
@@ -71,6 +78,7 @@ class DatabaseVectorRows:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self._sessions = sessions
         self._clock = clock
+        self.pgvector = False  # also write each item's embedding for pgvector (DatabaseSearch)
 
     async def create_collection(self, *, org_id: str, name: str, model: str) -> Collection:
         async with write_session(self._sessions) as s:
@@ -122,6 +130,13 @@ class DatabaseVectorRows:
                 ],
                 dimensions=dimensions,
             )
+            if self.pgvector:
+                await pgvector.index_items(
+                    s,
+                    collection_id=collection_id,
+                    dims=dimensions,
+                    rows=[(r.pk, r.vector) for r in rows],
+                )
             return [_item(r) for r in rows]
 
     async def items(self, *, org_id: str, collection_id: str, after: int, limit: int) -> list[Item]:
@@ -259,18 +274,115 @@ def _down(model: str, why: str) -> GpuyardError:
     )
 
 
+class PgVectorSearch:
+    """``NearestSearch`` in Postgres (services/pgvector.py): nothing in this process to keep."""
+
+    kind = "pgvector"
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def nearest(
+        self, *, collection_id: str, dims: int, vector: np.ndarray, k: int
+    ) -> list[tuple[int, float]]:
+        async with read_session(self._sessions) as s:
+            return await pgvector.nearest(
+                s, collection_id=collection_id, dims=dims, vector=vector.tolist(), k=k
+            )
+
+    def added(self, collection_id: str, labels: Sequence[int], vectors: np.ndarray) -> None:
+        pass  # written with the items
+
+    def removed(self, collection_id: str, labels: Sequence[int]) -> None:
+        pass  # deleted with the items
+
+    async def dropped(self, collection_id: str) -> None:
+        async with write_session(self._sessions) as s:
+            await pgvector.drop_index(s, collection_id=collection_id)
+
+    def save_all(self) -> None:
+        pass
+
+
+class DatabaseSearch:
+    """``NearestSearch``: pgvector where ``prepare`` finds it usable (Postgres where
+    ``CREATE EXTENSION vector`` succeeds), else the in-process indexes."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        rows: DatabaseVectorRows,
+        indexes: Indexes,
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._rows = rows
+        self.current: NearestSearch = indexes
+        self.why_not_pgvector: str | None = "not prepared"
+
+    @property
+    def kind(self) -> str:
+        return self.current.kind
+
+    async def prepare(self) -> None:
+        """At start-up: use pgvector if it can be, after giving it the embeddings of items
+        written before it was there."""
+        self.why_not_pgvector = await pgvector.enable(self._engine)
+        if self.why_not_pgvector is not None:
+            log.info("vector search in process (no pgvector: %s)", self.why_not_pgvector)
+            return
+        self._rows.pgvector = True  # from now on every item's embedding goes in with it
+        while True:
+            async with write_session(self._sessions) as s:
+                rows = await pgvector.missing(s, limit=BACKFILL_BATCH)
+                by_collection: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
+                for pk, cid, vector in rows:
+                    by_collection[cid].append((pk, vector))
+                for cid, found in by_collection.items():
+                    await pgvector.index_items(
+                        s, collection_id=cid, dims=len(found[0][1]) // 4, rows=found
+                    )
+            if len(rows) < BACKFILL_BATCH:
+                break
+        self.current = PgVectorSearch(self._sessions)
+        log.info("vector search in Postgres (pgvector)")
+
+    async def nearest(
+        self, *, collection_id: str, dims: int, vector: np.ndarray, k: int
+    ) -> list[tuple[int, float]]:
+        return await self.current.nearest(
+            collection_id=collection_id, dims=dims, vector=vector, k=k
+        )
+
+    def added(self, collection_id: str, labels: Sequence[int], vectors: np.ndarray) -> None:
+        self.current.added(collection_id, labels, vectors)
+
+    def removed(self, collection_id: str, labels: Sequence[int]) -> None:
+        self.current.removed(collection_id, labels)
+
+    async def dropped(self, collection_id: str) -> None:
+        await self.current.dropped(collection_id)
+
+    def save_all(self) -> None:
+        self.current.save_all()
+
+
 def database_vector_store(
+    engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
     gateway: Gateway,
     *,
     index_dir: Path | None,
     default_model: str,
-) -> VectorStore:
+) -> tuple[VectorStore, DatabaseSearch]:
     rows = DatabaseVectorRows(sessions, clock)
-    return VectorStore(
+    search = DatabaseSearch(engine, sessions, rows, Indexes(rows, index_dir))
+    store = VectorStore(
         rows=rows,
         embedder=GatewayEmbedder(gateway),
-        indexes=Indexes(rows, index_dir),
+        search=search,
         default_model=default_model,
     )
+    return store, search

@@ -5,8 +5,9 @@ index directory (beside the SQLite database), saved atomically. ``open`` loads t
 there is one and makes it agree with the database: labels it lacks are added, labels the
 database no longer has are removed, and a missing or unreadable file is rebuilt from the
 rows. Once open, an index follows this process's writes directly and catches up with other
-processes' inserts before each search (``catch_up``); an item another process deleted may
-still be found, and the caller drops it when its row is not there (``VectorStore.search``).
+processes' inserts before a search, at most every ``catch_up_every`` seconds (``catch_up``: a
+query, so not before every search); an item another process deleted may still be found, and
+the caller drops it when its row is not there (``VectorStore.nearest``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ CONNECTIVITY = 16  # M: graph edges per node
 EXPANSION_ADD = 128  # ef_construction
 EXPANSION_SEARCH = 96  # ef_search (bench/ann_choice.py: recall@10 >= 0.95 at 100k x 384)
 BATCH = 5_000  # vectors read from the database at a time
+CATCH_UP_EVERY_S = 0.5  # how stale another process's inserts may be to a search here
 
 
 def as_matrix(blobs: Sequence[bytes], dims: int) -> np.ndarray:
@@ -42,6 +45,7 @@ class CollectionIndex:
         self.path = path
         self.index = new_index(dims)
         self.top = 0  # the highest label added
+        self.caught_up = 0.0  # when it last read the rows above ``top`` (monotonic)
         self.dirty = False  # changed since it was last saved
 
     def __len__(self) -> int:
@@ -95,14 +99,45 @@ def new_index(dims: int) -> Index:
 class Indexes:
     """Every open collection index of this process; ``directory`` None keeps them in memory."""
 
-    def __init__(self, rows: VectorRows, directory: Path | None) -> None:
+    def __init__(
+        self,
+        rows: VectorRows,
+        directory: Path | None,
+        *,
+        catch_up_every: float = CATCH_UP_EVERY_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rows = rows
         self.directory = directory
+        self.catch_up_every = catch_up_every
+        self._monotonic = monotonic
         self._open: dict[str, CollectionIndex] = {}
         self._opening: dict[str, asyncio.Lock] = {}
 
+    kind = "usearch"
+
     def loaded(self, collection_id: str) -> CollectionIndex | None:
         return self._open.get(collection_id)
+
+    async def nearest(
+        self, *, collection_id: str, dims: int, vector: np.ndarray, k: int
+    ) -> list[tuple[int, float]]:
+        index = await self.open(collection_id, dims)
+        return index.search(vector, k)
+
+    def added(self, collection_id: str, labels: Sequence[int], vectors: np.ndarray) -> None:
+        index = self._open.get(collection_id)
+        if index is not None and index.dims == vectors.shape[1]:
+            index.add(labels, vectors)
+
+    def removed(self, collection_id: str, labels: Sequence[int]) -> None:
+        index = self._open.get(collection_id)
+        if index is not None:
+            for label in labels:
+                index.remove(label)
+
+    async def dropped(self, collection_id: str) -> None:
+        self.drop(collection_id)
 
     async def open(self, collection_id: str, dims: int) -> CollectionIndex:
         """The collection's index, caught up with the database."""
@@ -114,11 +149,13 @@ class Indexes:
                 if index is None or index.dims != dims:
                     index = await self._load(collection_id, dims)
                     self._open[collection_id] = index
-        await self.catch_up(index)
+        if self._monotonic() - index.caught_up >= self.catch_up_every:
+            await self.catch_up(index)
         return index
 
     async def catch_up(self, index: CollectionIndex) -> None:
         """Add what other processes inserted since this index last looked."""
+        index.caught_up = self._monotonic()
         while True:
             rows = await self.rows.vectors(collection_id=index.collection_id, after=index.top)
             if not rows:

@@ -1,8 +1,11 @@
-"""What the vector store needs from the rest of gpuyard, as two interfaces.
+"""What the vector store needs from the rest of gpuyard, as three interfaces.
 
 - ``VectorRows``: collections and items in the database, every read and write scoped to an
   org (another org's collection or item is as absent as one that never existed);
 - ``Embedder``: text to vectors through an embedding model the caller may use (the gateway).
+
+- ``NearestSearch``: the nearest labels of a collection to a vector: the in-process index
+  (ann.py) or, on Postgres with pgvector, the database itself.
 
 The composition root fills them in (server/vector_ports.py); a test may fill them in with its
 own honest implementations.
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
+
+import numpy as np
 
 from gpuyard.core.principal import Principal
 from gpuyard.vectorstore.records import Collection, Embedded, File, Item, NewFile, NewItem
@@ -93,4 +98,34 @@ class Embedder(Protocol):
 
     async def serves(self, principal: Principal, model: str) -> bool:
         """Whether ``model`` is one the caller may embed with now."""
+        ...
+
+
+class NearestSearch(Protocol):
+    @property
+    def kind(self) -> str:
+        """``usearch`` (in-process) or ``pgvector``."""
+        ...
+
+    async def nearest(
+        self, *, collection_id: str, dims: int, vector: np.ndarray, k: int
+    ) -> list[tuple[int, float]]:
+        """Up to ``k`` labels nearest ``vector`` with their cosine similarity, best first (an
+        in-process index may also return labels of items deleted elsewhere)."""
+        ...
+
+    def added(self, collection_id: str, labels: Sequence[int], vectors: np.ndarray) -> None:
+        """Items this process just wrote."""
+        ...
+
+    def removed(self, collection_id: str, labels: Sequence[int]) -> None:
+        """Items this process just deleted."""
+        ...
+
+    async def dropped(self, collection_id: str) -> None:
+        """The collection was deleted."""
+        ...
+
+    def save_all(self) -> None:
+        """Shutting down: keep what is worth keeping."""
         ...

@@ -1,5 +1,6 @@
-"""``VectorStore``: the vector store's rules over its ports (ports.py) and the collections'
-approximate indexes (ann.py). Every call is on behalf of a principal and sees only its org."""
+"""``VectorStore``: the vector store's rules over its ports (ports.py): the rows, the embedding
+model, and the nearest-neighbour search (the in-process index of ann.py, or pgvector). Every
+call is on behalf of a principal and sees only its org."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import numpy as np
 from gpuyard.core.errors import InvalidRequest, NotFound
 from gpuyard.core.ids import is_id
 from gpuyard.core.principal import Principal, Scope
-from gpuyard.vectorstore.ann import Indexes
 from gpuyard.vectorstore.chunking import chunks
 from gpuyard.vectorstore.extract import extract_text, kind_of
-from gpuyard.vectorstore.ports import Embedder, VectorRows
+from gpuyard.vectorstore.ports import Embedder, NearestSearch, VectorRows
 from gpuyard.vectorstore.records import Collection, File, Hit, Item, NewFile, NewItem, Usage
 
 MAX_NAME = 200
@@ -64,11 +64,11 @@ def _text(value: str, *, param: str, limit: int) -> str:
 
 class VectorStore:
     def __init__(
-        self, *, rows: VectorRows, embedder: Embedder, indexes: Indexes, default_model: str
+        self, *, rows: VectorRows, embedder: Embedder, search: NearestSearch, default_model: str
     ) -> None:
         self.rows = rows
         self.embedder = embedder
-        self.indexes = indexes
+        self.search_backend = search
         self.default_model = default_model
 
     # Collections
@@ -115,7 +115,7 @@ class VectorStore:
             org_id=principal.org_id, collection_id=collection_id
         ):
             raise NotFound(f"no collection {collection_id}", code="collection_not_found")
-        self.indexes.drop(collection_id)
+        await self.search_backend.dropped(collection_id)
 
     async def _check_model(self, principal: Principal, model: str) -> None:
         if not await self.embedder.serves(principal, model):
@@ -148,9 +148,7 @@ class VectorStore:
             items=[new],
             dimensions=vectors.shape[1],
         )
-        index = self.indexes.loaded(collection_id)
-        if index is not None and index.dims == vectors.shape[1]:
-            index.add([item.label], vectors)
+        self.search_backend.added(collection_id, [item.label], vectors)
         return Added(item, Usage(embedded.tokens))
 
     async def items(
@@ -197,9 +195,7 @@ class VectorStore:
         )
         if label is None:
             raise NotFound(f"no item {item_id}", code="item_not_found")
-        index = self.indexes.loaded(collection_id)
-        if index is not None:
-            index.remove(label)
+        self.search_backend.removed(collection_id, [label])
 
     # Search
 
@@ -221,8 +217,9 @@ class VectorStore:
         """The ``k`` items of ``collection`` nearest ``vector`` (a unit vector), best first."""
         if collection.dimensions is None:
             return []
-        index = await self.indexes.open(collection.id, collection.dimensions)
-        found = index.search(vector, k + OVERFETCH)
+        found = await self.search_backend.nearest(
+            collection_id=collection.id, dims=collection.dimensions, vector=vector, k=k + OVERFETCH
+        )
         items = await self.rows.items_by_label(
             org_id=principal.org_id,
             collection_id=collection.id,
@@ -283,10 +280,7 @@ class VectorStore:
         )
         if labels is None:
             raise NotFound(f"no file {file_id}", code="file_not_found")
-        index = self.indexes.loaded(collection_id)
-        if index is not None:
-            for label in labels:
-                index.remove(label)
+        self.search_backend.removed(collection_id, labels)
 
     async def file_items(
         self, *, org_id: str, key_id: str, model: str, kind: str, data: bytes

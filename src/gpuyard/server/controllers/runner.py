@@ -68,6 +68,7 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=poll,
             ingest=ctx.vectors.file_items,
+            with_pgvector=lambda: ctx.vector_search.kind == "pgvector",
         ),
         RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
         HeardFlush(heard=ctx.heard, sessions=ctx.sessions),

@@ -27,7 +27,7 @@ from gpuyard.core.errors import (
 )
 from gpuyard.server import orm
 from gpuyard.server.controllers.base import Reconciler
-from gpuyard.server.services import vector_rows
+from gpuyard.server.services import pgvector, vector_rows
 
 MAX_REASON = 500
 
@@ -66,9 +66,12 @@ class VectorFileController(Reconciler[orm.VectorFile, FileWork, list[vector_rows
     batch_size = 2  # files are large, and each is many embedding calls
     lease = timedelta(minutes=5)
 
-    def __init__(self, *, ingest: Ingest, **kwargs: Any) -> None:
+    def __init__(
+        self, *, ingest: Ingest, with_pgvector: Callable[[], bool] = lambda: False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.ingest = ingest
+        self.with_pgvector = with_pgvector  # also write the embeddings for pgvector
 
     def due(self) -> ColumnElement[bool]:
         return orm.VectorFile.status.in_(("enqueued", "processing"))
@@ -117,7 +120,7 @@ class VectorFileController(Reconciler[orm.VectorFile, FileWork, list[vector_rows
         result: list[vector_rows.ItemRow],
     ) -> None:
         try:
-            await vector_rows.add_items(
+            items = await vector_rows.add_items(
                 session,
                 clock=self.clock,
                 org_id=item.org_id,
@@ -129,6 +132,13 @@ class VectorFileController(Reconciler[orm.VectorFile, FileWork, list[vector_rows
         except Conflict as exc:  # the collection changed model since: nothing written
             self._failed(row, exc.message)
             return
+        if self.with_pgvector():
+            await pgvector.index_items(
+                session,
+                collection_id=item.collection_id,
+                dims=len(result[0].vector) // 4,
+                rows=[(i.pk, i.vector) for i in items],
+            )
         row.status = "completed"
         row.status_reason = None
         row.items = len(result)
