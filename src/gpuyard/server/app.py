@@ -48,6 +48,7 @@ from gpuyard.server.routers import (
     offers,
     orgs,
     rag,
+    request_logs,
     ssh_keys,
     vector_store,
     vms,
@@ -166,6 +167,7 @@ def create_app(
     app.include_router(inference.router)
     app.include_router(vector_store.router)
     app.include_router(rag.router)
+    app.include_router(request_logs.router)
     for module in (
         meta,
         me,

@@ -23,7 +23,7 @@ from gpuyard.server.schemas.inference import OpenAIErrorOut
 
 # The key goes as Bearer, as the openai SDK sends it (declared for /openapi.json).
 router = APIRouter(tags=["inference"], dependencies=[Security(bearer_key)])
-register_openai_paths("/v1/models", "/endpoints")
+register_openai_paths("/v1/models", "/endpoints", "/v1/health")
 
 
 def openai_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -85,6 +85,16 @@ async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[st
         "created": int(models[model_id]),
         "owned_by": "gpuyard",
     }
+
+
+@router.get("/v1/health", responses=openai_errors(401, 403))
+async def cluster_health(principal: Caller, gw: GatewayDep) -> dict[str, Any]:
+    """The inference cluster's status as you can use it: ``healthy`` when every deployment you
+    can call (yours and the published ones) has a ready replica, ``degraded`` when only some
+    do, ``unavailable`` when none does (or there is none); with the counts."""
+    clusters, ready = await gw.directory.health(principal.org_id)
+    status = "healthy" if clusters and ready == clusters else "degraded" if ready else "unavailable"
+    return {"status": status, "deployments": clusters, "ready": ready}
 
 
 async def cluster_endpoint(
