@@ -275,3 +275,16 @@ async def test_search_runs_in_postgres_where_pgvector_is(
             count = await conn.scalar(text("SELECT count(*) FROM vector_embeddings"))
         assert count == len(FRUIT + ENGINES)
         assert f"vector_embeddings_hnsw_{cid}" in plan, plan
+
+
+async def test_a_collection_whose_model_nobody_serves(vectors: Vectors) -> None:
+    """As ``/v1/embeddings`` answers for a model with no ready replica: 404, nothing written."""
+    ghost = await vectors.api.ctx.vectors.rows.create_collection(
+        org_id=vectors.tenant.org_id, name="ghost", model="no-such-model"
+    )
+    c = vectors.client
+    r = await c.post(f"/v1/vector_store/{ghost.id}/items", json={"content": "apples"})
+    openai_error(r, 404, "embedding_model_not_found")
+    assert (await c.get(f"/v1/vector_store/{ghost.id}/items")).json()["items"] == []
+    empty = await c.post(f"/v1/vector_store/{ghost.id}/search", json={"input": "apples"})
+    assert empty.status_code == 200 and empty.json()["results"] == []

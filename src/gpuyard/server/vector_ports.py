@@ -248,8 +248,11 @@ class GatewayEmbedder:
         body = json.dumps({"model": model, "input": list(texts)}).encode()
         try:
             relay = await self._gateway.call(principal, "embeddings", body, [])
-        except NotFound as exc:  # no such model now: it may come back
-            raise _down(model, exc.message) from exc
+        except NotFound as exc:  # no ready replica serves it: as /v1/embeddings answers
+            raise NotFound(
+                f"the embedding model {model} is not served now (no ready replica you can use)",
+                code="embedding_model_not_found",
+            ) from exc
         except Unavailable as exc:
             raise _down(model, exc.message) from exc
         if relay.status != 200 or relay.body is None:

@@ -92,7 +92,8 @@ class VectorRows(Protocol):
 
 class Embedder(Protocol):
     async def embed(self, principal: Principal, model: str, texts: Sequence[str]) -> Embedded:
-        """One vector per text; raises ``Unavailable`` (with ``retry_after``) when the model
+        """One vector per text; raises ``NotFound`` when no ready replica serves the model (as
+        ``/v1/embeddings`` answers), ``Unavailable`` (with ``retry_after``) when one does but
         cannot answer now."""
         ...
 

@@ -5,7 +5,8 @@ file's counts) or ``failed`` (``status_reason`` says why, and no item was writte
 The text is extracted, chunked and embedded by ``ingest`` (the vector store's ``file_items``,
 handed in by the runner: controllers import nothing of ``vectorstore``), outside any
 transaction. A file that cannot be read fails at once; an embedding model that cannot answer
-now is retried after its ``Retry-After``, the file staying ``processing``.
+now is retried after its ``Retry-After`` (or 30 s when no replica serves it), the file staying
+``processing``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpuyard.core.errors import (
     Conflict,
     InvalidRequest,
+    NotFound,
     PermanentError,
     TemporaryError,
     Unavailable,
@@ -30,6 +32,7 @@ from gpuyard.server.controllers.base import Reconciler
 from gpuyard.server.services import pgvector, vector_rows
 
 MAX_REASON = 500
+NOT_SERVED_RETRY_S = 30.0  # a file whose embedding model nobody serves now is tried again then
 
 
 class Chunk(Protocol):
@@ -110,6 +113,8 @@ class VectorFileController(Reconciler[orm.VectorFile, FileWork, list[vector_rows
             raise PermanentError(exc.message) from exc
         except Unavailable as exc:
             raise TemporaryError(exc.message, delay=exc.retry_after or 5.0) from exc
+        except NotFound as exc:  # no replica serves the model now: it may come back
+            raise TemporaryError(exc.message, delay=NOT_SERVED_RETRY_S) from exc
         return [vector_rows.ItemRow(c.content, c.description, c.tokens, c.vector) for c in chunks]
 
     async def apply(
