@@ -40,11 +40,12 @@ from gpuyard.gateway.relay import (
     relay_bytes,
     relay_events,
 )
-from gpuyard.gateway.upstream_http import UpstreamClient
-from gpuyard.gateway.usage import Usage
+from gpuyard.gateway.upstream_http import HttpError, UpstreamClient
+from gpuyard.gateway.usage import Usage, json_or_none
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_ERROR = 500
+PROBE_TIMEOUT_S = 2.0  # ``ask_each_model``: how long one replica may take
 MAX_ENDPOINT = 64  # request_logs.endpoint
 AFTER_ANSWER_S = 0.001  # how long what follows a streamed answer waits (see ``later``)
 CLIENT_CLOSED = 499  # logged for a request whose client left before any answer (as nginx logs it)
@@ -172,6 +173,34 @@ class Gateway:
             whole=False,
             expect_json=False,
         )
+
+    async def ask_each_model(self, principal: Principal, path: str) -> dict[str, Any]:
+        """``GET path`` on one ready replica of each model the caller can reach, at once: the
+        JSON answers of those that answered 200, by model (the voices of speech deployments,
+        ``/v1/audio/voices``). A replica that fails, is slow or answers anything else is left
+        out; nothing is logged or counted against the key."""
+        models = sorted(await self.directory.models(principal.org_id))
+        answers = await asyncio.gather(*(self._ask(principal, model, path) for model in models))
+        return {m: a for m, a in zip(models, answers, strict=True) if a is not None}
+
+    async def _ask(self, principal: Principal, model: str, path: str) -> Any:
+        targets = await self.directory.resolve(principal.org_id, model)
+        if not targets:
+            return None
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                response = await self.client.request(targets[0].url, "GET", path, [], b"")
+                try:
+                    if response.status_code != 200:
+                        return None
+                    parts = []
+                    while chunk := await response.read():
+                        parts.append(chunk)
+                finally:
+                    response.close()
+        except (OSError, TimeoutError, HttpError):
+            return None
+        return json_or_none(b"".join(parts))
 
     async def _admit(self, principal: Principal) -> None:
         if principal.rpm_limit is not None or principal.tpm_limit is not None:

@@ -23,7 +23,9 @@ from gpuyard.server.schemas.inference import OpenAIErrorOut
 
 # The key goes as Bearer, as the openai SDK sends it (declared for /openapi.json).
 router = APIRouter(tags=["inference"], dependencies=[Security(bearer_key)])
-register_openai_paths("/v1/models", "/endpoints", "/v1/health")
+register_openai_paths(
+    "/v1/models", "/endpoints", "/v1/health", "/v1/audio/voices", "/v1/audio/models"
+)
 
 
 def openai_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -85,6 +87,31 @@ async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[st
         "created": int(models[model_id]),
         "owned_by": "gpuyard",
     }
+
+
+async def _speech_models(principal: Principal, gw: Gateway) -> dict[str, list[str]]:
+    """The voices of each speech model the caller can reach: those whose replica answers
+    ``GET /v1/audio/voices`` with ``{"voices": [names]}``."""
+    answers = await gw.ask_each_model(principal, "/v1/audio/voices")
+    found = {}
+    for model, answer in answers.items():
+        voices = answer.get("voices") if isinstance(answer, dict) else None
+        if isinstance(voices, list):
+            found[model] = [v for v in voices if isinstance(v, str)]
+    return found
+
+
+@router.get("/v1/audio/voices", responses=openai_errors(401, 403))
+async def list_voices(principal: Caller, gw: GatewayDep) -> dict[str, list[str]]:
+    """Every voice of the speech models you can call (yours and the published ones), once."""
+    speech = await _speech_models(principal, gw)
+    return {"voices": sorted({v for voices in speech.values() for v in voices})}
+
+
+@router.get("/v1/audio/models", responses=openai_errors(401, 403))
+async def list_audio_models(principal: Caller, gw: GatewayDep) -> dict[str, list[str]]:
+    """The speech models you can call: those whose replicas list voices."""
+    return {"speech": sorted(await _speech_models(principal, gw))}
 
 
 @router.get("/v1/health", responses=openai_errors(401, 403))
