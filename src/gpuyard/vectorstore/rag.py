@@ -49,7 +49,7 @@ class Retrieval:
 def _object(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested past the limit too
         raise InvalidRequest("request body is not valid JSON", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
@@ -114,7 +114,7 @@ def with_sources(answer: bytes, retrieval: Retrieval) -> bytes:
     """A whole chat completion with the sources it was given and the embedding's tokens."""
     try:
         body = json.loads(answer)
-    except ValueError:
+    except (ValueError, RecursionError):
         return answer
     if not isinstance(body, dict):
         return answer
