@@ -4,12 +4,14 @@ writes, on SQLite and Postgres."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gpuyard.core.errors import Conflict
 from gpuyard.core.principal import Principal
 from gpuyard.server.vector_ports import DatabaseSearch, DatabaseVectorRows
 from gpuyard.vectorstore.ann import Indexes
@@ -145,3 +147,28 @@ async def test_search_is_exact_enough_past_the_first_batch(vectors: Vectors) -> 
         found = await store.nearest(who, collection_row, matrix[i], k=1)
         hits += found[0].item.content == f"v{i}"
     assert hits == 20
+
+
+async def test_first_items_of_two_dimensions_at_once_keep_one(vectors: Vectors) -> None:
+    """Two first items with vectors of different dimensions, written at the same time (two
+    embedding models racing after a model change): exactly one is kept, the other refused."""
+    rows = vectors.api.ctx.vectors.rows
+    who = await principal(vectors)
+    for attempt in range(5):
+        cid = await collection(vectors.client, f"race {attempt}")
+
+        async def write(dims: int, cid: str = cid) -> object:
+            item = NewItem("x", "x", 1, np.ones(dims, dtype="<f4").tobytes())
+            try:
+                return await rows.add_items(
+                    org_id=who.org_id, collection_id=cid, items=[item], dimensions=dims
+                )
+            except Conflict as exc:
+                return exc
+
+        results = await asyncio.gather(write(64), write(32))
+        conflicts = [r for r in results if isinstance(r, Conflict)]
+        assert len(conflicts) == 1, results
+        kept = (await vectors.client.get(f"/v1/vector_store/{cid}")).json()["collection"]
+        items = (await vectors.client.get(f"/v1/vector_store/{cid}/items")).json()["items"]
+        assert len(items) == 1 and kept["dimensions"] in (64, 32)
