@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,12 +21,20 @@ from gpuyard.core.clock import Clock
 from gpuyard.core.errors import NotFound, Unavailable
 from gpuyard.core.ids import new_id
 from gpuyard.core.principal import Principal
-from gpuyard.gateway import bodies
+from gpuyard.gateway import bodies, completions
 from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
 from gpuyard.gateway.logs import RequestLogWriter
-from gpuyard.gateway.ports import Keys, Limiter, LogSink, ReplicaSource, RequestLogRow
+from gpuyard.gateway.ports import (
+    CompletionRow,
+    CompletionSink,
+    Keys,
+    Limiter,
+    LogSink,
+    ReplicaSource,
+    RequestLogRow,
+)
 from gpuyard.gateway.proxy import RETRY_AFTER_S, UpstreamFailed, forward_headers, open_upstream
 from gpuyard.gateway.relay import (
     CLIENT_GONE,
@@ -80,6 +88,7 @@ class Gateway:
         keys: Keys,
         logs: LogSink,
         limiter: Limiter,
+        kept: CompletionSink | None = None,
         client: UpstreamClient | None = None,
         directory_ttl: float = 1.0,
         auth_ttl: float = 0.5,
@@ -88,6 +97,7 @@ class Gateway:
         self.clock = clock
         self.after_answer = after_answer
         self.limiter = limiter
+        self.kept = kept
         self._background: set[asyncio.Task[None]] = set()
         self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
         self._after_timer: asyncio.TimerHandle | None = None
@@ -128,7 +138,7 @@ class Gateway:
         request = bodies.parse(endpoint, raw)
         targets = await self.targets(principal, request.model)
         await self._admit(principal)
-        return await self._proxy(
+        relay = await self._proxy(
             LogEntry(principal, endpoint, request.model, request.stream),
             targets,
             method="POST",
@@ -139,6 +149,44 @@ class Gateway:
             whole=True,
             expect_json=endpoint != "audio/speech",
         )
+        if endpoint == "chat/completions" and self.kept is not None and relay.status == 200:
+            if relay.stream is not None:
+                relay.stream = self._keeping(principal, relay.stream)
+            elif relay.body:
+                self.later(self._keep(principal, completions.whole(relay.body)))
+        return relay
+
+    async def _keeping(
+        self, principal: Principal, stream: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """The stream as it is; once it ends, its completion put together and kept."""
+        pieces: list[bytes] = []
+        try:
+            async for piece in stream:
+                pieces.append(piece)
+                yield piece
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+            self.later(self._keep(principal, completions.from_stream(b"".join(pieces))))
+
+    async def _keep(self, principal: Principal, completion: dict[str, Any] | None) -> None:
+        if completion is None or self.kept is None:
+            return
+        model = completion.get("model")
+        row = CompletionRow(
+            id=str(completion["id"])[:200],
+            org_id=principal.org_id,
+            key_id=principal.key_id,
+            model=model[:200] if isinstance(model, str) else None,
+            body=completion,
+            created_at=self.clock.now(),
+        )
+        try:
+            await self.kept.keep([row])
+        except Exception:
+            log.exception("could not keep chat completion %s", row.id)
 
     async def forward(
         self,

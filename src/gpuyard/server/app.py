@@ -39,6 +39,7 @@ from gpuyard.server.routers import (
     agent,
     api_keys,
     clusters,
+    completions,
     events,
     gpus,
     hosts,
@@ -167,6 +168,7 @@ def create_app(
     app.include_router(inference.router)
     app.include_router(vector_store.router)
     app.include_router(rag.router)
+    app.include_router(completions.router)
     app.include_router(request_logs.router)
     for module in (
         meta,

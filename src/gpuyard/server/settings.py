@@ -70,6 +70,9 @@ class Settings(BaseSettings):
         description="where the vector store keeps its approximate indexes; default: "
         "vector-index in the data dir",
     )
+    completion_retention_days: float = Field(
+        default=30, gt=0, description="chat completions are kept this long, then deleted"
+    )
     log_level: str = "info"
 
     @field_validator("database_url")

@@ -70,7 +70,12 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             ingest=ctx.vectors.file_items,
             with_pgvector=lambda: ctx.vector_search.kind == "pgvector",
         ),
-        RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
+        RetentionSweeper(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            poll_seconds=poll,
+            completion_retention_days=ctx.settings.completion_retention_days,
+        ),
         HeardFlush(heard=ctx.heard, sessions=ctx.sessions),
     ]
     return {c.name: c for c in made}

@@ -6,7 +6,7 @@ One module per resource group; every table is importable from here (``orm.Cluste
 from gpuyard.server.orm.base import Base, JsonType, LeaseColumns, UTCDateTime
 from gpuyard.server.orm.deployments import Cluster, Workload
 from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
-from gpuyard.server.orm.inference import RateWindow, RequestLog
+from gpuyard.server.orm.inference import RateWindow, RequestLog, StoredCompletion
 from gpuyard.server.orm.market import GpuPrice, Instance, Offer
 from gpuyard.server.orm.records import Event, IdempotencyRecord
 from gpuyard.server.orm.tenancy import ApiKey, Org, SshKey
@@ -30,6 +30,7 @@ __all__ = [
     "RateWindow",
     "RequestLog",
     "SshKey",
+    "StoredCompletion",
     "UTCDateTime",
     "VectorCollection",
     "VectorFile",

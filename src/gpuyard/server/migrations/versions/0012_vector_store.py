@@ -1,4 +1,4 @@
-"""vector store: collections, items with their vectors, and files
+"""vector store: collections, items with their vectors, and files; kept chat completions
 
 Revision ID: 0012
 Revises: 0009
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import gpuyard.server.orm
 
@@ -107,8 +108,33 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_vector_files_status", ["status"])
 
+    op.create_table(
+        "completions",
+        sa.Column("pk", PK, autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=200), nullable=False),
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("key_id", sa.String(length=32), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=True),
+        sa.Column(
+            "body",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("vote", sa.String(length=8), nullable=True),
+        sa.Column("voted_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", gpuyard.server.orm.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_completions")),
+    )
+    with op.batch_alter_table("completions", schema=None) as batch_op:
+        batch_op.create_index("ix_completions_org_id", ["org_id", "id"])
+        batch_op.create_index("ix_completions_created", ["created_at"])
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("completions", schema=None) as batch_op:
+        batch_op.drop_index("ix_completions_created")
+        batch_op.drop_index("ix_completions_org_id")
+    op.drop_table("completions")
     with op.batch_alter_table("vector_files", schema=None) as batch_op:
         batch_op.drop_index("ix_vector_files_status")
         batch_op.drop_index("ix_vector_files_collection_created")
