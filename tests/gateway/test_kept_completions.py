@@ -18,8 +18,15 @@ ASK = [{"role": "user", "content": "hi"}]
 TEXT = "Hello from the fake model"
 
 
-async def kept_count(api: Api) -> int:
+async def kept(api: Api) -> None:
+    """Once the answers' completions are queued and written (batched, as request logs)."""
     await api.ctx.gateway.settle()
+    assert api.ctx.gateway.kept is not None
+    await api.ctx.gateway.kept.flush()
+
+
+async def kept_count(api: Api) -> int:
+    await kept(api)
     async with api.ctx.sessions() as s:
         return int(await s.scalar(select(func.count()).select_from(orm.StoredCompletion)) or 0)
 

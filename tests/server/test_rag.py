@@ -61,6 +61,8 @@ async def test_rag_answers_with_the_sources_it_gave_the_chat_model(vectors: Vect
 
     logged = await request_logs(vectors.api)
     assert [row.endpoint for row in logged][-2:] == ["embeddings", "chat/completions"]
+    assert vectors.api.ctx.gateway.kept is not None
+    await vectors.api.ctx.gateway.kept.flush()
     kept = await vectors.client.get(f"/v1/chat/completions/{answer['id']}")  # kept, as any chat
     assert kept.status_code == 200, kept.text
     assert kept.json()["choices"][0]["message"]["content"] == "Hello from the fake model"

@@ -105,6 +105,6 @@ class CompletionRow(NamedTuple):
 
 
 class CompletionSink(Protocol):
-    async def keep(self, rows: Sequence[CompletionRow]) -> None:
+    async def write(self, rows: Sequence[CompletionRow]) -> None:
         """Keep answered chat completions (all or none)."""
         ...

@@ -97,24 +97,28 @@ class Gateway:
         self.clock = clock
         self.after_answer = after_answer
         self.limiter = limiter
-        self.kept = kept
+        self.kept = RequestLogWriter(kept, name="completion-writer") if kept else None
         self._background: set[asyncio.Task[None]] = set()
         self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
         self._after_timer: asyncio.TimerHandle | None = None
         self.directory = ModelDirectory(replicas, ttl=directory_ttl)
         self.balancer = LeastOutstanding()
         self.auth = PrincipalCache(keys, ttl=auth_ttl)
-        self.logs = RequestLogWriter(logs)
+        self.logs: RequestLogWriter[RequestLogRow] = RequestLogWriter(logs)
         self.client = client or UpstreamClient(connect_timeout=2.0, read_timeout=600.0)
 
     async def start(self) -> None:
         self.logs.start()
+        if self.kept is not None:
+            self.kept.start()
 
     async def stop(self) -> None:
         await self.settle()
         await self.directory.close()
         await self.auth.close()
         await self.logs.stop()
+        if self.kept is not None:
+            await self.kept.stop()
         await self.client.aclose()
 
     async def targets(self, principal: Principal, model: str) -> list[Target]:
@@ -172,6 +176,7 @@ class Gateway:
             self.later(self._keep(principal, completions.from_stream(b"".join(pieces))))
 
     async def _keep(self, principal: Principal, completion: dict[str, Any] | None) -> None:
+        """Queue the completion for its batched write (as request-log rows are)."""
         if completion is None or self.kept is None:
             return
         model = completion.get("model")
@@ -183,10 +188,7 @@ class Gateway:
             body=completion,
             created_at=self.clock.now(),
         )
-        try:
-            await self.kept.keep([row])
-        except Exception:
-            log.exception("could not keep chat completion %s", row.id)
+        self.kept.submit(row)
 
     async def forward(
         self,

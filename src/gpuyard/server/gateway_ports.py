@@ -104,7 +104,7 @@ class DatabaseCompletions:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def keep(self, rows: Sequence[CompletionRow]) -> None:
+    async def write(self, rows: Sequence[CompletionRow]) -> None:
         async with write_session(self._sessions) as session:
             await completions.add(session, [row._asdict() for row in rows])
 
