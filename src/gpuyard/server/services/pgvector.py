@@ -24,6 +24,9 @@ from gpuyard.core.ids import is_id
 
 log = logging.getLogger(__name__)
 EF_SEARCH = 100  # hnsw.ef_search: candidates looked at per search (pgvector's default is 40)
+# Several server processes start at once (``--workers N``, replicas): their set-up and backfill
+# take turns under this transaction-level advisory lock.
+SET_UP_LOCK = "SELECT pg_advisory_xact_lock(hashtext('gpuyard-pgvector-set-up'))"
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS vector_embeddings (
@@ -40,6 +43,7 @@ async def enable(engine: AsyncEngine) -> str | None:
         return "not Postgres"
     try:
         async with engine.begin() as conn:
+            await conn.execute(text(SET_UP_LOCK))
             await conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
             await conn.execute(text(CREATE_TABLE))
     except DBAPIError as exc:
@@ -110,7 +114,9 @@ async def nearest(
 
 
 async def missing(session: AsyncSession, *, limit: int) -> list[tuple[int, str, bytes]]:
-    """Items that have no embedding row yet (written before pgvector was there)."""
+    """Items that have no embedding row yet (written before pgvector was there); takes the
+    set-up lock, so one process at a time gives them theirs."""
+    await session.execute(text(SET_UP_LOCK))
     result = await session.execute(
         text(
             "SELECT i.pk, i.collection_id, i.vector FROM vector_items i "
