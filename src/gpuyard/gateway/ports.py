@@ -1,4 +1,4 @@
-"""What the gateway needs from the rest of gpuyard, as four small interfaces.
+"""What the gateway needs from the rest of gpuyard, as five small interfaces.
 
 The gateway imports nothing of the server: the composition root (server/app.py, through
 server/gateway_ports.py) fills these in over the database, and a test may fill them in with
@@ -8,7 +8,8 @@ its own honest implementations.
   ready replicas (the model directory indexes them, directory.py);
 - ``Keys``: who an API key is (the principal cache asks it on a miss, auth.py);
 - ``LogSink``: where request-log rows go, in batches off the request path (logs.py);
-- ``Limiter``: the per-key request and token limits, and where a request's token usage goes.
+- ``Limiter``: the per-key request and token limits, and where a request's token usage goes;
+- ``CompletionSink``: where answered chat completions are kept (optional).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gpuyard.core.principal import Principal
 
@@ -91,4 +92,19 @@ class Limiter(Protocol):
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:
         """Count the tokens a finished request used against its key."""
+        ...
+
+
+class CompletionRow(NamedTuple):
+    id: str
+    org_id: str
+    key_id: str
+    model: str | None
+    body: dict[str, Any]
+    created_at: datetime
+
+
+class CompletionSink(Protocol):
+    async def write(self, rows: Sequence[CompletionRow]) -> None:
+        """Keep answered chat completions (all or none)."""
         ...

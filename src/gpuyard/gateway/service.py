@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,12 +21,20 @@ from gpuyard.core.clock import Clock
 from gpuyard.core.errors import NotFound, Unavailable
 from gpuyard.core.ids import new_id
 from gpuyard.core.principal import Principal
-from gpuyard.gateway import bodies
+from gpuyard.gateway import bodies, completions
 from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
 from gpuyard.gateway.logs import RequestLogWriter
-from gpuyard.gateway.ports import Keys, Limiter, LogSink, ReplicaSource, RequestLogRow
+from gpuyard.gateway.ports import (
+    CompletionRow,
+    CompletionSink,
+    Keys,
+    Limiter,
+    LogSink,
+    ReplicaSource,
+    RequestLogRow,
+)
 from gpuyard.gateway.proxy import RETRY_AFTER_S, UpstreamFailed, forward_headers, open_upstream
 from gpuyard.gateway.relay import (
     CLIENT_GONE,
@@ -40,11 +48,12 @@ from gpuyard.gateway.relay import (
     relay_bytes,
     relay_events,
 )
-from gpuyard.gateway.upstream_http import UpstreamClient
-from gpuyard.gateway.usage import Usage
+from gpuyard.gateway.upstream_http import HttpError, UpstreamClient
+from gpuyard.gateway.usage import Usage, json_or_none
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_ERROR = 500
+PROBE_TIMEOUT_S = 2.0  # ``ask_each_model``: how long one replica may take
 MAX_ENDPOINT = 64  # request_logs.endpoint
 AFTER_ANSWER_S = 0.001  # how long what follows a streamed answer waits (see ``later``)
 CLIENT_CLOSED = 499  # logged for a request whose client left before any answer (as nginx logs it)
@@ -79,6 +88,7 @@ class Gateway:
         keys: Keys,
         logs: LogSink,
         limiter: Limiter,
+        kept: CompletionSink | None = None,
         client: UpstreamClient | None = None,
         directory_ttl: float = 1.0,
         auth_ttl: float = 0.5,
@@ -87,23 +97,28 @@ class Gateway:
         self.clock = clock
         self.after_answer = after_answer
         self.limiter = limiter
+        self.kept = RequestLogWriter(kept, name="completion-writer") if kept else None
         self._background: set[asyncio.Task[None]] = set()
         self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
         self._after_timer: asyncio.TimerHandle | None = None
         self.directory = ModelDirectory(replicas, ttl=directory_ttl)
         self.balancer = LeastOutstanding()
         self.auth = PrincipalCache(keys, ttl=auth_ttl)
-        self.logs = RequestLogWriter(logs)
+        self.logs: RequestLogWriter[RequestLogRow] = RequestLogWriter(logs)
         self.client = client or UpstreamClient(connect_timeout=2.0, read_timeout=600.0)
 
     async def start(self) -> None:
         self.logs.start()
+        if self.kept is not None:
+            self.kept.start()
 
     async def stop(self) -> None:
         await self.settle()
         await self.directory.close()
         await self.auth.close()
         await self.logs.stop()
+        if self.kept is not None:
+            await self.kept.stop()
         await self.client.aclose()
 
     async def targets(self, principal: Principal, model: str) -> list[Target]:
@@ -127,7 +142,7 @@ class Gateway:
         request = bodies.parse(endpoint, raw)
         targets = await self.targets(principal, request.model)
         await self._admit(principal)
-        return await self._proxy(
+        relay = await self._proxy(
             LogEntry(principal, endpoint, request.model, request.stream),
             targets,
             method="POST",
@@ -138,6 +153,42 @@ class Gateway:
             whole=True,
             expect_json=endpoint != "audio/speech",
         )
+        if endpoint == "chat/completions" and self.kept is not None and relay.status == 200:
+            if relay.stream is not None:
+                relay.stream = self._keeping(principal, relay.stream)
+            elif relay.body:
+                self.later(self._keep(principal, completions.whole(relay.body)))
+        return relay
+
+    async def _keeping(
+        self, principal: Principal, stream: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """The stream as it is; once it ends, its completion put together and kept."""
+        pieces: list[bytes] = []
+        try:
+            async for piece in stream:
+                pieces.append(piece)
+                yield piece
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+            self.later(self._keep(principal, completions.from_stream(b"".join(pieces))))
+
+    async def _keep(self, principal: Principal, completion: dict[str, Any] | None) -> None:
+        """Queue the completion for its batched write (as request-log rows are)."""
+        if completion is None or self.kept is None:
+            return
+        model = completion.get("model")
+        row = CompletionRow(
+            id=str(completion["id"])[:200],
+            org_id=principal.org_id,
+            key_id=principal.key_id,
+            model=model[:200] if isinstance(model, str) else None,
+            body=completion,
+            created_at=self.clock.now(),
+        )
+        self.kept.submit(row)
 
     async def forward(
         self,
@@ -172,6 +223,34 @@ class Gateway:
             whole=False,
             expect_json=False,
         )
+
+    async def ask_each_model(self, principal: Principal, path: str) -> dict[str, Any]:
+        """``GET path`` on one ready replica of each model the caller can reach, at once: the
+        JSON answers of those that answered 200, by model (the voices of speech deployments,
+        ``/v1/audio/voices``). A replica that fails, is slow or answers anything else is left
+        out; nothing is logged or counted against the key."""
+        models = sorted(await self.directory.models(principal.org_id))
+        answers = await asyncio.gather(*(self._ask(principal, model, path) for model in models))
+        return {m: a for m, a in zip(models, answers, strict=True) if a is not None}
+
+    async def _ask(self, principal: Principal, model: str, path: str) -> Any:
+        targets = await self.directory.resolve(principal.org_id, model)
+        if not targets:
+            return None
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                response = await self.client.request(targets[0].url, "GET", path, [], b"")
+                try:
+                    if response.status_code != 200:
+                        return None
+                    parts = []
+                    while chunk := await response.read():
+                        parts.append(chunk)
+                finally:
+                    response.close()
+        except (OSError, TimeoutError, HttpError):
+            return None
+        return json_or_none(b"".join(parts))
 
     async def _admit(self, principal: Principal) -> None:
         if principal.rpm_limit is not None or principal.tpm_limit is not None:

@@ -41,6 +41,7 @@ from gpuyard.server.routers import (
     api_keys,
     billing,
     clusters,
+    completions,
     endpoints,
     events,
     gpus,
@@ -50,7 +51,10 @@ from gpuyard.server.routers import (
     meta,
     offers,
     orgs,
+    rag,
+    request_logs,
     ssh_keys,
+    vector_store,
     vms,
     webhooks,
 )
@@ -58,6 +62,7 @@ from gpuyard.server.routers.fast_path import FastPath, documentation, fast_route
 from gpuyard.server.services import prices
 from gpuyard.server.services.wakeups import Wakeups
 from gpuyard.server.settings import Settings
+from gpuyard.server.vector_ports import database_vector_store
 
 DESCRIPTION = (
     "gpuyard is a self-hostable GPU cloud: a marketplace of GPU offers rented as instances, "
@@ -93,12 +98,23 @@ def create_app(
     wakeups = Wakeups()
     sessions = session_factory(engine, sync_session_class=wakeups.session_class())
     clock = clock or SystemClock()
+    gateway = database_gateway(sessions, clock)
+    vectors, vector_search = database_vector_store(
+        engine,
+        sessions,
+        clock,
+        gateway,
+        index_dir=settings.resolved_vector_index_dir(),
+        default_model=settings.vector_embedding_model,
+    )
     ctx = AppContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
         clock=clock,
-        gateway=database_gateway(sessions, clock),
+        gateway=gateway,
+        vectors=vectors,
+        vector_search=vector_search,
         wakeups=wakeups,
     )
     start_controllers = settings.run_controllers if run_controllers is None else run_controllers
@@ -112,6 +128,7 @@ def create_app(
             await prices.configure_default(
                 sessions, clock=clock, cents=settings.default_gpu_price_cents
             )
+            await vector_search.prepare()
         controllers = ControllerSet(build_controllers(ctx), ctx.wakeups)
         app.state.controllers = controllers
         if start_controllers:
@@ -122,6 +139,7 @@ def create_app(
         finally:
             await controllers.stop()
             await ctx.heard.flush_or_log(ctx.sessions)  # the last second's heartbeats
+            vector_search.save_all()
             await ctx.gateway.stop()
             await engine.dispose()
 
@@ -152,6 +170,10 @@ def create_app(
     app.include_router(agent.router)
     app.include_router(documentation(fast))
     app.include_router(inference.router)
+    app.include_router(vector_store.router)
+    app.include_router(rag.router)
+    app.include_router(completions.router)
+    app.include_router(request_logs.router)
     for module in (
         meta,
         me,

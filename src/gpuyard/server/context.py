@@ -13,6 +13,8 @@ from gpuyard.server.services.health import StartupGates
 from gpuyard.server.services.heard import HeardFrom
 from gpuyard.server.services.wakeups import Wakeups
 from gpuyard.server.settings import Settings
+from gpuyard.server.vector_ports import DatabaseSearch
+from gpuyard.vectorstore.service import VectorStore
 
 
 @dataclass
@@ -22,6 +24,8 @@ class AppContext:
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
     gateway: Gateway
+    vectors: VectorStore
+    vector_search: DatabaseSearch  # pgvector or the in-process indexes, chosen at start-up
     metrics: Metrics = field(default_factory=Metrics)
     heard: HeardFrom = field(default_factory=HeardFrom)  # heartbeats not yet written
     wakeups: Wakeups = field(default_factory=Wakeups)  # controllers to wake after a commit

@@ -34,6 +34,7 @@ from gpuyard.core.errors import (
     RateLimited,
     Unauthenticated,
     Unavailable,
+    UnsupportedMediaType,
 )
 from gpuyard.gateway import openai_errors
 from gpuyard.server.middleware.asgi import Scope, Send, header, send_bytes, state
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 STATUS: dict[type[GpuyardError], int] = {
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidRequest: 400,
     Unauthenticated: 401,
     PermissionDenied: 403,

@@ -10,10 +10,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.principal import Principal
-from gpuyard.gateway.ports import ReadyReplica, RequestLogRow, Routable, RoutableCluster
+from gpuyard.gateway.ports import (
+    CompletionRow,
+    ReadyReplica,
+    RequestLogRow,
+    Routable,
+    RoutableCluster,
+)
 from gpuyard.gateway.service import Gateway
 from gpuyard.server.db import write_session
-from gpuyard.server.services import auth, balances, rate_limits, request_logs, routable
+from gpuyard.server.services import (
+    auth,
+    balances,
+    completions,
+    rate_limits,
+    request_logs,
+    routable,
+)
 
 
 class DatabaseReplicas:
@@ -95,6 +108,17 @@ class DatabaseLimiter:
             )
 
 
+class DatabaseCompletions:
+    """``CompletionSink``: kept chat completions, in one write transaction."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def write(self, rows: Sequence[CompletionRow]) -> None:
+        async with write_session(self._sessions) as session:
+            await completions.add(session, [row._asdict() for row in rows])
+
+
 def database_gateway(sessions: async_sessionmaker[AsyncSession], clock: Clock) -> Gateway:
     return Gateway(
         clock,
@@ -102,4 +126,5 @@ def database_gateway(sessions: async_sessionmaker[AsyncSession], clock: Clock) -
         keys=DatabaseKeys(sessions, clock),
         logs=DatabaseLogs(sessions),
         limiter=DatabaseLimiter(sessions, clock),
+        kept=DatabaseCompletions(sessions),
     )

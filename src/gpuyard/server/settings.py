@@ -83,6 +83,18 @@ class Settings(BaseSettings):
         description="let webhooks reach loopback and private addresses (otherwise refused: SSRF)",
     )
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    vector_embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="the embedding model of a vector store collection created without one",
+    )
+    vector_index_dir: Path | None = Field(
+        default=None,
+        description="where the vector store keeps its approximate indexes; default: "
+        "vector-index in the data dir",
+    )
+    completion_retention_days: float = Field(
+        default=30, gt=0, description="chat completions are kept this long, then deleted"
+    )
     log_level: str = "info"
 
     @field_validator("database_url")
@@ -114,6 +126,9 @@ class Settings(BaseSettings):
         database = sqlite_file(self.resolved_database_url())
         if database is not None:
             private_sqlite_files(database)
+
+    def resolved_vector_index_dir(self) -> Path:
+        return self.vector_index_dir or self.data_dir / "vector-index"
 
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,4 +1,5 @@
-"""Deletes what has outlived its retention: expired idempotency records (more to come)."""
+"""Deletes what has outlived its retention: expired idempotency records, old rate-limit windows
+and kept chat completions past ``GPUYARD_COMPLETION_RETENTION_DAYS``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
 from gpuyard.server.db import write_session
-from gpuyard.server.services import idempotency, rate_limits
+from gpuyard.server.services import completions, idempotency, rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +22,26 @@ class RetentionSweeper:
     watches: str | None = None  # runs on its own schedule; no row wakes it
 
     def __init__(
-        self, *, sessions: async_sessionmaker[AsyncSession], clock: Clock, poll_seconds: float
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        poll_seconds: float,
+        completion_retention_days: float = 30.0,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.poll_seconds = poll_seconds
+        self.completion_retention_days = completion_retention_days
 
     async def step(self) -> int:
         async with write_session(self.sessions) as session:
+            now = self.clock.now()
             removed = await idempotency.purge_expired(session, clock=self.clock)
-            return removed + await rate_limits.purge_old(session, now=self.clock.now())
+            removed += await completions.purge_before(
+                session, before=completions.cutoff(now, self.completion_retention_days)
+            )
+            return removed + await rate_limits.purge_old(session, now=now)
 
     def hint(self) -> None:
         pass
@@ -40,7 +51,7 @@ class RetentionSweeper:
             try:
                 removed = await self.step()
                 if removed:
-                    log.info("retention: removed %d expired idempotency records", removed)
+                    log.info("retention: removed %d expired rows", removed)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -18,6 +18,7 @@ from gpuyard.server.controllers.hosts import HostHealthController
 from gpuyard.server.controllers.key_expiry import KeyExpiryController
 from gpuyard.server.controllers.metering import MeteringController
 from gpuyard.server.controllers.retention import RetentionSweeper
+from gpuyard.server.controllers.vector_files import VectorFileController
 from gpuyard.server.controllers.webhook_dispatch import WebhookDispatcher
 from gpuyard.server.services.wakeups import Wakeups
 
@@ -77,6 +78,15 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             poll_seconds=poll,
             report_url=ctx.settings.resolved_public_url(),
         ),
+        VectorFileController(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
+            ingest=ctx.vectors.file_items,
+            with_pgvector=lambda: ctx.vector_search.kind == "pgvector",
+        ),
         MeteringController(
             sessions=ctx.sessions,
             clock=ctx.clock,
@@ -102,7 +112,12 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             allow_private=ctx.settings.webhook_allow_private_targets,
             timeout_seconds=ctx.settings.webhook_timeout_seconds,
         ),
-        RetentionSweeper(sessions=ctx.sessions, clock=ctx.clock, poll_seconds=poll),
+        RetentionSweeper(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            poll_seconds=poll,
+            completion_retention_days=ctx.settings.completion_retention_days,
+        ),
         HeardFlush(heard=ctx.heard, sessions=ctx.sessions),
     ]
     return {c.name: c for c in made}

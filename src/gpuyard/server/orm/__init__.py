@@ -7,7 +7,7 @@ from gpuyard.server.orm.base import Base, JsonType, LeaseColumns, UTCDateTime
 from gpuyard.server.orm.billing import BillingAccount, LedgerEntry, Meter
 from gpuyard.server.orm.deployments import Cluster, Workload
 from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
-from gpuyard.server.orm.inference import RateWindow, RequestLog
+from gpuyard.server.orm.inference import RateWindow, RequestLog, StoredCompletion
 from gpuyard.server.orm.market import GpuPrice, Instance, Offer
 from gpuyard.server.orm.records import Event, IdempotencyRecord
 from gpuyard.server.orm.serverless import (
@@ -19,6 +19,7 @@ from gpuyard.server.orm.serverless import (
     Workergroup,
 )
 from gpuyard.server.orm.tenancy import ApiKey, Org, SshKey
+from gpuyard.server.orm.vectors import VectorCollection, VectorFile, VectorItem
 from gpuyard.server.orm.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -46,8 +47,12 @@ __all__ = [
     "ServerlessWorker",
     "SigningKey",
     "SshKey",
+    "StoredCompletion",
     "Template",
     "UTCDateTime",
+    "VectorCollection",
+    "VectorFile",
+    "VectorItem",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

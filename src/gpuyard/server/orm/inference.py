@@ -1,8 +1,9 @@
-"""The inference gateway's tables: request logs and rate-limit windows."""
+"""The inference gateway's tables: request logs, rate-limit windows and kept chat completions."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -47,3 +48,24 @@ class RateWindow(Base):
     window_start: Mapped[datetime]
     requests: Mapped[int] = mapped_column(Integer, default=0)
     tokens: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StoredCompletion(Base):
+    """A chat completion as its caller received it (a stream put together), kept per org for
+    ``GET /v1/chat/completions/{id}`` and its rating; ``id`` is the model server's."""
+
+    __tablename__ = "completions"
+    __table_args__ = (
+        Index("ix_completions_org_id", "org_id", "id"),
+        Index("ix_completions_created", "created_at"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(200))
+    org_id: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(200), default=None)
+    body: Mapped[dict[str, Any]]
+    vote: Mapped[str | None] = mapped_column(String(8), default=None)
+    voted_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime]

@@ -23,7 +23,9 @@ from gpuyard.server.schemas.inference import OpenAIErrorOut
 
 # The key goes as Bearer, as the openai SDK sends it (declared for /openapi.json).
 router = APIRouter(tags=["inference"], dependencies=[Security(bearer_key)])
-register_openai_paths("/v1/models", "/endpoints")
+register_openai_paths(
+    "/v1/models", "/endpoints", "/v1/health", "/v1/audio/voices", "/v1/audio/models"
+)
 
 
 def openai_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -52,7 +54,7 @@ async def inference_principal(request: Request, gw: GatewayDep) -> Principal:
 Caller = Annotated[Principal, Depends(inference_principal)]
 
 
-def _respond(relay: Relay) -> Response:
+def respond(relay: Relay) -> Response:
     if relay.stream is not None:
         return StreamingResponse(relay.stream, status_code=relay.status, headers=relay.headers)
     return Response(relay.body or b"", status_code=relay.status, headers=relay.headers)
@@ -87,6 +89,41 @@ async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[st
     }
 
 
+async def _speech_models(principal: Principal, gw: Gateway) -> dict[str, list[str]]:
+    """The voices of each speech model the caller can reach: those whose replica answers
+    ``GET /v1/audio/voices`` with ``{"voices": [names]}``."""
+    answers = await gw.ask_each_model(principal, "/v1/audio/voices")
+    found = {}
+    for model, answer in answers.items():
+        voices = answer.get("voices") if isinstance(answer, dict) else None
+        if isinstance(voices, list):
+            found[model] = [v for v in voices if isinstance(v, str)]
+    return found
+
+
+@router.get("/v1/audio/voices", responses=openai_errors(401, 403))
+async def list_voices(principal: Caller, gw: GatewayDep) -> dict[str, list[str]]:
+    """Every voice of the speech models you can call (yours and the published ones), once."""
+    speech = await _speech_models(principal, gw)
+    return {"voices": sorted({v for voices in speech.values() for v in voices})}
+
+
+@router.get("/v1/audio/models", responses=openai_errors(401, 403))
+async def list_audio_models(principal: Caller, gw: GatewayDep) -> dict[str, list[str]]:
+    """The speech models you can call: those whose replicas list voices."""
+    return {"speech": sorted(await _speech_models(principal, gw))}
+
+
+@router.get("/v1/health", responses=openai_errors(401, 403))
+async def cluster_health(principal: Caller, gw: GatewayDep) -> dict[str, Any]:
+    """The inference cluster's status as you can use it: ``healthy`` when every deployment you
+    can call (yours and the published ones) has a ready replica, ``degraded`` when only some
+    do, ``unavailable`` when none does (or there is none); with the counts."""
+    clusters, ready = await gw.directory.health(principal.org_id)
+    status = "healthy" if clusters and ready == clusters else "degraded" if ready else "unavailable"
+    return {"status": status, "deployments": clusters, "ready": ready}
+
+
 async def cluster_endpoint(
     slug: str, path: str, request: Request, principal: Caller, gw: GatewayDep
 ) -> Response:
@@ -99,7 +136,7 @@ async def cluster_endpoint(
         headers=request.headers.raw,
         body=await request.body(),
     )
-    return _respond(relay)
+    return respond(relay)
 
 
 def _upstream_path(request: Request, slug: str, path: str) -> str:

@@ -30,11 +30,19 @@ class ChatMessage(BaseModel):
     role: str = Field(description="system, user, assistant, tool, …")
 
 
-class ChatCompletionRequest(_Body):
+class _Sampling(_Body):
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    top_k: float | None = Field(
+        default=None, ge=0, le=100, allow_inf_nan=False, description="Passed to the model"
+    )
+
+
+class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
 
 
-class CompletionRequest(_Body):
+class CompletionRequest(_Sampling):
     pass
 
 
@@ -43,7 +51,7 @@ class EmbeddingRequest(_Body):
 
 
 class SpeechRequest(_Body):
-    input: str = Field(description="The text to speak")
+    input: str = Field(max_length=2_000, description="The text to speak, 2,000 characters at most")
 
 
 class OpenAIError(BaseModel):
