@@ -20,17 +20,21 @@ LEDGER_PAGE = 50
 _FILTERS = ("kind", "resource_id", "since", "until")
 
 
-async def usage_by_day(api: Api, since: datetime) -> dict[str, Any]:
-    """The org's charged usage per UTC day since ``since``, every day present (a gap is 0): a
-    bar chart's spec in dollars and GPU-hours, with the totals."""
-    usage = await api.get(api.org("usage"), since=since.isoformat())
+async def usage_by_day(api: Api, days: int | None = None) -> dict[str, Any]:
+    """The org's charged usage per UTC day, this month (the API's default) or the last ``days``
+    days by the API's clock, every day of the span present (a gap is 0): a bar chart's spec in
+    dollars, with totals."""
+    usage = await api.get(api.org("usage"))
+    if days is not None:
+        today = datetime.combine(_day(usage["until"]), datetime.min.time(), tzinfo=UTC)
+        since = today - timedelta(days=days - 1)
+        usage = await api.get(api.org("usage"), since=since.isoformat(), until=usage["until"])
     cost: dict[str, int] = defaultdict(int)
-    seconds: dict[str, int] = defaultdict(int)
     for line in usage["data"]:
         cost[line["day"]] += line["cost_cents"]
-        seconds[line["day"]] += line["gpu_seconds"]
-    first: date = since.date()
-    days = [(first + timedelta(days=i)).isoformat() for i in range((_today() - first).days + 1)]
+    first = _day(usage["since"])
+    span = (_day(usage["until"]) - first).days + 1
+    days = [(first + timedelta(days=i)).isoformat() for i in range(max(min(span, 366), 1))]
     return {
         "cost_cents": usage["cost_cents"],
         "gpu_seconds": usage["gpu_seconds"],
@@ -45,13 +49,8 @@ async def usage_by_day(api: Api, since: datetime) -> dict[str, Any]:
     }
 
 
-def _today() -> date:
-    return datetime.now(UTC).date()
-
-
-def month_start() -> datetime:
-    now = datetime.now(UTC)
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
+def _day(stamp: str) -> date:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC).date()
 
 
 async def view(visit: Visit, error: str | None = None, status: int = 200) -> Response:
@@ -59,7 +58,7 @@ async def view(visit: Visit, error: str | None = None, status: int = 200) -> Res
     query = visit.request.query_params
     filters = {name: query.get(name, "").strip() for name in _FILTERS}
     summary = await api.get(api.org("billing"))
-    usage = await usage_by_day(api, month_start())
+    usage = await usage_by_day(api)
     ledger_error = None
     try:
         ledger = await api.get(

@@ -33,8 +33,7 @@ async def view(visit: Visit, error: str | None = None, status: int = 200) -> Res
     }
     hosts = await api.all_pages("/v1/admin/hosts") if visit.is_operator else []
     billing = await api.get(api.org("billing"))
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    spend = await usage_by_day(api, today - timedelta(days=SPEND_DAYS - 1))
+    spend = await usage_by_day(api, days=SPEND_DAYS)
     return visit.render(
         "overview.html",
         status=status,
