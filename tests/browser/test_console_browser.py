@@ -203,6 +203,9 @@ def test_create_a_cluster_and_watch_it_turn_healthy(
 def test_the_operators_credit_shows_on_the_orgs_billing_page(
     operator: Any, customer: Any, screenshots: Path
 ) -> None:
+    go(operator, "Prices")  # a cent a second per GPU: the cluster's usage is charged at once
+    operator.get_by_label("Cents per GPU-hour").fill("3600")
+    operator.get_by_role("button", name="Set price").click()
     go(operator, "Organizations")
     operator.get_by_role("link", name="Credit Acme").click()
     operator.get_by_label("Amount").fill("25")
@@ -222,6 +225,10 @@ def test_the_operators_credit_shows_on_the_orgs_billing_page(
     expect(
         page.get_by_test_id("ledger").get_by_role("row").filter(has_text="$25.00")
     ).to_have_count(0)
+    chart = page.locator("#usage-chart canvas")  # polled in once the meter charged
+    expect(chart).to_have_attribute("aria-label", re.compile(r"Spend by day: \d{4}-\d\d-\d\d \$"))
+    spent = page.evaluate("c => Chart.getChart(c).data.datasets[0].data", chart.element_handle())
+    assert spent[-1] > 0, spent
     check_page(page, screenshots, "billing-customer")
     go(page, "Overview")
     expect(page.get_by_test_id("overview-balance")).not_to_have_text("$0.00")
