@@ -34,18 +34,18 @@ async def usage_by_day(api: Api, days: int | None = None) -> dict[str, Any]:
         cost[line["day"]] += line["cost_cents"]
     first = _day(usage["since"])
     span = (_day(usage["until"]) - first).days + 1
-    days = [(first + timedelta(days=i)).isoformat() for i in range(max(min(span, 366), 1))]
+    labels = [(first + timedelta(days=i)).isoformat() for i in range(max(min(span, 366), 1))]
     return {
         "cost_cents": usage["cost_cents"],
         "gpu_seconds": usage["gpu_seconds"],
         "lines": usage["data"],
         "chart": {
             "type": "bar",
-            "labels": days,
+            "labels": labels,
             "unit": "USD",
-            "series": [{"label": "Spend ($)", "values": [cost[d] / 100 for d in days]}],
+            "series": [{"label": "Spend ($)", "values": [cost[d] / 100 for d in labels]}],
         },
-        "described": ", ".join(f"{d} ${cost[d] / 100:.2f}" for d in days if cost[d]) or "none",
+        "described": ", ".join(f"{d} ${cost[d] / 100:.2f}" for d in labels if cost[d]) or "none",
     }
 
 

@@ -90,7 +90,8 @@ async def detail(
     deliveries = await visit.api.get(
         _path(visit, "/deliveries"), status=shown, limit=DELIVERIES_PAGE, cursor=query.get("cursor")
     )
-    form = await _posted(visit) if error and visit.request.method == "POST" else _form_of(hook)
+    posted = await _posted(visit) if error and visit.request.method == "POST" else {}
+    form = posted if "url" in posted else _form_of(hook)  # the edit form as typed, if refused
     return visit.render(
         "webhook.html",
         status=status,
