@@ -28,6 +28,8 @@ async def test_an_endpoint_from_the_form_to_a_ready_worker(api: Api) -> None:
     assert 'value="llm"' in r.text  # kept as typed
     r = await browser.post("/console/endpoints", data={**form, "max_workers": "many"})
     assert r.status_code == 400 and "Maximum workers must be a whole number" in r.text
+    r = await browser.post("/console/endpoints", data={**form, "min_load": "nan"})
+    assert r.status_code == 400 and "Minimum load (perf units/s) must be a number" in r.text
     assert (await t.client.get(f"/v1/orgs/{t.org_id}/endpoints")).json()["data"] == []
     r = await browser.post("/console/endpoints", data={**form, "inactivity_timeout": "60"})
     assert r.status_code == 303, r.text

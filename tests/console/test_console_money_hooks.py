@@ -102,6 +102,8 @@ async def test_an_operator_credit_sent_twice_is_written_once(api: Api) -> None:
         ({"amount": "-5"}, "amount_cents"),  # the API's words
         ({"amount": "7", "idempotency_key": ""}, "Idempotency-Key"),
         ({"amount": "9", "idempotency_key": key.group(1)}, "Idempotency-Key"),  # reused: 409
+        ({"amount": "Infinity"}, "Amount must be an amount in dollars"),
+        ({"amount": "3", "idempotency_key": "a\nb"}, "reload the page"),
     ]
     for i, (fields, words) in enumerate(refusals):
         r = await operator.post(page, data={**form, "idempotency_key": f"k{i}", **fields})

@@ -3,6 +3,7 @@ chart, and the ledger (filtered, a page at a time); for the operator, crediting 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -13,11 +14,12 @@ from starlette.routing import Route
 
 from gpuyard.console.api import Api, ApiError
 from gpuyard.console.pages.wrap import Wrap
-from gpuyard.console.web import NavItem, Visit, action, cents, page, text
+from gpuyard.console.web import InvalidForm, NavItem, Visit, action, cents, page, text
 
 NAV = NavItem("/billing", "Billing")
 LEDGER_PAGE = 50
 _FILTERS = ("kind", "resource_id", "since", "until")
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,200}")  # what a form's Idempotency-Key may be
 
 
 async def usage_by_day(api: Api, days: int | None = None) -> dict[str, Any]:
@@ -111,6 +113,8 @@ async def credit(visit: Visit) -> Response:
     if amount is not None:
         body["amount_cents"] = amount
     key = text(form, "idempotency_key")
+    if key is not None and not _KEY.fullmatch(key):
+        raise InvalidForm("The form was damaged (its idempotency key): reload the page.")
     entry = await visit.api.post(
         f"/v1/admin/orgs/{org_id}/credits",
         body,

@@ -4,6 +4,7 @@ the autoscaler's steps as a chart and a log; change its knobs or state; delete).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,9 +37,12 @@ def number(form: dict[str, str], name: str, label: str) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        found = float(value)
     except ValueError:
-        raise InvalidForm(f"{label} must be a number") from None
+        found = math.nan
+    if not math.isfinite(found):
+        raise InvalidForm(f"{label} must be a number")
+    return found
 
 
 def knobs(form: dict[str, str]) -> dict[str, Any]:
