@@ -50,10 +50,16 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="module")
 def up(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``gpuyard up`` with four fake RTX 4090s and a one-second heartbeat."""
+    """``gpuyard up`` with four fake RTX 4090s, a one-second heartbeat and metering, and
+    webhooks allowed to loopback (the test's endpoint is the server's own address)."""
     launcher = Launcher(tmp_path_factory.mktemp("up"))
     try:
-        server = launcher("--gpus", "RTX 4090:4", env={"GPUYARD_HEARTBEAT_SECONDS": "1"})
+        env = {
+            "GPUYARD_HEARTBEAT_SECONDS": "1",
+            "GPUYARD_METER_SETTLE_SECONDS": "1",
+            "GPUYARD_WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
+        }
+        server = launcher("--gpus", "RTX 4090:4", env=env)
         server.wait_ready()
         (key,) = server.printed_keys()
         wait_for_hosts(server, key, 1)

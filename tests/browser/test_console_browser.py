@@ -27,7 +27,17 @@ COUNTER = (
     'while true; do echo "line $i"; i=$((i+1)); sleep 0.5; done'
 )
 HTTP_SERVER = "exec python3 -m http.server $PORT --bind 127.0.0.1"
-PAGES = ["overview", "marketplace", "instances", "clusters", "api-keys", "ssh-keys"]
+PAGES = [
+    "overview",
+    "marketplace",
+    "instances",
+    "clusters",
+    "endpoints",
+    "billing",
+    "webhooks",
+    "api-keys",
+    "ssh-keys",
+]
 OPERATOR_PAGES = ["hosts", "join-tokens", "prices", "orgs"]
 
 
@@ -138,7 +148,7 @@ def test_rent_an_offer_and_watch_the_instance_run_and_log(
 
     go(page, "Overview")
     expect(page.get_by_test_id("running-gpus")).to_have_text("1")
-    chart = page.locator("canvas[data-chart]")
+    chart = page.locator("#instances-chart canvas")
     expect(chart).to_have_attribute("aria-label", re.compile("running 1"))
     assert page.evaluate("c => Chart.getChart(c).data.labels", chart.element_handle()) == [
         "running"
@@ -186,8 +196,82 @@ def test_create_a_cluster_and_watch_it_turn_healthy(
     expect(page.get_by_text("2 / 2")).to_be_visible()
     expect(page.get_by_test_id("cluster-status")).to_contain_text("healthy")
     go(page, "Clusters")
-    expect(page.get_by_role("link", name="web")).to_be_visible()
+    expect(page.get_by_role("link", name="web", exact=True)).to_be_visible()
     check_page(page, screenshots, "clusters")
+
+
+def test_the_operators_credit_shows_on_the_orgs_billing_page(
+    operator: Any, customer: Any, screenshots: Path
+) -> None:
+    go(operator, "Prices")  # a cent a second per GPU: the cluster's usage is charged at once
+    operator.get_by_label("Cents per GPU-hour").fill("3600")
+    operator.get_by_role("button", name="Set price").click()
+    go(operator, "Organizations")
+    operator.get_by_role("link", name="Credit Acme").click()
+    operator.get_by_label("Amount").fill("25")
+    operator.get_by_label("Description").fill("welcome <b>credit</b>")
+    check_page(operator, screenshots, "credit")
+    operator.get_by_role("button", name="Credit").click()
+    expect(operator.get_by_test_id("credited")).to_contain_text("Credited $25.00 to Acme")
+
+    page = customer
+    go(page, "Billing")
+    credit = page.get_by_test_id("ledger").get_by_role("row").filter(has_text="credit")
+    expect(credit).to_contain_text("$25.00")
+    expect(credit).to_contain_text("welcome <b>credit</b>")  # as text
+    expect(page.get_by_test_id("balance")).not_to_have_text("$0.00")
+    page.get_by_label("Kind").select_option("usage")
+    page.get_by_role("button", name="Filter").click()
+    expect(
+        page.get_by_test_id("ledger").get_by_role("row").filter(has_text="$25.00")
+    ).to_have_count(0)
+    chart = page.locator("#usage-chart canvas")  # polled in once the meter charged
+    expect(chart).to_have_attribute("aria-label", re.compile(r"Spend by day: \d{4}-\d\d-\d\d \$"))
+    spent = page.evaluate("c => Chart.getChart(c).data.datasets[0].data", chart.element_handle())
+    assert spent[-1] > 0, spent
+    check_page(page, screenshots, "billing-customer")
+    go(page, "Overview")
+    expect(page.get_by_test_id("overview-balance")).not_to_have_text("$0.00")
+
+
+def test_a_webhook_endpoint_and_its_secret_shown_once(
+    up: Server, customer: Any, screenshots: Path
+) -> None:
+    page = customer
+    go(page, "Webhooks")
+    expect(page.get_by_text("No webhook endpoints.")).to_be_visible()
+    page.get_by_label("URL").fill(f"{up.base_url}/hooks/in")
+    page.get_by_label("billing.*").check()
+    page.get_by_role("button", name="Add endpoint").click()
+    secret = page.locator("#new-secret")
+    assert secret.input_value().startswith("whsec_")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    check_page(page, screenshots, "webhooks-created")
+    page.get_by_role("link", name=f"{up.base_url}/hooks/in").click()
+    expect(page.locator("#new-secret")).to_have_count(0)  # shown once
+    page.get_by_role("button", name="Send a test event").click()
+    expect(page.get_by_role("heading", name="Delivery of webhook.test")).to_be_visible()
+    expect(page.get_by_test_id("attempts")).to_contain_text("HTTP 404")  # polled, no reload
+    check_page(page, screenshots, "webhook-delivery")
+
+
+def test_a_serverless_endpoint_created_and_visible(customer: Any, screenshots: Path) -> None:
+    page = customer
+    go(page, "Endpoints")
+    expect(page.get_by_text("No serverless endpoints.")).to_be_visible()
+    page.get_by_label("Name").fill("llm")
+    page.get_by_label("Maximum workers").fill("2")
+    page.get_by_role("button", name="Create endpoint").click()
+    expect(page.get_by_role("alert")).to_contain_text("max_workers must be >= cold_workers")
+    expect(page.get_by_label("Name")).to_have_value("llm")  # the form as it was typed
+    page.get_by_label("Cold workers").fill("0")
+    page.get_by_role("button", name="Create endpoint").click()
+    expect(page.get_by_role("heading", name="Endpoint llm")).to_be_visible()
+    expect(page.get_by_test_id("endpoint-state")).to_contain_text("active")
+    check_page(page, screenshots, "endpoint")
+    go(page, "Endpoints")
+    expect(page.get_by_role("link", name="llm", exact=True)).to_be_visible()
 
 
 def test_create_and_revoke_a_key(customer: Any, screenshots: Path) -> None:

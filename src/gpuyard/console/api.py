@@ -57,8 +57,9 @@ class Api:
         path: str,
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
-        response = await self._http.request(method, path, json=body, params=params)
+        response = await self._http.request(method, path, json=body, params=params, headers=headers)
         if response.status_code >= 400:
             raise _refusal(response)
         if response.status_code == 204 or not response.content:
@@ -70,8 +71,10 @@ class Api:
     async def get(self, path: str, **params: Any) -> Any:
         return await self.call("GET", path, params={k: v for k, v in params.items() if v})
 
-    async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return await self.call("POST", path, body or {})
+    async def post(
+        self, path: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        return await self.call("POST", path, body or {}, headers=headers)
 
     async def patch(self, path: str, body: dict[str, Any]) -> Any:
         return await self.call("PATCH", path, body)

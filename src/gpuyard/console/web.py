@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +31,18 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def money(cents: int | None) -> str:
+    """Integer cents as dollars for people: ``-1234`` -> ``-$12.34``."""
+    if cents is None:
+        return "—"
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    return f"{sign}${whole:,}.{part:02d}"
+
+
+templates.filters["money"] = money
 
 
 @dataclass(frozen=True)
@@ -217,3 +230,19 @@ def integer(form: dict[str, str], name: str, label: str) -> int | None:
         return int(value)
     except ValueError:
         raise InvalidForm(f"{label} must be a whole number") from None
+
+
+def cents(form: dict[str, str], name: str, label: str) -> int | None:
+    """Dollars as typed (``25``, ``25.5``, ``25.50``) into whole cents; more than two decimals,
+    or not a number, is refused in the console's words (the API takes whole cents only)."""
+    value = text(form, name)
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value.replace(",", "").lstrip("$"))
+        exact = amount.is_finite() and amount == amount.quantize(Decimal("0.01"))
+    except InvalidOperation:
+        raise InvalidForm(f"{label} must be an amount in dollars, like 25.00") from None
+    if not exact:
+        raise InvalidForm(f"{label} must be an amount in dollars, in whole cents (like 25.00)")
+    return int(amount * 100)

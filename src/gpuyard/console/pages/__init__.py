@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from gpuyard.console.pages import (
     api_keys,
+    billing,
     clusters,
+    endpoints,
     hosts,
     instances,
     join_tokens,
@@ -16,6 +18,7 @@ from gpuyard.console.pages import (
     overview,
     prices,
     ssh_keys,
+    webhooks,
 )
 
 MODULES = [
@@ -23,6 +26,9 @@ MODULES = [
     marketplace,
     instances,
     clusters,
+    endpoints,
+    billing,
+    webhooks,
     api_keys,
     ssh_keys,
     hosts,

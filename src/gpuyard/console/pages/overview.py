@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gpuyard.console.pages.billing import usage_by_day
 from gpuyard.console.pages.wrap import Wrap
 from gpuyard.console.web import NavItem, Visit, page
 
 NAV = NavItem("/overview", "Overview")
+SPEND_DAYS = 30
 
 
 async def view(visit: Visit, error: str | None = None, status: int = 200) -> Response:
@@ -30,6 +32,8 @@ async def view(visit: Visit, error: str | None = None, status: int = 200) -> Res
         "label": "Instances",
     }
     hosts = await api.all_pages("/v1/admin/hosts") if visit.is_operator else []
+    billing = await api.get(api.org("billing"))
+    spend = await usage_by_day(api, days=SPEND_DAYS)
     return visit.render(
         "overview.html",
         status=status,
@@ -43,6 +47,8 @@ async def view(visit: Visit, error: str | None = None, status: int = 200) -> Res
         chart=chart if vms else None,
         hosts=hosts,
         fleet_gpus=sum(len(h["gpus"]) for h in hosts),
+        billing=billing,
+        spend=spend,
         fleet_used=sum(1 for h in hosts for g in h["gpus"] if g["allocated"]),
     )
 

@@ -51,15 +51,31 @@
       var old = charts.get(canvas);
       if (old) old.destroy();
       var text = dark() ? "#e8eaee" : "#16181d";
+      // One series ({label, values}) or several ({series: [{label, values}, ...]}).
+      var series = spec.series || [{ label: spec.label, values: spec.values }];
+      var options = {
+        animation: false,
+        maintainAspectRatio: false,
+        color: text,
+        plugins: { legend: { labels: { color: text } } }
+      };
+      if (spec.type !== "doughnut") {
+        var grid = dark() ? "#323844" : "#d9dde3";
+        options.scales = {
+          x: { ticks: { color: text }, grid: { color: grid } },
+          y: { beginAtZero: true, ticks: { color: text }, grid: { color: grid },
+               title: { display: !!spec.unit, text: spec.unit || "", color: text } }
+        };
+      }
       charts.set(canvas, new window.Chart(canvas, {
         type: spec.type,
-        data: { labels: spec.labels, datasets: [{ label: spec.label, data: spec.values }] },
-        options: {
-          animation: false,
-          maintainAspectRatio: false,
-          color: text,
-          plugins: { legend: { labels: { color: text } } }
-        }
+        data: {
+          labels: spec.labels,
+          datasets: series.map(function (s) {
+            return { label: s.label, data: s.values, stepped: !!spec.stepped };
+          })
+        },
+        options: options
       }));
     });
   }
