@@ -10,11 +10,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from gpuyard.server.compat.vast_scopes import Reader
 from gpuyard.server.db import write_session
 from gpuyard.server.deps import ClockDep, Context, DeclaredKey, Session, credential
+from gpuyard.server.schemas.common import BigInt
 from gpuyard.server.schemas.vast import Success, VastBody, vast_errors
 from gpuyard.server.schemas.vast_serverless import ByNumber, Logs, Number, VastWorker
 from gpuyard.server.services import route_signing, routing, serverless_logs, serverless_workers
@@ -27,7 +28,7 @@ class RouteBody(VastBody):
     endpoint: StrictStr | None = Field(default=None, max_length=200)
     api_key: StrictStr | None = Field(default=None, max_length=200)
     cost: Number = 0.0
-    request_idx: StrictInt = Field(default=0, ge=0)
+    request_idx: BigInt = Field(default=0, ge=0)
     replay_timeout: Number | None = None
 
 
@@ -43,7 +44,7 @@ class RouteAnswer(BaseModel):
 
 
 class WorkerStatusBody(VastBody):
-    id: StrictInt
+    id: BigInt
     mtoken: StrictStr = Field(max_length=200)
     loadtime: Number = 0.0
     cur_load: Number = 0.0
@@ -51,18 +52,18 @@ class WorkerStatusBody(VastBody):
     rej_load: Number = 0.0
     max_perf: Number = 0.0
     cur_perf: Number = 0.0
-    num_requests_working: StrictInt = 0
+    num_requests_working: BigInt = 0
     url: StrictStr | None = Field(default=None, max_length=2048)
     error_msg: StrictStr | None = Field(default=None, max_length=65536)
 
 
 class DoneRequest(VastBody):
-    request_idx: StrictInt
+    request_idx: BigInt
     success: StrictBool = True
 
 
 class DeleteRequestsBody(VastBody):
-    worker_id: StrictInt
+    worker_id: BigInt
     mtoken: StrictStr = Field(max_length=200)
     requests: list[DoneRequest] = Field(default_factory=list, max_length=10_000)
 

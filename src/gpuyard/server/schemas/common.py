@@ -6,11 +6,25 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+)
 
 from gpuyard.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 T = TypeVar("T")
+
+
+BIGINT_MAX = 2**63 - 1
+BigInt = Annotated[StrictInt, Field(ge=-BIGINT_MAX - 1, le=BIGINT_MAX)]
+"""A JSON integer a database ``BIGINT`` holds (an id, a count): a larger one is a 422, not an
+overflow in the database driver."""
 
 
 class RequestBody(BaseModel):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictFloat, StrictStr
 
 from gpuyard.core.serverless import Endpoint, Worker, Workergroup
-from gpuyard.server.schemas.common import RequestBody, reject_null
+from gpuyard.server.schemas.common import BigInt, RequestBody, reject_null
 
-Number = StrictFloat | StrictInt
+Number = StrictFloat | BigInt
 _KNOBS = (
     "min_load",
     "min_cold_load",
@@ -30,8 +30,8 @@ class EndpointCreate(RequestBody):
     min_cold_load: Number | None = None
     target_util: Number | None = Field(default=None, description="in (0, 1]")
     cold_mult: Number | None = None
-    cold_workers: StrictInt | None = None
-    max_workers: StrictInt | None = None
+    cold_workers: BigInt | None = None
+    max_workers: BigInt | None = None
     max_queue_time: Number | None = None
     target_queue_time: Number | None = None
     inactivity_timeout: Number | None = Field(
@@ -49,8 +49,8 @@ class EndpointUpdate(RequestBody):
     min_cold_load: Number | None = None
     target_util: Number | None = None
     cold_mult: Number | None = None
-    cold_workers: StrictInt | None = None
-    max_workers: StrictInt | None = None
+    cold_workers: BigInt | None = None
+    max_workers: BigInt | None = None
     max_queue_time: Number | None = None
     target_queue_time: Number | None = None
     inactivity_timeout: Number | None = None
@@ -115,20 +115,20 @@ class EndpointOut(BaseModel):
 class WorkergroupCreate(RequestBody):
     endpoint_id: StrictStr = Field(description="ep_… or the endpoint's number")
     template_hash: StrictStr | None = Field(default=None, max_length=64)
-    template_id: StrictInt | None = None
+    template_id: BigInt | None = None
     search_params: StrictStr | None = Field(default=None, max_length=4096)
     launch_args: StrictStr | None = Field(default=None, max_length=65536)
     gpu_ram: Number | None = Field(default=None, description="GB of GPU memory a worker needs")
-    test_workers: StrictInt | None = None
+    test_workers: BigInt | None = None
 
 
 class WorkergroupUpdate(RequestBody):
     template_hash: StrictStr | None = Field(default=None, max_length=64)
-    template_id: StrictInt | None = None
+    template_id: BigInt | None = None
     search_params: StrictStr | None = Field(default=None, max_length=4096)
     launch_args: StrictStr | None = Field(default=None, max_length=65536)
     gpu_ram: Number | None = None
-    test_workers: StrictInt | None = None
+    test_workers: BigInt | None = None
 
 
 class WorkerOut(BaseModel):

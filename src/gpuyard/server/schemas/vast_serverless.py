@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictStr
 
 from gpuyard.core.serverless import Endpoint, Template, Worker, Workergroup
+from gpuyard.server.schemas.common import BigInt
 from gpuyard.server.schemas.vast import VastBody, epoch
 
-Number = StrictFloat | StrictInt
-Ref = StrictInt | StrictStr
+Number = StrictFloat | BigInt
+Ref = BigInt | StrictStr
 
 
 class EndpointBody(VastBody):
@@ -26,8 +27,8 @@ class EndpointBody(VastBody):
     min_cold_load: Number | None = None
     target_util: Number | None = None
     cold_mult: Number | None = None
-    cold_workers: StrictInt | None = None
-    max_workers: StrictInt | None = None
+    cold_workers: BigInt | None = None
+    max_workers: BigInt | None = None
     max_queue_time: Number | None = None
     target_queue_time: Number | None = None
     inactivity_timeout: Number | None = None
@@ -60,11 +61,11 @@ class WorkergroupBody(VastBody):
     endpoint_id: Ref | None = None
     endpoint_name: StrictStr | None = Field(default=None, max_length=200)
     template_hash: StrictStr | None = Field(default=None, max_length=64)
-    template_id: StrictInt | None = None
+    template_id: BigInt | None = None
     search_params: StrictStr | None = Field(default=None, max_length=4096)
     launch_args: StrictStr | None = Field(default=None, max_length=65536)
     gpu_ram: Number | None = None
-    test_workers: StrictInt | None = None
+    test_workers: BigInt | None = None
 
 
 class TemplateBody(VastBody):
@@ -85,14 +86,14 @@ class TemplateBody(VastBody):
 
 class TemplateDelete(VastBody):
     hash_id: StrictStr | None = Field(default=None, max_length=64)
-    template_id: StrictInt | None = None
+    template_id: BigInt | None = None
 
 
 class ByNumber(VastBody):
     """``{"id": N}``: the endpoint or workergroup the autoscaler routes ask about."""
 
-    id: StrictInt
-    tail: StrictInt | None = Field(default=None, ge=1, le=10_000)
+    id: BigInt
+    tail: BigInt | None = Field(default=None, ge=1, le=10_000)
 
 
 class VastEndpoint(BaseModel):
