@@ -101,6 +101,7 @@ async def two_servers(fresh_pg: str, tmp_path) -> AsyncIterator[list[subprocess.
                 proc.kill()
 
 
+@pytest.mark.timeout(300)  # two servers start and 1,500 keys expire on a busy machine
 async def test_no_row_is_processed_by_both(fresh_pg: str, two_servers, tmp_path: Path) -> None:
     engine = create_engine(fresh_pg)
     sessions = session_factory(engine)

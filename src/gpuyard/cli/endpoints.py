@@ -50,7 +50,44 @@ EndpointId = Annotated[
 GroupId = Annotated[
     str, typer.Argument(metavar="WORKERGROUP", help="The workergroup's id (wg_…) or number.")
 ]
-Float = Annotated[float | None, typer.Option()]
+MinLoad = Annotated[
+    float | None,
+    typer.Option("--min-load", help="Load (perf units/s) kept served even when idle."),
+]
+TargetUtil = Annotated[
+    float | None,
+    typer.Option("--target-util", help="Share of active capacity to use, in (0, 1]."),
+]
+ColdMult = Annotated[
+    float | None,
+    typer.Option("--cold-mult", help="Loaded capacity as a multiple of the active target."),
+]
+ColdWorkers = Annotated[
+    int | None,
+    typer.Option("--cold-workers", min=0, help="Workers kept loaded but stopped, to start fast."),
+]
+MaxWorkers = Annotated[
+    int | None, typer.Option("--max-workers", min=0, help="The most workers at any time.")
+]
+InactivityTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--inactivity-timeout",
+        help="Seconds without a request before the last worker stops (unset: never).",
+    ),
+]
+LaunchArgs = Annotated[
+    str | None,
+    typer.Option(
+        "--launch-args",
+        help="What a worker runs, e.g. \"--image I --env '-p 8000:8000' --onstart-cmd C\".",
+    ),
+]
+SearchParams = Annotated[
+    str | None,
+    typer.Option("--search-params", help="Where workers run, e.g. 'gpu_name=RTX_4090 num_gpus=1'."),
+]
+GpuRam = Annotated[float | None, typer.Option("--gpu-ram", help="GB of GPU memory a worker needs.")]
 
 
 def _knobs(**given: Any) -> dict[str, Any]:
@@ -86,14 +123,12 @@ def list_endpoints(url: Url = None, api_key: ApiKey = None, raw: Raw = False) ->
 @endpoints.command("create")
 def create_endpoint(
     name: Annotated[str, typer.Argument(help="A name, unique in your organization.")],
-    min_load: Annotated[float | None, typer.Option("--min-load", help="perf units/s")] = None,
-    target_util: Annotated[float | None, typer.Option("--target-util", help="(0, 1]")] = None,
-    cold_mult: Annotated[float | None, typer.Option("--cold-mult")] = None,
-    cold_workers: Annotated[int | None, typer.Option("--cold-workers", min=0)] = None,
-    max_workers: Annotated[int | None, typer.Option("--max-workers", min=0)] = None,
-    inactivity_timeout: Annotated[
-        float | None, typer.Option("--inactivity-timeout", help="seconds before scale to zero")
-    ] = None,
+    min_load: MinLoad = None,
+    target_util: TargetUtil = None,
+    cold_mult: ColdMult = None,
+    cold_workers: ColdWorkers = None,
+    max_workers: MaxWorkers = None,
+    inactivity_timeout: InactivityTimeout = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -131,11 +166,11 @@ def get_endpoint(
 def update_endpoint(
     endpoint: EndpointId,
     state: Annotated[str | None, typer.Option(help="active, suspended or stopped")] = None,
-    min_load: Annotated[float | None, typer.Option("--min-load")] = None,
-    target_util: Annotated[float | None, typer.Option("--target-util")] = None,
-    cold_workers: Annotated[int | None, typer.Option("--cold-workers", min=0)] = None,
-    max_workers: Annotated[int | None, typer.Option("--max-workers", min=0)] = None,
-    inactivity_timeout: Annotated[float | None, typer.Option("--inactivity-timeout")] = None,
+    min_load: MinLoad = None,
+    target_util: TargetUtil = None,
+    cold_workers: ColdWorkers = None,
+    max_workers: MaxWorkers = None,
+    inactivity_timeout: InactivityTimeout = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -195,17 +230,12 @@ def list_groups(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> No
 @workergroups.command("create")
 def create_group(
     endpoint: EndpointId,
-    launch_args: Annotated[
-        str | None,
-        typer.Option(
-            "--launch-args", help="e.g. \"--image I --env '-p 8000:8000' --onstart-cmd C\""
-        ),
+    launch_args: LaunchArgs = None,
+    template_hash: Annotated[
+        str | None, typer.Option("--template-hash", help="Run a template: its hash.")
     ] = None,
-    template_hash: Annotated[str | None, typer.Option("--template-hash")] = None,
-    search_params: Annotated[
-        str | None, typer.Option("--search-params", help="e.g. 'gpu_name=RTX_4090 num_gpus=1'")
-    ] = None,
-    gpu_ram: Annotated[float | None, typer.Option("--gpu-ram", help="GB a worker needs")] = None,
+    search_params: SearchParams = None,
+    gpu_ram: GpuRam = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -239,9 +269,9 @@ def get_group(group: GroupId, url: Url = None, api_key: ApiKey = None, raw: Raw 
 @workergroups.command("update")
 def update_group(
     group: GroupId,
-    launch_args: Annotated[str | None, typer.Option("--launch-args")] = None,
-    search_params: Annotated[str | None, typer.Option("--search-params")] = None,
-    gpu_ram: Annotated[float | None, typer.Option("--gpu-ram")] = None,
+    launch_args: LaunchArgs = None,
+    search_params: SearchParams = None,
+    gpu_ram: GpuRam = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
