@@ -4,9 +4,9 @@ autoscaler, with the environment a serverless worker gets; a request is routed t
 signed grant, served, and the endpoint goes back to zero active workers once it is quiet (real
 time: the policy holds capacity for a minute after the last load).
 
-The agent runs unsandboxed (``--sandbox off``, the operator's own workloads): a sandboxed
-workload has no outbound network, so it could not report to ``/worker_status/``
-(docs/serverless.md, "Not yet")."""
+The agent runs its workloads in the bubblewrap sandbox (``--sandbox on``): the worker has no
+network but its loopback, and reaches ``/worker_status/`` only through the agent's relay of one
+loopback port to the server (agent/runtimes/server_relay.py)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def start_agent(server: Server, key: str, tmp_path: Path) -> subprocess.Popen[by
         "--runtime",
         "process",
         "--sandbox",
-        "off",
+        "on",
         "--address",
         "127.0.0.1",
     ]

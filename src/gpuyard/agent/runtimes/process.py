@@ -44,6 +44,12 @@ from gpuyard.agent.runtimes.process_state import (
 )
 from gpuyard.agent.runtimes.sandbox import Sandbox, SandboxConfig, open_sandbox
 from gpuyard.agent.runtimes.sandbox_users import NoFreeUid
+from gpuyard.agent.runtimes.server_relay import (
+    SOCKET_NAME,
+    ServerRelays,
+    inside_port,
+    relay_variable,
+)
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
@@ -71,9 +77,11 @@ class ProcessRuntime:
         listen_host: str = "127.0.0.1",
         inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV,
         sandbox: SandboxConfig | None = None,
+        server_url: str | None = None,
     ) -> None:
         """``sandbox`` says whether and how to sandbox (default: wherever bubblewrap works);
-        raises ``Unavailable`` when it is required and cannot run."""
+        raises ``Unavailable`` when it is required and cannot run. ``server_url`` is the server
+        the agent reports to: a sandboxed workload that asks for it gets a relay to it."""
         self.state_dir = state_dir
         self._ports = PortAllocator(port_range)
         self._clock: Clock = clock or SystemClock()
@@ -83,6 +91,7 @@ class ProcessRuntime:
         self._sandbox: Sandbox | None
         self._sandbox, self.isolation = open_sandbox(sandbox or SandboxConfig())
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._server_relays = ServerRelays(server_url) if server_url is not None else None
         self._lock = asyncio.Lock()
 
     @property
@@ -120,6 +129,7 @@ class ProcessRuntime:
                 # Spawning and recording happen together in the thread: a cancelled start() (the
                 # agent shutting down) still leaves a record, so no process is ever orphaned.
                 await asyncio.to_thread(self._spawn, wdir, record, spec, launch, listener)
+                await self._keep_server_relay(wdir, record)
             except OSError as exc:
                 return self._fail(wdir, record, f"cannot start the process: {exc}")
             finally:
@@ -130,7 +140,12 @@ class ProcessRuntime:
     async def inspect(self, workload_id: str) -> WorkloadStatus | None:
         wdir = WorkloadDir(self.state_dir, workload_id)
         record = wdir.load()
-        return None if record is None else self._status(wdir, record)
+        if record is None:
+            return None
+        status = self._status(wdir, record)
+        if status.state == WorkloadState.RUNNING:
+            await self._keep_server_relay(wdir, record)  # an agent that restarted listens again
+        return status
 
     async def list(self) -> builtins.list[WorkloadStatus]:
         found = [await self.inspect(workload_id) for workload_id in workload_ids(self.state_dir)]
@@ -158,6 +173,8 @@ class ProcessRuntime:
         # process, say) and see it end, so a stopped workload holds nothing when stop returns.
         _signal_group(pgid, signal.SIGKILL)
         await self._wait_group_gone(pgid, _KILL_WAIT_S)
+        if self._server_relays is not None:
+            self._server_relays.close(workload_id)
         return self._status(wdir, record)
 
     async def remove(self, workload_id: str) -> None:
@@ -165,6 +182,8 @@ class ProcessRuntime:
         record = wdir.load()
         if record is not None and self._alive(record):
             await self.stop(workload_id, grace_s=0)
+        if self._server_relays is not None:
+            self._server_relays.close(workload_id)
         await asyncio.to_thread(_remove_tree, wdir.path)
 
     async def logs(self, workload_id: str, tail_lines: int = 100) -> str:
@@ -215,13 +234,26 @@ class ProcessRuntime:
         relay = None
         if listener is not None and record.host_port is not None:
             relay = {"fd": listener.fileno(), "port": record.host_port}
+        server_relay = None
+        variable = relay_variable(spec)
+        record.server_relay = False
+        if self._sandbox is not None and self._server_relays is not None and variable:
+            port = inside_port(record.host_port)
+            env[variable] = f"http://127.0.0.1:{port}"
+            server_relay = {"port": port, "run_dir": str(wdir.run), "name": SOCKET_NAME}
+            record.server_relay = True
         return {
             "argv": record.argv,
             "env": env,
             "cwd": str(wdir.home),
             "user": record.uid,
             "relay": relay,
+            "server_relay": server_relay,
         }
+
+    async def _keep_server_relay(self, wdir: WorkloadDir, record: ProcessRecord) -> None:
+        if record.server_relay and self._server_relays is not None:
+            await self._server_relays.ensure(record.workload_id, wdir.run)
 
     def _spawn(
         self,

@@ -26,7 +26,7 @@ from gpuyard.core.agent_protocol import Desired, HostStatus
 from gpuyard.core.autoscaling import WorkerState
 from gpuyard.core.clock import Clock
 from gpuyard.core.ids import new_id
-from gpuyard.core.workload import WorkloadKind, WorkloadSpec
+from gpuyard.core.workload import SERVER_RELAY_LABEL, WorkloadKind, WorkloadSpec
 from gpuyard.server import orm
 from gpuyard.server.services import events, offers, scheduler, wakeups, workloads
 
@@ -122,7 +122,12 @@ async def _start_new(
         gpu_indices=[g.index for g in placement.gpus],
         gpu_uuids=[g.uuid for g in placement.gpus],
         port=port,
-        labels={"gpuyard.endpoint": endpoint.id, "gpuyard.workergroup": group.id},
+        # A sandboxed process host relays one loopback port to its server and names it here.
+        labels={
+            "gpuyard.endpoint": endpoint.id,
+            "gpuyard.workergroup": group.id,
+            SERVER_RELAY_LABEL: "REPORT_ADDR",
+        },
     )
     row = workloads.new_workload(
         spec=spec,
