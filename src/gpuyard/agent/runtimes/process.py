@@ -192,6 +192,12 @@ class ProcessRuntime:
             raise unknown_workload(workload_id)
         return await asyncio.to_thread(tail_file, wdir.log_path, tail_lines)
 
+    def close_server_relays(self) -> None:
+        """Stop relaying sandboxes to the server, as an ending agent process does; a new
+        runtime listens again for the workloads it finds running."""
+        if self._server_relays is not None:
+            self._server_relays.close_all()
+
     def _take_port(self) -> tuple[int, socket.socket | None]:
         """A free host port, and in a sandbox the socket bound to it there (not listening yet:
         the relay listens once the workload does); a port taken meanwhile is skipped."""

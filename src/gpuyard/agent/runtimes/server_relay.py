@@ -79,6 +79,10 @@ class ServerRelays:
 
         self._servers[workload_id] = await loop.create_unix_server(lambda: Inbound(dial), sock=sock)
 
+    def close_all(self) -> None:
+        for workload_id in list(self._servers):
+            self.close(workload_id)
+
     def close(self, workload_id: str) -> None:
         server = self._servers.pop(workload_id, None)
         if server is not None:
