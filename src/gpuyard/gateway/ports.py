@@ -1,4 +1,4 @@
-"""What the gateway needs from the rest of gpuyard, as four small interfaces.
+"""What the gateway needs from the rest of gpuyard, as five small interfaces.
 
 The gateway imports nothing of the server: the composition root (server/app.py, through
 server/gateway_ports.py) fills these in over the database, and a test may fill them in with
@@ -8,7 +8,9 @@ its own honest implementations.
   ready replicas (the model directory indexes them, directory.py);
 - ``Keys``: who an API key is (the principal cache asks it on a miss, auth.py);
 - ``LogSink``: where request-log rows go, in batches off the request path (logs.py);
-- ``Limiter``: the per-key request and token limits, and where a request's token usage goes.
+- ``Limiter``: the per-key request and token limits, and where a request's token usage goes;
+- ``ServerlessRouter``: a worker of the org's serverless endpoint named like the model, as
+  ``/route/`` gives one (serverless.py waits while one starts).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gpuyard.core.principal import Principal
 
@@ -91,4 +93,36 @@ class Limiter(Protocol):
 
     async def add_tokens(self, key_id: str, tokens: int) -> None:
         """Count the tokens a finished request used against its key."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerGrant:
+    """A ready serverless worker for one request, and the signed grant it checks."""
+
+    endpoint_id: str
+    worker_id: int
+    request_idx: int
+    url: str  # http://address:port
+    auth_data: dict[str, Any]  # what ``/route/`` answers: the worker's ``auth_data``
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerWait:
+    """No worker is ready yet; the endpoint's autoscaler was told. Ask again with the number."""
+
+    request_idx: int
+
+
+class ServerlessRouter(Protocol):
+    async def route(
+        self, org_id: str, name: str, *, cost: float, request_idx: int
+    ) -> WorkerGrant | WorkerWait | None:
+        """A worker of the org's endpoint ``name`` (None when it has none), or the number to
+        ask again with (``request_idx`` 0 is a new request)."""
+        ...
+
+    async def abandon(self, org_id: str, request_idx: int) -> None:
+        """The request will not reach a worker (its caller gave up, was refused, or the worker
+        could not be reached): closed, it is no longer demand nor in flight."""
         ...
