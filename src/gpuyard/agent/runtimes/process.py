@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -53,6 +54,8 @@ from gpuyard.agent.runtimes.server_relay import (
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
+
+log = logging.getLogger(__name__)
 
 _WRAPPER = str(Path(__file__).with_name("process_wrapper.py"))
 _WRAPPER_GUARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -258,8 +261,13 @@ class ProcessRuntime:
         }
 
     async def _keep_server_relay(self, wdir: WorkloadDir, record: ProcessRecord) -> None:
+        """Listen for the workload's relay to the server; a failure is logged, not the
+        workload's (it runs, and its reports fail until a later look succeeds)."""
         if record.server_relay and self._server_relays is not None:
-            await self._server_relays.ensure(record.workload_id, wdir.run)
+            try:
+                await self._server_relays.ensure(record.workload_id, wdir.run)
+            except OSError as exc:
+                log.warning("cannot relay %s to the server: %s", record.workload_id, exc)
 
     def _spawn(
         self,
