@@ -22,12 +22,15 @@ from gpuyard.server.services.serverless_workers import FinishedRequest, StatusRe
 
 router = APIRouter(tags=["vast serverless"])
 
+MAX_ROW_NUMBER = 2**31 - 1  # the numbers of workers and requests fit a 32-bit column
+RowNumber = Annotated[StrictInt, Field(ge=0, le=MAX_ROW_NUMBER)]
+
 
 class RouteBody(VastBody):
     endpoint: StrictStr | None = Field(default=None, max_length=200)
     api_key: StrictStr | None = Field(default=None, max_length=200)
     cost: Number = 0.0
-    request_idx: StrictInt = Field(default=0, ge=0)
+    request_idx: RowNumber = 0
     replay_timeout: Number | None = None
 
 
@@ -43,7 +46,7 @@ class RouteAnswer(BaseModel):
 
 
 class WorkerStatusBody(VastBody):
-    id: StrictInt
+    id: RowNumber
     mtoken: StrictStr = Field(max_length=200)
     loadtime: Number = 0.0
     cur_load: Number = 0.0
@@ -51,18 +54,18 @@ class WorkerStatusBody(VastBody):
     rej_load: Number = 0.0
     max_perf: Number = 0.0
     cur_perf: Number = 0.0
-    num_requests_working: StrictInt = 0
+    num_requests_working: RowNumber = 0
     url: StrictStr | None = Field(default=None, max_length=2048)
     error_msg: StrictStr | None = Field(default=None, max_length=65536)
 
 
 class DoneRequest(VastBody):
-    request_idx: StrictInt
+    request_idx: RowNumber
     success: StrictBool = True
 
 
 class DeleteRequestsBody(VastBody):
-    worker_id: StrictInt
+    worker_id: RowNumber
     mtoken: StrictStr = Field(max_length=200)
     requests: list[DoneRequest] = Field(default_factory=list, max_length=10_000)
 
