@@ -4,9 +4,9 @@ autoscaler, with the environment a serverless worker gets; a request is routed t
 signed grant, served, and the endpoint goes back to zero active workers once it is quiet (real
 time: the policy holds capacity for a minute after the last load).
 
-The agent runs unsandboxed (``--sandbox off``, the operator's own workloads): a sandboxed
-workload has no outbound network, so it could not report to ``/worker_status/``
-(docs/serverless.md, "Not yet")."""
+The agent runs its workloads in the bubblewrap sandbox (``--sandbox on``): the worker has no
+network but its loopback, and reaches ``/worker_status/`` only through the agent's relay of one
+loopback port to the server (agent/runtimes/server_relay.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from gpuyard.core.autoscaling import DEFAULT_TUNING
@@ -53,13 +54,13 @@ def start_agent(server: Server, key: str, tmp_path: Path) -> subprocess.Popen[by
         "--token",
         r.json()["token"],
         "--gpus",
-        "RTX 4090:1",
+        "RTX 4090:2",
         "--state-dir",
         str(tmp_path / "agent"),
         "--runtime",
         "process",
         "--sandbox",
-        "off",
+        "on",
         "--address",
         "127.0.0.1",
     ]
@@ -83,6 +84,7 @@ def test_a_worker_from_zero_serves_a_signed_request_and_goes_back(
     agent = start_agent(server, key, tmp_path)
     try:
         run_the_flow(server, key)
+        openai_from_zero(server, key)
     finally:
         os.killpg(agent.pid, signal.SIGTERM)
         agent.wait(timeout=30)
@@ -145,3 +147,45 @@ def run_the_flow(server: Server, key: str) -> None:
 
     hold = DEFAULT_TUNING.scale_down_hold + DEFAULT_TUNING.smoothing
     until("scale to zero", stopped, hold + 60)
+
+
+def openai_from_zero(server: Server, key: str) -> None:
+    """The OpenAI gateway routes a model to the endpoint of that name: the ``openai`` SDK's call
+    is held while a worker starts from zero, then served by it (chat, a stream, embeddings)."""
+    api = httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    body = {"endpoint_name": "tiny-llm", "min_load": 0, "cold_workers": 0, "max_workers": 1}
+    ep_number = api.post("/api/v0/endptjobs/", json=body).json()["result"]
+    launch = f"--image gpuyard/worker:serverless --env '-e PYTHONPATH={SRC} -p 8000:8000'"
+    r = api.post(
+        "/api/v0/autojobs/",
+        json={
+            "endpoint_name": "tiny-llm",
+            "launch_args": launch,
+            "search_params": "gpu_name=RTX_4090",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert api.post("/get_endpoint_workers/", json={"id": ep_number}).json() == []
+
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, timeout=120)
+    chat = client.chat.completions.create(
+        model="tiny-llm", messages=[{"role": "user", "content": "hello"}], max_tokens=8
+    )
+    assert chat.model == "tiny-llm" and len(chat.choices[0].message.content or "") == 64
+    assert chat.usage is not None and chat.usage.prompt_tokens > 0
+    [worker] = api.post("/get_endpoint_workers/", json={"id": ep_number}).json()
+    assert worker["status"] == "idle"
+
+    stream = client.chat.completions.create(
+        model="tiny-llm", messages=[{"role": "user", "content": "again"}], stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert len(text) == 64
+    vectors = client.embeddings.create(model="tiny-llm", input=["a", "b"])
+    assert [len(d.embedding) for d in vectors.data] == [8, 8]
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="no-such-endpoint", messages=[{"role": "user", "content": "x"}]
+        )

@@ -149,3 +149,9 @@ async def test_worker_routes_refuse_unknown_workers(api: Api) -> None:
     done = {"worker_id": 1, "mtoken": "x", "requests": [{"request_idx": 1, "success": True}]}
     assert_vast_error(await plain.post("/delete_requests/", json=done), 401)
     assert_vast_error(await plain.post("/worker_status/", json={"id": "one", "mtoken": "x"}), 422)
+    huge = 2**63  # past any integer column: refused as input, never a 500
+    assert_vast_error(await plain.post("/worker_status/", json={"id": huge, "mtoken": "x"}), 422)
+    done = {"worker_id": 1, "mtoken": "x", "requests": [{"request_idx": huge}]}
+    assert_vast_error(await plain.post("/delete_requests/", json=done), 422)
+    route = {"endpoint": "llm", "api_key": "ep-x", "request_idx": huge}
+    assert_vast_error(await plain.post("/route/", json=route), 422)

@@ -129,6 +129,7 @@ async def run_agent(
             listen_host=listen_host(options.address),
             sandbox=options.sandbox,
             share=host_share(len(found.gpus or declared)),
+            server_url=server_url,
         )
         if saved is not None and options.join_token:
             log.info("already registered as host %s; the join token is not used", saved.host_id)

@@ -55,6 +55,12 @@ class WorkloadState(StrEnum):
         return self in (WorkloadState.EXITED, WorkloadState.FAILED, WorkloadState.STOPPED)
 
 
+SERVER_RELAY_LABEL = "gpuyard.server_relay"
+"""A spec label whose value names an environment variable: a runtime whose workloads cannot
+reach the server (the process runtime's sandbox) relays a loopback port to it and sets that
+variable to its URL (agent/runtimes/server_relay.py)."""
+
+
 class WorkloadSpec(BaseModel):
     """The desired workload, as the server hands it to an agent."""
 

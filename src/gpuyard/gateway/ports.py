@@ -10,6 +10,8 @@ its own honest implementations.
 - ``LogSink``: where request-log rows go, in batches off the request path (logs.py);
 - ``Limiter``: the per-key request and token limits, and where a request's token usage goes;
 - ``CompletionSink``: where answered chat completions are kept (optional).
+- ``ServerlessRouter``: a worker of the org's serverless endpoint named like the model, as
+  ``/route/`` gives one (serverless.py waits while one starts).
 """
 
 from __future__ import annotations
@@ -107,4 +109,35 @@ class CompletionRow(NamedTuple):
 class CompletionSink(Protocol):
     async def write(self, rows: Sequence[CompletionRow]) -> None:
         """Keep answered chat completions (all or none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerGrant:
+    """A ready serverless worker for one request, and the signed grant it checks."""
+
+    endpoint_id: str
+    worker_id: int
+    request_idx: int
+    url: str  # http://address:port
+    auth_data: dict[str, Any]  # what ``/route/`` answers: the worker's ``auth_data``
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerWait:
+    """No worker is ready yet; the endpoint's autoscaler was told. Ask again with the number."""
+
+    request_idx: int
+
+
+class ServerlessRouter(Protocol):
+    async def route(
+        self, org_id: str, name: str, *, cost: float, request_idx: int
+    ) -> WorkerGrant | WorkerWait | None:
+        """A worker of the org's endpoint ``name`` (None when it has none), or the number to
+        ask again with (``request_idx`` 0 is a new request)."""
+        ...
+
+    async def abandon(self, org_id: str, request_idx: int) -> None:
+        """The request will not reach a worker (its caller gave up, was refused, or the worker
+        could not be reached): closed, it is no longer demand nor in flight."""
         ...

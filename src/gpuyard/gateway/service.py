@@ -1,6 +1,7 @@
 """The inference gateway: route a request to a ready replica and relay its answer.
 
-``Gateway.call`` serves the OpenAI endpoints (``model`` picks the replicas); ``Gateway.forward``
+``Gateway.call`` serves the OpenAI endpoints (``model`` picks the replicas, or else the workers of
+the org's serverless endpoint of that name, serverless.py); ``Gateway.forward``
 serves a cluster's own endpoint (every path, to that cluster's replicas). Both return a ``Relay``:
 a complete answer or an open stream that the HTTP layer sends on (relay.py). Both enforce the
 key's rate limits, and both leave one request-log row per request once it ends, with the usage
@@ -34,6 +35,8 @@ from gpuyard.gateway.ports import (
     LogSink,
     ReplicaSource,
     RequestLogRow,
+    ServerlessRouter,
+    WorkerGrant,
 )
 from gpuyard.gateway.proxy import RETRY_AFTER_S, UpstreamFailed, forward_headers, open_upstream
 from gpuyard.gateway.relay import (
@@ -47,6 +50,13 @@ from gpuyard.gateway.relay import (
     read_answer,
     relay_bytes,
     relay_events,
+)
+from gpuyard.gateway.serverless import (
+    DEFAULT_WAIT_S,
+    ServerlessWaiter,
+    cost_of,
+    worker_body,
+    worker_target,
 )
 from gpuyard.gateway.upstream_http import HttpError, UpstreamClient
 from gpuyard.gateway.usage import Usage, json_or_none
@@ -93,6 +103,8 @@ class Gateway:
         directory_ttl: float = 1.0,
         auth_ttl: float = 0.5,
         after_answer: float = AFTER_ANSWER_S,
+        serverless: ServerlessRouter | None = None,
+        serverless_wait_s: float = DEFAULT_WAIT_S,
     ) -> None:
         self.clock = clock
         self.after_answer = after_answer
@@ -106,6 +118,9 @@ class Gateway:
         self.auth = PrincipalCache(keys, ttl=auth_ttl)
         self.logs: RequestLogWriter[RequestLogRow] = RequestLogWriter(logs)
         self.client = client or UpstreamClient(connect_timeout=2.0, read_timeout=600.0)
+        self.serverless = (
+            ServerlessWaiter(serverless, wait_s=serverless_wait_s) if serverless else None
+        )
 
     async def start(self) -> None:
         self.logs.start()
@@ -121,16 +136,6 @@ class Gateway:
             await self.kept.stop()
         await self.client.aclose()
 
-    async def targets(self, principal: Principal, model: str) -> list[Target]:
-        targets = await self.directory.resolve(principal.org_id, model)
-        if not targets:
-            raise NotFound(
-                f"The model `{model}` does not exist or you do not have access to it.",
-                code="model_not_found",
-                param="model",
-            )
-        return targets
-
     async def call(
         self,
         principal: Principal,
@@ -140,7 +145,11 @@ class Gateway:
     ) -> Relay:
         """An OpenAI request (``endpoint`` like ``chat/completions``) to a replica of ``model``."""
         request = bodies.parse(endpoint, raw)
-        targets = await self.targets(principal, request.model)
+        targets = await self.directory.resolve(principal.org_id, request.model)
+        if not targets and self.serverless is not None:
+            return await self._call_serverless(principal, endpoint, request, headers)
+        if not targets:
+            raise _model_not_found(request.model)
         await self._admit(principal)
         relay = await self._proxy(
             LogEntry(principal, endpoint, request.model, request.stream),
@@ -189,6 +198,42 @@ class Gateway:
             created_at=self.clock.now(),
         )
         self.kept.submit(row)
+
+    async def _call_serverless(
+        self,
+        principal: Principal,
+        endpoint: str,
+        request: bodies.InferenceRequest,
+        headers: Iterable[tuple[bytes, bytes]],
+    ) -> Relay:
+        """The request to a worker of the org's serverless endpoint named like its model,
+        held while one starts; a request that reaches no worker is abandoned (not demand)."""
+        assert self.serverless is not None
+        router, org_id = self.serverless.router, principal.org_id
+        body = bodies.json_object(request.upstream_body)
+        cost = cost_of(body)
+        found = await router.route(org_id, request.model, cost=cost, request_idx=0)
+        if found is None:
+            raise _model_not_found(request.model)
+        try:
+            await self._admit(principal)
+            grant: WorkerGrant = await self.serverless.until_ready(
+                org_id, request.model, cost, found
+            )
+            return await self._proxy(
+                LogEntry(principal, endpoint, request.model, request.stream),
+                [worker_target(org_id, grant)],
+                method="POST",
+                path=f"/v1/{endpoint}",
+                headers=forward_headers(headers, content_type=b"application/json"),
+                body=worker_body(grant, body),
+                strip_usage=request.strip_usage,
+                whole=True,
+                expect_json=endpoint != "audio/speech",
+            )
+        except BaseException:  # refused, timed out, gone, or the worker could not be reached
+            await asyncio.shield(router.abandon(org_id, found.request_idx))
+            raise
 
     async def forward(
         self,
@@ -369,6 +414,14 @@ class Gateway:
                 self._after_timer.cancel()
             self._run_after()
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _model_not_found(model: str) -> NotFound:
+    return NotFound(
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
 
 
 async def _run_in_order(works: list[Coroutine[Any, Any, None]]) -> None:

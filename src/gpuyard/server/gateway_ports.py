@@ -16,7 +16,10 @@ from gpuyard.gateway.ports import (
     RequestLogRow,
     Routable,
     RoutableCluster,
+    WorkerGrant,
+    WorkerWait,
 )
+from gpuyard.gateway.serverless import DEFAULT_WAIT_S
 from gpuyard.gateway.service import Gateway
 from gpuyard.server.db import write_session
 from gpuyard.server.services import (
@@ -26,6 +29,7 @@ from gpuyard.server.services import (
     rate_limits,
     request_logs,
     routable,
+    routing,
 )
 
 
@@ -119,7 +123,59 @@ class DatabaseCompletions:
             await completions.add(session, [row._asdict() for row in rows])
 
 
-def database_gateway(sessions: async_sessionmaker[AsyncSession], clock: Clock) -> Gateway:
+class DatabaseServerless:
+    """``ServerlessRouter``: ``/route/`` for the org's endpoint named like the model
+    (services/routing.py), each ask its own write transaction, as each poll of ``/route/`` is."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def route(
+        self, org_id: str, name: str, *, cost: float, request_idx: int
+    ) -> WorkerGrant | WorkerWait | None:
+        async with write_session(self._sessions) as session:
+            found = await routing.route_by_name(
+                session,
+                clock=self._clock,
+                org_id=org_id,
+                name=name,
+                cost=cost,
+                request_idx=request_idx,
+            )
+        if found is None:
+            return None
+        if isinstance(found, routing.Waiting):
+            return WorkerWait(request_idx=found.request_idx)
+        auth_data = {
+            "url": found.url,
+            "signature": found.signature,
+            "reqnum": found.reqnum,
+            "endpoint": found.endpoint,
+            "cost": found.cost,
+            "request_idx": found.request_idx,
+        }
+        return WorkerGrant(
+            endpoint_id=found.endpoint_id,
+            worker_id=found.worker_id,
+            request_idx=found.request_idx,
+            url=found.url,
+            auth_data=auth_data,
+        )
+
+    async def abandon(self, org_id: str, request_idx: int) -> None:
+        async with write_session(self._sessions) as session:
+            await routing.abandon(
+                session, clock=self._clock, org_id=org_id, request_idx=request_idx
+            )
+
+
+def database_gateway(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    *,
+    serverless_wait_s: float = DEFAULT_WAIT_S,
+) -> Gateway:
     return Gateway(
         clock,
         replicas=DatabaseReplicas(sessions),
@@ -127,4 +183,6 @@ def database_gateway(sessions: async_sessionmaker[AsyncSession], clock: Clock) -
         logs=DatabaseLogs(sessions),
         limiter=DatabaseLimiter(sessions, clock),
         kept=DatabaseCompletions(sessions),
+        serverless=DatabaseServerless(sessions, clock),
+        serverless_wait_s=serverless_wait_s,
     )

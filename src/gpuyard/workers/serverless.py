@@ -13,6 +13,8 @@ From the environment a serverless worker is given (``REPORT_ADDR``, ``MASTER_TOK
    grant whose signature does not verify, or one already used (its ``request_idx``), is 401; a
    request that would wait in its queue past ``max_queue_time`` is 429; otherwise the work is
    done and ``{"result": …}`` answered, and the request reported done (``/delete_requests/``).
+   On ``/v1/chat/completions`` and ``/v1/embeddings`` the answer is OpenAI's instead
+   (serverless_openai.py), so the OpenAI gateway can route a model to it.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from gpuyard.workers import serverless_openai
 
 log = logging.getLogger("gpuyard.workers.serverless")
 
@@ -101,7 +105,18 @@ def _answer(status: int, error: str) -> JSONResponse:
     return JSONResponse({"error": error}, status_code=status)
 
 
-async def _serve(request: Request) -> JSONResponse:
+def _result(path: str, payload: object, result: str) -> Response:
+    if isinstance(payload, dict) and path == "v1/chat/completions":
+        if payload.get("stream"):
+            chunks = serverless_openai.chat_chunks(payload, result)
+            return StreamingResponse(chunks, media_type="text/event-stream")
+        return JSONResponse(serverless_openai.chat_completion(payload, result))
+    if isinstance(payload, dict) and path == "v1/embeddings":
+        return JSONResponse(serverless_openai.embeddings(payload, result))
+    return JSONResponse({"result": result})
+
+
+async def _serve(request: Request) -> Response:
     state: WorkerState = request.app.state.worker
     try:
         body = await request.json()
@@ -136,7 +151,7 @@ async def _serve(request: Request) -> JSONResponse:
         }
     )
     state.changed.set()
-    return JSONResponse({"result": result})
+    return _result(request.path_params["path"], payload, result)
 
 
 async def _report(client: httpx.AsyncClient, state: WorkerState) -> None:

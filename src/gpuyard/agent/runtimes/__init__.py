@@ -53,6 +53,7 @@ async def choose_runtime(
     docker_timeout_s: float = 2.0,
     sandbox: SandboxConfig | None = None,
     share: ResourceShare | None = None,
+    server_url: str | None = None,
 ) -> Runtime:
     """The runtime called ``name`` (``process``, ``docker``; ``None`` or ``auto`` to pick).
 
@@ -62,14 +63,16 @@ async def choose_runtime(
     published. ``sandbox`` is how the process runtime sandboxes (``sandbox.py``); ``on`` where
     no sandbox can run raises ``Unavailable`` (``sandbox_unavailable``); its read-only paths are
     mounted read-only into containers too. ``share`` (the host's CPUs, memory and GPUs) gives
-    containers CPU and memory limits in proportion to their GPUs.
+    containers CPU and memory limits in proportion to their GPUs. ``server_url``, the server the
+    agent reports to, is where the process runtime relays a sandboxed workload that asks for it
+    (``server_relay.py``).
     """
     choice = (name or "auto").strip().lower()
     if choice not in RUNTIME_NAMES:
         raise ValueError(f"unknown runtime {name!r}: expected one of {', '.join(RUNTIME_NAMES)}")
     config = sandbox or SandboxConfig()
     if choice == "process":
-        return await _process_runtime(state_dir, port_range, clock, listen_host, config)
+        return await _process_runtime(state_dir, port_range, clock, listen_host, config, server_url)
     client = docker_client
     if client is None:
         try:
@@ -101,7 +104,7 @@ async def choose_runtime(
             code="docker_unavailable",
         )
     log.info("no Docker engine answers; using the process runtime")
-    return await _process_runtime(state_dir, port_range, clock, listen_host, config)
+    return await _process_runtime(state_dir, port_range, clock, listen_host, config, server_url)
 
 
 async def _process_runtime(
@@ -110,8 +113,14 @@ async def _process_runtime(
     clock: Clock | None,
     listen_host: str,
     sandbox: SandboxConfig,
+    server_url: str | None,
 ) -> ProcessRuntime:
     await asyncio.to_thread(open_sandbox, sandbox)  # the trial runs a process; cached after
     return ProcessRuntime(
-        state_dir, port_range, clock=clock, listen_host=listen_host, sandbox=sandbox
+        state_dir,
+        port_range,
+        clock=clock,
+        listen_host=listen_host,
+        sandbox=sandbox,
+        server_url=server_url,
     )

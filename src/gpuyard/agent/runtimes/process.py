@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -44,9 +45,17 @@ from gpuyard.agent.runtimes.process_state import (
 )
 from gpuyard.agent.runtimes.sandbox import Sandbox, SandboxConfig, open_sandbox
 from gpuyard.agent.runtimes.sandbox_users import NoFreeUid
+from gpuyard.agent.runtimes.server_relay import (
+    SOCKET_NAME,
+    ServerRelays,
+    inside_port,
+    relay_variable,
+)
 from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadSpec, WorkloadState, WorkloadStatus
+
+log = logging.getLogger(__name__)
 
 _WRAPPER = str(Path(__file__).with_name("process_wrapper.py"))
 _WRAPPER_GUARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -71,9 +80,11 @@ class ProcessRuntime:
         listen_host: str = "127.0.0.1",
         inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV,
         sandbox: SandboxConfig | None = None,
+        server_url: str | None = None,
     ) -> None:
         """``sandbox`` says whether and how to sandbox (default: wherever bubblewrap works);
-        raises ``Unavailable`` when it is required and cannot run."""
+        raises ``Unavailable`` when it is required and cannot run. ``server_url`` is the server
+        the agent reports to: a sandboxed workload that asks for it gets a relay to it."""
         self.state_dir = state_dir
         self._ports = PortAllocator(port_range)
         self._clock: Clock = clock or SystemClock()
@@ -83,6 +94,7 @@ class ProcessRuntime:
         self._sandbox: Sandbox | None
         self._sandbox, self.isolation = open_sandbox(sandbox or SandboxConfig())
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._server_relays = ServerRelays(server_url) if server_url is not None else None
         self._lock = asyncio.Lock()
 
     @property
@@ -120,6 +132,7 @@ class ProcessRuntime:
                 # Spawning and recording happen together in the thread: a cancelled start() (the
                 # agent shutting down) still leaves a record, so no process is ever orphaned.
                 await asyncio.to_thread(self._spawn, wdir, record, spec, launch, listener)
+                await self._keep_server_relay(wdir, record)
             except OSError as exc:
                 return self._fail(wdir, record, f"cannot start the process: {exc}")
             finally:
@@ -130,7 +143,12 @@ class ProcessRuntime:
     async def inspect(self, workload_id: str) -> WorkloadStatus | None:
         wdir = WorkloadDir(self.state_dir, workload_id)
         record = wdir.load()
-        return None if record is None else self._status(wdir, record)
+        if record is None:
+            return None
+        status = self._status(wdir, record)
+        if status.state == WorkloadState.RUNNING:
+            await self._keep_server_relay(wdir, record)  # an agent that restarted listens again
+        return status
 
     async def list(self) -> builtins.list[WorkloadStatus]:
         found = [await self.inspect(workload_id) for workload_id in workload_ids(self.state_dir)]
@@ -158,6 +176,8 @@ class ProcessRuntime:
         # process, say) and see it end, so a stopped workload holds nothing when stop returns.
         _signal_group(pgid, signal.SIGKILL)
         await self._wait_group_gone(pgid, _KILL_WAIT_S)
+        if self._server_relays is not None:
+            self._server_relays.close(workload_id)
         return self._status(wdir, record)
 
     async def remove(self, workload_id: str) -> None:
@@ -165,6 +185,8 @@ class ProcessRuntime:
         record = wdir.load()
         if record is not None and self._alive(record):
             await self.stop(workload_id, grace_s=0)
+        if self._server_relays is not None:
+            self._server_relays.close(workload_id)
         await asyncio.to_thread(_remove_tree, wdir.path)
 
     async def logs(self, workload_id: str, tail_lines: int = 100) -> str:
@@ -172,6 +194,12 @@ class ProcessRuntime:
         if not wdir.record_path.exists():
             raise unknown_workload(workload_id)
         return await asyncio.to_thread(tail_file, wdir.log_path, tail_lines)
+
+    def close_server_relays(self) -> None:
+        """Stop relaying sandboxes to the server, as an ending agent process does; a new
+        runtime listens again for the workloads it finds running."""
+        if self._server_relays is not None:
+            self._server_relays.close_all()
 
     def _take_port(self) -> tuple[int, socket.socket | None]:
         """A free host port, and in a sandbox the socket bound to it there (not listening yet:
@@ -215,13 +243,31 @@ class ProcessRuntime:
         relay = None
         if listener is not None and record.host_port is not None:
             relay = {"fd": listener.fileno(), "port": record.host_port}
+        server_relay = None
+        variable = relay_variable(spec)
+        record.server_relay = False
+        if self._sandbox is not None and self._server_relays is not None and variable:
+            port = inside_port(record.host_port)
+            env[variable] = f"http://127.0.0.1:{port}"
+            server_relay = {"port": port, "run_dir": str(wdir.run), "name": SOCKET_NAME}
+            record.server_relay = True
         return {
             "argv": record.argv,
             "env": env,
             "cwd": str(wdir.home),
             "user": record.uid,
             "relay": relay,
+            "server_relay": server_relay,
         }
+
+    async def _keep_server_relay(self, wdir: WorkloadDir, record: ProcessRecord) -> None:
+        """Listen for the workload's relay to the server; a failure is logged, not the
+        workload's (it runs, and its reports fail until a later look succeeds)."""
+        if record.server_relay and self._server_relays is not None:
+            try:
+                await self._server_relays.ensure(record.workload_id, wdir.run)
+            except OSError as exc:
+                log.warning("cannot relay %s to the server: %s", record.workload_id, exc)
 
     def _spawn(
         self,

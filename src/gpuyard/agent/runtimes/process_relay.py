@@ -11,14 +11,22 @@ The socket starts bound but not listening, so a client is refused (as by a proce
 started listening yet) until something accepts on ``127.0.0.1:PORT`` inside: only then does the
 relay listen. A TCP health check therefore means what it meant without a sandbox.
 
+The way out is narrower still: ``serve_to_server()`` listens on one loopback port inside the
+sandbox and carries each connection over a Unix socket in the workload's ``run/`` directory to
+the agent, which dials the one server it reports to and nothing else (``server_relay.py``). A
+Unix socket is a file, not an address of a network, so it crosses the namespace; ``run/`` is
+the wrapper's, out of the command's reach, so the loopback port is the command's only way to it.
+
 Standard library only: the wrapper imports this by path, before anything of gpuyard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 
 READY_POLL_S = 0.02
 BACKLOG = 512
@@ -29,7 +37,17 @@ def serve(listener: socket.socket, port: int) -> None:
     """Relay connections of ``listener`` to ``127.0.0.1:port``; runs until the process ends."""
     _wait_until_listening(port)
     listener.listen(BACKLOG)
-    asyncio.run(_serve(listener, port))
+    asyncio.run(_serve(listener, lambda loop: loop.create_connection(Pipe, _LOOPBACK, port)))
+
+
+def serve_to_server(listener: socket.socket, run_dir: str, name: str) -> None:
+    """Relay connections of ``listener`` (listening on the sandbox's loopback) to the Unix socket
+    ``name`` in ``run_dir``, where the agent relays them to its server; runs until the process
+    ends. The socket is reached through ``/proc/self/fd``: a Unix socket's path is short, a
+    workload's directory may not be."""
+    directory = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)
+    path = f"/proc/self/fd/{directory}/{name}"
+    asyncio.run(_serve(listener, lambda loop: loop.create_unix_connection(Pipe, path)))
 
 
 def _wait_until_listening(port: int) -> None:
@@ -44,27 +62,31 @@ def _wait_until_listening(port: int) -> None:
 _connecting: set[asyncio.Task[None]] = set()  # strong references: a bare task may be collected
 
 
-async def _serve(listener: socket.socket, port: int) -> None:
+Dial = Callable[[asyncio.AbstractEventLoop], Awaitable[tuple[asyncio.BaseTransport, "Pipe"]]]
+"""Opens the other side of one relayed connection."""
+
+
+async def _serve(listener: socket.socket, dial: Dial) -> None:
     loop = asyncio.get_running_loop()
     listener.setblocking(False)
-    server = await loop.create_server(lambda: _Inbound(port), sock=listener)
+    server = await loop.create_server(lambda: Inbound(dial), sock=listener)
     async with server:
         await server.serve_forever()
 
 
-class _Pipe(asyncio.Protocol):
+class Pipe(asyncio.Protocol):
     """One side of a relayed connection; what it reads is written to ``peer``."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.peer: _Pipe | None = None
+        self.peer: Pipe | None = None
         self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
@@ -93,12 +115,12 @@ class _Pipe(asyncio.Protocol):
             self.peer.transport.resume_reading()
 
 
-class _Inbound(_Pipe):
-    """A client's connection: reading waits until the workload's side is connected."""
+class Inbound(Pipe):
+    """A client's connection: reading waits until the other side is connected."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, dial: Dial) -> None:
         super().__init__()
-        self._port = port
+        self._dial = dial
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -112,9 +134,9 @@ class _Inbound(_Pipe):
         loop = asyncio.get_running_loop()
         assert self.transport is not None
         try:
-            _, outbound = await loop.create_connection(_Pipe, _LOOPBACK, self._port)
+            _, outbound = await self._dial(loop)
         except OSError:
-            self.transport.abort()  # the workload stopped listening: the client sees a reset
+            self.transport.abort()  # nothing listens on the other side: the client sees a reset
             return
         outbound.peer, self.peer = self, outbound
         if self.transport.is_closing():

@@ -54,6 +54,8 @@ class ProcessRecord(BaseModel):
     stop_requested: bool = False
     killed: bool = False
     """The runtime sent SIGKILL after the grace period."""
+    server_relay: bool = False
+    """Its sandbox has the loopback port relayed to the server (``server_relay.py``)."""
 
 
 class ExitRecord(BaseModel):

@@ -6,7 +6,9 @@ What to run is in ``launch.json`` beside ``EXIT_FILE``, which the wrapper reads 
 ``argv``, ``env`` and ``cwd`` of the command; ``user``, a uid to run it as (a root agent's
 sandbox: the wrapper keeps only ``CAP_SETUID``/``CAP_SETGID`` for this); ``relay``, the number
 of an inherited socket of the host's network and the port to relay it to inside the sandbox
-(``process_relay.py``). The command line, which every user of the host can read, so names no
+(``process_relay.py``); ``server_relay``, a loopback port to listen on inside the sandbox and
+the Unix socket in the run directory it relays to, the agent's way to its server. The command
+line, which every user of the host can read, so names no
 secret of the workload. The runtime launches this script (by path, standard library only, so it
 starts fast and does not depend on the agent's imports), inside the sandbox when there is one,
 as the leader of a new session and process group. It starts the command in that same group,
@@ -82,6 +84,23 @@ def _start_relay(relay: dict[str, int]) -> None:
     thread.start()
 
 
+def _start_server_relay(relay: dict[str, Any]) -> None:
+    """Listen on the sandbox's loopback now, so the port is there when the command starts."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import process_relay
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", relay["port"]))
+    listener.listen(process_relay.BACKLOG)
+    thread = threading.Thread(
+        target=process_relay.serve_to_server,
+        args=(listener, relay["run_dir"], relay["name"]),
+        daemon=True,
+    )
+    thread.start()
+
+
 def _spawn(launch: dict[str, Any]) -> subprocess.Popen[bytes]:
     user = launch.get("user")
     identity: dict[str, Any] = {}
@@ -98,6 +117,8 @@ def main(argv: list[str]) -> int:
     launch = _read_launch(exit_file)
     if launch.get("relay"):
         _start_relay(launch["relay"])  # signals are still blocked: they go to this thread
+    if launch.get("server_relay"):
+        _start_server_relay(launch["server_relay"])
     for signum in GUARDED_SIGNALS:
         signal.signal(signum, _note)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, GUARDED_SIGNALS)  # pending ones run _note now

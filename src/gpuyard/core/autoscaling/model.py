@@ -53,6 +53,10 @@ BILLED_STATES = READY_STATES | COMING_UP_STATES
 GONE_STATES = frozenset({WorkerState.DESTROYING, WorkerState.ERROR})
 
 
+MAX_WORKERS = 10_000
+"""The most workers one endpoint may ask for (``max_workers``, ``cold_workers``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointKnobs:
     """An endpoint's autoscaling fields, as Vast names them (defaults: Vast's CLI and docs).
@@ -90,10 +94,10 @@ def knob_errors(knobs: EndpointKnobs) -> dict[str, str]:
         errors["target_util"] = "target_util must be in (0, 1]"
     if not math.isfinite(knobs.cold_mult) or knobs.cold_mult < 1:
         errors["cold_mult"] = "cold_mult must be >= 1"
-    if knobs.cold_workers < 0:
-        errors["cold_workers"] = "cold_workers must be >= 0"
-    if knobs.max_workers < 0:
-        errors["max_workers"] = "max_workers must be >= 0"
+    if not 0 <= knobs.cold_workers <= MAX_WORKERS:
+        errors["cold_workers"] = f"cold_workers must be between 0 and {MAX_WORKERS}"
+    if not 0 <= knobs.max_workers <= MAX_WORKERS:
+        errors["max_workers"] = f"max_workers must be between 0 and {MAX_WORKERS}"
     elif knobs.max_workers < knobs.cold_workers:
         errors["max_workers"] = "max_workers must be >= cold_workers"
     timeout = knobs.inactivity_timeout

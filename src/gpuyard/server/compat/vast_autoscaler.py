@@ -10,12 +10,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field, StrictBool, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from gpuyard.server.compat.vast_scopes import Reader
 from gpuyard.server.db import write_session
 from gpuyard.server.deps import ClockDep, Context, DeclaredKey, Session, credential
-from gpuyard.server.schemas.common import BigInt
 from gpuyard.server.schemas.vast import Success, VastBody, vast_errors
 from gpuyard.server.schemas.vast_serverless import ByNumber, Logs, Number, VastWorker
 from gpuyard.server.services import route_signing, routing, serverless_logs, serverless_workers
@@ -23,12 +22,15 @@ from gpuyard.server.services.serverless_workers import FinishedRequest, StatusRe
 
 router = APIRouter(tags=["vast serverless"])
 
+MAX_ROW_NUMBER = 2**31 - 1  # the numbers of workers and requests fit a 32-bit column
+RowNumber = Annotated[StrictInt, Field(ge=0, le=MAX_ROW_NUMBER)]
+
 
 class RouteBody(VastBody):
     endpoint: StrictStr | None = Field(default=None, max_length=200)
     api_key: StrictStr | None = Field(default=None, max_length=200)
     cost: Number = 0.0
-    request_idx: BigInt = Field(default=0, ge=0)
+    request_idx: RowNumber = 0
     replay_timeout: Number | None = None
 
 
@@ -44,7 +46,7 @@ class RouteAnswer(BaseModel):
 
 
 class WorkerStatusBody(VastBody):
-    id: BigInt
+    id: RowNumber
     mtoken: StrictStr = Field(max_length=200)
     loadtime: Number = 0.0
     cur_load: Number = 0.0
@@ -52,18 +54,18 @@ class WorkerStatusBody(VastBody):
     rej_load: Number = 0.0
     max_perf: Number = 0.0
     cur_perf: Number = 0.0
-    num_requests_working: BigInt = 0
+    num_requests_working: RowNumber = 0
     url: StrictStr | None = Field(default=None, max_length=2048)
     error_msg: StrictStr | None = Field(default=None, max_length=65536)
 
 
 class DoneRequest(VastBody):
-    request_idx: BigInt
+    request_idx: RowNumber
     success: StrictBool = True
 
 
 class DeleteRequestsBody(VastBody):
-    worker_id: BigInt
+    worker_id: RowNumber
     mtoken: StrictStr = Field(max_length=200)
     requests: list[DoneRequest] = Field(default_factory=list, max_length=10_000)
 

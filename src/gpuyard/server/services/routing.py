@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.autoscaling import DEFAULT_TUNING, READY_STATES
@@ -33,6 +33,7 @@ from gpuyard.server.services import route_signing, wakeups
 MAX_COST = 1e9
 WAITING = "waiting"
 ROUTED = "routed"
+ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class Grant:
     cost: float
     request_idx: int
     worker_id: int
+    endpoint_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,48 @@ async def route(
     ep = await endpoint_by_key(session, api_key=api_key)
     if endpoint_name is not None and endpoint_name != ep.name:
         raise NotFound(f"no endpoint named {endpoint_name!r} for this key", param="endpoint")
+    return await _route(session, clock, ep, cost, request_idx)
+
+
+async def route_by_name(
+    session: AsyncSession, *, clock: Clock, org_id: str, name: str, cost: float, request_idx: int
+) -> Grant | Waiting | None:
+    """``route`` for the org's own endpoint called ``name`` (the OpenAI gateway: the caller's
+    API key is the org's, the endpoint's name is the model); None when it has none."""
+    ep = await session.scalar(  # locked, as by ``endpoint_by_key``
+        select(orm.Endpoint)
+        .where(
+            orm.Endpoint.org_id == org_id,
+            orm.Endpoint.name == name,
+            orm.Endpoint.deleted_at.is_(None),
+        )
+        .with_for_update()
+    )
+    if ep is None:
+        return None
+    return await _route(session, clock, ep, cost, request_idx)
+
+
+async def abandon(session: AsyncSession, *, clock: Clock, org_id: str, request_idx: int) -> None:
+    """Request ``request_idx`` will not reach a worker (its caller gave up, or could not reach
+    the worker it got): closed, it is neither demand nor in flight."""
+    await session.execute(
+        update(orm.RoutedRequest)
+        .where(
+            orm.RoutedRequest.pk == request_idx,
+            orm.RoutedRequest.status.in_([WAITING, ROUTED]),
+            orm.RoutedRequest.done_at.is_(None),
+            orm.RoutedRequest.endpoint_id.in_(
+                select(orm.Endpoint.id).where(orm.Endpoint.org_id == org_id)
+            ),
+        )
+        .values(done_at=clock.now(), status=ABANDONED)
+    )
+
+
+async def _route(
+    session: AsyncSession, clock: Clock, ep: orm.Endpoint, cost: float, request_idx: int
+) -> Grant | Waiting:
     if not (math.isfinite(cost) and 0 <= cost <= MAX_COST):
         raise InvalidRequest(f"cost must be between 0 and {MAX_COST:g}", param="cost")
     if ep.state != EndpointState.ACTIVE:
@@ -209,4 +253,5 @@ async def _grant_for(
         cost=req.cost,
         request_idx=req.pk,
         worker_id=worker.pk,
+        endpoint_id=ep.id,
     )

@@ -47,6 +47,28 @@ async def place(
     org_id: str,
     exclude_hosts: frozenset[str] = frozenset(),
 ) -> Placement | None:
+    """The best host for a new workload with ``count`` GPUs of ``gpu_key``; None when none fits."""
+    found = await candidates(
+        session,
+        gpu_key=gpu_key,
+        count=count,
+        owner_id=owner_id,
+        org_id=org_id,
+        exclude_hosts=exclude_hosts,
+    )
+    return found[0] if found else None
+
+
+async def candidates(
+    session: AsyncSession,
+    *,
+    gpu_key: str,
+    count: int,
+    owner_id: str,
+    org_id: str,
+    exclude_hosts: frozenset[str] = frozenset(),
+) -> list[Placement]:
+    """Every host that fits, best first (spread, binpack, older), each with the GPUs it gives."""
     hosts = {
         h.id: h
         for h in await session.scalars(
@@ -60,7 +82,7 @@ async def place(
         if h.id not in exclude_hosts
     }
     if not hosts:
-        return None
+        return []
     free: dict[str, list[orm.Gpu]] = defaultdict(list)
     for gpu in await session.scalars(
         select(orm.Gpu).where(
@@ -80,11 +102,10 @@ async def place(
         ).all()
     )
     fits = [h for h in hosts.values() if len(free[h.id]) >= count]
-    if not fits:
-        return None
-    best = min(fits, key=lambda h: (same_owner[h.id], len(free[h.id]) - count, h.pk))
-    chosen = sorted(free[best.id], key=lambda g: g.index)[:count]
-    return Placement(host=best, gpus=chosen)
+    ordered = sorted(fits, key=lambda h: (same_owner[h.id], len(free[h.id]) - count, h.pk))
+    return [
+        Placement(host=h, gpus=sorted(free[h.id], key=lambda g: g.index)[:count]) for h in ordered
+    ]
 
 
 async def allocate(session: AsyncSession, *, gpus: list[orm.Gpu], workload_id: str) -> bool:

@@ -24,11 +24,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.agent_protocol import Desired, HostStatus
 from gpuyard.core.autoscaling import WorkerState
+from gpuyard.core.autoscaling.host_choice import HostOption, MeasuredWorker, rank_hosts
 from gpuyard.core.clock import Clock
 from gpuyard.core.ids import new_id
-from gpuyard.core.workload import WorkloadKind, WorkloadSpec
+from gpuyard.core.workload import SERVER_RELAY_LABEL, WorkloadKind, WorkloadSpec
 from gpuyard.server import orm
-from gpuyard.server.services import events, offers, scheduler, wakeups, workloads
+from gpuyard.server.services import (
+    events,
+    offers,
+    price_book,
+    scheduler,
+    wakeups,
+    workloads,
+)
 
 DEFAULT_WORKER_PORT = 8000
 MB_PER_GB = 1000  # a "24 GB" card reports 24564 MB: compare in decimal gigabytes
@@ -66,18 +74,42 @@ async def create_worker(
     group: orm.Workergroup,
     report_url: str,
 ) -> orm.ServerlessWorker | None:
-    """Place a new worker of ``group``; None when no host has room for one now."""
+    """Place a new worker of ``group`` on the best host by perf per dollar, measuring on
+    ``test_workers`` hosts first (``core.autoscaling.rank_hosts``); None when none has room."""
+    placements: list[scheduler.Placement] = []
+    options: list[HostOption] = []
+    book = await price_book.load(session)
     for key in await _gpu_keys(session, group):
-        placement = await scheduler.place(
+        for placement in await scheduler.candidates(
             session, gpu_key=key, count=group.num_gpus, owner_id=endpoint.id, org_id=group.org_id
-        )
-        if placement is None:
-            continue
+        ):
+            placements.append(placement)
+            cents = book.cents_per_gpu_hour(key) * group.num_gpus
+            options.append(HostOption(placement.host.id, key, float(cents)))
+    measured = await _measured(session, group)
+    for i in rank_hosts(options, measured, group.test_workers):
+        placement = placements[i]
         workload_id = new_id("wl")
         if not await scheduler.allocate(session, gpus=placement.gpus, workload_id=workload_id):
             continue
         return await _start_new(session, clock, endpoint, group, placement, workload_id, report_url)
     return None
+
+
+async def _measured(session: AsyncSession, group: orm.Workergroup) -> list[MeasuredWorker]:
+    """The group's live workers: their host, GPU type and measured perf (0: not yet)."""
+    rows = await session.execute(
+        select(
+            orm.ServerlessWorker.pk,
+            orm.ServerlessWorker.host_id,
+            orm.Gpu.gpu_key,
+            orm.ServerlessWorker.max_perf,
+        )
+        .join(orm.Gpu, orm.Gpu.workload_id == orm.ServerlessWorker.workload_id)
+        .where(orm.ServerlessWorker.workergroup_id == group.id)
+        .distinct()  # one row per worker and GPU type, however many GPUs it holds
+    )
+    return [MeasuredWorker(str(h), str(k), float(p)) for _, h, k, p in rows.all() if h is not None]
 
 
 async def _start_new(
@@ -122,7 +154,12 @@ async def _start_new(
         gpu_indices=[g.index for g in placement.gpus],
         gpu_uuids=[g.uuid for g in placement.gpus],
         port=port,
-        labels={"gpuyard.endpoint": endpoint.id, "gpuyard.workergroup": group.id},
+        # A sandboxed process host relays one loopback port to its server and names it here.
+        labels={
+            "gpuyard.endpoint": endpoint.id,
+            "gpuyard.workergroup": group.id,
+            SERVER_RELAY_LABEL: "REPORT_ADDR",
+        },
     )
     row = workloads.new_workload(
         spec=spec,
