@@ -110,7 +110,10 @@ def create_app(
             await migrate(engine)
         if await current_revision(engine) == head_revision():  # else /readyz says why
             await prices.configure_default(
-                sessions, clock=clock, cents=settings.default_gpu_price_cents
+                sessions,
+                clock=clock,
+                cents=settings.default_gpu_price_cents,
+                storage_cents=settings.storage_price_cents,
             )
         controllers = ControllerSet(build_controllers(ctx), ctx.wakeups)
         app.state.controllers = controllers

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     default_gpu_price_cents: int = Field(
         default=50, ge=0, description="cents per GPU-hour for GPU types with no operator price"
     )
+    storage_price_cents: int = Field(
+        default=10,
+        ge=0,
+        description="cents per GB-month of disk kept by stopped instances and cold serverless "
+        "workers",
+    )
     meter_settle_seconds: float = Field(
         default=60.0,
         gt=0,

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gpuyard.server.orm.base import PK, Base, LeaseColumns
@@ -36,12 +45,18 @@ class LedgerEntry(Base):
     cents_per_hour: Mapped[int | None] = mapped_column(Integer, default=None)
     period_start: Mapped[datetime | None] = mapped_column(default=None)
     period_end: Mapped[datetime | None] = mapped_column(default=None)
+    # Disk usage only: the size charged for and the storage price in force.
+    disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)
+    cents_per_gb_month: Mapped[int | None] = mapped_column(Integer, default=None)
     day: Mapped[str] = mapped_column(String(10))  # UTC date of created_at, for usage by day
     created_at: Mapped[datetime]
 
 
 class Meter(LeaseColumns, Base):
-    """What one billable workload (an instance or a cluster replica) has used and been charged.
+    """What one billable workload has used and been charged, on one ``basis``: ``compute`` (an
+    instance, a cluster replica or a serverless worker while it runs: its GPUs at cents per hour)
+    or ``storage`` (a stopped instance's or cold worker's disk: ``disk_gb`` at the storage price,
+    ``cents_per_hour`` then holding cents per ``rate_seconds``, a 730-hour month).
 
     Seconds accrue while the workload runs; ``used`` is ``base_microcents`` plus the exact
     micro-cents of ``seconds`` at ``cents_per_hour`` (a price change folds the seconds so far into
@@ -51,15 +66,23 @@ class Meter(LeaseColumns, Base):
     """
 
     __tablename__ = "meters"
-    __table_args__ = (Index("ix_meters_next_run_at", "next_run_at"),)
+    __table_args__ = (
+        Index("ix_meters_next_run_at", "next_run_at"),
+        UniqueConstraint("workload_id", "basis", name="uq_meters_workload_basis"),
+    )
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
-    workload_id: Mapped[str] = mapped_column(String(32), unique=True)
+    workload_id: Mapped[str] = mapped_column(String(32))
+    basis: Mapped[str] = mapped_column(String(16), default="compute", server_default="compute")
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
-    resource_kind: Mapped[str] = mapped_column(String(16))  # instance, replica
-    resource_id: Mapped[str] = mapped_column(String(32))  # the instance's or the cluster's id
+    # instance, replica, worker; instance_disk, worker_disk (storage)
+    resource_kind: Mapped[str] = mapped_column(String(16))
+    # the instance's, the cluster's or the serverless endpoint's id
+    resource_id: Mapped[str] = mapped_column(String(32))
     num_gpus: Mapped[int] = mapped_column(Integer, default=1)
-    cents_per_hour: Mapped[int] = mapped_column(Integer, default=0)
+    disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)  # storage only
+    cents_per_hour: Mapped[int] = mapped_column(Integer, default=0)  # per ``rate_seconds``
+    rate_seconds: Mapped[int] = mapped_column(Integer, default=3600, server_default="3600")
     seconds: Mapped[int] = mapped_column(BigInteger, default=0)  # at ``cents_per_hour``
     base_microcents: Mapped[int] = mapped_column(BigInteger, default=0)  # at earlier prices
     total_seconds: Mapped[int] = mapped_column(BigInteger, default=0)

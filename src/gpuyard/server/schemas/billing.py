@@ -23,10 +23,18 @@ class LedgerEntryOut(BaseModel):
     amount_cents: int = Field(description="Positive adds to the balance, negative is a charge")
     currency: str = "usd"
     description: str | None
-    resource_kind: str | None = Field(description="usage: instance or replica")
-    resource_id: str | None = Field(description="usage: the instance's or the cluster's id")
+    resource_kind: str | None = Field(
+        description="usage: instance, replica, worker; instance_disk or worker_disk (storage)"
+    )
+    resource_id: str | None = Field(
+        description="usage: the instance's, the cluster's or the serverless endpoint's id"
+    )
     gpu_seconds: int | None = Field(description="usage: GPU-seconds this entry charges for")
-    cents_per_hour: int | None = Field(description="usage: the price in force")
+    cents_per_hour: int | None = Field(description="usage: the GPU price in force")
+    disk_gb: int | None = Field(default=None, description="storage: the disk charged for")
+    cents_per_gb_month: int | None = Field(
+        default=None, description="storage: the price in force per GB-month (730 hours)"
+    )
     period_start: datetime | None
     period_end: datetime | None
     created_at: datetime
@@ -43,6 +51,8 @@ class LedgerEntryOut(BaseModel):
             resource_id=e.resource_id,
             gpu_seconds=e.gpu_seconds,
             cents_per_hour=e.cents_per_hour,
+            disk_gb=e.disk_gb,
+            cents_per_gb_month=e.cents_per_gb_month,
             period_start=e.period_start,
             period_end=e.period_end,
             created_at=e.created_at,

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Conflict, InvalidRequest
 from gpuyard.core.ids import new_id
-from gpuyard.core.money import BalancePolicy
+from gpuyard.core.money import SECONDS_PER_HOUR, BalancePolicy
 from gpuyard.core.pagination import Page
 from gpuyard.server import orm
 from gpuyard.server.services import balances, events, orgs
@@ -44,6 +44,8 @@ class Entry:
     period_start: datetime | None
     period_end: datetime | None
     created_at: datetime
+    disk_gb: int | None = None
+    cents_per_gb_month: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ def to_domain(row: orm.LedgerEntry) -> Entry:
         period_start=row.period_start,
         period_end=row.period_end,
         created_at=row.created_at,
+        disk_gb=row.disk_gb,
+        cents_per_gb_month=row.cents_per_gb_month,
     )
 
 
@@ -94,6 +98,8 @@ def new_entry_values(
         "resource_id": None,
         "gpu_seconds": None,
         "cents_per_hour": None,
+        "disk_gb": None,
+        "cents_per_gb_month": None,
         "period_start": None,
         "period_end": None,
         "day": day_of(now),
@@ -188,7 +194,11 @@ async def summary(session: AsyncSession, *, clock: Clock, org_id: str) -> Summar
         )
     )
     burn = await session.scalar(
-        select(func.coalesce(func.sum(orm.Meter.cents_per_hour), 0)).where(
+        select(
+            func.coalesce(
+                func.sum(orm.Meter.cents_per_hour * SECONDS_PER_HOUR / orm.Meter.rate_seconds), 0
+            )
+        ).where(
             orm.Meter.org_id == org_id, orm.Meter.running.is_(True), orm.Meter.closed_at.is_(None)
         )
     )
