@@ -38,7 +38,11 @@ from gpuyard.server.controllers.base import Reconciler
 from gpuyard.server.db import write_session
 from gpuyard.server.services import balances, ledger, price_book
 
-BILLABLE_KINDS = (WorkloadKind.INSTANCE.value, WorkloadKind.REPLICA.value, WorkloadKind.WORKER.value)
+BILLABLE_KINDS = (
+    WorkloadKind.INSTANCE.value,
+    WorkloadKind.REPLICA.value,
+    WorkloadKind.WORKER.value,
+)
 BILLABLE_STATES = (WorkloadState.STARTING.value, WorkloadState.RUNNING.value)
 # Kinds whose disk is kept while stopped (a replica is removed, never stopped), and the states a
 # stopped workload's disk is charged in.
@@ -295,7 +299,8 @@ async def _observe(session: AsyncSession, meters: list[Any]) -> dict[tuple[str, 
         seen[(wid, COMPUTE)] = _Seen(observed, price)
         if wid in disks:
             stopped = desired == Desired.STOPPED.value and state in STOPPED_STATES
-            restarted = started if started and finished and started > finished else None
+            # Started again: the disk is counted to that start (a new run clears its end).
+            restarted = started if started and (finished is None or started > finished) else None
             kept = Observed(billable=stopped, started_at=finished, finished_at=restarted)
             seen[(wid, STORAGE)] = _Seen(kept, (disks[wid] or 0) * book.storage_gb_month)
     return seen
