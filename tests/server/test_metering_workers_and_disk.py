@@ -107,7 +107,7 @@ async def test_a_stopped_instance_pays_for_its_disk_until_it_runs_again(api: Api
 
 
 async def test_an_instance_that_stopped_by_itself_is_not_charged_for_disk(api: Api) -> None:
-    t, host, vm, wid = await rented(api)
+    t, host, _vm, wid = await rented(api)
     m = meter(api)
     started = await start_running(api, host, wid)
     await run_pass(m)

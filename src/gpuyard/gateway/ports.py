@@ -1,4 +1,4 @@
-"""What the gateway needs from the rest of gpuyard, as four small interfaces.
+"""What the gateway needs from the rest of gpuyard, as five small interfaces.
 
 The gateway imports nothing of the server: the composition root (server/app.py, through
 server/gateway_ports.py) fills these in over the database, and a test may fill them in with
@@ -8,7 +8,8 @@ its own honest implementations.
   ready replicas (the model directory indexes them, directory.py);
 - ``Keys``: who an API key is (the principal cache asks it on a miss, auth.py);
 - ``LogSink``: where request-log rows go, in batches off the request path (logs.py);
-- ``Limiter``: the per-key request and token limits, and where a request's token usage goes.
+- ``Limiter``: the per-key request and token limits, and where a request's token usage goes;
+- ``Spend``: what a request may cost the org (a hold before it goes upstream) and what it did.
 """
 
 from __future__ import annotations
@@ -92,3 +93,54 @@ class Limiter(Protocol):
     async def add_tokens(self, key_id: str, tokens: int) -> None:
         """Count the tokens a finished request used against its key."""
         ...
+
+
+class Spend(Protocol):
+    async def hold(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        body_bytes: int,
+        max_tokens: int | None,
+    ) -> int:
+        """Take what the request could cost (0: nothing to take); raises ``InsufficientQuota``
+        when the org's balance does not cover it."""
+        ...
+
+    async def settle(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        held_cents: int,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
+        """Charge what the request used against its hold (once per request)."""
+        ...
+
+
+class FreeSpend:
+    """``Spend`` where nothing is charged by the token."""
+
+    async def hold(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        body_bytes: int,
+        max_tokens: int | None,
+    ) -> int:
+        return 0
+
+    async def settle(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        held_cents: int,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
+        return None

@@ -26,7 +26,15 @@ from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
 from gpuyard.gateway.logs import RequestLogWriter
-from gpuyard.gateway.ports import Keys, Limiter, LogSink, ReplicaSource, RequestLogRow
+from gpuyard.gateway.ports import (
+    FreeSpend,
+    Keys,
+    Limiter,
+    LogSink,
+    ReplicaSource,
+    RequestLogRow,
+    Spend,
+)
 from gpuyard.gateway.proxy import RETRY_AFTER_S, UpstreamFailed, forward_headers, open_upstream
 from gpuyard.gateway.relay import (
     CLIENT_GONE,
@@ -62,6 +70,8 @@ class LogEntry:
     replica_id: str | None = None
     started: float = field(default_factory=time.perf_counter)
     end: StreamEnd | None = None  # a stream's: its last piece's time, not its (later) close's
+    id: str = field(default_factory=lambda: new_id("req"))
+    held_cents: int = 0  # what ``Spend.hold`` took for it
 
     def at(self, target: Target) -> None:
         self.cluster_id, self.replica_id = target.cluster_id, target.replica_id
@@ -79,6 +89,7 @@ class Gateway:
         keys: Keys,
         logs: LogSink,
         limiter: Limiter,
+        spend: Spend | None = None,
         client: UpstreamClient | None = None,
         directory_ttl: float = 1.0,
         auth_ttl: float = 0.5,
@@ -87,6 +98,7 @@ class Gateway:
         self.clock = clock
         self.after_answer = after_answer
         self.limiter = limiter
+        self.spend = spend or FreeSpend()
         self._background: set[asyncio.Task[None]] = set()
         self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
         self._after_timer: asyncio.TimerHandle | None = None
@@ -127,8 +139,12 @@ class Gateway:
         request = bodies.parse(endpoint, raw)
         targets = await self.targets(principal, request.model)
         await self._admit(principal)
+        entry = LogEntry(principal, endpoint, request.model, request.stream)
+        entry.held_cents = await self.spend.hold(
+            principal, entry.id, request.model, len(raw), request.max_tokens
+        )
         return await self._proxy(
-            LogEntry(principal, endpoint, request.model, request.stream),
+            entry,
             targets,
             method="POST",
             path=f"/v1/{endpoint}",
@@ -235,9 +251,17 @@ class Gateway:
             tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
             if tokens:
                 self._spawn(self._count_tokens(principal.key_id, tokens))
+        if entry.held_cents and entry.model is not None:
+            used_in = (usage.prompt_tokens or 0) if usage else 0
+            used_out = (usage.completion_tokens or 0) if usage else 0
+            self._spawn(
+                self._settle(
+                    entry.principal, entry.id, entry.model, entry.held_cents, used_in, used_out
+                )
+            )
         self.logs.submit(
             RequestLogRow(
-                id=new_id("req"),
+                id=entry.id,
                 created_at=self.clock.now(),
                 org_id=principal.org_id,
                 key_id=principal.key_id,
@@ -253,6 +277,20 @@ class Gateway:
                 error=error[:MAX_LOGGED_ERROR] if error else None,
             )
         )
+
+    async def _settle(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        held: int,
+        used_in: int,
+        used_out: int,
+    ) -> None:
+        try:
+            await self.spend.settle(principal, request_id, model, held, used_in, used_out)
+        except Exception:
+            log.exception("could not settle request %s (%d cents held)", request_id, held)
 
     async def _count_tokens(self, key_id: str, tokens: int) -> None:
         try:

@@ -48,6 +48,7 @@ from gpuyard.server.routers import (
     inference,
     me,
     meta,
+    model_prices,
     offers,
     orgs,
     ssh_keys,
@@ -98,7 +99,7 @@ def create_app(
         engine=engine,
         sessions=sessions,
         clock=clock,
-        gateway=database_gateway(sessions, clock),
+        gateway=database_gateway(sessions, clock, settings.balance_policy()),
         wakeups=wakeups,
     )
     start_controllers = settings.run_controllers if run_controllers is None else run_controllers
@@ -163,6 +164,7 @@ def create_app(
         events,
         admin,
         billing,
+        model_prices,
         hosts,
         gpus,
         offers,

@@ -29,8 +29,8 @@ from sqlalchemy import ColumnElement, and_, exists, func, literal, select, updat
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gpuyard.core.metering import Accrual, Observed, accrue, reprice
 from gpuyard.core.agent_protocol import Desired
+from gpuyard.core.metering import Accrual, Observed, accrue, reprice
 from gpuyard.core.money import SECONDS_PER_MONTH, BalancePolicy
 from gpuyard.core.workload import WorkloadKind, WorkloadState
 from gpuyard.server import orm

@@ -4,7 +4,13 @@ One module per resource group; every table is importable from here (``orm.Cluste
 """
 
 from gpuyard.server.orm.base import Base, JsonType, LeaseColumns, UTCDateTime
-from gpuyard.server.orm.billing import BillingAccount, LedgerEntry, Meter
+from gpuyard.server.orm.billing import (
+    BillingAccount,
+    LedgerEntry,
+    Meter,
+    ModelPrice,
+    TokenMeter,
+)
 from gpuyard.server.orm.deployments import Cluster, Workload
 from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
 from gpuyard.server.orm.inference import RateWindow, RequestLog
@@ -38,6 +44,7 @@ __all__ = [
     "LeaseColumns",
     "LedgerEntry",
     "Meter",
+    "ModelPrice",
     "Offer",
     "Org",
     "RateWindow",
@@ -47,6 +54,7 @@ __all__ = [
     "SigningKey",
     "SshKey",
     "Template",
+    "TokenMeter",
     "UTCDateTime",
     "WebhookAttempt",
     "WebhookDelivery",

@@ -48,6 +48,12 @@ class LedgerEntry(Base):
     # Disk usage only: the size charged for and the storage price in force.
     disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)
     cents_per_gb_month: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Tokens only: the model, the tokens of the request and the model's prices in force.
+    model: Mapped[str | None] = mapped_column(String(200), default=None)
+    input_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    output_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    cents_per_million_input: Mapped[int | None] = mapped_column(Integer, default=None)
+    cents_per_million_output: Mapped[int | None] = mapped_column(Integer, default=None)
     day: Mapped[str] = mapped_column(String(10))  # UTC date of created_at, for usage by day
     created_at: Mapped[datetime]
 
@@ -110,4 +116,33 @@ class BillingAccount(LeaseColumns, Base):
     low_balance_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     depleted_at: Mapped[datetime | None] = mapped_column(default=None)
     enforced_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime]
+
+
+class ModelPrice(Base):
+    """The operator's price of a model's tokens, in cents per million input and output tokens
+    (a model without a row is not charged by the token)."""
+
+    __tablename__ = "model_prices"
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200), unique=True)
+    cents_per_million_input: Mapped[int] = mapped_column(Integer)
+    cents_per_million_output: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class TokenMeter(Base):
+    """What an org's requests to one model have used (micro-cents: one token at ``c`` cents per
+    million is exactly ``c`` micro-cents) and been charged, so per-request rounding never drifts:
+    each request is charged ``floor(used / 1e6) - charged_cents``."""
+
+    __tablename__ = "token_meters"
+    __table_args__ = (UniqueConstraint("org_id", "model", name="uq_token_meters_org_model"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(200))
+    used_microcents: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime]

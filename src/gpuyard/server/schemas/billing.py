@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from gpuyard.server.schemas.common import RequestBody
 from gpuyard.server.services.ledger import Entry, Summary, UsageLine
+from gpuyard.server.services.token_charges import ModelPrice
 
 
 class CreditCreate(RequestBody):
@@ -19,7 +20,7 @@ class CreditCreate(RequestBody):
 class LedgerEntryOut(BaseModel):
     id: str
     org_id: str
-    kind: str = Field(description="credit or usage")
+    kind: str = Field(description="credit, usage (GPU time and disk) or tokens")
     amount_cents: int = Field(description="Positive adds to the balance, negative is a charge")
     currency: str = "usd"
     description: str | None
@@ -35,6 +36,11 @@ class LedgerEntryOut(BaseModel):
     cents_per_gb_month: int | None = Field(
         default=None, description="storage: the price in force per GB-month (730 hours)"
     )
+    model: str | None = Field(default=None, description="tokens: the model")
+    input_tokens: int | None = Field(default=None, description="tokens: the request's input")
+    output_tokens: int | None = Field(default=None, description="tokens: the request's output")
+    cents_per_million_input: int | None = Field(default=None, description="tokens: price")
+    cents_per_million_output: int | None = Field(default=None, description="tokens: price")
     period_start: datetime | None
     period_end: datetime | None
     created_at: datetime
@@ -53,6 +59,11 @@ class LedgerEntryOut(BaseModel):
             cents_per_hour=e.cents_per_hour,
             disk_gb=e.disk_gb,
             cents_per_gb_month=e.cents_per_gb_month,
+            model=e.model,
+            input_tokens=e.input_tokens,
+            output_tokens=e.output_tokens,
+            cents_per_million_input=e.cents_per_million_input,
+            cents_per_million_output=e.cents_per_million_output,
             period_start=e.period_start,
             period_end=e.period_end,
             created_at=e.created_at,
@@ -83,6 +94,9 @@ class UsageLineOut(BaseModel):
     resource_id: str
     gpu_seconds: int
     cost_cents: int
+    model: str | None = Field(default=None, description="tokens: the model")
+    input_tokens: int = 0
+    output_tokens: int = 0
 
     @classmethod
     def of(cls, u: UsageLine) -> UsageLineOut:
@@ -92,6 +106,9 @@ class UsageLineOut(BaseModel):
             resource_id=u.resource_id,
             gpu_seconds=u.gpu_seconds,
             cost_cents=u.cost_cents,
+            model=u.model,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
         )
 
 
@@ -102,3 +119,25 @@ class UsageOut(BaseModel):
     gpu_seconds: int
     cost_cents: int
     data: list[UsageLineOut]
+
+
+class ModelPriceSet(RequestBody):
+    model: StrictStr = Field(min_length=1, max_length=200, description="As requests name it")
+    cents_per_million_input: StrictInt = Field(ge=0, le=100_000_000)
+    cents_per_million_output: StrictInt = Field(ge=0, le=100_000_000)
+
+
+class ModelPriceOut(BaseModel):
+    model: str
+    cents_per_million_input: int
+    cents_per_million_output: int
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, p: ModelPrice) -> ModelPriceOut:
+        return cls(
+            model=p.model,
+            cents_per_million_input=p.cents_per_million_input,
+            cents_per_million_output=p.cents_per_million_output,
+            updated_at=p.updated_at,
+        )

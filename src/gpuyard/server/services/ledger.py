@@ -27,7 +27,8 @@ from gpuyard.server.services.pagination import paginate
 
 CURRENCY = "usd"
 MAX_CREDIT_CENTS = 100_000_000_00  # one hundred million dollars in one credit
-KINDS = ("credit", "usage")
+KINDS = ("credit", "usage", "tokens")
+CHARGES = ("usage", "tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,11 @@ class Entry:
     created_at: datetime
     disk_gb: int | None = None
     cents_per_gb_month: int | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cents_per_million_input: int | None = None
+    cents_per_million_output: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,11 @@ def to_domain(row: orm.LedgerEntry) -> Entry:
         created_at=row.created_at,
         disk_gb=row.disk_gb,
         cents_per_gb_month=row.cents_per_gb_month,
+        model=row.model,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        cents_per_million_input=row.cents_per_million_input,
+        cents_per_million_output=row.cents_per_million_output,
     )
 
 
@@ -100,6 +111,11 @@ def new_entry_values(
         "cents_per_hour": None,
         "disk_gb": None,
         "cents_per_gb_month": None,
+        "model": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cents_per_million_input": None,
+        "cents_per_million_output": None,
         "period_start": None,
         "period_end": None,
         "day": day_of(now),
@@ -189,7 +205,7 @@ async def summary(session: AsyncSession, *, clock: Clock, org_id: str) -> Summar
     spent = await session.scalar(
         select(func.coalesce(func.sum(orm.LedgerEntry.amount_cents), 0)).where(
             orm.LedgerEntry.org_id == org_id,
-            orm.LedgerEntry.kind == "usage",
+            orm.LedgerEntry.kind.in_(CHARGES),
             orm.LedgerEntry.created_at >= month_start(now),
         )
     )
@@ -248,6 +264,9 @@ class UsageLine:
     resource_id: str
     gpu_seconds: int
     cost_cents: int
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 async def usage(
@@ -270,17 +289,20 @@ async def usage(
             entry.day,
             entry.resource_kind,
             entry.resource_id,
+            entry.model,
             func.coalesce(func.sum(entry.gpu_seconds), 0),
             func.coalesce(func.sum(entry.amount_cents), 0),
+            func.coalesce(func.sum(entry.input_tokens), 0),
+            func.coalesce(func.sum(entry.output_tokens), 0),
         )
         .where(
             entry.org_id == org_id,
-            entry.kind == "usage",
+            entry.kind.in_(CHARGES),
             entry.created_at >= start,
             entry.created_at < end,
         )
-        .group_by(entry.day, entry.resource_kind, entry.resource_id)
-        .order_by(entry.day, entry.resource_kind, entry.resource_id)
+        .group_by(entry.day, entry.resource_kind, entry.resource_id, entry.model)
+        .order_by(entry.day, entry.resource_kind, entry.resource_id, entry.model)
     )
     lines = [
         UsageLine(
@@ -289,7 +311,10 @@ async def usage(
             resource_id=rid or "",
             gpu_seconds=int(seconds or 0),
             cost_cents=-int(cost or 0),
+            model=model,
+            input_tokens=int(tokens_in or 0),
+            output_tokens=int(tokens_out or 0),
         )
-        for day, kind, rid, seconds, cost in rows.all()
+        for day, kind, rid, model, seconds, cost, tokens_in, tokens_out in rows.all()
     ]
     return start, end, lines

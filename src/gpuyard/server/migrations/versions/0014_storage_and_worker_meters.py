@@ -1,4 +1,5 @@
-"""billing: storage meters beside compute meters, and the storage price recorded with a charge
+"""billing: storage meters beside compute meters; per-model token prices and token meters; the
+prices in force recorded with a charge
 
 Revision ID: 0014
 Revises: 0011
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+import gpuyard.server.orm
 
 revision = "0014"
 down_revision = "0011"
@@ -30,10 +33,56 @@ def upgrade() -> None:
     with op.batch_alter_table("ledger_entries") as batch:
         batch.add_column(sa.Column("disk_gb", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("cents_per_gb_month", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("model", sa.String(length=200), nullable=True))
+        batch.add_column(sa.Column("input_tokens", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("output_tokens", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("cents_per_million_input", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("cents_per_million_output", sa.Integer(), nullable=True))
+    op.create_table(
+        "model_prices",
+        sa.Column(
+            "pk",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("cents_per_million_input", sa.Integer(), nullable=False),
+        sa.Column("cents_per_million_output", sa.Integer(), nullable=False),
+        sa.Column("updated_at", gpuyard.server.orm.base.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_model_prices")),
+        sa.UniqueConstraint("model", name=op.f("uq_model_prices_model")),
+    )
+    op.create_table(
+        "token_meters",
+        sa.Column(
+            "pk",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("used_microcents", sa.BigInteger(), nullable=False),
+        sa.Column("charged_cents", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", gpuyard.server.orm.base.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("fk_token_meters_org_id_orgs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_token_meters")),
+        sa.UniqueConstraint("org_id", "model", name="uq_token_meters_org_model"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("token_meters")
+    op.drop_table("model_prices")
     with op.batch_alter_table("ledger_entries") as batch:
+        batch.drop_column("cents_per_million_output")
+        batch.drop_column("cents_per_million_input")
+        batch.drop_column("output_tokens")
+        batch.drop_column("input_tokens")
+        batch.drop_column("model")
         batch.drop_column("cents_per_gb_month")
         batch.drop_column("disk_gb")
     op.execute("DELETE FROM meters WHERE basis <> 'compute'")
