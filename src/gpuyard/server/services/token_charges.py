@@ -9,8 +9,9 @@ cover is refused (429 ``insufficient_quota``) before it costs anything. When it 
 adds its exact cost (``c`` cents per million tokens is ``c`` micro-cents a token) to the org's
 token meter for that model and posts the hold back less the whole cents now due
 (``floor(used / 1e6) - charged``), so fractions carry from one request to the next and rounding
-never drifts. Both entries are keyed by the request (``tokens:<request>:hold``, ``tokens:<request>``):
-each is written once, however often it is tried. Net, a request costs what it used.
+never drifts. Both entries are keyed by the request (``tokens:<request>:hold`` and
+``tokens:<request>``): each is written once, however often it is tried. Net, a request costs what
+it used.
 """
 
 from __future__ import annotations
