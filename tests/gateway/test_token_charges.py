@@ -111,7 +111,7 @@ async def test_usage_is_charged_exactly_with_fractions_carried(
 ) -> None:
     async with AsyncExitStack() as stack:
         d = await deploy(api, stack, [upstream_port])
-        # 7 × 30,001 + 5 × 70,003 = 560,022 micro-cents a request: a fraction of a cent each.
+        # 7 * 30,001 + 5 * 70,003 = 560,022 micro-cents a request: a fraction of a cent each.
         await price_model(api, 30_001, 70_003)
         await credit(api, d.tenant.org_id, 10_000)
         n = 13
@@ -182,3 +182,34 @@ async def test_bad_model_prices_are_refused(api: Api) -> None:
     assert r.status_code == 403
     r = await api.client.delete("/v1/admin/model-prices/org/unknown-model")
     assert r.status_code == 404
+
+
+async def test_vultr_usage_shows_this_month_and_the_last(api: Api, upstream_port: int) -> None:
+    async with AsyncExitStack() as stack:
+        d = await deploy(api, stack, [upstream_port])
+        await price_model(api, 100_000, 300_000)  # 2.2 cents a request
+        # Without max_tokens a request holds 4,096 output tokens' worth (about 12.3 dollars).
+        await credit(api, d.tenant.org_id, 5000)
+        for _ in range(5):
+            await d.sdk.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hi"}]
+            )
+        await api.ctx.gateway.settle()
+        caller = api.client_for(d.tenant.key)
+        r = await caller.get("/v1/usage")
+        assert r.status_code == 200, r.text
+        now = api.clock.now()
+        this = r.json()["current_month"]
+        assert this["month"] == now.strftime("%Y-%m")
+        assert (this["input_tokens"], this["output_tokens"]) == (5 * PROMPT, 5 * COMPLETION)
+        assert this["total_tokens"] == 5 * (PROMPT + COMPLETION)
+        assert this["cost_cents"] == 11  # 5 x 2.2 cents, fractions carried
+        assert [m["model"] for m in this["models"]] == ["tiny"]
+        assert r.json()["previous_month"]["total_tokens"] == 0
+        # A month later, it is last month's.
+        api.clock.advance(days=32 - now.day + 1)
+        r = await caller.get("/v1/usage")
+        assert r.json()["current_month"]["total_tokens"] == 0
+        assert r.json()["previous_month"]["cost_cents"] == 11
+        assert r.json()["previous_month"]["month"] == now.strftime("%Y-%m")
+        assert (await api.client_for(None).get("/v1/usage")).status_code == 401

@@ -53,6 +53,7 @@ from gpuyard.server.routers import (
     orgs,
     ssh_keys,
     vms,
+    vultr_usage,
     webhooks,
 )
 from gpuyard.server.routers.fast_path import FastPath, documentation, fast_routes
@@ -156,6 +157,7 @@ def create_app(
     app.include_router(agent.router)
     app.include_router(documentation(fast))
     app.include_router(inference.router)
+    app.include_router(vultr_usage.router)
     for module in (
         meta,
         me,

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from gpuyard.server.schemas.common import RequestBody
-from gpuyard.server.services.ledger import Entry, Summary, UsageLine
+from gpuyard.server.services.ledger import Entry, ModelUsage, Summary, UsageLine
 from gpuyard.server.services.token_charges import ModelPrice
 
 
@@ -141,3 +141,48 @@ class ModelPriceOut(BaseModel):
             cents_per_million_output=p.cents_per_million_output,
             updated_at=p.updated_at,
         )
+
+
+class ModelUsageOut(BaseModel):
+    model: str
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost_cents: int
+
+
+class MonthUsageOut(BaseModel):
+    month: str = Field(description="YYYY-MM (UTC)")
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost_cents: int
+    models: list[ModelUsageOut]
+
+    @classmethod
+    def of(cls, start: datetime, lines: list[ModelUsage]) -> MonthUsageOut:
+        models = [
+            ModelUsageOut(
+                model=u.model,
+                input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens,
+                total_tokens=u.input_tokens + u.output_tokens,
+                cost_cents=u.cost_cents,
+            )
+            for u in lines
+        ]
+        tokens_in = sum(m.input_tokens for m in models)
+        tokens_out = sum(m.output_tokens for m in models)
+        return cls(
+            month=start.strftime("%Y-%m"),
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            total_tokens=tokens_in + tokens_out,
+            cost_cents=sum(m.cost_cents for m in models),
+            models=models,
+        )
+
+
+class VultrUsageOut(BaseModel):
+    current_month: MonthUsageOut
+    previous_month: MonthUsageOut

@@ -318,3 +318,43 @@ async def usage(
         for day, kind, rid, model, seconds, cost, tokens_in, tokens_out in rows.all()
     ]
     return start, end, lines
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUsage:
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_cents: int
+
+
+def previous_month_start(now: datetime) -> datetime:
+    start = month_start(now)
+    return month_start(start - timedelta(days=1))
+
+
+async def token_usage(
+    session: AsyncSession, *, org_id: str, since: datetime, until: datetime
+) -> list[ModelUsage]:
+    """Tokens charged and what they cost, by model, over [since, until)."""
+    entry = orm.LedgerEntry
+    rows = await session.execute(
+        select(
+            entry.model,
+            func.coalesce(func.sum(entry.input_tokens), 0),
+            func.coalesce(func.sum(entry.output_tokens), 0),
+            func.coalesce(func.sum(entry.amount_cents), 0),
+        )
+        .where(
+            entry.org_id == org_id,
+            entry.kind == "tokens",
+            entry.created_at >= since,
+            entry.created_at < until,
+        )
+        .group_by(entry.model)
+        .order_by(entry.model)
+    )
+    return [
+        ModelUsage(model or "", int(tokens_in or 0), int(tokens_out or 0), -int(cost or 0))
+        for model, tokens_in, tokens_out, cost in rows.all()
+    ]
