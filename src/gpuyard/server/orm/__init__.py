@@ -10,6 +10,7 @@ from gpuyard.server.orm.billing import (
     Meter,
     ModelPrice,
     TokenMeter,
+    TopUp,
 )
 from gpuyard.server.orm.deployments import Cluster, Workload
 from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
@@ -55,6 +56,7 @@ __all__ = [
     "SshKey",
     "Template",
     "TokenMeter",
+    "TopUp",
     "UTCDateTime",
     "WebhookAttempt",
     "WebhookDelivery",

@@ -146,3 +146,27 @@ class TokenMeter(Base):
     used_microcents: Mapped[int] = mapped_column(BigInteger, default=0)
     charged_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime]
+
+
+class TopUp(Base):
+    """Money an org pays in through a payment provider: ``pending`` until the provider's webhook
+    says the payment succeeded (then credited once, keyed ``topup:<id>``) or failed."""
+
+    __tablename__ = "top_ups"
+    __table_args__ = (
+        Index("ix_top_ups_org_created", "org_id", "created_at", "pk"),
+        UniqueConstraint("provider", "provider_ref", name="uq_top_ups_provider_ref"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(8))
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_ref: Mapped[str | None] = mapped_column(String(255), default=None)
+    client_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    status: Mapped[str] = mapped_column(String(16))  # pending, succeeded, failed
+    credited_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from gpuyard.server.schemas.common import RequestBody
 from gpuyard.server.services.ledger import Entry, ModelUsage, Summary, UsageLine
 from gpuyard.server.services.token_charges import ModelPrice
+from gpuyard.server.services.top_ups import TopUp
 
 
 class CreditCreate(RequestBody):
@@ -186,3 +187,38 @@ class MonthUsageOut(BaseModel):
 class VultrUsageOut(BaseModel):
     current_month: MonthUsageOut
     previous_month: MonthUsageOut
+
+
+class TopUpCreate(RequestBody):
+    amount_cents: StrictInt = Field(description="Whole cents to pay in, 100 to 100,000,000")
+    currency: StrictStr = Field(default="usd", max_length=8, description="Only usd")
+
+
+class TopUpOut(BaseModel):
+    id: str
+    org_id: str
+    amount_cents: int
+    currency: str
+    provider: str
+    provider_ref: str | None = Field(description="The payment's id at the provider")
+    client_secret: str | None = Field(
+        description="For the payer's browser to confirm the payment (Stripe.js)"
+    )
+    status: str = Field(description="pending, succeeded (credited) or failed")
+    credited_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, t: TopUp) -> TopUpOut:
+        return cls(
+            id=t.id,
+            org_id=t.org_id,
+            amount_cents=t.amount_cents,
+            currency=t.currency,
+            provider=t.provider,
+            provider_ref=t.provider_ref,
+            client_secret=t.client_secret,
+            status=t.status,
+            credited_at=t.credited_at,
+            created_at=t.created_at,
+        )

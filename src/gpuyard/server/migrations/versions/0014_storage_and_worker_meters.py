@@ -1,5 +1,5 @@
 """billing: storage meters beside compute meters; per-model token prices and token meters; the
-prices in force recorded with a charge
+prices in force recorded with a charge; top-ups through a payment provider
 
 Revision ID: 0014
 Revises: 0011
@@ -73,8 +73,38 @@ def upgrade() -> None:
         sa.UniqueConstraint("org_id", "model", name="uq_token_meters_org_model"),
     )
 
+    op.create_table(
+        "top_ups",
+        sa.Column(
+            "pk",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("amount_cents", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=8), nullable=False),
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("provider_ref", sa.String(length=255), nullable=True),
+        sa.Column("client_secret", sa.Text(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("credited_at", gpuyard.server.orm.base.UTCDateTime(), nullable=True),
+        sa.Column("created_at", gpuyard.server.orm.base.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", gpuyard.server.orm.base.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"], ["orgs.id"], name=op.f("fk_top_ups_org_id_orgs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_top_ups")),
+        sa.UniqueConstraint("id", name=op.f("uq_top_ups_id")),
+        sa.UniqueConstraint("provider", "provider_ref", name="uq_top_ups_provider_ref"),
+    )
+    op.create_index("ix_top_ups_org_created", "top_ups", ["org_id", "created_at", "pk"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_top_ups_org_created", table_name="top_ups")
+    op.drop_table("top_ups")
     op.drop_table("token_meters")
     op.drop_table("model_prices")
     with op.batch_alter_table("ledger_entries") as batch:
