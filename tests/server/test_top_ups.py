@@ -194,4 +194,6 @@ async def test_bad_top_ups_are_refused(paying_api: Api, stripe_app: tuple[FastAP
 async def test_top_ups_off_without_stripe(api: Api) -> None:
     t = await api.tenant()
     r = await t.client.post(f"/v1/orgs/{t.org_id}/billing/top-ups", json={"amount_cents": 1000})
-    assert r.status_code == 503 and r.json()["code"] == "top_ups_not_configured"
+    assert r.status_code == 404 and r.json()["code"] == "top_ups_not_configured"
+    r = await api.client_for(None).post("/v1/payments/stripe/webhook", content=b"{}")
+    assert r.status_code == 404 and r.json()["code"] == "top_ups_not_configured"

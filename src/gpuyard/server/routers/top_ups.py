@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, status
 
-from gpuyard.core.errors import Unavailable
+from gpuyard.core.errors import NotFound
 from gpuyard.server.deps import ClockDep, OrgMember, Session, SettingsDep
 from gpuyard.server.routers.params import DEFAULT, Cursor, Limit
 from gpuyard.server.schemas.billing import TopUpCreate, TopUpOut
@@ -26,7 +26,7 @@ def stripe_provider(settings: SettingsDep) -> StripePayments:
 
 def configured_stripe(settings: Settings) -> StripePayments:
     if settings.stripe_secret_key is None or settings.stripe_webhook_secret is None:
-        raise Unavailable(
+        raise NotFound(
             "top-ups are not set up on this server (GPUYARD_STRIPE_SECRET_KEY and "
             "GPUYARD_STRIPE_WEBHOOK_SECRET)",
             code="top_ups_not_configured",
@@ -45,7 +45,7 @@ Stripe = Annotated[StripePayments, Depends(stripe_provider)]
     "/v1/orgs/{org_id}/billing/top-ups",
     status_code=status.HTTP_201_CREATED,
     response_model=TopUpOut,
-    responses=errors(400, 403, 404, 503),
+    responses=errors(400, 403, 404),
 )
 async def create_top_up(
     org_id: str,
@@ -85,7 +85,7 @@ async def list_top_ups(
     return page_of(page, TopUpOut.of)
 
 
-@router.post("/v1/payments/stripe/webhook", responses=errors(400, 503))
+@router.post("/v1/payments/stripe/webhook", responses=errors(400, 404))
 async def stripe_webhook(
     request: Request,
     session: Session,
