@@ -160,6 +160,7 @@ PUBLIC_ROUTES = {
     "GET /pubkey/",  # a worker checks grants with it, holding no key
     "POST /worker_status/",  # a serverless worker's own token is in the body
     "POST /delete_requests/",  # the same
+    "POST /v1/payments/stripe/webhook",  # Stripe's: verified by its Stripe-Signature header
 }
 
 

@@ -33,6 +33,7 @@ PREFIXES = {
     "wh": "webhook",
     "dlv": "webhook delivery",
     "led": "ledger entry",
+    "top": "top-up",
     "req": "request",
     "col": "collection",
     "itm": "item",

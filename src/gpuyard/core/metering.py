@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from gpuyard.core.money import MICROCENTS_PER_CENT, microcents_for
+from gpuyard.core.money import MICROCENTS_PER_CENT, SECONDS_PER_HOUR, microcents_over
 
 
 @dataclass(frozen=True, slots=True)
 class Accrual:
-    """What a meter has counted, up to ``accrued_until``."""
+    """What a meter has counted, up to ``accrued_until``. The price is ``cents_per_hour`` cents
+    per ``rate_seconds`` (an hour for GPUs; a month for disk)."""
 
     cents_per_hour: int
     seconds: int  # at ``cents_per_hour``
@@ -25,10 +26,13 @@ class Accrual:
     total_seconds: int
     running: bool  # the workload was billable at ``accrued_until``
     accrued_until: datetime
+    rate_seconds: int = SECONDS_PER_HOUR
 
     @property
     def used_microcents(self) -> int:
-        return self.base_microcents + microcents_for(self.cents_per_hour, self.seconds)
+        return self.base_microcents + microcents_over(
+            self.cents_per_hour, self.rate_seconds, self.seconds
+        )
 
     def due_cents(self, charged_cents: int) -> int:
         """Whole cents used and not yet charged (never negative)."""

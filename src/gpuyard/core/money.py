@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 MICROCENTS_PER_CENT = 1_000_000
 SECONDS_PER_HOUR = 3600
+SECONDS_PER_MONTH = 730 * SECONDS_PER_HOUR  # a storage month: 730 hours, as clouds bill disk
 
 
 def microcents_for(cents_per_hour: int, seconds: int) -> int:
@@ -17,6 +18,13 @@ def microcents_for(cents_per_hour: int, seconds: int) -> int:
     if cents_per_hour < 0 or seconds < 0:
         raise ValueError("price and duration must be non-negative")
     return cents_per_hour * MICROCENTS_PER_CENT * seconds // SECONDS_PER_HOUR
+
+
+def microcents_over(cents: int, per_seconds: int, seconds: int) -> int:
+    """Exact cost in micro-cents of ``seconds`` at ``cents`` per ``per_seconds``."""
+    if cents < 0 or seconds < 0 or per_seconds <= 0:
+        raise ValueError("price and duration must be non-negative")
+    return cents * MICROCENTS_PER_CENT * seconds // per_seconds
 
 
 def cents_floor(microcents: int) -> int:

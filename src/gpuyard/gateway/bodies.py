@@ -30,6 +30,7 @@ class InferenceRequest:
     stream: bool
     upstream_body: bytes
     strip_usage: bool  # the gateway asked for a usage chunk the client did not want
+    max_tokens: int | None = None  # the most output it asked for, if it said
 
 
 def parse(endpoint: str, raw: bytes) -> InferenceRequest:
@@ -43,7 +44,17 @@ def parse(endpoint: str, raw: bytes) -> InferenceRequest:
             strip_usage = True
             body["stream_options"] = {**options, "include_usage": True}
             raw = json.dumps(body).encode()
-    return InferenceRequest(endpoint, model, stream, raw, strip_usage)
+    return InferenceRequest(endpoint, model, stream, raw, strip_usage, _max_tokens(body))
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    """``max_completion_tokens`` or ``max_tokens``, when a positive integer (else the model
+    server's to judge)."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def json_object(raw: bytes) -> dict[str, Any]:

@@ -12,6 +12,7 @@ its own honest implementations.
 - ``CompletionSink``: where answered chat completions are kept (optional).
 - ``ServerlessRouter``: a worker of the org's serverless endpoint named like the model, as
   ``/route/`` gives one (serverless.py waits while one starts).
+- ``Spend``: what a request may cost the org (a hold before it goes upstream) and what it did.
 """
 
 from __future__ import annotations
@@ -141,3 +142,54 @@ class ServerlessRouter(Protocol):
         """The request will not reach a worker (its caller gave up, was refused, or the worker
         could not be reached): closed, it is no longer demand nor in flight."""
         ...
+
+
+class Spend(Protocol):
+    async def hold(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        body_bytes: int,
+        max_tokens: int | None,
+    ) -> int:
+        """Take what the request could cost (0: nothing to take); raises ``InsufficientQuota``
+        when the org's balance does not cover it."""
+        ...
+
+    async def settle(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        held_cents: int,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
+        """Charge what the request used against its hold (once per request)."""
+        ...
+
+
+class FreeSpend:
+    """``Spend`` where nothing is charged by the token."""
+
+    async def hold(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        body_bytes: int,
+        max_tokens: int | None,
+    ) -> int:
+        return 0
+
+    async def settle(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        held_cents: int,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
+        return None

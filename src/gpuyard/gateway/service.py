@@ -30,12 +30,14 @@ from gpuyard.gateway.logs import RequestLogWriter
 from gpuyard.gateway.ports import (
     CompletionRow,
     CompletionSink,
+    FreeSpend,
     Keys,
     Limiter,
     LogSink,
     ReplicaSource,
     RequestLogRow,
     ServerlessRouter,
+    Spend,
     WorkerGrant,
 )
 from gpuyard.gateway.proxy import RETRY_AFTER_S, UpstreamFailed, forward_headers, open_upstream
@@ -81,6 +83,8 @@ class LogEntry:
     replica_id: str | None = None
     started: float = field(default_factory=time.perf_counter)
     end: StreamEnd | None = None  # a stream's: its last piece's time, not its (later) close's
+    id: str = field(default_factory=lambda: new_id("req"))
+    held_cents: int = 0  # what ``Spend.hold`` took for it
 
     def at(self, target: Target) -> None:
         self.cluster_id, self.replica_id = target.cluster_id, target.replica_id
@@ -99,6 +103,7 @@ class Gateway:
         logs: LogSink,
         limiter: Limiter,
         kept: CompletionSink | None = None,
+        spend: Spend | None = None,
         client: UpstreamClient | None = None,
         directory_ttl: float = 1.0,
         auth_ttl: float = 0.5,
@@ -110,6 +115,7 @@ class Gateway:
         self.after_answer = after_answer
         self.limiter = limiter
         self.kept = RequestLogWriter(kept, name="completion-writer") if kept else None
+        self.spend = spend or FreeSpend()
         self._background: set[asyncio.Task[None]] = set()
         self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
         self._after_timer: asyncio.TimerHandle | None = None
@@ -151,8 +157,12 @@ class Gateway:
         if not targets:
             raise _model_not_found(request.model)
         await self._admit(principal)
+        entry = LogEntry(principal, endpoint, request.model, request.stream)
+        entry.held_cents = await self.spend.hold(
+            principal, entry.id, request.model, len(raw), request.max_tokens
+        )
         relay = await self._proxy(
-            LogEntry(principal, endpoint, request.model, request.stream),
+            entry,
             targets,
             method="POST",
             path=f"/v1/{endpoint}",
@@ -217,11 +227,15 @@ class Gateway:
             raise _model_not_found(request.model)
         try:
             await self._admit(principal)
+            entry = LogEntry(principal, endpoint, request.model, request.stream)
+            entry.held_cents = await self.spend.hold(
+                principal, entry.id, request.model, len(request.upstream_body), request.max_tokens
+            )
             grant: WorkerGrant = await self.serverless.until_ready(
                 org_id, request.model, cost, found
             )
             return await self._proxy(
-                LogEntry(principal, endpoint, request.model, request.stream),
+                entry,
                 [worker_target(org_id, grant)],
                 method="POST",
                 path=f"/v1/{endpoint}",
@@ -359,9 +373,17 @@ class Gateway:
             tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
             if tokens:
                 self._spawn(self._count_tokens(principal.key_id, tokens))
+        if entry.held_cents and entry.model is not None:
+            used_in = (usage.prompt_tokens or 0) if usage else 0
+            used_out = (usage.completion_tokens or 0) if usage else 0
+            self._spawn(
+                self._settle(
+                    entry.principal, entry.id, entry.model, entry.held_cents, used_in, used_out
+                )
+            )
         self.logs.submit(
             RequestLogRow(
-                id=new_id("req"),
+                id=entry.id,
                 created_at=self.clock.now(),
                 org_id=principal.org_id,
                 key_id=principal.key_id,
@@ -377,6 +399,20 @@ class Gateway:
                 error=error[:MAX_LOGGED_ERROR] if error else None,
             )
         )
+
+    async def _settle(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        held: int,
+        used_in: int,
+        used_out: int,
+    ) -> None:
+        try:
+            await self.spend.settle(principal, request_id, model, held, used_in, used_out)
+        except Exception:
+            log.exception("could not settle request %s (%d cents held)", request_id, held)
 
     async def _count_tokens(self, key_id: str, tokens: int) -> None:
         try:

@@ -49,13 +49,16 @@ from gpuyard.server.routers import (
     inference,
     me,
     meta,
+    model_prices,
     offers,
     orgs,
     rag,
     request_logs,
     ssh_keys,
+    top_ups,
     vector_store,
     vms,
+    vultr_usage,
     webhooks,
 )
 from gpuyard.server.routers.fast_path import FastPath, documentation, fast_routes
@@ -98,7 +101,7 @@ def create_app(
     wakeups = Wakeups()
     sessions = session_factory(engine, sync_session_class=wakeups.session_class())
     clock = clock or SystemClock()
-    gateway = database_gateway(sessions, clock)
+    gateway = database_gateway(sessions, clock, settings.balance_policy())
     vectors, vector_search = database_vector_store(
         engine,
         sessions,
@@ -126,7 +129,10 @@ def create_app(
             await migrate(engine)
         if await current_revision(engine) == head_revision():  # else /readyz says why
             await prices.configure_default(
-                sessions, clock=clock, cents=settings.default_gpu_price_cents
+                sessions,
+                clock=clock,
+                cents=settings.default_gpu_price_cents,
+                storage_cents=settings.storage_price_cents,
             )
             await vector_search.prepare()
         controllers = ControllerSet(build_controllers(ctx), ctx.wakeups)
@@ -174,6 +180,7 @@ def create_app(
     app.include_router(rag.router)
     app.include_router(completions.router)
     app.include_router(request_logs.router)
+    app.include_router(vultr_usage.router)
     for module in (
         meta,
         me,
@@ -182,6 +189,8 @@ def create_app(
         events,
         admin,
         billing,
+        model_prices,
+        top_ups,
         hosts,
         gpus,
         offers,

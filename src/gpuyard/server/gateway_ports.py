@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
+from gpuyard.core.money import BalancePolicy
 from gpuyard.core.principal import Principal
 from gpuyard.gateway.ports import (
     CompletionRow,
@@ -30,6 +31,7 @@ from gpuyard.server.services import (
     request_logs,
     routable,
     routing,
+    token_charges,
 )
 
 
@@ -170,9 +172,64 @@ class DatabaseServerless:
             )
 
 
+class DatabaseSpend:
+    """``Spend``: a request's hold and its charge by the token (services/token_charges.py), each
+    in its own transaction."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, policy: BalancePolicy
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._policy = policy
+
+    async def hold(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        body_bytes: int,
+        max_tokens: int | None,
+    ) -> int:
+        async with write_session(self._sessions) as session:
+            return await token_charges.hold(
+                session,
+                clock=self._clock,
+                policy=self._policy,
+                org_id=principal.org_id,
+                request_id=request_id,
+                model=model,
+                body_bytes=body_bytes,
+                max_tokens=max_tokens,
+            )
+
+    async def settle(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        held_cents: int,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
+        async with write_session(self._sessions) as session:
+            await token_charges.settle(
+                session,
+                clock=self._clock,
+                policy=self._policy,
+                org_id=principal.org_id,
+                request_id=request_id,
+                model=model,
+                held_cents=held_cents,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+            )
+
+
 def database_gateway(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
+    policy: BalancePolicy | None = None,
     *,
     serverless_wait_s: float = DEFAULT_WAIT_S,
 ) -> Gateway:
@@ -185,4 +242,5 @@ def database_gateway(
         kept=DatabaseCompletions(sessions),
         serverless=DatabaseServerless(sessions, clock),
         serverless_wait_s=serverless_wait_s,
+        spend=DatabaseSpend(sessions, clock, policy or BalancePolicy()),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gpuyard.core.clusters import DEFAULT_DRAIN_SECONDS
@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     default_gpu_price_cents: int = Field(
         default=50, ge=0, description="cents per GPU-hour for GPU types with no operator price"
     )
+    storage_price_cents: int = Field(
+        default=10,
+        ge=0,
+        description="cents per GB-month of disk kept by stopped instances and cold serverless "
+        "workers",
+    )
     meter_settle_seconds: float = Field(
         default=60.0,
         gt=0,
@@ -77,6 +83,15 @@ class Settings(BaseSettings):
         ge=0,
         description="an org at or below zero this long has its instances stopped and its "
         "clusters scaled to zero",
+    )
+    stripe_secret_key: SecretStr | None = Field(
+        default=None, description="top-ups through Stripe (sk_…); unset: top-ups are off"
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, description="the signing secret of Stripe's webhook (whsec_…)"
+    )
+    stripe_api_base: str | None = Field(
+        default=None, description="another address for Stripe's API (a local fake in tests)"
     )
     webhook_allow_private_targets: bool = Field(
         default=False,

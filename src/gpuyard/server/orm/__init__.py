@@ -4,7 +4,14 @@ One module per resource group; every table is importable from here (``orm.Cluste
 """
 
 from gpuyard.server.orm.base import Base, JsonType, LeaseColumns, UTCDateTime
-from gpuyard.server.orm.billing import BillingAccount, LedgerEntry, Meter
+from gpuyard.server.orm.billing import (
+    BillingAccount,
+    LedgerEntry,
+    Meter,
+    ModelPrice,
+    TokenMeter,
+    TopUp,
+)
 from gpuyard.server.orm.deployments import Cluster, Workload
 from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
 from gpuyard.server.orm.inference import RateWindow, RequestLog, StoredCompletion
@@ -39,6 +46,7 @@ __all__ = [
     "LeaseColumns",
     "LedgerEntry",
     "Meter",
+    "ModelPrice",
     "Offer",
     "Org",
     "RateWindow",
@@ -49,6 +57,8 @@ __all__ = [
     "SshKey",
     "StoredCompletion",
     "Template",
+    "TokenMeter",
+    "TopUp",
     "UTCDateTime",
     "VectorCollection",
     "VectorFile",

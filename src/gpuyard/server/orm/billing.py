@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gpuyard.server.orm.base import PK, Base, LeaseColumns
@@ -36,12 +45,24 @@ class LedgerEntry(Base):
     cents_per_hour: Mapped[int | None] = mapped_column(Integer, default=None)
     period_start: Mapped[datetime | None] = mapped_column(default=None)
     period_end: Mapped[datetime | None] = mapped_column(default=None)
+    # Disk usage only: the size charged for and the storage price in force.
+    disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)
+    cents_per_gb_month: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Tokens only: the model, the tokens of the request and the model's prices in force.
+    model: Mapped[str | None] = mapped_column(String(200), default=None)
+    input_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    output_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    cents_per_million_input: Mapped[int | None] = mapped_column(Integer, default=None)
+    cents_per_million_output: Mapped[int | None] = mapped_column(Integer, default=None)
     day: Mapped[str] = mapped_column(String(10))  # UTC date of created_at, for usage by day
     created_at: Mapped[datetime]
 
 
 class Meter(LeaseColumns, Base):
-    """What one billable workload (an instance or a cluster replica) has used and been charged.
+    """What one billable workload has used and been charged, on one ``basis``: ``compute`` (an
+    instance, a cluster replica or a serverless worker while it runs: its GPUs at cents per hour)
+    or ``storage`` (a stopped instance's or cold worker's disk: ``disk_gb`` at the storage price,
+    ``cents_per_hour`` then holding cents per ``rate_seconds``, a 730-hour month).
 
     Seconds accrue while the workload runs; ``used`` is ``base_microcents`` plus the exact
     micro-cents of ``seconds`` at ``cents_per_hour`` (a price change folds the seconds so far into
@@ -51,15 +72,23 @@ class Meter(LeaseColumns, Base):
     """
 
     __tablename__ = "meters"
-    __table_args__ = (Index("ix_meters_next_run_at", "next_run_at"),)
+    __table_args__ = (
+        Index("ix_meters_next_run_at", "next_run_at"),
+        UniqueConstraint("workload_id", "basis", name="uq_meters_workload_basis"),
+    )
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
-    workload_id: Mapped[str] = mapped_column(String(32), unique=True)
+    workload_id: Mapped[str] = mapped_column(String(32))
+    basis: Mapped[str] = mapped_column(String(16), default="compute", server_default="compute")
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
-    resource_kind: Mapped[str] = mapped_column(String(16))  # instance, replica
-    resource_id: Mapped[str] = mapped_column(String(32))  # the instance's or the cluster's id
+    # instance, replica, worker; instance_disk, worker_disk (storage)
+    resource_kind: Mapped[str] = mapped_column(String(16))
+    # the instance's, the cluster's or the serverless endpoint's id
+    resource_id: Mapped[str] = mapped_column(String(32))
     num_gpus: Mapped[int] = mapped_column(Integer, default=1)
-    cents_per_hour: Mapped[int] = mapped_column(Integer, default=0)
+    disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)  # storage only
+    cents_per_hour: Mapped[int] = mapped_column(Integer, default=0)  # per ``rate_seconds``
+    rate_seconds: Mapped[int] = mapped_column(Integer, default=3600, server_default="3600")
     seconds: Mapped[int] = mapped_column(BigInteger, default=0)  # at ``cents_per_hour``
     base_microcents: Mapped[int] = mapped_column(BigInteger, default=0)  # at earlier prices
     total_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -87,4 +116,57 @@ class BillingAccount(LeaseColumns, Base):
     low_balance_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     depleted_at: Mapped[datetime | None] = mapped_column(default=None)
     enforced_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime]
+
+
+class ModelPrice(Base):
+    """The operator's price of a model's tokens, in cents per million input and output tokens
+    (a model without a row is not charged by the token)."""
+
+    __tablename__ = "model_prices"
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200), unique=True)
+    cents_per_million_input: Mapped[int] = mapped_column(Integer)
+    cents_per_million_output: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class TokenMeter(Base):
+    """What an org's requests to one model have used (micro-cents: one token at ``c`` cents per
+    million is exactly ``c`` micro-cents) and been charged, so per-request rounding never drifts:
+    each request is charged ``floor(used / 1e6) - charged_cents``."""
+
+    __tablename__ = "token_meters"
+    __table_args__ = (UniqueConstraint("org_id", "model", name="uq_token_meters_org_model"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(200))
+    used_microcents: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime]
+
+
+class TopUp(Base):
+    """Money an org pays in through a payment provider: ``pending`` until the provider's webhook
+    says the payment succeeded (then credited once, keyed ``topup:<id>``) or failed."""
+
+    __tablename__ = "top_ups"
+    __table_args__ = (
+        Index("ix_top_ups_org_created", "org_id", "created_at", "pk"),
+        UniqueConstraint("provider", "provider_ref", name="uq_top_ups_provider_ref"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(8))
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_ref: Mapped[str | None] = mapped_column(String(255), default=None)
+    client_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    status: Mapped[str] = mapped_column(String(16))  # pending, succeeded, failed
+    credited_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

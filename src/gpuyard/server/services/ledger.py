@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import Conflict, InvalidRequest
 from gpuyard.core.ids import new_id
-from gpuyard.core.money import BalancePolicy
+from gpuyard.core.money import SECONDS_PER_HOUR, BalancePolicy
 from gpuyard.core.pagination import Page
 from gpuyard.server import orm
 from gpuyard.server.services import balances, events, orgs
@@ -27,7 +27,8 @@ from gpuyard.server.services.pagination import paginate
 
 CURRENCY = "usd"
 MAX_CREDIT_CENTS = 100_000_000_00  # one hundred million dollars in one credit
-KINDS = ("credit", "usage")
+KINDS = ("credit", "usage", "tokens")
+CHARGES = ("usage", "tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,13 @@ class Entry:
     period_start: datetime | None
     period_end: datetime | None
     created_at: datetime
+    disk_gb: int | None = None
+    cents_per_gb_month: int | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cents_per_million_input: int | None = None
+    cents_per_million_output: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,13 @@ def to_domain(row: orm.LedgerEntry) -> Entry:
         period_start=row.period_start,
         period_end=row.period_end,
         created_at=row.created_at,
+        disk_gb=row.disk_gb,
+        cents_per_gb_month=row.cents_per_gb_month,
+        model=row.model,
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        cents_per_million_input=row.cents_per_million_input,
+        cents_per_million_output=row.cents_per_million_output,
     )
 
 
@@ -94,6 +109,13 @@ def new_entry_values(
         "resource_id": None,
         "gpu_seconds": None,
         "cents_per_hour": None,
+        "disk_gb": None,
+        "cents_per_gb_month": None,
+        "model": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cents_per_million_input": None,
+        "cents_per_million_output": None,
         "period_start": None,
         "period_end": None,
         "day": day_of(now),
@@ -183,12 +205,16 @@ async def summary(session: AsyncSession, *, clock: Clock, org_id: str) -> Summar
     spent = await session.scalar(
         select(func.coalesce(func.sum(orm.LedgerEntry.amount_cents), 0)).where(
             orm.LedgerEntry.org_id == org_id,
-            orm.LedgerEntry.kind == "usage",
+            orm.LedgerEntry.kind.in_(CHARGES),
             orm.LedgerEntry.created_at >= month_start(now),
         )
     )
     burn = await session.scalar(
-        select(func.coalesce(func.sum(orm.Meter.cents_per_hour), 0)).where(
+        select(
+            func.coalesce(
+                func.sum(orm.Meter.cents_per_hour * SECONDS_PER_HOUR / orm.Meter.rate_seconds), 0
+            )
+        ).where(
             orm.Meter.org_id == org_id, orm.Meter.running.is_(True), orm.Meter.closed_at.is_(None)
         )
     )
@@ -238,6 +264,9 @@ class UsageLine:
     resource_id: str
     gpu_seconds: int
     cost_cents: int
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 async def usage(
@@ -260,17 +289,20 @@ async def usage(
             entry.day,
             entry.resource_kind,
             entry.resource_id,
+            entry.model,
             func.coalesce(func.sum(entry.gpu_seconds), 0),
             func.coalesce(func.sum(entry.amount_cents), 0),
+            func.coalesce(func.sum(entry.input_tokens), 0),
+            func.coalesce(func.sum(entry.output_tokens), 0),
         )
         .where(
             entry.org_id == org_id,
-            entry.kind == "usage",
+            entry.kind.in_(CHARGES),
             entry.created_at >= start,
             entry.created_at < end,
         )
-        .group_by(entry.day, entry.resource_kind, entry.resource_id)
-        .order_by(entry.day, entry.resource_kind, entry.resource_id)
+        .group_by(entry.day, entry.resource_kind, entry.resource_id, entry.model)
+        .order_by(entry.day, entry.resource_kind, entry.resource_id, entry.model)
     )
     lines = [
         UsageLine(
@@ -279,7 +311,50 @@ async def usage(
             resource_id=rid or "",
             gpu_seconds=int(seconds or 0),
             cost_cents=-int(cost or 0),
+            model=model,
+            input_tokens=int(tokens_in or 0),
+            output_tokens=int(tokens_out or 0),
         )
-        for day, kind, rid, seconds, cost in rows.all()
+        for day, kind, rid, model, seconds, cost, tokens_in, tokens_out in rows.all()
     ]
     return start, end, lines
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUsage:
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_cents: int
+
+
+def previous_month_start(now: datetime) -> datetime:
+    start = month_start(now)
+    return month_start(start - timedelta(days=1))
+
+
+async def token_usage(
+    session: AsyncSession, *, org_id: str, since: datetime, until: datetime
+) -> list[ModelUsage]:
+    """Tokens charged and what they cost, by model, over [since, until)."""
+    entry = orm.LedgerEntry
+    rows = await session.execute(
+        select(
+            entry.model,
+            func.coalesce(func.sum(entry.input_tokens), 0),
+            func.coalesce(func.sum(entry.output_tokens), 0),
+            func.coalesce(func.sum(entry.amount_cents), 0),
+        )
+        .where(
+            entry.org_id == org_id,
+            entry.kind == "tokens",
+            entry.created_at >= since,
+            entry.created_at < until,
+        )
+        .group_by(entry.model)
+        .order_by(entry.model)
+    )
+    return [
+        ModelUsage(model or "", int(tokens_in or 0), int(tokens_out or 0), -int(cost or 0))
+        for model, tokens_in, tokens_out, cost in rows.all()
+    ]

@@ -31,7 +31,7 @@ def _domain(row: orm.GpuPrice) -> GpuPrice:
 async def list_prices(session: AsyncSession) -> list[GpuPrice]:
     rows = await session.scalars(
         select(orm.GpuPrice)
-        .where(orm.GpuPrice.gpu_key != price_book.DEFAULT_KEY)
+        .where(~orm.GpuPrice.gpu_key.startswith(price_book.RESERVED_PREFIX, autoescape=True))
         .order_by(orm.GpuPrice.gpu_key)
     )
     return [_domain(r) for r in rows]
@@ -69,9 +69,15 @@ async def delete_price(session: AsyncSession, *, gpu_name: str) -> None:
 
 
 async def configure_default(
-    sessions: async_sessionmaker[AsyncSession], *, clock: Clock, cents: int
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    clock: Clock,
+    cents: int,
+    storage_cents: int = price_book.DEFAULT_STORAGE_CENTS_PER_GB_MONTH,
 ) -> None:
-    """At start: record this server's configured default; rebuild the offers if it changed."""
+    """At start: record this server's configured default GPU price (rebuilding the offers if it
+    changed) and storage price."""
     async with write_session(sessions) as session:
         if await price_book.set_default(session, clock=clock, cents=cents):
             await offers.refresh_all(session)
+        await price_book.set_storage(session, clock=clock, cents=storage_cents)
