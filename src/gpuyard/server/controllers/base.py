@@ -112,6 +112,7 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
         self.metrics = metrics
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._stop_requested = False
 
     @property
     def watches(self) -> str:
@@ -384,10 +385,15 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
         """Run now rather than at the next poll."""
         self._wake.set()
 
+    def stop_soon(self) -> None:
+        """End ``run`` at its next idle point (never in the middle of a transaction)."""
+        self._stop_requested = True
+        self._wake.set()
+
     async def run(self) -> None:
         """Loop until cancelled: step until a batch comes back short, then wait for a hint, the
         soonest scheduled row or the poll interval, whichever comes first."""
-        while True:
+        while not self._stop_requested:
             self._wake.clear()  # a hint that arrives during the step is kept for the wait
             try:
                 claimed = await self.step()

@@ -7,6 +7,7 @@ keep coming; this loop bounds the lag when they stop. Tests call ``step()`` inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,6 +21,7 @@ class HeardFlush:
     def __init__(self, *, heard: HeardFrom, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.heard = heard
         self.sessions = sessions
+        self._stop = asyncio.Event()
 
     async def step(self) -> int:
         return await self.heard.flush(self.sessions)
@@ -27,7 +29,11 @@ class HeardFlush:
     def hint(self) -> None:
         pass
 
+    def stop_soon(self) -> None:
+        self._stop.set()
+
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.heard.every.total_seconds())
-            await self.heard.flush_or_log(self.sessions)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.heard.every.total_seconds())
+            await self.heard.flush_or_log(self.sessions)  # once more when stopping

@@ -4,6 +4,7 @@ and kept chat completions past ``GPUYARD_COMPLETION_RETENTION_DAYS``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,6 +34,7 @@ class RetentionSweeper:
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.completion_retention_days = completion_retention_days
+        self._stop = asyncio.Event()
 
     async def step(self) -> int:
         async with write_session(self.sessions) as session:
@@ -46,8 +48,11 @@ class RetentionSweeper:
     def hint(self) -> None:
         pass
 
+    def stop_soon(self) -> None:
+        self._stop.set()
+
     async def run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 removed = await self.step()
                 if removed:
@@ -56,4 +61,5 @@ class RetentionSweeper:
                 raise
             except Exception:
                 log.exception("retention sweep failed")
-            await asyncio.sleep(max(self.poll_seconds, 60.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=max(self.poll_seconds, 60.0))

@@ -22,6 +22,8 @@ from gpuyard.server.controllers.vector_files import VectorFileController
 from gpuyard.server.controllers.webhook_dispatch import WebhookDispatcher
 from gpuyard.server.services.wakeups import Wakeups
 
+STOP_GRACE_S = 3.0
+
 
 class Controller(Protocol):
     @property
@@ -35,6 +37,10 @@ class Controller(Protocol):
     async def run(self) -> None: ...
 
     def hint(self) -> None: ...
+
+    def stop_soon(self) -> None:
+        """End ``run`` at its next idle point, outside any transaction."""
+        ...
 
 
 def replica_owner() -> str:
@@ -140,6 +146,12 @@ class ControllerSet:
             self.controllers[name].hint()
 
     async def stop(self) -> None:
+        """Each controller ends at its next idle point; one still in a step after
+        ``STOP_GRACE_S`` is cancelled (a cancel in a transaction makes the pool log an error)."""
+        for controller in self.controllers.values():
+            controller.stop_soon()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_GRACE_S)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
