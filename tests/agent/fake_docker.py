@@ -14,6 +14,7 @@ a registry).
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 from typing import Any
 
 from docker.errors import APIError, ImageNotFound, NotFound
@@ -162,8 +163,13 @@ class FakeNetworks:
     def __init__(self, engine: FakeEngine) -> None:
         self._engine = engine
 
-    def list(self, *, names: list[str] | None = None) -> list[str]:
-        return [n for n in self._engine.networks if names is None or n in names]
+    def list(self, *, names: list[str] | None = None) -> list[SimpleNamespace]:
+        """As the engine's name filter does, a name matches any network whose name holds it."""
+        return [
+            SimpleNamespace(name=n)
+            for n in self._engine.networks
+            if names is None or any(wanted in n for wanted in names)
+        ]
 
     def create(self, name: str, **kw: Any) -> str:
         if name in self._engine.networks or name in _BUILTIN_NETWORKS:

@@ -293,3 +293,14 @@ def test_create_options_on_the_hosts_network_and_with_mounts() -> None:
     assert "device_requests" not in options
     mounts = [(m["Type"], m["Target"], m["ReadOnly"]) for m in options["mounts"]]
     assert mounts == [("bind", "/models", True), ("tmpfs", "/models/private", True)]
+
+
+async def test_an_orgs_network_is_made_although_a_longer_name_holds_its_own(
+    runtime: DockerRuntime, client: FakeDockerClient, engine: FakeEngine
+) -> None:
+    """The engine's name filter matches parts of names: ``gpuyard-org-org_ab`` must not pass
+    for ``gpuyard-org-org_a`` (the container would fail: network not found)."""
+    client.networks.create("gpuyard-org-org_ab", driver="bridge")
+    status = await runtime.start(vllm(labels={"gpuyard.org": "org_a"}))
+    assert status.state is WorkloadState.RUNNING, status
+    assert "gpuyard-org-org_a" in engine.networks

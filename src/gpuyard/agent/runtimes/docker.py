@@ -64,11 +64,17 @@ HOST_NETWORK_REASON = (
 )
 
 
+def _has_network(client: DockerClientLike, name: str) -> bool:
+    """Whether a network of exactly this name exists (the engine's name filter matches parts of
+    names too: ``gpuyard-org-org_a`` would find ``gpuyard-org-org_ab``)."""
+    return any(n.name == name for n in client.networks.list(names=[name]))
+
+
 def probe_networking(client: DockerClientLike) -> Networking:
     """``bridge`` when the engine can make (or already has) gpuyard's shared bridge network,
     else ``host``. Blocks: run it in a thread."""
     try:
-        if not client.networks.list(names=[SHARED_NETWORK]):
+        if not _has_network(client, SHARED_NETWORK):
             client.networks.create(SHARED_NETWORK, driver="bridge", labels={LABEL_ORG: ""})
     except APIError as exc:
         log.warning("the Docker engine cannot make a bridge network: %s", exc)
@@ -261,7 +267,7 @@ class DockerRuntime:
     def _network(self, spec: WorkloadSpec) -> str:
         """The org's bridge network, made the first time one of its workloads runs here."""
         name = network_name(spec)
-        if not self._client.networks.list(names=[name]):
+        if not _has_network(self._client, name):
             org = spec.labels.get(LABEL_ORG, "")
             with contextlib.suppress(APIError):  # made meanwhile by a concurrent start
                 self._client.networks.create(name, driver="bridge", labels={LABEL_ORG: org})
