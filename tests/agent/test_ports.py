@@ -18,8 +18,11 @@ def test_parse_and_validate() -> None:
 
 def test_allocator_skips_ports_in_use_and_taken(port_range: PortRange) -> None:
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", port_range.start))
-        busy.listen()
+        try:
+            busy.bind(("127.0.0.1", port_range.start))
+            busy.listen()
+        except OSError:  # another process of the test run holds it: busy all the same
+            pass
         assert not port_is_free(port_range.start)
         alloc = PortAllocator(port_range)
         first = alloc.allocate(taken={port_range.start + 1})
