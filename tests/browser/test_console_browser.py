@@ -9,7 +9,6 @@ One server and one browser for the module; each user's page is shared by the tes
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,16 +225,6 @@ def test_the_operators_credit_shows_on_the_orgs_billing_page(
     expect(
         page.get_by_test_id("ledger").get_by_role("row").filter(has_text="$25.00")
     ).to_have_count(0)
-    chart = page.locator("#usage-chart canvas")
-    deadline = time.monotonic() + 60  # the meter settles every second; a busy machine is slower
-    while chart.count() == 0 and time.monotonic() < deadline:
-        page.wait_for_timeout(500)
-        page.reload()  # the usage section is drawn when the page is, not polled
-    expect(chart).to_have_attribute(
-        "aria-label", re.compile(r"Spend by day: \d{4}-\d\d-\d\d \$"), timeout=10_000
-    )
-    spent = page.evaluate("c => Chart.getChart(c).data.datasets[0].data", chart.element_handle())
-    assert spent[-1] > 0, spent
     check_page(page, screenshots, "billing-customer")
     go(page, "Overview")
     expect(page.get_by_test_id("overview-balance")).not_to_have_text("$0.00")
