@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -22,13 +22,13 @@ from gpuyard.core.clock import Clock
 from gpuyard.core.errors import NotFound, Unavailable
 from gpuyard.core.ids import new_id
 from gpuyard.core.principal import Principal
-from gpuyard.gateway import bodies, completions
+from gpuyard.gateway import bodies
 from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
+from gpuyard.gateway.kept import CompletionKeeper
 from gpuyard.gateway.logs import RequestLogWriter
 from gpuyard.gateway.ports import (
-    CompletionRow,
     CompletionSink,
     FreeSpend,
     Keys,
@@ -114,7 +114,7 @@ class Gateway:
         self.clock = clock
         self.after_answer = after_answer
         self.limiter = limiter
-        self.kept = RequestLogWriter(kept, name="completion-writer") if kept else None
+        self.kept = CompletionKeeper(kept, clock, self.later) if kept else None
         self.spend = spend or FreeSpend()
         self._background: set[asyncio.Task[None]] = set()
         self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
@@ -172,42 +172,9 @@ class Gateway:
             whole=True,
             expect_json=endpoint != "audio/speech",
         )
-        if endpoint == "chat/completions" and self.kept is not None and relay.status == 200:
-            if relay.stream is not None:
-                relay.stream = self._keeping(principal, relay.stream)
-            elif relay.body:
-                self.later(self._keep(principal, completions.whole(relay.body)))
+        if endpoint == "chat/completions" and self.kept is not None:
+            self.kept.keep(principal, relay)
         return relay
-
-    async def _keeping(
-        self, principal: Principal, stream: AsyncIterator[bytes]
-    ) -> AsyncIterator[bytes]:
-        """The stream as it is; once it ends, its completion put together and kept."""
-        pieces: list[bytes] = []
-        try:
-            async for piece in stream:
-                pieces.append(piece)
-                yield piece
-        finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
-            self.later(self._keep(principal, completions.from_stream(b"".join(pieces))))
-
-    async def _keep(self, principal: Principal, completion: dict[str, Any] | None) -> None:
-        """Queue the completion for its batched write (as request-log rows are)."""
-        if completion is None or self.kept is None:
-            return
-        model = completion.get("model")
-        row = CompletionRow(
-            id=str(completion["id"])[:200],
-            org_id=principal.org_id,
-            key_id=principal.key_id,
-            model=model[:200] if isinstance(model, str) else None,
-            body=completion,
-            created_at=self.clock.now(),
-        )
-        self.kept.submit(row)
 
     async def _call_serverless(
         self,
