@@ -50,7 +50,7 @@ async def csrf_of(browser: httpx.AsyncClient, page: str = "/console/overview") -
 
 
 async def test_a_wrong_key_is_refused_with_a_clear_message_and_no_cookie(api: Api) -> None:
-    browser = httpx.AsyncClient(base_url=api.base_url)
+    browser = httpx.AsyncClient(base_url=api.base_url, timeout=30)
     api.opened.append(browser)
     r = await browser.post("/console/sign-in", data={"api_key": "vl_" + "x" * 43})
     assert r.status_code == 401
@@ -62,7 +62,7 @@ async def test_a_wrong_key_is_refused_with_a_clear_message_and_no_cookie(api: Ap
 
 
 async def test_the_key_lives_in_an_httponly_strict_cookie_for_the_console_only(api: Api) -> None:
-    browser = httpx.AsyncClient(base_url=api.base_url)
+    browser = httpx.AsyncClient(base_url=api.base_url, timeout=30)
     api.opened.append(browser)
     r = await browser.post("/console/sign-in", data={"api_key": api.operator_key})
     cookie = r.headers["set-cookie"]
@@ -120,7 +120,7 @@ async def test_a_post_without_the_token_or_from_another_origin_changes_nothing(
     r = await api.client.get("/v1/admin/orgs")
     assert "evil" in {o["name"] for o in r.json()["data"]}
     # Signing in from another site's page is refused too (no login CSRF).
-    stranger = httpx.AsyncClient(base_url=api.base_url)
+    stranger = httpx.AsyncClient(base_url=api.base_url, timeout=30)
     api.opened.append(stranger)
     r = await stranger.post("/console/sign-in", data={"api_key": api.operator_key}, headers=foreign)
     assert r.status_code == 403 and "set-cookie" not in r.headers
