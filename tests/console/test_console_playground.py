@@ -5,6 +5,7 @@ refusals in the API's words, bad forms in the console's, a key without inference
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -143,3 +144,25 @@ async def test_a_dead_model_server_is_shown_not_a_500(vectors: Vectors) -> None:
     assert r.status_code == 503, r.text
     assert 'role="alert"' in r.text
     assert httpx.codes.is_server_error(r.status_code) and "Internal" not in r.text
+
+
+async def test_the_stream_is_relayed_as_it_comes_and_leaving_ends_it(vectors: Vectors) -> None:
+    """A model that sends one word and then waits: the page gets that word at once (nothing
+    holds the stream back), and when the page goes away the model's stream is ended."""
+    async with AsyncExitStack() as stack:
+        slow = fake_model_server("slow", hang_after=1)
+        made = await deploy(vectors.api, stack, [await serve(stack, slow)], name="slow")
+        await publish(vectors.api, made.cluster_id)
+        browser = await signed_in(vectors.api, vectors.tenant.key)
+        token = await csrf_of(browser, "/console/playground")
+        form = {"csrf": token, "model": "slow", "history": "[]", "message": "hi"}
+        async with browser.stream("POST", "/console/playground/chat/stream", data=form) as r:
+            assert r.status_code == 200
+            lines = r.aiter_lines()
+            first = await asyncio.wait_for(anext(lines), 10)
+            while not first.startswith("data:"):
+                first = await asyncio.wait_for(anext(lines), 10)
+            assert json.loads(first[5:])["choices"][0]["delta"]["content"] == "Hello"
+            assert not slow.state.cut.is_set()  # the model is still answering
+        await asyncio.wait_for(slow.state.cut.wait(), 10)
+        assert slow.state.cut_short == ["CancelledError"]

@@ -66,6 +66,7 @@ async def test_a_collection_from_upload_to_search_and_rag(vectors: Vectors) -> N
     assert "s-completed" in page and POLLS not in page
     [file] = (await t.client.get(f"/v1/vector_store/{made['id']}/files")).json()["files"]
     assert file["items"] >= 1 and file["id"] in page  # its items, each naming the file
+    assert f'data-testid="file-items">{file["items"]}</td>' in page
 
     for name, data, media, status, words in (
         ("tool.exe", b"MZ", "application/octet-stream", 415, "is not text, Markdown, HTML"),
