@@ -50,7 +50,7 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="package")
 def up(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``gpuyard up`` with four fake RTX 4090s, a one-second heartbeat and metering, and
+    """``gpuyard up`` with six fake RTX 4090s, a one-second heartbeat and metering, and
     webhooks allowed to loopback (the test's endpoint is the server's own address)."""
     launcher = Launcher(tmp_path_factory.mktemp("up"))
     try:
@@ -59,7 +59,7 @@ def up(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "GPUYARD_METER_SETTLE_SECONDS": "1",
             "GPUYARD_WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
         }
-        server = launcher("--gpus", "RTX 4090:4", env=env)
+        server = launcher("--gpus", "RTX 4090:6", env=env)
         server.wait_ready()
         (key,) = server.printed_keys()
         wait_for_hosts(server, key, 1)

@@ -10,9 +10,11 @@ tests after it.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.browser.kit import SCRIPT, check_page, expect, go, new_page, sign_in
@@ -115,12 +117,32 @@ def test_create_a_cluster_and_watch_it_turn_healthy(
     check_page(page, screenshots, "clusters")
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def charged_instance(api: httpx.Client) -> dict[str, Any]:
+    """Rent a one-GPU offer at the price in force and wait (bounded) until the meter has
+    charged it: the usage the billing page charts."""
+    org = api.get("/v1/me").json()["org_id"]
+    offers = api.get(f"/v1/orgs/{org}/offers", params={"query": "num_gpus=1", "limit": 1})
+    body = {"offer_id": offers.json()["data"][0]["id"], "command": "sleep 600"}
+    made = api.post(f"/v1/orgs/{org}/vms", json=body)
+    assert made.status_code == 201, made.text
+    deadline = time.monotonic() + 60  # the meter settles every second; a busy machine is slower
+    while api.get(f"/v1/orgs/{org}/usage").json()["cost_cents"] == 0:
+        assert time.monotonic() < deadline, api.get(f"/v1/orgs/{org}/billing/ledger").json()
+        time.sleep(0.5)
+    return {"org_id": org, **made.json()}
+
+
 def test_the_operators_credit_shows_on_the_orgs_billing_page(
-    operator: Any, customer: Any, screenshots: Path
+    up: Server, operator: Any, customer: Any, screenshots: Path
 ) -> None:
-    go(operator, "Prices")  # a cent a second per GPU: the cluster's usage is charged at once
+    go(operator, "Prices")  # a cent a second per GPU: what the org rents is charged at once
     operator.get_by_label("Cents per GPU-hour").fill("3600")
     operator.get_by_role("button", name="Set price").click()
+    expect(operator.get_by_role("cell", name="3600", exact=True)).to_be_visible()
     go(operator, "Organizations")
     operator.get_by_role("link", name="Credit Acme").click()
     operator.get_by_label("Amount").fill("25")
@@ -140,6 +162,18 @@ def test_the_operators_credit_shows_on_the_orgs_billing_page(
     expect(
         page.get_by_test_id("ledger").get_by_role("row").filter(has_text="$25.00")
     ).to_have_count(0)
+    with httpx.Client(base_url=up.base_url, headers=bearer(page.api_key), timeout=30) as api:
+        vm = charged_instance(api)  # its own usage: no other test's cluster is relied on
+        page.reload()  # the usage section is drawn with the page
+        chart = page.locator("#usage-chart canvas")
+        expect(chart).to_have_attribute(
+            "aria-label", re.compile(r"Spend by day: \d{4}-\d\d-\d\d \$\d+\.\d\d")
+        )
+        spent = page.evaluate(
+            "c => Chart.getChart(c).data.datasets[0].data", chart.element_handle()
+        )
+        assert spent[-1] > 0, spent
+        assert api.delete(f"/v1/orgs/{vm['org_id']}/vms/{vm['id']}").status_code == 200
     check_page(page, screenshots, "billing-customer")
     go(page, "Overview")
     expect(page.get_by_test_id("overview-balance")).not_to_have_text("$0.00")
