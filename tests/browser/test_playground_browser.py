@@ -21,8 +21,11 @@ import pytest
 
 from tests.browser.kit import check_page, expect, go
 from tests.cli.up_kit import Server
+from tests.workers.conftest import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-browser")]
+
+require("wordllama", "torch", "transformers", "tokenizers")  # the workers extra
 
 HEALTHY_WITHIN_S = 180.0
 # The interpreter as the agent's sandbox binds it (a virtual environment behind a symlink is

@@ -71,7 +71,8 @@ async def detail(
         items=items["items"],
         next_cursor=items.get("next_cursor"),
         paged=bool(cursor),
-        models=await model_ids(visit),
+        # For RAG: the chat models first (the collection's embedding model last).
+        models=sorted(await model_ids(visit), key=lambda m: m == collection["embedding_model"]),
         form=await visit.form() if visit.request.method == "POST" else {},
         **shown,
     )
