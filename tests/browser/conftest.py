@@ -1,5 +1,6 @@
 """Real Chromium (the system's; Playwright's own download is not used) against one real
-``gpuyard up`` per module.
+``gpuyard up`` for the package: one server, one browser, the operator's and an org user's
+pages, shared by every module here (they run in one xdist group, one after the other).
 
 Without Chromium or Playwright the browser tests skip and say why, unless
 ``GPUYARD_TEST_REQUIRE_BROWSER=1`` (``.ci/run`` sets it): then they fail.
@@ -15,11 +16,10 @@ from typing import Any
 
 import pytest
 
+from tests.browser.kit import expect, new_page, sign_in
 from tests.cli.up_kit import Launcher, Server, wait_for_hosts
 
 _skip_reason: str | None = None
-VENDOR = Path(__file__).parent / "vendor"
-AXE = VENDOR / "axe-core-4.14.1.min.js"
 
 
 def _chromium() -> str:
@@ -43,14 +43,14 @@ def _chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def chromium_path() -> str:
     return _chromium()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def up(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``gpuyard up`` with four fake RTX 4090s, a one-second heartbeat and metering, and
+    """``gpuyard up`` with six fake RTX 4090s, a one-second heartbeat and metering, and
     webhooks allowed to loopback (the test's endpoint is the server's own address)."""
     launcher = Launcher(tmp_path_factory.mktemp("up"))
     try:
@@ -59,7 +59,7 @@ def up(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "GPUYARD_METER_SETTLE_SECONDS": "1",
             "GPUYARD_WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
         }
-        server = launcher("--gpus", "RTX 4090:4", env=env)
+        server = launcher("--gpus", "RTX 4090:6", env=env)
         server.wait_ready()
         (key,) = server.printed_keys()
         wait_for_hosts(server, key, 1)
@@ -68,7 +68,7 @@ def up(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         launcher.kill_all()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser(chromium_path: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -83,10 +83,38 @@ def browser(chromium_path: str) -> Iterator[Any]:
             launched.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the run keeps a screenshot of every page (under pytest's tmp dir, not committed)."""
     return tmp_path_factory.mktemp("console-screenshots")
+
+
+@pytest.fixture(scope="package")
+def operator(browser: Any, up: Server) -> Iterator[Any]:
+    page = new_page(browser)
+    page.goto(f"{up.base_url}/console/sign-in")
+    page.get_by_label("API key").fill("vl_" + "x" * 43)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("That key was refused: invalid API key")
+    sign_in(page, up.base_url, up.printed_keys()[0])
+    yield page
+    page.context.close()
+
+
+@pytest.fixture(scope="package")
+def customer(browser: Any, up: Server, operator: Any) -> Iterator[Any]:
+    """An org's user, whose org and first key the operator made on the Organizations page."""
+    operator.goto(f"{up.base_url}/console/orgs")
+    operator.get_by_label("Name").fill("Acme")
+    operator.get_by_role("button", name="Create organization").click()
+    row = operator.get_by_role("row").filter(has_text="Acme")
+    row.get_by_role("button", name="Issue a key").click()
+    key = operator.locator("#org-key").input_value()
+    page = new_page(browser)
+    sign_in(page, up.base_url, key)
+    page.api_key = key  # for the tests' own setup calls to the API
+    yield page
+    page.context.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

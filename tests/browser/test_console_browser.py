@@ -3,25 +3,25 @@ sign in, rent an offer and watch the instance run and log, create a cluster and 
 healthy, create and revoke a key, cordon a host; HTML in names and logs never runs; every page
 has labelled controls, passes axe-core (WCAG 2 A/AA) and is photographed (wide, phone, dark).
 
-One server and one browser for the module; each user's page is shared by the tests after it.
+One server and one browser for the package (conftest.py); each user's page is shared by the
+tests after it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.browser.conftest import AXE
+from tests.browser.kit import SCRIPT, check_page, expect, go, new_page, sign_in
 from tests.cli.up_kit import Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-browser")]
 
-WAIT_MS = 60_000
-SCRIPT = "<script>window.pwned=1</script>"
 COUNTER = (
     "echo '<script>window.pwned=2</script>'; i=0; "
     'while true; do echo "line $i"; i=$((i+1)); sleep 0.5; done'
@@ -33,97 +33,14 @@ PAGES = [
     "instances",
     "clusters",
     "endpoints",
+    "playground",
+    "vector-store",
     "billing",
     "webhooks",
     "api-keys",
     "ssh-keys",
 ]
 OPERATOR_PAGES = ["hosts", "join-tokens", "prices", "orgs"]
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
-def _script_error(message: Any) -> bool:
-    """A console error other than the browser noting a refusal the test asked for (a 4xx)."""
-    refused = "the server responded with a status of 4"
-    return bool(message.type == "error" and refused not in message.text)
-
-
-def new_page(browser: Any, **options: Any) -> Any:
-    context = browser.new_context(**options)
-    context.add_init_script(path=str(AXE))  # through the debugger: not subject to the CSP
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.on("dialog", lambda dialog: dialog.accept())  # the confirmations of destructive buttons
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda m: errors.append(m.text) if _script_error(m) else None)
-    page.js_errors = errors
-    return page
-
-
-def go(page: Any, title: str) -> None:
-    """Follow the navigation's link."""
-    page.get_by_role("navigation").get_by_role("link", name=title, exact=True).click()
-    expect(page.get_by_role("heading", name=title, level=1)).to_be_visible()
-
-
-def sign_in(page: Any, base_url: str, key: str) -> None:
-    page.goto(f"{base_url}/")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
-
-
-def check_page(page: Any, shots: Path, name: str) -> None:
-    """Labelled controls, no axe violations, no script errors (a CSP refusal is one), and a
-    screenshot."""
-    unlabelled = page.evaluate(
-        """() => [...document.querySelectorAll('input, select, textarea')]
-            .filter(e => e.type !== 'hidden')
-            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
-            .map(e => e.outerHTML)"""
-    )
-    assert unlabelled == [], name
-    violations = page.evaluate(
-        """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa']}))
-            .violations.map(v => v.id + ': ' + v.nodes.map(n => n.target).join(' '))"""
-    )
-    assert violations == [], name
-    assert page.js_errors == [], name
-    assert page.evaluate("window.pwned") is None, name
-    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
-
-
-@pytest.fixture(scope="module")
-def operator(browser: Any, up: Server) -> Iterator[Any]:
-    page = new_page(browser)
-    page.goto(f"{up.base_url}/console/sign-in")
-    page.get_by_label("API key").fill("vl_" + "x" * 43)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_contain_text("That key was refused: invalid API key")
-    sign_in(page, up.base_url, up.printed_keys()[0])
-    yield page
-    page.context.close()
-
-
-@pytest.fixture(scope="module")
-def customer(browser: Any, up: Server, operator: Any) -> Iterator[Any]:
-    """An org's user, whose org and first key the operator made on the Organizations page."""
-    operator.goto(f"{up.base_url}/console/orgs")
-    operator.get_by_label("Name").fill("Acme")
-    operator.get_by_role("button", name="Create organization").click()
-    row = operator.get_by_role("row").filter(has_text="Acme")
-    row.get_by_role("button", name="Issue a key").click()
-    key = operator.locator("#org-key").input_value()
-    page = new_page(browser)
-    sign_in(page, up.base_url, key)
-    yield page
-    page.context.close()
 
 
 @pytest.mark.timeout(240)
@@ -200,12 +117,32 @@ def test_create_a_cluster_and_watch_it_turn_healthy(
     check_page(page, screenshots, "clusters")
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def charged_instance(api: httpx.Client) -> dict[str, Any]:
+    """Rent a one-GPU offer at the price in force and wait (bounded) until the meter has
+    charged it: the usage the billing page charts."""
+    org = api.get("/v1/me").json()["org_id"]
+    offers = api.get(f"/v1/orgs/{org}/offers", params={"query": "num_gpus=1", "limit": 1})
+    body = {"offer_id": offers.json()["data"][0]["id"], "command": "sleep 600"}
+    made = api.post(f"/v1/orgs/{org}/vms", json=body)
+    assert made.status_code == 201, made.text
+    deadline = time.monotonic() + 60  # the meter settles every second; a busy machine is slower
+    while api.get(f"/v1/orgs/{org}/usage").json()["cost_cents"] == 0:
+        assert time.monotonic() < deadline, api.get(f"/v1/orgs/{org}/billing/ledger").json()
+        time.sleep(0.5)
+    return {"org_id": org, **made.json()}
+
+
 def test_the_operators_credit_shows_on_the_orgs_billing_page(
-    operator: Any, customer: Any, screenshots: Path
+    up: Server, operator: Any, customer: Any, screenshots: Path
 ) -> None:
-    go(operator, "Prices")  # a cent a second per GPU: the cluster's usage is charged at once
+    go(operator, "Prices")  # a cent a second per GPU: what the org rents is charged at once
     operator.get_by_label("Cents per GPU-hour").fill("3600")
     operator.get_by_role("button", name="Set price").click()
+    expect(operator.get_by_role("cell", name="3600", exact=True)).to_be_visible()
     go(operator, "Organizations")
     operator.get_by_role("link", name="Credit Acme").click()
     operator.get_by_label("Amount").fill("25")
@@ -225,6 +162,18 @@ def test_the_operators_credit_shows_on_the_orgs_billing_page(
     expect(
         page.get_by_test_id("ledger").get_by_role("row").filter(has_text="$25.00")
     ).to_have_count(0)
+    with httpx.Client(base_url=up.base_url, headers=bearer(page.api_key), timeout=30) as api:
+        vm = charged_instance(api)  # its own usage: no other test's cluster is relied on
+        page.reload()  # the usage section is drawn with the page
+        chart = page.locator("#usage-chart canvas")
+        expect(chart).to_have_attribute(
+            "aria-label", re.compile(r"Spend by day: \d{4}-\d\d-\d\d \$\d+\.\d\d")
+        )
+        spent = page.evaluate(
+            "c => Chart.getChart(c).data.datasets[0].data", chart.element_handle()
+        )
+        assert spent[-1] > 0, spent
+        assert api.delete(f"/v1/orgs/{vm['org_id']}/vms/{vm['id']}").status_code == 200
     check_page(page, screenshots, "billing-customer")
     go(page, "Overview")
     expect(page.get_by_test_id("overview-balance")).not_to_have_text("$0.00")

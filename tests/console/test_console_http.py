@@ -18,6 +18,8 @@ PAGES = [
     "instances",
     "clusters",
     "endpoints",
+    "playground",
+    "vector-store",
     "billing",
     "webhooks",
     "api-keys",

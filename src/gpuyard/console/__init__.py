@@ -20,11 +20,13 @@ from gpuyard.console.web import with_visit
 __all__ = ["console_app"]
 
 _HEADERS = [
-    # Scripts and styles of this origin only (none inline): an injected tag cannot run.
+    # Scripts and styles of this origin only (none inline): an injected tag cannot run. Media
+    # may be data: (the playground's speech is played from the page itself).
     (
         b"content-security-policy",
         b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        b"media-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+        b"form-action 'self'; base-uri 'none'",
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),

@@ -9,6 +9,7 @@ loopback HTTP, without a socket or knowing which address the server listens on.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -37,6 +38,8 @@ class Api:
     """One console request's calls. ``org(rest)`` is the path of the key's own org."""
 
     def __init__(self, app: Any, key: str, org_id: str = "") -> None:
+        self.app = app
+        self.key = key
         self._http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url=_BASE_URL,
@@ -61,7 +64,7 @@ class Api:
     ) -> Any:
         response = await self._http.request(method, path, json=body, params=params, headers=headers)
         if response.status_code >= 400:
-            raise _refusal(response)
+            raise refusal(response.status_code, response.content, response.reason_phrase)
         if response.status_code == 204 or not response.content:
             return None
         if response.headers.get("content-type", "").startswith("application/json"):
@@ -85,6 +88,21 @@ class Api:
     async def delete(self, path: str) -> Any:
         return await self.call("DELETE", path)
 
+    async def audio(self, path: str, body: dict[str, Any]) -> tuple[str, bytes]:
+        """A POST whose answer is not JSON (speech): its media type and bytes."""
+        response = await self._http.post(path, json=body)
+        if response.status_code >= 400:
+            raise refusal(response.status_code, response.content, response.reason_phrase)
+        media = response.headers.get("content-type", "application/octet-stream")
+        return media.split(";")[0].strip(), response.content
+
+    async def upload(self, path: str, filename: str, data: bytes, media_type: str) -> Any:
+        """A multipart upload (field ``file``), as a script sends it."""
+        response = await self._http.post(path, files={"file": (filename, data, media_type)})
+        if response.status_code >= 400:
+            raise refusal(response.status_code, response.content, response.reason_phrase)
+        return response.json()
+
     async def all_pages(self, path: str, **params: Any) -> list[dict[str, Any]]:
         """Every item of a paginated list (follows ``next_cursor``), up to 2000."""
         items: list[dict[str, Any]] = []
@@ -98,15 +116,18 @@ class Api:
         return items
 
 
-def _refusal(response: httpx.Response) -> ApiError:
+def refusal(status: int, content: bytes, reason: str) -> ApiError:
+    """The API's refusal in its own words: the native envelope (``{"error": "…", "code"}``) or
+    the OpenAI one of the inference routes (``{"error": {"message", "code", …}}``)."""
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    return ApiError(
-        response.status_code,
-        str(body.get("code") or f"http_{response.status_code}"),
-        str(body.get("error") or response.reason_phrase),
-    )
+    error = body.get("error")
+    code = body.get("code")
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type")
+        error = error.get("message")
+    return ApiError(status, str(code or f"http_{status}"), str(error or reason))

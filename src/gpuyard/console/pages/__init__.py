@@ -16,8 +16,10 @@ from gpuyard.console.pages import (
     marketplace,
     orgs,
     overview,
+    playground,
     prices,
     ssh_keys,
+    vector_store,
     webhooks,
 )
 
@@ -27,6 +29,8 @@ MODULES = [
     instances,
     clusters,
     endpoints,
+    playground,
+    vector_store,
     billing,
     webhooks,
     api_keys,
