@@ -8,7 +8,6 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -127,29 +126,6 @@ def vector_db_url(vector_db_kind: str, request: pytest.FixtureRequest, tmp_path:
 async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     async with start_api(db_url, tmp_path) as running:
         yield running
-
-
-BROWSER_TESTS = "tests/browser/"  # one xdist group: one server and one browser between them
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup`` that keeps the browser tests together. xdist 3.8 marks a test's
-    group by renaming its node id, which pytest 9.2's node ids no longer take
-    (pytest-dev/pytest-xdist#1386): every test was then scheduled on its own, and each worker
-    that got a browser test started its own server and browser, without the state the tests
-    before it had made there. Here the browser tests' group is known from their path."""
-    if config.getvalue("dist") != "loadgroup":
-        return None
-    from xdist.scheduler import LoadGroupScheduling
-
-    class LoadGroupByPath(LoadGroupScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith(BROWSER_TESTS):
-                return "console-browser"
-            return super()._split_scope(nodeid)
-
-    return LoadGroupByPath(config, log)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
