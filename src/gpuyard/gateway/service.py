@@ -27,12 +27,14 @@ from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
 from gpuyard.gateway.kept import CompletionKeeper
+from gpuyard.gateway.load_meter import LoadMeter
 from gpuyard.gateway.logs import RequestLogWriter
 from gpuyard.gateway.ports import (
     CompletionSink,
     FreeSpend,
     Keys,
     Limiter,
+    LoadSink,
     LogSink,
     ReplicaSource,
     RequestLogRow,
@@ -110,6 +112,7 @@ class Gateway:
         after_answer: float = AFTER_ANSWER_S,
         serverless: ServerlessRouter | None = None,
         serverless_wait_s: float = DEFAULT_WAIT_S,
+        load: LoadSink | None = None,
     ) -> None:
         self.clock = clock
         self.after_answer = after_answer
@@ -120,7 +123,8 @@ class Gateway:
         self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
         self._after_timer: asyncio.TimerHandle | None = None
         self.directory = ModelDirectory(replicas, ttl=directory_ttl)
-        self.balancer = LeastOutstanding()
+        self.meter = LoadMeter(load, clock)
+        self.balancer = LeastOutstanding(meter=self.meter)
         self.auth = PrincipalCache(keys, ttl=auth_ttl)
         self.logs: RequestLogWriter[RequestLogRow] = RequestLogWriter(logs)
         self.client = client or UpstreamClient(connect_timeout=2.0, read_timeout=600.0)
@@ -130,11 +134,13 @@ class Gateway:
 
     async def start(self) -> None:
         self.logs.start()
+        self.meter.start()
         if self.kept is not None:
             self.kept.start()
 
     async def stop(self) -> None:
         await self.settle()
+        await self.meter.stop()
         await self.directory.close()
         await self.auth.close()
         await self.logs.stop()
@@ -232,6 +238,8 @@ class Gateway:
         if targets is None:
             raise NotFound(f"no cluster endpoint {slug}", code="endpoint_not_found")
         if not targets:
+            if cluster_id := self.directory.cluster_id(slug):
+                self.meter.refused(cluster_id)  # demand all the same: scale from zero
             raise Unavailable(
                 f"cluster endpoint {slug} has no ready replica yet",
                 retry_after=RETRY_AFTER_S,

@@ -13,6 +13,7 @@ from gpuyard.core.money import BalancePolicy
 from gpuyard.core.principal import Principal
 from gpuyard.gateway.ports import (
     CompletionRow,
+    LoadReport,
     ReadyReplica,
     RequestLogRow,
     Routable,
@@ -26,6 +27,7 @@ from gpuyard.server.db import write_session
 from gpuyard.server.services import (
     auth,
     balances,
+    cluster_load,
     completions,
     rate_limits,
     request_logs,
@@ -172,6 +174,23 @@ class DatabaseServerless:
             )
 
 
+class DatabaseLoad:
+    """``LoadSink``: a gateway's measures of the replicas' load (services/cluster_load.py)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def write(self, reporter: str, reports: Sequence[LoadReport]) -> None:
+        async with write_session(self._sessions) as session:
+            await cluster_load.record(
+                session,
+                reporter=reporter,
+                reports=[cluster_load.Measured(*r) for r in reports],
+                now=self._clock.now(),
+            )
+
+
 class DatabaseSpend:
     """``Spend``: a request's hold and its charge by the token (services/token_charges.py), each
     in its own transaction."""
@@ -243,4 +262,5 @@ def database_gateway(
         serverless=DatabaseServerless(sessions, clock),
         serverless_wait_s=serverless_wait_s,
         spend=DatabaseSpend(sessions, clock, policy or BalancePolicy()),
+        load=DatabaseLoad(sessions, clock),
     )
