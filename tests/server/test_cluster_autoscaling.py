@@ -210,3 +210,34 @@ async def test_bad_autoscaling_is_400_naming_the_field_and_creates_nothing(
     )
     assert patched.status_code == 400 and patched.json()["param"] == param
     assert (await t.client.get(f"/v1/clusters/{r.json()['id']}")).json()["autoscaling"] is None
+
+
+async def test_from_zero_on_a_request_and_back_to_zero_when_idle(api: Api) -> None:
+    async with AsyncExitStack() as stack:
+        replicas = Replicas()
+        stack.push_async_callback(replicas.aclose)
+        host = await join_host(api, [RTX])
+        t = await api.tenant()
+        ctl = ClusterController(sessions=api.ctx.sessions, clock=api.clock, owner="t")
+        scaling = {"min_replicas": 0, "max_replicas": 1, "inactivity_timeout": 60}
+        body = {"name": "zero", "gpu_type": "rtx-4090", "container": "x", "replicas": 0}
+        c = (await t.client.post("/v1/clusters", json={**body, "autoscaling": scaling})).json()
+        assert c["replicas"] == 0 and c["status"] == "stopped"
+        await tick(api, ctl, host, replicas)
+        assert host.statuses == {}
+        path = f"/endpoints/{c['endpoint'].rsplit('/', 1)[1]}/v1/models"
+        r = await t.client.get(path)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "no_ready_replica"
+        await tick(api, ctl, host, replicas)  # the refused request is demand
+        assert (await cluster(t, c["id"]))["replicas"] == 1
+        await tick(api, ctl, host, replicas)
+        assert (await cluster(t, c["id"]))["status"] == "healthy"
+        r = await t.client.get(path)
+        assert r.status_code == 200 and r.json()["data"][0]["id"] == "tiny"
+        for _ in range(11):  # under a minute without a request: it stays
+            await tick(api, ctl, host, replicas)
+        assert len(host.statuses) == 1
+        for _ in range(6):
+            await tick(api, ctl, host, replicas)
+        got = await cluster(t, c["id"])
+        assert got["replicas"] == 0 and got["status"] == "stopped" and host.statuses == {}

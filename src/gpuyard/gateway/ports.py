@@ -145,6 +145,11 @@ class ServerlessRouter(Protocol):
         could not be reached): closed, it is no longer demand nor in flight."""
         ...
 
+    async def names(self, org_id: str) -> dict[str, float]:
+        """The org's endpoints by name (what ``model`` routes to), with when each was created
+        (a POSIX timestamp), for ``/v1/models``."""
+        ...
+
 
 class Spend(Protocol):
     async def hold(

@@ -258,6 +258,14 @@ class Gateway:
             expect_json=False,
         )
 
+    async def models(self, org_id: str) -> dict[str, float]:
+        """What the org may name as ``model``, with a creation time each: its clusters' models
+        and the published ones, then its serverless endpoints by name (a cluster's wins)."""
+        found = await self.directory.models(org_id)
+        if self.serverless is None:
+            return found
+        return {**await self.serverless.router.names(org_id), **found}
+
     async def ask_each_model(self, principal: Principal, path: str) -> dict[str, Any]:
         """``GET path`` on one ready replica of each model the caller can reach, at once: the
         JSON answers of those that answered 200, by model (the voices of speech deployments,

@@ -173,6 +173,10 @@ class DatabaseServerless:
                 session, clock=self._clock, org_id=org_id, request_idx=request_idx
             )
 
+    async def names(self, org_id: str) -> dict[str, float]:
+        async with self._sessions() as session:
+            return await routing.endpoint_names(session, org_id=org_id)
+
 
 class DatabaseLoad:
     """``LoadSink``: a gateway's measures of the replicas' load (services/cluster_load.py)."""

@@ -62,8 +62,9 @@ def respond(relay: Relay) -> Response:
 
 @router.get("/v1/models", responses=openai_errors(403))
 async def list_models(principal: Caller, gw: GatewayDep) -> dict[str, Any]:
-    """The models your deployments serve now, and those the operator publishes to every org."""
-    models = await gw.directory.models(principal.org_id)
+    """The models your deployments serve now, those the operator publishes to every org, and
+    your serverless endpoints (by name)."""
+    models = await gw.models(principal.org_id)
     return {
         "object": "list",
         "data": [
@@ -75,7 +76,7 @@ async def list_models(principal: Caller, gw: GatewayDep) -> dict[str, Any]:
 
 @router.get("/v1/models/{model_id:path}", responses=openai_errors(403, 404))
 async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[str, Any]:
-    models = await gw.directory.models(principal.org_id)
+    models = await gw.models(principal.org_id)
     if model_id not in models:
         raise NotFound(
             f"The model `{model_id}` does not exist or you do not have access to it.",

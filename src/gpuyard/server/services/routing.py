@@ -111,6 +111,17 @@ async def route_by_name(
     return await _route(session, clock, ep, cost, request_idx)
 
 
+async def endpoint_names(session: AsyncSession, *, org_id: str) -> dict[str, float]:
+    """The org's endpoints as the OpenAI gateway routes them (by name), with when each was
+    created (a POSIX timestamp), for ``/v1/models``."""
+    rows = await session.execute(
+        select(orm.Endpoint.name, orm.Endpoint.created_at).where(
+            orm.Endpoint.org_id == org_id, orm.Endpoint.deleted_at.is_(None)
+        )
+    )
+    return {name: created.timestamp() for name, created in rows.all()}
+
+
 async def abandon(session: AsyncSession, *, clock: Clock, org_id: str, request_idx: int) -> None:
     """Request ``request_idx`` will not reach a worker (its caller gave up, or could not reach
     the worker it got): closed, it is neither demand nor in flight."""
