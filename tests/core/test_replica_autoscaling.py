@@ -19,8 +19,7 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 def load(concurrency: float, seconds: int = 60) -> ClusterDemand:
     """A steady concurrency over the last ``seconds``, sampled every 5 s."""
     samples = [
-        LoadSample(at=NOW - timedelta(seconds=s), load=concurrency)
-        for s in range(seconds, -1, -5)
+        LoadSample(at=NOW - timedelta(seconds=s), load=concurrency) for s in range(seconds, -1, -5)
     ]
     return ClusterDemand(samples=samples, last_request_at=NOW)
 

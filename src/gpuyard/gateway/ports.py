@@ -145,6 +145,13 @@ class ServerlessRouter(Protocol):
         could not be reached): closed, it is no longer demand nor in flight."""
         ...
 
+    async def reroute(
+        self, org_id: str, request_idx: int, refused: tuple[int, ...]
+    ) -> WorkerGrant | None:
+        """Another ready worker with room for the request the workers ``refused`` answered with
+        429 (None: none has room)."""
+        ...
+
     async def names(self, org_id: str) -> dict[str, float]:
         """The org's endpoints by name (what ``model`` routes to), with when each was created
         (a POSIX timestamp), for ``/v1/models``."""

@@ -151,21 +151,20 @@ class DatabaseServerless:
             return None
         if isinstance(found, routing.Waiting):
             return WorkerWait(request_idx=found.request_idx)
-        auth_data = {
-            "url": found.url,
-            "signature": found.signature,
-            "reqnum": found.reqnum,
-            "endpoint": found.endpoint,
-            "cost": found.cost,
-            "request_idx": found.request_idx,
-        }
-        return WorkerGrant(
-            endpoint_id=found.endpoint_id,
-            worker_id=found.worker_id,
-            request_idx=found.request_idx,
-            url=found.url,
-            auth_data=auth_data,
-        )
+        return _worker_grant(found)
+
+    async def reroute(
+        self, org_id: str, request_idx: int, refused: tuple[int, ...]
+    ) -> WorkerGrant | None:
+        async with write_session(self._sessions) as session:
+            found = await routing.reroute(
+                session,
+                clock=self._clock,
+                org_id=org_id,
+                request_idx=request_idx,
+                refused=refused,
+            )
+        return None if found is None else _worker_grant(found)
 
     async def abandon(self, org_id: str, request_idx: int) -> None:
         async with write_session(self._sessions) as session:
@@ -176,6 +175,25 @@ class DatabaseServerless:
     async def names(self, org_id: str) -> dict[str, float]:
         async with self._sessions() as session:
             return await routing.endpoint_names(session, org_id=org_id)
+
+
+def _worker_grant(found: routing.Grant) -> WorkerGrant:
+    """A worker as ``/route/`` grants it, with the ``auth_data`` the worker checks."""
+    auth_data = {
+        "url": found.url,
+        "signature": found.signature,
+        "reqnum": found.reqnum,
+        "endpoint": found.endpoint,
+        "cost": found.cost,
+        "request_idx": found.request_idx,
+    }
+    return WorkerGrant(
+        endpoint_id=found.endpoint_id,
+        worker_id=found.worker_id,
+        request_idx=found.request_idx,
+        url=found.url,
+        auth_data=auth_data,
+    )
 
 
 class DatabaseLoad:

@@ -12,6 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from gpuyard.core.errors import NotFound
 from gpuyard.core.principal import Principal, Scope
+from gpuyard.gateway.model_probe import ask_each_model
 from gpuyard.gateway.relay import Relay
 from gpuyard.gateway.service import Gateway
 from gpuyard.server import query_keys
@@ -93,7 +94,7 @@ async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[st
 async def _speech_models(principal: Principal, gw: Gateway) -> dict[str, list[str]]:
     """The voices of each speech model the caller can reach: those whose replica answers
     ``GET /v1/audio/voices`` with ``{"voices": [names]}``."""
-    answers = await gw.ask_each_model(principal, "/v1/audio/voices")
+    answers = await ask_each_model(gw.directory, gw.client, principal, "/v1/audio/voices")
     found = {}
     for model, answer in answers.items():
         voices = answer.get("voices") if isinstance(answer, dict) else None
