@@ -216,6 +216,29 @@ async def test_clusters_commands(api: Api) -> None:
     assert gone.returncode == 1 and "not found" in gone.stderr
 
 
+async def test_cluster_autoscaling_options(api: Api) -> None:
+    await join_host(api, [("RTX 4090", 24564)] * 2)
+    base = ["clusters", "create", "auto", "--gpu-type", "rtx-4090", "--container", "i"]
+    made = await gy(api, *base, "--min-replicas", "1", "--max-replicas", "3")
+    assert "1-3, 4 in flight each" in made.stdout
+    shown = await gy(api, "clusters", "get", "auto")
+    assert "autoscaling" in shown.stdout and "1-3, 4 in flight each" in shown.stdout
+    changed = await gy(
+        api, "clusters", "update", "auto", "--max-replicas", "2", "--target-concurrency", "8"
+    )
+    assert "1-2, 8 in flight each" in changed.stdout
+    off = json.loads(
+        (await gy(api, "clusters", "update", "auto", "--no-autoscaling", "--raw")).stdout
+    )
+    assert off["autoscaling"] is None
+    bad = await gy(
+        api, *base[:2], "other", *base[3:], "--min-replicas", "3", "--max-replicas", "2", ok=False
+    )
+    assert bad.returncode == 1 and "max_replicas must be >= min_replicas" in bad.stderr
+    half = await gy(api, *base[:2], "other", *base[3:], "--min-replicas", "0", ok=False)
+    assert half.returncode == 2 and "--max-replicas" in half.stderr
+
+
 async def test_billing_and_usage(api: Api) -> None:
     t, host, vm, wid = await rented(api)
     credited = json.loads(

@@ -105,3 +105,23 @@ async def test_no_worker_in_time_is_503_and_the_request_stops_being_demand(api: 
             .where(orm.RoutedRequest.done_at.is_(None))
         )
     assert open_ == 0
+
+
+async def test_models_list_shows_the_orgs_endpoints_by_name(api: Api) -> None:
+    owner, other = await api.tenant("Owner"), await api.tenant("Other")
+    await make_endpoint(owner, "llm")
+    await make_endpoint(owner, "embedder")
+    mine = sdk(api, owner.key)
+    listed = await mine.models.list()
+    assert sorted(m.id for m in listed.data) == ["embedder", "llm"]
+    assert (await mine.models.retrieve("llm")).id == "llm"
+    assert [m.id for m in (await sdk(api, other.key).models.list()).data] == []
+    with pytest.raises(openai.NotFoundError):
+        await sdk(api, other.key).models.retrieve("llm")
+    number = next(
+        e["id"]
+        for e in (await owner.client.get("/api/v0/endptjobs/")).json()["results"]
+        if e["endpoint_name"] == "llm"
+    )
+    assert (await owner.client.delete(f"/api/v0/endptjobs/{number}/")).status_code == 200
+    assert [m.id for m in (await mine.models.list()).data] == ["embedder"]

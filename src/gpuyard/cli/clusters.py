@@ -2,7 +2,7 @@
 
 They call the native API (``/v1/orgs/{org}/clusters``), which takes the VectorLay seed's fields
 (``name``, ``gpu_type``, ``replicas``, ``container``, ``env``) and gpuyard's own (``command``,
-``port``, ``health_path``, ``models``, ``gpus_per_replica``, ``public``).
+``port``, ``health_path``, ``models``, ``gpus_per_replica``, ``public``, ``autoscaling``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,32 @@ COLUMNS = [
     "ready_replicas",
     "endpoint",
     "status_reason",
+]
+
+SHOWN = [*COLUMNS[:5], "autoscaling", *COLUMNS[5:]]  # ``get``, ``create``, ``update``
+
+MinReplicas = Annotated[
+    int | None,
+    typer.Option(
+        "--min-replicas", help="Autoscale: the fewest replicas (0 scales to zero when idle)."
+    ),
+]
+MaxReplicas = Annotated[
+    int | None,
+    typer.Option("--max-replicas", help="Autoscale: the most replicas; turns the autoscaler on."),
+]
+TargetConcurrency = Annotated[
+    float | None,
+    typer.Option(
+        "--target-concurrency", help="Autoscale: requests in flight one replica is meant to serve."
+    ),
+]
+InactivityTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--inactivity-timeout",
+        help="Autoscale with --min-replicas 0: idle seconds before the last replica goes.",
+    ),
 ]
 
 ClusterId = Annotated[
@@ -84,6 +110,36 @@ def _drop_unset(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
+def _autoscaling(
+    min_replicas: int | None,
+    max_replicas: int | None,
+    target: float | None,
+    timeout: float | None,
+) -> dict[str, Any] | None:
+    """The ``autoscaling`` object the options give (None: none given); ``--max-replicas`` is
+    what turns it on."""
+    given = _drop_unset(
+        {
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "target_concurrency": target,
+            "inactivity_timeout": timeout,
+        }
+    )
+    if given and max_replicas is None:
+        raise typer.BadParameter("autoscaling needs --max-replicas", param_hint="--max-replicas")
+    return given or None
+
+
+def _shown(cluster: Any) -> Any:
+    """The cluster with its autoscaling in a few words, for the table."""
+    a = cluster.get("autoscaling") if isinstance(cluster, dict) else None
+    if not a:
+        return cluster
+    words = f"{a['min_replicas']}-{a['max_replicas']}, {a['target_concurrency']:g} in flight each"
+    return {**cluster, "autoscaling": words}
+
+
 @clusters.command("list")
 def list_clusters(url: Url = None, api_key: ApiKey = None, raw: Raw = False) -> None:
     """Your clusters with their status and endpoint."""
@@ -122,12 +178,17 @@ def create_cluster(
     public: Annotated[
         bool, typer.Option("--public", help="Serve every organization (operator only).")
     ] = False,
+    min_replicas: MinReplicas = None,
+    max_replicas: MaxReplicas = None,
+    target_concurrency: TargetConcurrency = None,
+    inactivity_timeout: InactivityTimeout = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
 ) -> None:
     """Deploy a cluster. It is `provisioning` until its replicas pass their health check, then
-    `healthy` (watch with `gpuyard clusters get`)."""
+    `healthy` (watch with `gpuyard clusters get`). With --max-replicas the replica count follows
+    the load (requests in flight) between --min-replicas and --max-replicas."""
     body = _drop_unset(
         {
             "name": name,
@@ -141,13 +202,17 @@ def create_cluster(
             "health_path": health_path,
             "models": model or None,
             "public": public or None,
+            "autoscaling": _autoscaling(
+                min_replicas, max_replicas, target_concurrency, inactivity_timeout
+            ),
         }
     )
 
     async def call(c: Client) -> Any:
         return await c.post(await _path(c), body)
 
-    show(run(url, api_key, call), COLUMNS, raw)
+    made = run(url, api_key, call)
+    show(made if raw else _shown(made), SHOWN, raw)
 
 
 @clusters.command("get")
@@ -159,7 +224,8 @@ def get_cluster(
     async def call(c: Client) -> Any:
         return await c.get(await _path(c, cluster_id))
 
-    show(run(url, api_key, call), COLUMNS, raw)
+    found = run(url, api_key, call)
+    show(found if raw else _shown(found), SHOWN, raw)
 
 
 @clusters.command("scale")
@@ -199,12 +265,20 @@ def update_cluster(
         list[str] | None,
         typer.Option("--model", help="The models it serves (replaces the list); repeat."),
     ] = None,
+    min_replicas: MinReplicas = None,
+    max_replicas: MaxReplicas = None,
+    target_concurrency: TargetConcurrency = None,
+    inactivity_timeout: InactivityTimeout = None,
+    no_autoscaling: Annotated[
+        bool, typer.Option("--no-autoscaling", help="Turn the autoscaler off (the count stays).")
+    ] = False,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
 ) -> None:
     """Change a cluster. A new container, env, command, port or health path rolls its replicas
-    over one at a time; what is not given stays as it is."""
+    over one at a time; what is not given stays as it is. Autoscaling options replace the whole
+    autoscaling setting."""
     body = _drop_unset(
         {
             "replicas": replicas,
@@ -214,15 +288,25 @@ def update_cluster(
             "port": port,
             "health_path": health_path,
             "models": model,
+            "autoscaling": _autoscaling(
+                min_replicas, max_replicas, target_concurrency, inactivity_timeout
+            ),
         }
     )
+    if no_autoscaling:
+        if "autoscaling" in body:
+            raise typer.BadParameter(
+                "--no-autoscaling and autoscaling options", param_hint="--no-autoscaling"
+            )
+        body["autoscaling"] = None
     if not body:
         raise typer.BadParameter("give at least one thing to change", param_hint="options")
 
     async def call(c: Client) -> Any:
         return await c.request("PATCH", await _path(c, cluster_id), json=body)
 
-    show(run(url, api_key, call), COLUMNS, raw)
+    changed = run(url, api_key, call)
+    show(changed if raw else _shown(changed), SHOWN, raw)
 
 
 @clusters.command("delete")

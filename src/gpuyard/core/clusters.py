@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from gpuyard.core.autoscaling.replicas import ReplicaAutoscaling
+
 MAX_FAILURES = 3
 """Replicas of one spec that may fail before the cluster is ``failed`` (until it is changed)."""
 
@@ -91,3 +93,4 @@ class Cluster:
     created_at: datetime
     updated_at: datetime
     replica_views: tuple[ReplicaView, ...] = ()
+    autoscaling: ReplicaAutoscaling | None = None  # None: ``replicas`` is fixed

@@ -38,6 +38,7 @@ PREFIXES = {
     "col": "collection",
     "itm": "item",
     "file": "file",
+    "gw": "gateway process",
 }
 
 _ID_RE = re.compile(rf"^([a-z]+)_([0-9a-hjkmnp-tv-z]{{{_BODY_LEN}}})$")

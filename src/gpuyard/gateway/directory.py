@@ -44,6 +44,7 @@ class Snapshot:
     by_slug: dict[str, list[Target]]
     cluster_org: dict[str, tuple[str, bool]]  # slug -> (org, public), ready or not
     created: dict[str, float]  # model -> when its cluster was created (for /v1/models)
+    cluster_ids: dict[str, str]  # slug -> cluster id
 
 
 class ModelDirectory:
@@ -127,6 +128,10 @@ class ModelDirectory:
             if any(t.org_id == org_id or t.public for t in targets)
         }
 
+    def cluster_id(self, slug: str) -> str | None:
+        """The id of the cluster with ``slug`` in the current snapshot (None: not known)."""
+        return self._snapshot.cluster_ids.get(slug) if self._snapshot else None
+
     async def endpoint(self, org_id: str, slug: str) -> list[Target] | None:
         """Ready replicas of the cluster with ``slug`` if the org may use it; None if it may not
         (or no such cluster), [] if it may but none is ready."""
@@ -153,9 +158,11 @@ def index(routable: Routable) -> Snapshot:
     by_slug: dict[str, list[Target]] = defaultdict(list)
     cluster_org: dict[str, tuple[str, bool]] = {}
     created: dict[str, float] = {}
+    cluster_ids: dict[str, str] = {}
     clusters = {c.id: c for c in routable.clusters}
     for cl in routable.clusters:
         cluster_org[cl.slug] = (cl.org_id, cl.public)
+        cluster_ids[cl.slug] = cl.id
         for model in cl.models:
             created.setdefault(model, cl.created_at)
     for replica in routable.replicas:
@@ -173,4 +180,4 @@ def index(routable: Routable) -> Snapshot:
         for model in c.models or replica.served_models:
             by_model[model].append(target)
             created.setdefault(model, c.created_at)
-    return Snapshot(dict(by_model), dict(by_slug), cluster_org, created)
+    return Snapshot(dict(by_model), dict(by_slug), cluster_org, created, cluster_ids)

@@ -13,6 +13,8 @@ its own honest implementations.
 - ``ServerlessRouter``: a worker of the org's serverless endpoint named like the model, as
   ``/route/`` gives one (serverless.py waits while one starts).
 - ``Spend``: what a request may cost the org (a hold before it goes upstream) and what it did.
+- ``LoadSink``: where the load measured on each replica goes (load_meter.py), for the
+  autoscaling of clusters.
 """
 
 from __future__ import annotations
@@ -143,6 +145,18 @@ class ServerlessRouter(Protocol):
         could not be reached): closed, it is no longer demand nor in flight."""
         ...
 
+    async def reroute(
+        self, org_id: str, request_idx: int, refused: tuple[int, ...]
+    ) -> WorkerGrant | None:
+        """Another ready worker with room for the request the workers ``refused`` answered with
+        429 (None: none has room)."""
+        ...
+
+    async def names(self, org_id: str) -> dict[str, float]:
+        """The org's endpoints by name (what ``model`` routes to), with when each was created
+        (a POSIX timestamp), for ``/v1/models``."""
+        ...
+
 
 class Spend(Protocol):
     async def hold(
@@ -193,3 +207,22 @@ class FreeSpend:
         output_tokens: int,
     ) -> None:
         return None
+
+
+class LoadReport(NamedTuple):
+    """What one gateway measured on one replica since its last report: the requests in flight on
+    it now, and the request-seconds it served (its mean concurrency times the span); a request
+    refused because its cluster had no ready replica counts in ``refused``."""
+
+    cluster_id: str
+    replica_id: str | None  # None: a refused request, on no replica
+    in_flight: int
+    busy_seconds: float
+    refused: int
+    at: datetime
+
+
+class LoadSink(Protocol):
+    async def write(self, reporter: str, reports: Sequence[LoadReport]) -> None:
+        """Keep what gateway ``reporter`` measured (all or none)."""
+        ...

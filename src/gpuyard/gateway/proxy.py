@@ -73,7 +73,7 @@ class Upstream:
         replica sees the request end. Never suspends, so a cancelled request still closes it."""
         if not self._closed:
             self._closed = True
-            self.balancer.release(self.target.replica_id)
+            self.balancer.release(self.target.replica_id, self.target.cluster_id)
             self.response.close()
 
 
@@ -103,14 +103,14 @@ async def open_upstream(
     tried: list[str] = []
     for target in balancer.order(targets):
         tried.append(target.replica_id)
-        balancer.acquire(target.replica_id)
+        balancer.acquire(target.replica_id, target.cluster_id)
         try:
             response, first = await _first_chunk(client, target, method, path, headers, body)
         except ConnectError:  # ConnectTimeout too: nothing was sent, so try the next replica
-            balancer.release(target.replica_id)
+            balancer.release(target.replica_id, target.cluster_id)
             continue
         except BaseException:
-            balancer.release(target.replica_id)
+            balancer.release(target.replica_id, target.cluster_id)
             raise
         return Upstream(target, response, first, balancer, tried)
     raise Unavailable(

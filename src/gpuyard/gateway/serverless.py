@@ -3,6 +3,8 @@ org. A request that finds no ready worker is held while the autoscaler starts on
 polling as Vast's client does, up to ``wait_s`` (then 503 ``no_ready_worker``, and the routed
 request is abandoned so it stops counting as demand). The worker gets what a Vast client sends
 it: ``{"auth_data": <the /route/ grant>, "payload": <the OpenAI body>}`` on the same path.
+A worker that answers 429 (its queue is full) is passed over for another ready worker with room
+(``Elsewhere``); the 429 is the answer only when none has room.
 """
 
 from __future__ import annotations
@@ -47,6 +49,34 @@ def worker_target(org_id: str, grant: WorkerGrant) -> Target:
         public=False,
         url=grant.url,
     )
+
+
+MAX_REROUTES = 8
+"""The most workers one request is offered to after the first refused it."""
+
+
+class Elsewhere:
+    """Where a request goes when the worker it was sent to refuses it (429): another ready
+    worker of the endpoint with room for it, routed as ``/route/`` routes (None: none has)."""
+
+    def __init__(
+        self, router: ServerlessRouter, org_id: str, grant: WorkerGrant, body: dict[str, Any]
+    ) -> None:
+        self.router = router
+        self.org_id = org_id
+        self.body = body
+        self.request_idx = grant.request_idx
+        self.refused: tuple[int, ...] = (grant.worker_id,)
+
+    async def next(self) -> tuple[Target, bytes] | None:
+        """The next worker and what it is sent; each call means the last one refused."""
+        if len(self.refused) > MAX_REROUTES:
+            return None
+        grant = await self.router.reroute(self.org_id, self.request_idx, self.refused)
+        if grant is None:
+            return None
+        self.refused += (grant.worker_id,)
+        return worker_target(self.org_id, grant), worker_body(grant, self.body)
 
 
 class ServerlessWaiter:

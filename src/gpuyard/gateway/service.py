@@ -27,12 +27,14 @@ from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
 from gpuyard.gateway.kept import CompletionKeeper
+from gpuyard.gateway.load_meter import LoadMeter
 from gpuyard.gateway.logs import RequestLogWriter
 from gpuyard.gateway.ports import (
     CompletionSink,
     FreeSpend,
     Keys,
     Limiter,
+    LoadSink,
     LogSink,
     ReplicaSource,
     RequestLogRow,
@@ -55,17 +57,17 @@ from gpuyard.gateway.relay import (
 )
 from gpuyard.gateway.serverless import (
     DEFAULT_WAIT_S,
+    Elsewhere,
     ServerlessWaiter,
     cost_of,
     worker_body,
     worker_target,
 )
-from gpuyard.gateway.upstream_http import HttpError, UpstreamClient
-from gpuyard.gateway.usage import Usage, json_or_none
+from gpuyard.gateway.upstream_http import UpstreamClient
+from gpuyard.gateway.usage import Usage
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_ERROR = 500
-PROBE_TIMEOUT_S = 2.0  # ``ask_each_model``: how long one replica may take
 MAX_ENDPOINT = 64  # request_logs.endpoint
 AFTER_ANSWER_S = 0.001  # how long what follows a streamed answer waits (see ``later``)
 CLIENT_CLOSED = 499  # logged for a request whose client left before any answer (as nginx logs it)
@@ -110,6 +112,7 @@ class Gateway:
         after_answer: float = AFTER_ANSWER_S,
         serverless: ServerlessRouter | None = None,
         serverless_wait_s: float = DEFAULT_WAIT_S,
+        load: LoadSink | None = None,
     ) -> None:
         self.clock = clock
         self.after_answer = after_answer
@@ -120,7 +123,8 @@ class Gateway:
         self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
         self._after_timer: asyncio.TimerHandle | None = None
         self.directory = ModelDirectory(replicas, ttl=directory_ttl)
-        self.balancer = LeastOutstanding()
+        self.meter = LoadMeter(load, clock)
+        self.balancer = LeastOutstanding(meter=self.meter)
         self.auth = PrincipalCache(keys, ttl=auth_ttl)
         self.logs: RequestLogWriter[RequestLogRow] = RequestLogWriter(logs)
         self.client = client or UpstreamClient(connect_timeout=2.0, read_timeout=600.0)
@@ -130,11 +134,13 @@ class Gateway:
 
     async def start(self) -> None:
         self.logs.start()
+        self.meter.start()
         if self.kept is not None:
             self.kept.start()
 
     async def stop(self) -> None:
         await self.settle()
+        await self.meter.stop()
         await self.directory.close()
         await self.auth.close()
         await self.logs.stop()
@@ -201,7 +207,7 @@ class Gateway:
             grant: WorkerGrant = await self.serverless.until_ready(
                 org_id, request.model, cost, found
             )
-            return await self._proxy(
+            relay = await self._proxy(
                 entry,
                 [worker_target(org_id, grant)],
                 method="POST",
@@ -211,7 +217,11 @@ class Gateway:
                 strip_usage=request.strip_usage,
                 whole=True,
                 expect_json=endpoint != "audio/speech",
+                refused=Elsewhere(router, org_id, grant, body),
             )
+            if relay.status == 429:  # refused by every worker with room: it ends here
+                await router.abandon(org_id, found.request_idx)
+            return relay
         except BaseException:  # refused, timed out, gone, or the worker could not be reached
             await asyncio.shield(router.abandon(org_id, found.request_idx))
             raise
@@ -232,6 +242,8 @@ class Gateway:
         if targets is None:
             raise NotFound(f"no cluster endpoint {slug}", code="endpoint_not_found")
         if not targets:
+            if cluster_id := self.directory.cluster_id(slug):
+                self.meter.refused(cluster_id)  # demand all the same: scale from zero
             raise Unavailable(
                 f"cluster endpoint {slug} has no ready replica yet",
                 retry_after=RETRY_AFTER_S,
@@ -250,33 +262,13 @@ class Gateway:
             expect_json=False,
         )
 
-    async def ask_each_model(self, principal: Principal, path: str) -> dict[str, Any]:
-        """``GET path`` on one ready replica of each model the caller can reach, at once: the
-        JSON answers of those that answered 200, by model (the voices of speech deployments,
-        ``/v1/audio/voices``). A replica that fails, is slow or answers anything else is left
-        out; nothing is logged or counted against the key."""
-        models = sorted(await self.directory.models(principal.org_id))
-        answers = await asyncio.gather(*(self._ask(principal, model, path) for model in models))
-        return {m: a for m, a in zip(models, answers, strict=True) if a is not None}
-
-    async def _ask(self, principal: Principal, model: str, path: str) -> Any:
-        targets = await self.directory.resolve(principal.org_id, model)
-        if not targets:
-            return None
-        try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S):
-                response = await self.client.request(targets[0].url, "GET", path, [], b"")
-                try:
-                    if response.status_code != 200:
-                        return None
-                    parts = []
-                    while chunk := await response.read():
-                        parts.append(chunk)
-                finally:
-                    response.close()
-        except (OSError, TimeoutError, HttpError):
-            return None
-        return json_or_none(b"".join(parts))
+    async def models(self, org_id: str) -> dict[str, float]:
+        """What the org may name as ``model``, with a creation time each: its clusters' models
+        and the published ones, then its serverless endpoints by name (a cluster's wins)."""
+        found = await self.directory.models(org_id)
+        if self.serverless is None:
+            return found
+        return {**await self.serverless.router.names(org_id), **found}
 
     async def _admit(self, principal: Principal) -> None:
         if principal.rpm_limit is not None or principal.tpm_limit is not None:
@@ -294,20 +286,27 @@ class Gateway:
         strip_usage: bool,
         whole: bool,
         expect_json: bool,
+        refused: Elsewhere | None = None,
     ) -> Relay:
         """Open the request on the best replica that answers and relay its answer: SSE checked
-        event by event, else the whole body (``whole``) or its bytes as they come."""
+        event by event, else the whole body (``whole``) or its bytes as they come. A 429 is
+        tried ``refused`` elsewhere first (a serverless worker's full queue)."""
         finish = partial(self._finish, entry)
+        opening = partial(
+            open_upstream,
+            client=self.client,
+            balancer=self.balancer,
+            method=method,
+            path=path,
+            headers=headers,
+        )
         try:
-            upstream = await open_upstream(
-                client=self.client,
-                balancer=self.balancer,
-                targets=targets,
-                method=method,
-                path=path,
-                headers=headers,
-                body=body,
-            )
+            upstream = await opening(targets=targets, body=body)
+            while refused is not None and upstream.response.status_code == 429:
+                if (elsewhere := await refused.next()) is None:
+                    break  # none has room: the refusal is the answer
+                await upstream.close()
+                upstream = await opening(targets=[elsewhere[0]], body=elsewhere[1])
         except Unavailable as exc:
             if len({t.cluster_id for t in targets}) == 1:
                 entry.cluster_id = targets[0].cluster_id

@@ -13,6 +13,7 @@ from gpuyard.core.money import BalancePolicy
 from gpuyard.core.principal import Principal
 from gpuyard.gateway.ports import (
     CompletionRow,
+    LoadReport,
     ReadyReplica,
     RequestLogRow,
     Routable,
@@ -26,6 +27,7 @@ from gpuyard.server.db import write_session
 from gpuyard.server.services import (
     auth,
     balances,
+    cluster_load,
     completions,
     rate_limits,
     request_logs,
@@ -149,26 +151,65 @@ class DatabaseServerless:
             return None
         if isinstance(found, routing.Waiting):
             return WorkerWait(request_idx=found.request_idx)
-        auth_data = {
-            "url": found.url,
-            "signature": found.signature,
-            "reqnum": found.reqnum,
-            "endpoint": found.endpoint,
-            "cost": found.cost,
-            "request_idx": found.request_idx,
-        }
-        return WorkerGrant(
-            endpoint_id=found.endpoint_id,
-            worker_id=found.worker_id,
-            request_idx=found.request_idx,
-            url=found.url,
-            auth_data=auth_data,
-        )
+        return _worker_grant(found)
+
+    async def reroute(
+        self, org_id: str, request_idx: int, refused: tuple[int, ...]
+    ) -> WorkerGrant | None:
+        async with write_session(self._sessions) as session:
+            found = await routing.reroute(
+                session,
+                clock=self._clock,
+                org_id=org_id,
+                request_idx=request_idx,
+                refused=refused,
+            )
+        return None if found is None else _worker_grant(found)
 
     async def abandon(self, org_id: str, request_idx: int) -> None:
         async with write_session(self._sessions) as session:
             await routing.abandon(
                 session, clock=self._clock, org_id=org_id, request_idx=request_idx
+            )
+
+    async def names(self, org_id: str) -> dict[str, float]:
+        async with self._sessions() as session:
+            return await routing.endpoint_names(session, org_id=org_id)
+
+
+def _worker_grant(found: routing.Grant) -> WorkerGrant:
+    """A worker as ``/route/`` grants it, with the ``auth_data`` the worker checks."""
+    auth_data = {
+        "url": found.url,
+        "signature": found.signature,
+        "reqnum": found.reqnum,
+        "endpoint": found.endpoint,
+        "cost": found.cost,
+        "request_idx": found.request_idx,
+    }
+    return WorkerGrant(
+        endpoint_id=found.endpoint_id,
+        worker_id=found.worker_id,
+        request_idx=found.request_idx,
+        url=found.url,
+        auth_data=auth_data,
+    )
+
+
+class DatabaseLoad:
+    """``LoadSink``: a gateway's measures of the replicas' load (services/cluster_load.py)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def write(self, reporter: str, reports: Sequence[LoadReport]) -> None:
+        async with write_session(self._sessions) as session:
+            await cluster_load.record(
+                session,
+                reporter=reporter,
+                reports=[cluster_load.Measured(*r) for r in reports],
+                now=self._clock.now(),
             )
 
 
@@ -243,4 +284,5 @@ def database_gateway(
         serverless=DatabaseServerless(sessions, clock),
         serverless_wait_s=serverless_wait_s,
         spend=DatabaseSpend(sessions, clock, policy or BalancePolicy()),
+        load=DatabaseLoad(sessions, clock),
     )

@@ -156,6 +156,8 @@ class AutoscalerController(Reconciler[orm.Endpoint, EndpointWork, None]):
                 group.status_reason = f"worker {w.row.pk} {why}"
         elif state == WorkerState.LOADING:
             w.row.started_at = now
+        elif state == WorkerState.STOPPED and w.workload is not None:
+            await serverless_fleet.release(session, workload=w.workload, host=w.host)
         await serverless_fleet.worker_event(
             session, clock=self.clock, worker=w.row, what=state.value, why=why or state.value
         )
@@ -199,9 +201,10 @@ class AutoscalerController(Reconciler[orm.Endpoint, EndpointWork, None]):
             await self._quiet_then(session, by_id[wid], WorkerState.DESTROYING, "replaced")
         for wid in decided.stop:
             await self._quiet_then(session, by_id[wid], WorkerState.STOPPING, "scaled down")
-        for wid in decided.start:
-            await self._set(session, by_id[wid], WorkerState.STARTING, "scaled up")
-        created = await self._create(session, ep, groups, decided.create)
+        started = [wid for wid in decided.start if await self._start(session, by_id[wid])]
+        # A stopped worker whose GPUs are taken meanwhile stays stopped: a new one instead.
+        more = len(decided.start) - len(started)
+        created = await self._create(session, ep, groups, decided.create + more)
         if created or decided.start or decided.stop or decided.destroy:  # not one per pass
             await self._log(session, ep, decided, created)
 
@@ -226,6 +229,15 @@ class AutoscalerController(Reconciler[orm.Endpoint, EndpointWork, None]):
         if w.in_flight:
             return
         await self._set(session, w, state, why)
+
+    async def _start(self, session: AsyncSession, w: _Worker) -> bool:
+        """Start a stopped worker on its own GPUs, if they are free (False: it stays stopped)."""
+        if w.workload is not None and not await serverless_fleet.retake(
+            session, workload=w.workload, host=w.host
+        ):
+            return False
+        await self._set(session, w, WorkerState.STARTING, "scaled up")
+        return True
 
     async def _set(self, session: AsyncSession, w: _Worker, state: WorkerState, why: str) -> None:
         await serverless_fleet.set_desired(

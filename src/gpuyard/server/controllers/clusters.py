@@ -42,6 +42,7 @@ from gpuyard.core.clusters import DEFAULT_DRAIN_SECONDS, MAX_FAILURES, cluster_s
 from gpuyard.core.ids import new_id
 from gpuyard.core.workload import WorkloadKind, WorkloadSpec
 from gpuyard.server import orm
+from gpuyard.server.controllers import cluster_scaling
 from gpuyard.server.controllers.base import Reconciler
 from gpuyard.server.controllers.replica_health import (
     Probe,
@@ -74,6 +75,7 @@ class _Pass:
     hosts: dict[str, orm.Host] = field(default_factory=dict)  # by replica id
     live: list[orm.Workload] = field(default_factory=list)  # running or starting, not leaving
     draining: list[orm.Workload] = field(default_factory=list)
+    busy: dict[str, int] = field(default_factory=dict)  # requests in flight (autoscaling only)
 
     def displaced(self, w: orm.Workload) -> bool:
         """To be replaced: an older generation, or on a host the operator drains."""
@@ -141,21 +143,34 @@ class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResu
     ) -> None:
         cluster: orm.Cluster = row
         p = _Pass(cluster=cluster, now=self.clock.now())
-        for w, h in await replica_rows(session, cluster.id):
+        p.busy = await cluster_scaling.in_flight(session, cluster, p.now)
+        rows = await replica_rows(session, cluster.id)
+        for w, h in rows:
             p.hosts[w.id] = h
             record_health(w, h, result.get(w.id), p.now)
             await self._sweep(session, p, w)
         deleting = cluster.deleted_at is not None
-        wanted = 0 if deleting else cluster.replicas
         current = [w for w in p.live if not p.displaced(w)]
         old = [w for w in p.live if p.displaced(w)]
+        idle: list[str] = []
+        if cluster.autoscaling is not None and not deleting:
+            idle = await cluster_scaling.rescale(
+                session,
+                clock=self.clock,
+                cluster=cluster,
+                current=current,
+                every=[w for w, _ in rows],
+                busy=p.busy,
+                now=p.now,
+            )
+        wanted = 0 if deleting else cluster.replicas
         room = wanted - len(current)
         if old and wanted:  # surge: one replica beyond the wanted count at a time
             room = min(room, wanted + 1 - len(p.live))
         unplaceable = False
         if cluster.failures < MAX_FAILURES and room > 0:
             unplaceable = not await self._fill(session, p, current, room)
-        for w in _surplus(current, wanted):
+        for w in cluster_scaling.surplus(current, wanted, first=idle, busy=p.busy):
             await self._retire(session, p, w, "cluster deleted" if deleting else "scaled down")
             current.remove(w)
         ready_new = sum(1 for w in current if w.ready)
@@ -181,8 +196,8 @@ class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResu
         for w in live:
             if w.state == "running" and not w.ready:  # 0.2 s, 0.4 s, 0.8 s, then every second
                 soon.append(timedelta(seconds=min(SETTLE_SECONDS, 0.2 * 2**w.health_failures)))
-        for w in p.draining:
-            if w.drain_started_at is not None:
+        for w in p.draining:  # (past its end, one waits for its requests: polled)
+            if w.drain_started_at is not None and w.drain_started_at + self.drain > p.now:
                 soon.append(w.drain_started_at + self.drain - p.now)
         return max(min(soon), timedelta(seconds=0.1))
 
@@ -217,7 +232,7 @@ class ClusterController(Reconciler[orm.Cluster, ClusterWork, dict[str, ProbeResu
             if lost or ended:
                 why = "host lost while draining" if lost else "ended while draining"
                 await self._remove(session, p.cluster, w, why)
-            elif p.now - w.drain_started_at >= self.drain:
+            elif cluster_scaling.drained(w, p.busy, p.now, self.drain):
                 await self._remove(session, p.cluster, w, "drained")
             else:
                 p.draining.append(w)
@@ -375,11 +390,3 @@ async def _has_replica(session: AsyncSession, cluster_id: str, *where: ColumnEle
         .limit(1)
     )
     return found is not None
-
-
-def _surplus(current: list[orm.Workload], wanted: int) -> list[orm.Workload]:
-    extra = len(current) - wanted
-    if extra <= 0:
-        return []
-    # unready first, then the newest
-    return sorted(current, key=lambda w: (w.ready, -w.pk))[:extra]

@@ -12,6 +12,7 @@ from gpuyard.server.orm.billing import (
     TokenMeter,
     TopUp,
 )
+from gpuyard.server.orm.cluster_load import ClusterLoadSample, ReplicaInFlight
 from gpuyard.server.orm.deployments import Cluster, Workload
 from gpuyard.server.orm.fleet import Gpu, Host, JoinToken
 from gpuyard.server.orm.inference import RateWindow, RequestLog, StoredCompletion
@@ -34,6 +35,7 @@ __all__ = [
     "Base",
     "BillingAccount",
     "Cluster",
+    "ClusterLoadSample",
     "Endpoint",
     "Event",
     "Gpu",
@@ -50,6 +52,7 @@ __all__ = [
     "Offer",
     "Org",
     "RateWindow",
+    "ReplicaInFlight",
     "RequestLog",
     "RoutedRequest",
     "ServerlessWorker",

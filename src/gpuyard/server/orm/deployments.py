@@ -84,3 +84,6 @@ class Cluster(LeaseColumns, Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when the cluster opts in to the autoscaler (core/autoscaling/replicas.py): its
+    # min_replicas, max_replicas, target_concurrency, inactivity_timeout.
+    autoscaling: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)

@@ -12,6 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from gpuyard.core.errors import NotFound
 from gpuyard.core.principal import Principal, Scope
+from gpuyard.gateway.model_probe import ask_each_model
 from gpuyard.gateway.relay import Relay
 from gpuyard.gateway.service import Gateway
 from gpuyard.server import query_keys
@@ -62,8 +63,9 @@ def respond(relay: Relay) -> Response:
 
 @router.get("/v1/models", responses=openai_errors(403))
 async def list_models(principal: Caller, gw: GatewayDep) -> dict[str, Any]:
-    """The models your deployments serve now, and those the operator publishes to every org."""
-    models = await gw.directory.models(principal.org_id)
+    """The models your deployments serve now, those the operator publishes to every org, and
+    your serverless endpoints (by name)."""
+    models = await gw.models(principal.org_id)
     return {
         "object": "list",
         "data": [
@@ -75,7 +77,7 @@ async def list_models(principal: Caller, gw: GatewayDep) -> dict[str, Any]:
 
 @router.get("/v1/models/{model_id:path}", responses=openai_errors(403, 404))
 async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[str, Any]:
-    models = await gw.directory.models(principal.org_id)
+    models = await gw.models(principal.org_id)
     if model_id not in models:
         raise NotFound(
             f"The model `{model_id}` does not exist or you do not have access to it.",
@@ -92,7 +94,7 @@ async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[st
 async def _speech_models(principal: Principal, gw: Gateway) -> dict[str, list[str]]:
     """The voices of each speech model the caller can reach: those whose replica answers
     ``GET /v1/audio/voices`` with ``{"voices": [names]}``."""
-    answers = await gw.ask_each_model(principal, "/v1/audio/voices")
+    answers = await ask_each_model(gw.directory, gw.client, principal, "/v1/audio/voices")
     found = {}
     for model, answer in answers.items():
         voices = answer.get("voices") if isinstance(answer, dict) else None

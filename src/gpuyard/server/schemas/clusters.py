@@ -4,10 +4,44 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from gpuyard.core.autoscaling.replicas import ReplicaAutoscaling
 from gpuyard.core.clusters import Cluster
 from gpuyard.server.schemas.common import RequestBody, reject_null
+
+
+class Autoscaling(RequestBody):
+    """The replica count follows the load (requests in flight) between the two bounds."""
+
+    min_replicas: StrictInt = Field(default=1, description="0 scales to zero when idle")
+    max_replicas: StrictInt = Field(description="At most 64")
+    target_concurrency: StrictFloat | StrictInt = Field(
+        default=4.0, description="Requests in flight one replica is meant to serve"
+    )
+    inactivity_timeout: StrictFloat | StrictInt | None = Field(
+        default=300.0,
+        description="With min_replicas 0: idle seconds before the last replica goes (null: never)",
+    )
+
+    def settings(self) -> ReplicaAutoscaling:
+        return ReplicaAutoscaling(
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            target_concurrency=float(self.target_concurrency),
+            inactivity_timeout=(
+                None if self.inactivity_timeout is None else float(self.inactivity_timeout)
+            ),
+        )
+
+    @classmethod
+    def of(cls, a: ReplicaAutoscaling) -> Autoscaling:
+        return cls(
+            min_replicas=a.min_replicas,
+            max_replicas=a.max_replicas,
+            target_concurrency=a.target_concurrency,
+            inactivity_timeout=a.inactivity_timeout,
+        )
 
 
 class ClusterCreate(RequestBody):
@@ -26,6 +60,9 @@ class ClusterCreate(RequestBody):
         description="Models it serves; empty: discovered from each ready replica's /v1/models",
     )
     public: StrictBool = Field(default=False, description="Operator only: serve every org")
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Set: the replica count follows the load within its bounds"
+    )
 
 
 class ClusterUpdate(RequestBody):
@@ -36,6 +73,7 @@ class ClusterUpdate(RequestBody):
     port: StrictInt | None = Field(default=None, ge=1, le=65535)
     health_path: StrictStr | None = Field(default=None, pattern=r"^/", max_length=200)
     models: list[StrictStr] | None = Field(default=None, max_length=64)
+    autoscaling: Autoscaling | None = Field(default=None, description="null: turned off")
 
     _no_null = reject_null("replicas", "container", "env", "port", "health_path", "models")
 
@@ -70,6 +108,9 @@ class ClusterOut(BaseModel):
     models: list[str]
     replica_details: list[ReplicaOut]
     updated_at: datetime
+    autoscaling: Autoscaling | None = Field(
+        description="Set: `replicas` is what the autoscaler last chose, within these bounds"
+    )
 
     @classmethod
     def of(cls, c: Cluster, endpoint: str) -> ClusterOut:
@@ -102,4 +143,5 @@ class ClusterOut(BaseModel):
                 for r in c.replica_views
             ],
             updated_at=c.updated_at,
+            autoscaling=Autoscaling.of(c.autoscaling) if c.autoscaling else None,
         )

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core import gpu_names
+from gpuyard.core.autoscaling.replicas import (
+    MAX_REPLICAS,
+    ReplicaAutoscaling,
+    autoscaling_errors,
+)
 from gpuyard.core.clock import Clock
 from gpuyard.core.clusters import Cluster, ClusterStatus, ReplicaView
 from gpuyard.core.errors import Conflict, InvalidRequest, NotFound
@@ -22,7 +27,6 @@ from gpuyard.server.services import events, wakeups
 from gpuyard.server.services.pagination import paginate
 
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-MAX_REPLICAS = 64
 DEFAULT_PORT = 8000
 DEFAULT_HEALTH_PATH = "/health"
 
@@ -40,6 +44,7 @@ class ClusterSpec:
     health_path: str = DEFAULT_HEALTH_PATH
     models: tuple[str, ...] = ()
     public: bool = False
+    autoscaling: ReplicaAutoscaling | None = None
 
 
 def _check_name(name: str) -> str:
@@ -54,6 +59,19 @@ def _check_name(name: str) -> str:
 def _check_replicas(replicas: int) -> None:
     if not 0 <= replicas <= MAX_REPLICAS:
         raise InvalidRequest(f"replicas must be between 0 and {MAX_REPLICAS}", param="replicas")
+
+
+def _check_autoscaling(a: ReplicaAutoscaling | None) -> dict[str, Any] | None:
+    """The settings as stored; 400 naming the first wrong field."""
+    if a is None:
+        return None
+    for name, why in autoscaling_errors(a).items():
+        raise InvalidRequest(f"autoscaling.{why}", param=f"autoscaling.{name}")
+    return asdict(a)
+
+
+def _autoscaling(raw: dict[str, Any] | None) -> ReplicaAutoscaling | None:
+    return None if raw is None else ReplicaAutoscaling(**raw)
 
 
 async def _known_gpu_type(session: AsyncSession, gpu_type: str) -> tuple[str, str]:
@@ -127,6 +145,7 @@ def to_domain(row: orm.Cluster, replicas: list[ReplicaView]) -> Cluster:
         created_at=row.created_at,
         updated_at=row.updated_at,
         replica_views=tuple(replicas),
+        autoscaling=_autoscaling(row.autoscaling),
     )
 
 
@@ -155,6 +174,8 @@ async def create_cluster(
 ) -> Cluster:
     name = _check_name(spec.name)
     _check_replicas(spec.replicas)
+    autoscaling = _check_autoscaling(spec.autoscaling)
+    replicas = spec.autoscaling.clamp(spec.replicas) if spec.autoscaling else spec.replicas
     if spec.public:
         org = await session.scalar(select(orm.Org).where(orm.Org.id == org_id))
         if org is None or not org.is_operator:
@@ -179,7 +200,7 @@ async def create_cluster(
         slug=f"{name[:56]}-{secrets.token_hex(3)}",
         gpu_key=key,
         gpu_name=display,
-        replicas=spec.replicas,
+        replicas=replicas,
         gpus_per_replica=spec.gpus_per_replica,
         container=spec.container,
         env=dict(spec.env),
@@ -188,7 +209,8 @@ async def create_cluster(
         health_path=spec.health_path,
         models=list(spec.models),
         public=spec.public,
-        status=ClusterStatus.PROVISIONING if spec.replicas else ClusterStatus.STOPPED,
+        autoscaling=autoscaling,
+        status=ClusterStatus.PROVISIONING if replicas else ClusterStatus.STOPPED,
         generation=1,
         failures=0,
         created_at=now,
@@ -203,7 +225,12 @@ async def create_cluster(
         org_id=org_id,
         type="cluster.created",
         subject_id=row.id,
-        data={"name": name, "gpu_type": gpu_names.slug(display), "replicas": spec.replicas},
+        data={
+            "name": name,
+            "gpu_type": gpu_names.slug(display),
+            "replicas": replicas,
+            "autoscaling": autoscaling,
+        },
     )
     return to_domain(row, [])
 
@@ -233,14 +260,21 @@ _ROLLING = {"container", "env", "command", "port", "health_path", "gpus_per_repl
 async def update_cluster(
     session: AsyncSession, *, clock: Clock, org_id: str, cluster_id: str, changes: dict[str, Any]
 ) -> Cluster:
-    """PATCH: ``replicas`` scales; a change to what runs starts a rolling update (a new
-    generation of replicas, surged one at a time)."""
+    """PATCH: ``replicas`` scales (within the autoscaling bounds, if set: the autoscaler moves
+    it from there); ``autoscaling`` turns the autoscaler on, changes it, or (null) off; a change
+    to what runs starts a rolling update (a new generation of replicas, surged one at a time)."""
     row = await _row(session, org_id, cluster_id, lock=True)
     if "name" in changes and changes["name"] != row.name:
         raise InvalidRequest("a cluster cannot be renamed", param="name")
     if "replicas" in changes:
         _check_replicas(int(changes["replicas"]))
+    if "autoscaling" in changes:
+        raw = changes["autoscaling"]
+        row.autoscaling = _check_autoscaling(None if raw is None else ReplicaAutoscaling(**raw))
+    if "replicas" in changes:
         row.replicas = int(changes["replicas"])
+    if (bounds := _autoscaling(row.autoscaling)) is not None:
+        row.replicas = bounds.clamp(row.replicas)
     rolled = False
     for field in _ROLLING & changes.keys():
         value = changes[field]
@@ -253,7 +287,7 @@ async def update_cluster(
         row.models = list(changes["models"])
     if rolled:
         row.generation += 1
-    if rolled or "replicas" in changes:
+    if rolled or changes.keys() & {"replicas", "autoscaling"}:
         row.failures = 0
         row.status_reason = None
     row.updated_at = clock.now()

@@ -111,6 +111,57 @@ async def route_by_name(
     return await _route(session, clock, ep, cost, request_idx)
 
 
+async def reroute(
+    session: AsyncSession, *, clock: Clock, org_id: str, request_idx: int, refused: tuple[int, ...]
+) -> Grant | None:
+    """The workers ``refused`` answered request ``request_idx`` with 429 (their queue was full):
+    it goes to another ready worker of its endpoint that has room for it (its queue stays
+    within ``target_queue_time``), if one has; None when none has (the request is left as it
+    is, for its caller to pass the refusal on and close it)."""
+    endpoint_id = await session.scalar(
+        select(orm.RoutedRequest.endpoint_id).where(orm.RoutedRequest.pk == request_idx)
+    )
+    ep = await session.scalar(  # locked first, as ``/route/`` locks it
+        select(orm.Endpoint)
+        .where(
+            orm.Endpoint.id == endpoint_id,
+            orm.Endpoint.org_id == org_id,
+            orm.Endpoint.deleted_at.is_(None),
+        )
+        .with_for_update()
+    )
+    if ep is None or ep.state != EndpointState.ACTIVE:
+        return None
+    req = await session.scalar(
+        select(orm.RoutedRequest)
+        .where(
+            orm.RoutedRequest.pk == request_idx,
+            orm.RoutedRequest.status == ROUTED,
+            orm.RoutedRequest.done_at.is_(None),
+        )
+        .with_for_update()
+    )
+    if req is None:
+        return None
+    now = clock.now()
+    picked = await _pick(session, ep, req.cost, now, refused=refused)
+    if picked is None:
+        return None
+    req.worker_id, req.routed_at = picked, now
+    return await _grant_for(session, clock, ep, req, picked)
+
+
+async def endpoint_names(session: AsyncSession, *, org_id: str) -> dict[str, float]:
+    """The org's endpoints as the OpenAI gateway routes them (by name), with when each was
+    created (a POSIX timestamp), for ``/v1/models``."""
+    rows = await session.execute(
+        select(orm.Endpoint.name, orm.Endpoint.created_at).where(
+            orm.Endpoint.org_id == org_id, orm.Endpoint.deleted_at.is_(None)
+        )
+    )
+    return {name: created.timestamp() for name, created in rows.all()}
+
+
 async def abandon(session: AsyncSession, *, clock: Clock, org_id: str, request_idx: int) -> None:
     """Request ``request_idx`` will not reach a worker (its caller gave up, or could not reach
     the worker it got): closed, it is neither demand nor in flight."""
@@ -174,11 +225,20 @@ async def _request(
     return req
 
 
-async def _pick(session: AsyncSession, ep: orm.Endpoint, cost: float, now: datetime) -> int | None:
+async def _pick(
+    session: AsyncSession,
+    ep: orm.Endpoint,
+    cost: float,
+    now: datetime,
+    *,
+    refused: tuple[int, ...] = (),
+) -> int | None:
     """Pack: the busiest ready worker whose queue, with this request, stays within the
-    endpoint's ``target_queue_time``; when none has room, the least busy. Packing leaves other
-    workers idle, and only an idle worker can be stopped (docs/serverless.md). A worker silent
-    for longer than the policy's report timeout gets nothing: it is about to be replaced."""
+    endpoint's ``target_queue_time``; when none has room, the least busy (unless the request
+    was ``refused`` by workers already: then only one with room, not one of those). Packing
+    leaves other workers idle, and only an idle worker can be stopped (docs/serverless.md). A
+    worker silent for longer than the policy's report timeout gets nothing: it is about to be
+    replaced."""
     silent = now - timedelta(seconds=DEFAULT_TUNING.report_timeout)
     open_cost = (
         select(
@@ -206,6 +266,7 @@ async def _pick(session: AsyncSession, ep: orm.Endpoint, cost: float, now: datet
                     orm.ServerlessWorker.reported_at.is_(None),
                     orm.ServerlessWorker.reported_at >= silent,
                 ),
+                orm.ServerlessWorker.pk.not_in(refused),
             )
         )
     ).all()
@@ -218,6 +279,8 @@ async def _pick(session: AsyncSession, ep: orm.Endpoint, cost: float, now: datet
     roomy = [r for r in rows if queue(r) <= ep.target_queue_time]
     if roomy:
         best = max(roomy, key=lambda r: (r.n or 0, queue(r), -r.pk))
+    elif refused:
+        return None
     else:
         best = min(rows, key=lambda r: (queue(r), r.pk))
     return int(best.pk)

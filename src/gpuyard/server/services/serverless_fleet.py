@@ -5,8 +5,12 @@ decides; this module does.
 A worker is a host workload (kind ``worker``, owned by its endpoint) placed by the same scheduler
 as cluster replicas (services/scheduler.py: spread over hosts, then binpack), so a workergroup's
 first workers land on different hosts, which is how its ``test_workers`` measure perf on several
-machines. A stopped worker keeps its GPUs and its files (the ``process`` runtime keeps a stopped
-workload's directory), so starting it again skips the download and the first load.
+machines. A stopped (cold) worker keeps its files on its host (the ``process`` runtime keeps a
+stopped workload's directory), so starting it again skips the download and the first load, but
+not its GPUs: they are free for anything else once its host reports it stopped (``release``).
+Starting it takes the same GPUs of the same host again (``retake``: its spec, and so its files,
+stay as they are); when they are taken, or the host cannot run it now, it stays stopped and the
+autoscaler creates a worker elsewhere instead.
 
 Its environment is what Vast gives a worker: ``REPORT_ADDR`` (gpuyard's URL), ``MASTER_TOKEN``
 (the worker's own token), ``CONTAINER_ID`` (its number), ``WORKER_PORT``, ``PUBLIC_IPADDR`` and
@@ -175,6 +179,48 @@ async def _start_new(
     await offers.refresh_host(session, host=placement.host)
     await _event(session, clock, worker, "placed", f"on host {placement.host.name}")
     return worker
+
+
+async def release(session: AsyncSession, *, workload: orm.Workload, host: orm.Host | None) -> None:
+    """A stopped worker's GPUs are free again (its files stay on the host)."""
+    freed = await workloads.release_gpus(session, workload_id=workload.id)
+    if freed:
+        if host is not None:
+            await offers.refresh_host(session, host=host)
+        await workloads.wake_clusters_waiting_for_room(session, gpu_keys=freed)
+
+
+async def retake(session: AsyncSession, *, workload: orm.Workload, host: orm.Host | None) -> bool:
+    """Take a stopped worker's own GPUs again, on its host, to start it: False when the host
+    cannot run it now or any of them is taken (nothing taken then)."""
+    usable = (
+        host is not None
+        and host.status == HostStatus.READY
+        and not host.cordoned
+        and not host.draining
+    )
+    if not usable:
+        return False
+    spec = WorkloadSpec.model_validate(workload.spec)
+    gpus = list(
+        await session.scalars(
+            select(orm.Gpu).where(
+                orm.Gpu.host_id == workload.host_id, orm.Gpu.uuid.in_(spec.gpu_uuids)
+            )
+        )
+    )
+    held = [g for g in gpus if g.workload_id == workload.id]
+    if len(gpus) != len(spec.gpu_uuids):
+        return False
+    if len(held) == len(gpus):  # never let go (stopped before this release existed)
+        return True
+    if not await scheduler.allocate(
+        session, gpus=[g for g in gpus if g.workload_id != workload.id], workload_id=workload.id
+    ):
+        return False
+    assert host is not None
+    await offers.refresh_host(session, host=host)
+    return True
 
 
 async def set_desired(
