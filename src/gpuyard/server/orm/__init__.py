@@ -9,6 +9,7 @@ from gpuyard.server.orm.billing import (
     LedgerEntry,
     Meter,
     ModelPrice,
+    TokenHold,
     TokenMeter,
     TopUp,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "SshKey",
     "StoredCompletion",
     "Template",
+    "TokenHold",
     "TokenMeter",
     "TopUp",
     "UTCDateTime",
