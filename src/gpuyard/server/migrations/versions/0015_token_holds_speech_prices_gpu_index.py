@@ -1,5 +1,5 @@
 """billing: unsettled token holds kept for the hold sweeper; text to speech priced and charged
-by the character
+by the character; GPUs found by their workload (metering, freeing)
 
 Revision ID: 0015
 Revises: 0013
@@ -54,9 +54,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("request_id", name=op.f("uq_token_holds_request_id")),
     )
     op.create_index("ix_token_holds_next_run_at", "token_holds", ["next_run_at"])
+    op.create_index("ix_gpus_workload_id", "gpus", ["workload_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_gpus_workload_id", table_name="gpus")
     op.drop_index("ix_token_holds_next_run_at", table_name="token_holds")
     op.drop_table("token_holds")
     with op.batch_alter_table("ledger_entries") as batch:
