@@ -48,3 +48,5 @@ class BalancePolicy:
 
     low_balance_cents: int = 500
     grace_seconds: float = 3600.0
+    # An inference request's hold still unsettled this long is swept (its server died).
+    hold_seconds: float = 3600.0

@@ -31,6 +31,7 @@ class InferenceRequest:
     upstream_body: bytes
     strip_usage: bool  # the gateway asked for a usage chunk the client did not want
     max_tokens: int | None = None  # the most output it asked for, if it said
+    characters: int = 0  # text to speech: the characters of its input (charged by them)
 
 
 def parse(endpoint: str, raw: bytes) -> InferenceRequest:
@@ -44,7 +45,10 @@ def parse(endpoint: str, raw: bytes) -> InferenceRequest:
             strip_usage = True
             body["stream_options"] = {**options, "include_usage": True}
             raw = json.dumps(body).encode()
-    return InferenceRequest(endpoint, model, stream, raw, strip_usage, _max_tokens(body))
+    characters = len(body["input"]) if endpoint == "audio/speech" else 0
+    return InferenceRequest(
+        endpoint, model, stream, raw, strip_usage, _max_tokens(body), characters
+    )
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:

@@ -166,9 +166,10 @@ class Spend(Protocol):
         model: str,
         body_bytes: int,
         max_tokens: int | None,
+        characters: int = 0,
     ) -> int:
         """Take what the request could cost (0: nothing to take); raises ``InsufficientQuota``
-        when the org's balance does not cover it."""
+        when the org's balance does not cover it. ``characters``: text to speech's input."""
         ...
 
     async def settle(
@@ -179,6 +180,7 @@ class Spend(Protocol):
         held_cents: int,
         input_tokens: int,
         output_tokens: int,
+        characters: int = 0,
     ) -> None:
         """Charge what the request used against its hold (once per request)."""
         ...
@@ -194,6 +196,7 @@ class FreeSpend:
         model: str,
         body_bytes: int,
         max_tokens: int | None,
+        characters: int = 0,
     ) -> int:
         return 0
 
@@ -205,6 +208,7 @@ class FreeSpend:
         held_cents: int,
         input_tokens: int,
         output_tokens: int,
+        characters: int = 0,
     ) -> None:
         return None
 

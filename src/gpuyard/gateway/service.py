@@ -64,7 +64,7 @@ from gpuyard.gateway.serverless import (
     worker_target,
 )
 from gpuyard.gateway.upstream_http import UpstreamClient
-from gpuyard.gateway.usage import Usage
+from gpuyard.gateway.usage import Counted, Usage
 
 log = logging.getLogger(__name__)
 MAX_LOGGED_ERROR = 500
@@ -87,6 +87,7 @@ class LogEntry:
     end: StreamEnd | None = None  # a stream's: its last piece's time, not its (later) close's
     id: str = field(default_factory=lambda: new_id("req"))
     held_cents: int = 0  # what ``Spend.hold`` took for it
+    characters: int = 0  # text to speech: charged by them when it is answered
 
     def at(self, target: Target) -> None:
         self.cluster_id, self.replica_id = target.cluster_id, target.replica_id
@@ -164,8 +165,9 @@ class Gateway:
             raise _model_not_found(request.model)
         await self._admit(principal)
         entry = LogEntry(principal, endpoint, request.model, request.stream)
+        entry.characters = request.characters
         entry.held_cents = await self.spend.hold(
-            principal, entry.id, request.model, len(raw), request.max_tokens
+            principal, entry.id, request.model, len(raw), request.max_tokens, request.characters
         )
         relay = await self._proxy(
             entry,
@@ -201,8 +203,14 @@ class Gateway:
         try:
             await self._admit(principal)
             entry = LogEntry(principal, endpoint, request.model, request.stream)
+            entry.characters = request.characters
             entry.held_cents = await self.spend.hold(
-                principal, entry.id, request.model, len(request.upstream_body), request.max_tokens
+                principal,
+                entry.id,
+                request.model,
+                len(request.upstream_body),
+                request.max_tokens,
+                request.characters,
             )
             grant: WorkerGrant = await self.serverless.until_ready(
                 org_id, request.model, cost, found
@@ -342,9 +350,14 @@ class Gateway:
         if entry.held_cents and entry.model is not None:
             used_in = (usage.prompt_tokens or 0) if usage else 0
             used_out = (usage.completion_tokens or 0) if usage else 0
+            spoken = entry.characters if status < 400 else 0  # speech: when it was answered
             self._spawn(
                 self._settle(
-                    entry.principal, entry.id, entry.model, entry.held_cents, used_in, used_out
+                    entry.principal,
+                    entry.id,
+                    entry.model,
+                    entry.held_cents,
+                    Counted(used_in, used_out, spoken),
                 )
             )
         self.logs.submit(
@@ -372,11 +385,12 @@ class Gateway:
         request_id: str,
         model: str,
         held: int,
-        used_in: int,
-        used_out: int,
+        used: Counted,
     ) -> None:
         try:
-            await self.spend.settle(principal, request_id, model, held, used_in, used_out)
+            await self.spend.settle(
+                principal, request_id, model, held, used.input, used.output, used.characters
+            )
         except Exception:
             log.exception("could not settle request %s (%d cents held)", request_id, held)
 

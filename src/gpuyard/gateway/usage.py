@@ -10,6 +10,15 @@ from gpuyard.gateway.json_values import NotJson, loads
 
 
 @dataclass(frozen=True, slots=True)
+class Counted:
+    """What a request used: its tokens, and text to speech's characters."""
+
+    input: int
+    output: int
+    characters: int
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int | None
     completion_tokens: int | None

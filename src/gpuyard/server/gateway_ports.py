@@ -231,6 +231,7 @@ class DatabaseSpend:
         model: str,
         body_bytes: int,
         max_tokens: int | None,
+        characters: int = 0,
     ) -> int:
         async with write_session(self._sessions) as session:
             return await token_charges.hold(
@@ -242,6 +243,7 @@ class DatabaseSpend:
                 model=model,
                 body_bytes=body_bytes,
                 max_tokens=max_tokens,
+                characters=characters,
             )
 
     async def settle(
@@ -252,6 +254,7 @@ class DatabaseSpend:
         held_cents: int,
         input_tokens: int,
         output_tokens: int,
+        characters: int = 0,
     ) -> None:
         async with write_session(self._sessions) as session:
             await token_charges.settle(
@@ -264,6 +267,7 @@ class DatabaseSpend:
                 held_cents=held_cents,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
+                characters=characters,
             )
 
 

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         description="an org at or below zero this long has its instances stopped and its "
         "clusters scaled to zero",
     )
+    token_hold_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="an inference request's hold not settled this long (its server stopped "
+        "first) is settled from its request log, or else released",
+    )
     stripe_secret_key: SecretStr | None = Field(
         default=None, description="top-ups through Stripe (sk_…); unset: top-ups are off"
     )
@@ -125,7 +131,9 @@ class Settings(BaseSettings):
 
     def balance_policy(self) -> BalancePolicy:
         return BalancePolicy(
-            low_balance_cents=self.low_balance_cents, grace_seconds=self.depleted_grace_seconds
+            low_balance_cents=self.low_balance_cents,
+            grace_seconds=self.depleted_grace_seconds,
+            hold_seconds=self.token_hold_seconds,
         )
 
     def resolved_database_url(self) -> str:

@@ -18,6 +18,7 @@ from gpuyard.server.controllers.hosts import HostHealthController
 from gpuyard.server.controllers.key_expiry import KeyExpiryController
 from gpuyard.server.controllers.metering import MeteringController
 from gpuyard.server.controllers.retention import RetentionSweeper
+from gpuyard.server.controllers.token_holds import TokenHoldSweeper
 from gpuyard.server.controllers.vector_files import VectorFileController
 from gpuyard.server.controllers.webhook_dispatch import WebhookDispatcher
 from gpuyard.server.services.wakeups import Wakeups
@@ -100,6 +101,14 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=poll,
             settle_seconds=ctx.settings.meter_settle_seconds,
+            policy=ctx.settings.balance_policy(),
+        ),
+        TokenHoldSweeper(
+            sessions=ctx.sessions,
+            clock=ctx.clock,
+            owner=owner,
+            metrics=ctx.metrics,
+            poll_seconds=poll,
             policy=ctx.settings.balance_policy(),
         ),
         BillingEnforcer(

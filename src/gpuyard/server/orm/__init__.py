@@ -9,6 +9,7 @@ from gpuyard.server.orm.billing import (
     LedgerEntry,
     Meter,
     ModelPrice,
+    TokenHold,
     TokenMeter,
     TopUp,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "SshKey",
     "StoredCompletion",
     "Template",
+    "TokenHold",
     "TokenMeter",
     "TopUp",
     "UTCDateTime",

@@ -54,6 +54,9 @@ class LedgerEntry(Base):
     output_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
     cents_per_million_input: Mapped[int | None] = mapped_column(Integer, default=None)
     cents_per_million_output: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Speech only: the characters of the request and the model's price per million of them.
+    characters: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    cents_per_million_characters: Mapped[int | None] = mapped_column(Integer, default=None)
     day: Mapped[str] = mapped_column(String(10))  # UTC date of created_at, for usage by day
     created_at: Mapped[datetime]
 
@@ -120,8 +123,8 @@ class BillingAccount(LeaseColumns, Base):
 
 
 class ModelPrice(Base):
-    """The operator's price of a model's tokens, in cents per million input and output tokens
-    (a model without a row is not charged by the token)."""
+    """The operator's price of a model's use, in cents per million input and output tokens and
+    per million characters of text to speech (a model without a row is not charged)."""
 
     __tablename__ = "model_prices"
 
@@ -129,7 +132,28 @@ class ModelPrice(Base):
     model: Mapped[str] = mapped_column(String(200), unique=True)
     cents_per_million_input: Mapped[int] = mapped_column(Integer)
     cents_per_million_output: Mapped[int] = mapped_column(Integer)
+    cents_per_million_characters: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )
     updated_at: Mapped[datetime]
+
+
+class TokenHold(LeaseColumns, Base):
+    """An inference request's hold (entry ``tokens:<request>:hold``) not settled yet: written in
+    the hold's transaction, deleted in its settlement's. One still here at ``next_run_at`` (the
+    hold timeout) belongs to a request whose server died before settling it: the hold sweeper
+    (controllers/token_holds.py) settles it from the request's log or releases it."""
+
+    __tablename__ = "token_holds"
+    __table_args__ = (Index("ix_token_holds_next_run_at", "next_run_at"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(200))
+    held_cents: Mapped[int] = mapped_column(BigInteger)
+    characters: Mapped[int] = mapped_column(BigInteger, default=0)  # speech: its input's
+    created_at: Mapped[datetime]
 
 
 class TokenMeter(Base):

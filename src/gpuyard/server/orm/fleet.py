@@ -55,6 +55,8 @@ class Gpu(Base):
     __table_args__ = (
         UniqueConstraint("host_id", "index", name="uq_gpus_host_index"),
         Index("ix_gpus_host_free", "host_id", "gpu_key", "workload_id"),
+        # A workload's GPUs: freeing them, metering what they cost.
+        Index("ix_gpus_workload_id", "workload_id"),
     )
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)

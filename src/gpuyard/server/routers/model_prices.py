@@ -21,13 +21,15 @@ async def list_model_prices(principal: Operator, session: Session) -> list[Model
 async def set_model_price(
     body: ModelPriceSet, principal: Operator, session: Session, clock: ClockDep
 ) -> ModelPriceOut:
-    """Set a model's prices; requests to it are then held and charged by the token."""
+    """Set a model's prices; requests to it are then held and charged by the token (and text
+    to speech by the character)."""
     price = await token_charges.set_price(
         session,
         clock=clock,
         model=body.model,
         input_cents=body.cents_per_million_input,
         output_cents=body.cents_per_million_output,
+        character_cents=body.cents_per_million_characters,
     )
     return ModelPriceOut.of(price)
 

@@ -42,6 +42,8 @@ class LedgerEntryOut(BaseModel):
     output_tokens: int | None = Field(default=None, description="tokens: the request's output")
     cents_per_million_input: int | None = Field(default=None, description="tokens: price")
     cents_per_million_output: int | None = Field(default=None, description="tokens: price")
+    characters: int | None = Field(default=None, description="speech: the request's input")
+    cents_per_million_characters: int | None = Field(default=None, description="speech: price")
     period_start: datetime | None
     period_end: datetime | None
     created_at: datetime
@@ -65,6 +67,8 @@ class LedgerEntryOut(BaseModel):
             output_tokens=e.output_tokens,
             cents_per_million_input=e.cents_per_million_input,
             cents_per_million_output=e.cents_per_million_output,
+            characters=e.characters,
+            cents_per_million_characters=e.cents_per_million_characters,
             period_start=e.period_start,
             period_end=e.period_end,
             created_at=e.created_at,
@@ -98,6 +102,7 @@ class UsageLineOut(BaseModel):
     model: str | None = Field(default=None, description="tokens: the model")
     input_tokens: int = 0
     output_tokens: int = 0
+    characters: int = Field(default=0, description="text to speech: characters spoken")
 
     @classmethod
     def of(cls, u: UsageLine) -> UsageLineOut:
@@ -110,6 +115,7 @@ class UsageLineOut(BaseModel):
             model=u.model,
             input_tokens=u.input_tokens,
             output_tokens=u.output_tokens,
+            characters=u.characters,
         )
 
 
@@ -126,12 +132,16 @@ class ModelPriceSet(RequestBody):
     model: StrictStr = Field(min_length=1, max_length=200, description="As requests name it")
     cents_per_million_input: StrictInt = Field(ge=0, le=100_000_000)
     cents_per_million_output: StrictInt = Field(ge=0, le=100_000_000)
+    cents_per_million_characters: StrictInt = Field(
+        default=0, ge=0, le=100_000_000, description="text to speech: per million characters"
+    )
 
 
 class ModelPriceOut(BaseModel):
     model: str
     cents_per_million_input: int
     cents_per_million_output: int
+    cents_per_million_characters: int
     updated_at: datetime
 
     @classmethod
@@ -140,6 +150,7 @@ class ModelPriceOut(BaseModel):
             model=p.model,
             cents_per_million_input=p.cents_per_million_input,
             cents_per_million_output=p.cents_per_million_output,
+            cents_per_million_characters=p.cents_per_million_characters,
             updated_at=p.updated_at,
         )
 

@@ -192,7 +192,7 @@ async def heartbeat(
     for row in rows:
         status = reported.get(row.id)
         if row.desired == Desired.REMOVED and status is None:
-            await workloads.forget(session, row=row)
+            await workloads.forget(session, row=row, now=now)
             dirty = True
             continue
         if status is not None:

@@ -52,6 +52,8 @@ class Entry:
     output_tokens: int | None = None
     cents_per_million_input: int | None = None
     cents_per_million_output: int | None = None
+    characters: int | None = None
+    cents_per_million_characters: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,8 @@ def to_domain(row: orm.LedgerEntry) -> Entry:
         output_tokens=row.output_tokens,
         cents_per_million_input=row.cents_per_million_input,
         cents_per_million_output=row.cents_per_million_output,
+        characters=row.characters,
+        cents_per_million_characters=row.cents_per_million_characters,
     )
 
 
@@ -116,6 +120,8 @@ def new_entry_values(
         "output_tokens": None,
         "cents_per_million_input": None,
         "cents_per_million_output": None,
+        "characters": None,
+        "cents_per_million_characters": None,
         "period_start": None,
         "period_end": None,
         "day": day_of(now),
@@ -267,6 +273,7 @@ class UsageLine:
     model: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    characters: int = 0  # text to speech
 
 
 async def usage(
@@ -294,6 +301,7 @@ async def usage(
             func.coalesce(func.sum(entry.amount_cents), 0),
             func.coalesce(func.sum(entry.input_tokens), 0),
             func.coalesce(func.sum(entry.output_tokens), 0),
+            func.coalesce(func.sum(entry.characters), 0),
         )
         .where(
             entry.org_id == org_id,
@@ -314,8 +322,9 @@ async def usage(
             model=model,
             input_tokens=int(tokens_in or 0),
             output_tokens=int(tokens_out or 0),
+            characters=int(chars or 0),
         )
-        for day, kind, rid, model, seconds, cost, tokens_in, tokens_out in rows.all()
+        for day, kind, rid, model, seconds, cost, tokens_in, tokens_out, chars in rows.all()
     ]
     return start, end, lines
 

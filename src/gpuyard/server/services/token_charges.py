@@ -17,7 +17,7 @@ it used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,11 +42,16 @@ class ModelPrice:
     cents_per_million_input: int
     cents_per_million_output: int
     updated_at: datetime
+    cents_per_million_characters: int = 0  # text to speech: its input's characters
 
 
 def _domain(row: orm.ModelPrice) -> ModelPrice:
     return ModelPrice(
-        row.model, row.cents_per_million_input, row.cents_per_million_output, row.updated_at
+        row.model,
+        row.cents_per_million_input,
+        row.cents_per_million_output,
+        row.updated_at,
+        row.cents_per_million_characters or 0,
     )
 
 
@@ -61,13 +66,20 @@ async def price_of(session: AsyncSession, model: str) -> ModelPrice | None:
 
 
 async def set_price(
-    session: AsyncSession, *, clock: Clock, model: str, input_cents: int, output_cents: int
+    session: AsyncSession,
+    *,
+    clock: Clock,
+    model: str,
+    input_cents: int,
+    output_cents: int,
+    character_cents: int = 0,
 ) -> ModelPrice:
     if not model or len(model) > MAX_MODEL:
         raise InvalidRequest(f"model must be 1 to {MAX_MODEL} characters", param="model")
     for name, cents in (
         ("cents_per_million_input", input_cents),
         ("cents_per_million_output", output_cents),
+        ("cents_per_million_characters", character_cents),
     ):
         if not 0 <= cents <= MAX_PRICE:
             raise InvalidRequest(f"{name} must be 0 to {MAX_PRICE}", param=name)
@@ -76,6 +88,7 @@ async def set_price(
         row = orm.ModelPrice(model=model, updated_at=clock.now())
         session.add(row)
     row.cents_per_million_input, row.cents_per_million_output = input_cents, output_cents
+    row.cents_per_million_characters = character_cents
     row.updated_at = clock.now()
     await session.flush()
     return _domain(row)
@@ -88,19 +101,24 @@ async def delete_price(session: AsyncSession, *, model: str) -> None:
     await session.delete(row)
 
 
-def cost_microcents(price: ModelPrice, input_tokens: int, output_tokens: int) -> int:
-    """Exact: ``c`` cents per million tokens is ``c`` micro-cents a token."""
+def cost_microcents(
+    price: ModelPrice, input_tokens: int, output_tokens: int, characters: int = 0
+) -> int:
+    """Exact: ``c`` cents per million tokens (or characters) is ``c`` micro-cents a token."""
     return (
         price.cents_per_million_input * input_tokens
         + price.cents_per_million_output * output_tokens
+        + price.cents_per_million_characters * characters
     )
 
 
-def hold_cents(price: ModelPrice, body_bytes: int, max_tokens: int | None) -> int:
+def hold_cents(
+    price: ModelPrice, body_bytes: int, max_tokens: int | None, characters: int = 0
+) -> int:
     """The most a request could cost, in whole cents (at least one)."""
     prompt = body_bytes // BYTES_PER_TOKEN + 1
     output = max_tokens if max_tokens is not None else DEFAULT_HOLD_OUTPUT_TOKENS
-    most = cost_microcents(price, prompt, output)
+    most = cost_microcents(price, prompt, output, characters)
     return max(1, -(-most // MICROCENTS_PER_CENT))
 
 
@@ -109,6 +127,7 @@ def _price_columns(price: ModelPrice) -> dict[str, object]:
         "model": price.model,
         "cents_per_million_input": price.cents_per_million_input,
         "cents_per_million_output": price.cents_per_million_output,
+        "cents_per_million_characters": price.cents_per_million_characters or None,
     }
 
 
@@ -122,19 +141,21 @@ async def hold(
     model: str,
     body_bytes: int,
     max_tokens: int | None,
+    characters: int = 0,
 ) -> int:
-    """Take the request's hold (0: the model is not priced); InsufficientQuota, nothing taken,
-    when the balance does not cover it."""
+    """Take the request's hold (0: the model is not priced), recorded in ``token_holds`` until it
+    is settled; InsufficientQuota, nothing taken, when the balance does not cover it."""
     price = await price_of(session, model)
     if price is None:
         return 0
-    cents = hold_cents(price, body_bytes, max_tokens)
+    cents = hold_cents(price, body_bytes, max_tokens, characters)
+    now = clock.now()
     entry = ledger.new_entry_values(
         org_id=org_id,
         key=f"{KIND}:{request_id}:hold",
         kind=KIND,
         amount_cents=-cents,
-        now=clock.now(),
+        now=now,
         description="held until the request ends",
         resource_kind="model",
         **_price_columns(price),
@@ -144,7 +165,30 @@ async def hold(
             "You exceeded your current quota: the organization's balance does not cover this "
             "request. Add credit to continue."
         )
+    session.add(
+        orm.TokenHold(
+            request_id=request_id,
+            org_id=org_id,
+            model=model,
+            held_cents=cents,
+            characters=characters,
+            created_at=now,
+            next_run_at=now + timedelta(seconds=policy.hold_seconds),
+        )
+    )
+    await session.flush()
     return cents
+
+
+@dataclass(frozen=True, slots=True)
+class Used:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    characters: int = 0
+
+    def describe(self) -> str:
+        said = f"{self.input_tokens} input and {self.output_tokens} output tokens"
+        return f"{said}, {self.characters} characters" if self.characters else said
 
 
 async def settle(
@@ -158,37 +202,103 @@ async def settle(
     held_cents: int,
     input_tokens: int,
     output_tokens: int,
+    characters: int = 0,
 ) -> int | None:
     """Charge what the request used against its hold; the whole cents charged (None: it was
-    settled already)."""
+    settled already). Its ``token_holds`` row is locked first and deleted with the charge, so the
+    hold sweeper and a settlement never both act on one hold; one the sweeper released already
+    (its server was taken for dead) is charged what it used, the hold having gone back."""
     key = f"{KIND}:{request_id}"
-    if await session.scalar(select(orm.LedgerEntry.pk).where(orm.LedgerEntry.key == key)):
+    held = await session.scalar(
+        select(orm.TokenHold).where(orm.TokenHold.request_id == request_id).with_for_update()
+    )
+    if held is not None:
+        held_cents = held.held_cents
+        await session.delete(held)
+    elif await _written(session, key):
         return None
+    elif await _written(session, f"{key}:released"):
+        held_cents = 0
+    used = Used(input_tokens, output_tokens, characters)
+    return await _charge(
+        session, clock, policy, org_id, request_id, model, held_cents, used, used.describe()
+    )
+
+
+async def sweep(
+    session: AsyncSession, *, clock: Clock, policy: BalancePolicy, hold: orm.TokenHold
+) -> int | None:
+    """A hold its server never settled (``hold`` locked by the caller): settled from the
+    request's log when the gateway logged its usage (the request was served), else released in
+    full, as an authorization never captured is (what cannot be shown used is not charged). The
+    whole cents charged; None: released."""
+    logged = await session.scalar(
+        select(orm.RequestLog).where(orm.RequestLog.id == hold.request_id)
+    )
+    await session.delete(hold)
+    key = f"{KIND}:{hold.request_id}"
+    if logged is not None and logged.status < 400:
+        used = Used(logged.prompt_tokens or 0, logged.completion_tokens or 0, hold.characters or 0)
+        return await _charge(
+            session, clock, policy, hold.org_id, hold.request_id, hold.model, hold.held_cents,
+            used, f"{used.describe()} (from the request's log; its server stopped first)",
+        )  # fmt: skip
+    entry = ledger.new_entry_values(
+        org_id=hold.org_id,
+        key=f"{key}:released",
+        kind=KIND,
+        amount_cents=hold.held_cents,
+        now=clock.now(),
+        description="hold released: the request's end was never recorded",
+        resource_kind="model",
+        model=hold.model,
+    )
+    await balances.post(session, clock=clock, entries=[entry], policy=policy)
+    return None
+
+
+async def _written(session: AsyncSession, key: str) -> bool:
+    found = await session.scalar(select(orm.LedgerEntry.pk).where(orm.LedgerEntry.key == key))
+    return found is not None
+
+
+async def _charge(
+    session: AsyncSession,
+    clock: Clock,
+    policy: BalancePolicy,
+    org_id: str,
+    request_id: str,
+    model: str,
+    held_cents: int,
+    used: Used,
+    description: str,
+) -> int:
+    """Post ``tokens:<request>``: the hold back, less the whole cents ``used`` now makes due."""
     price = await price_of(session, model)
     if price is None:  # unpriced since it was held: at the hold's prices, recorded with it
         held = await session.scalar(
-            select(orm.LedgerEntry).where(orm.LedgerEntry.key == f"{key}:hold")
+            select(orm.LedgerEntry).where(orm.LedgerEntry.key == f"{KIND}:{request_id}:hold")
         )
-        if held is None:
-            return None
         price = ModelPrice(
             model,
-            held.cents_per_million_input or 0,
-            held.cents_per_million_output or 0,
+            (held.cents_per_million_input or 0) if held else 0,
+            (held.cents_per_million_output or 0) if held else 0,
             clock.now(),
+            (held.cents_per_million_characters or 0) if held else 0,
         )
-    used = cost_microcents(price, input_tokens, output_tokens)
-    due = await _meter(session, org_id, model, used, clock.now())
+    cost = cost_microcents(price, used.input_tokens, used.output_tokens, used.characters)
+    due = await _meter(session, org_id, model, cost, clock.now())
     entry = ledger.new_entry_values(
         org_id=org_id,
-        key=key,
+        key=f"{KIND}:{request_id}",
         kind=KIND,
         amount_cents=held_cents - due,
         now=clock.now(),
-        description=f"{input_tokens} input and {output_tokens} output tokens",
+        description=description,
         resource_kind="model",
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
+        input_tokens=used.input_tokens,
+        output_tokens=used.output_tokens,
+        characters=used.characters or None,
         **_price_columns(price),
     )
     await balances.post(session, clock=clock, entries=[entry], policy=policy)

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.clusters import MAX_FAILURES, ClusterStatus
+from gpuyard.core.metering import Observed
 from gpuyard.core.workload import WorkloadKind, WorkloadSpec, WorkloadStatus
 from gpuyard.server import orm
-from gpuyard.server.services import events, wakeups
+from gpuyard.server.services import events, meters, wakeups
 
 MAX_LOG_TAIL = 16_384
 
@@ -88,6 +89,13 @@ async def apply_status(
         return False  # heartbeats repeat every report: one that changes nothing writes nothing
     now = clock.now()
     changed = "state" in news
+    if changed:  # its meter counts to the reported start or end now (opened if it has none)
+        after = Observed(
+            billable=status.state.value in meters.BILLABLE_STATES,
+            started_at=news.get("started_at", row.started_at),  # type: ignore[arg-type]
+            finished_at=status.finished_at,
+        )
+        await meters.follow(session, row, after, now)
     for key, value in news.items():
         setattr(row, key, value)
     row.reported_at = now
@@ -95,8 +103,6 @@ async def apply_status(
         row.updated_at = now
         if row.kind == WorkloadKind.REPLICA:  # its cluster reacts now (probe, replace)
             await wakeups.wake_where(session, orm.Cluster, orm.Cluster.id == row.owner_id)
-        # Its meter counts to the reported start or end now (one is opened if it has none).
-        await wakeups.wake_where(session, orm.Meter, orm.Meter.workload_id == row.id)
         if row.kind == WorkloadKind.WORKER:  # its endpoint's autoscaler too
             await wakeups.wake_where(session, orm.Endpoint, orm.Endpoint.id == row.owner_id)
         data: dict[str, object] = {"id": row.owner_id, "workload_id": row.id, "state": row.state}
@@ -126,9 +132,11 @@ async def release_gpus(session: AsyncSession, *, workload_id: str) -> set[str]:
     return set(freed.scalars())
 
 
-async def forget(session: AsyncSession, *, row: orm.Workload) -> None:
+async def forget(session: AsyncSession, *, row: orm.Workload, now: datetime) -> None:
     """Delete a removed workload its host no longer runs, and free its GPUs (a cluster that
     waits for them to place a replacement, or to finish deleting, looks again now)."""
+    # Its meter counts to now, when its host said it is gone; the controller charges and closes it.
+    await meters.follow(session, row, Observed(billable=False, finished_at=now), now)
     freed = await release_gpus(session, workload_id=row.id)
     await session.execute(delete(orm.Workload).where(orm.Workload.pk == row.pk))
     if row.kind == WorkloadKind.REPLICA:

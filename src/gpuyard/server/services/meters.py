@@ -1,0 +1,316 @@
+"""Meters (``orm.Meter``): opening them for the workloads that bill, seeing each one's workload
+and the price in force, and counting a meter up to a change of its workload's state.
+
+The metering controller (controllers/metering.py) visits every open meter on a schedule and
+charges what it counted. ``follow`` runs in the transaction that records a workload's new state
+(``workloads.apply_status``) or its removal (``workloads.forget``): it counts the meter to that
+change, opening one if the workload has none, so a workload that starts and ends between two
+visits is counted all the same, each second once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpuyard.core.agent_protocol import Desired
+from gpuyard.core.metering import Accrual, Observed, accrue, reprice
+from gpuyard.core.money import SECONDS_PER_MONTH
+from gpuyard.core.workload import WorkloadKind, WorkloadState
+from gpuyard.server import orm
+from gpuyard.server.services import price_book, wakeups
+
+BILLABLE_KINDS = (
+    WorkloadKind.INSTANCE.value,
+    WorkloadKind.REPLICA.value,
+    WorkloadKind.WORKER.value,
+)
+BILLABLE_STATES = (WorkloadState.STARTING.value, WorkloadState.RUNNING.value)
+# Kinds whose disk is kept while stopped (a replica is removed, never stopped), and the states a
+# stopped workload's disk is charged in.
+DISK_KINDS = (WorkloadKind.INSTANCE.value, WorkloadKind.WORKER.value)
+STOPPED_STATES = (
+    WorkloadState.STOPPED.value,
+    WorkloadState.EXITED.value,
+    WorkloadState.FAILED.value,
+)
+COMPUTE, STORAGE = "compute", "storage"
+DEFAULT_DISK_GB = 10  # what an instance or a worker without a stated disk size gets
+DEFAULT_SETTLE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A meter's workload as found now, and the price of what it runs (None: unknown)."""
+
+    observed: Observed
+    cents_per_hour: int | None
+
+
+async def open_meters(session: AsyncSession, now: datetime, *which: ColumnElement[bool]) -> None:
+    """A compute meter for every instance, replica or worker workload starting or running (or
+    those ``which`` says) that has none yet (one statement; two replicas opening the same meter
+    at once make one). It counts from the workload's creation: its first run is all counted."""
+    wl = orm.Workload
+    held = select(func.count()).where(orm.Gpu.workload_id == wl.id).scalar_subquery()
+    gpus = func.coalesce(
+        select(orm.Instance.num_gpus).where(orm.Instance.workload_id == wl.id).scalar_subquery(),
+        select(orm.Cluster.gpus_per_replica)
+        .where(wl.kind == WorkloadKind.REPLICA.value, orm.Cluster.id == wl.owner_id)
+        .scalar_subquery(),
+        func.nullif(held, 0),
+        1,
+    )
+    missing = select(
+        wl.id,
+        wl.org_id,
+        wl.kind,
+        wl.owner_id,
+        gpus,
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(False),
+        wl.created_at,
+        literal(now, orm.Meter.created_at.type),
+    ).where(
+        wl.kind.in_(BILLABLE_KINDS),
+        *(which or (wl.state.in_(BILLABLE_STATES),)),
+        ~exists().where(orm.Meter.workload_id == wl.id, orm.Meter.basis == COMPUTE),
+    )
+    columns = [
+        "workload_id",
+        "org_id",
+        "resource_kind",
+        "resource_id",
+        "num_gpus",
+        "cents_per_hour",
+        "seconds",
+        "base_microcents",
+        "total_seconds",
+        "ledgered_seconds",
+        "charged_cents",
+        "period",
+        "running",
+        "accrued_until",
+        "created_at",
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(insert(orm.Meter).from_select(columns, missing).on_conflict_do_nothing())
+
+
+async def open_storage_meters(session: AsyncSession, now: datetime) -> None:
+    """A storage meter for every instance or worker stopped on purpose (its disk is kept) that
+    has none yet. Its price is set at its first settlement; it counts from when it stopped."""
+    wl = orm.Workload
+    disk = func.coalesce(
+        select(orm.Instance.disk_gb).where(orm.Instance.workload_id == wl.id).scalar_subquery(),
+        select(orm.Template.disk_space)
+        .join(orm.Workergroup, orm.Workergroup.template_id == orm.Template.id)
+        .join(orm.ServerlessWorker, orm.ServerlessWorker.workergroup_id == orm.Workergroup.id)
+        .where(orm.ServerlessWorker.workload_id == wl.id)
+        .limit(1)
+        .scalar_subquery(),
+    )
+    rows = await session.execute(
+        select(wl.id, wl.org_id, wl.kind, wl.owner_id, wl.finished_at, wl.created_at, disk).where(
+            wl.kind.in_(DISK_KINDS),
+            wl.desired == Desired.STOPPED.value,
+            wl.state.in_(STOPPED_STATES),
+            ~exists().where(orm.Meter.workload_id == wl.id, orm.Meter.basis == STORAGE),
+        )
+    )
+    values = [
+        {
+            "workload_id": wid,
+            "basis": STORAGE,
+            "org_id": org_id,
+            "resource_kind": f"{kind}_disk",
+            "resource_id": owner_id,
+            "num_gpus": 0,
+            "disk_gb": max(1, math.ceil(gb)) if gb else DEFAULT_DISK_GB,
+            "cents_per_hour": 0,
+            "rate_seconds": SECONDS_PER_MONTH,
+            "seconds": 0,
+            "base_microcents": 0,
+            "total_seconds": 0,
+            "ledgered_seconds": 0,
+            "charged_cents": 0,
+            "period": 0,
+            "running": False,
+            "accrued_until": min(finished or created, now),
+            "created_at": now,
+        }
+        for wid, org_id, kind, owner_id, finished, created, gb in rows.all()
+    ]
+    if values:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        await session.execute(insert(orm.Meter).values(values).on_conflict_do_nothing())
+
+
+async def observe(session: AsyncSession, meters: list[Any]) -> dict[tuple[str, str], Seen]:
+    """Each meter's workload as billable on the meter's basis now (its state, reported start and
+    end), and the price in force of what it runs or keeps."""
+    wl = orm.Workload
+    ids = list({m.workload_id for m in meters})
+    rows = await session.execute(
+        select(
+            wl.id,
+            wl.state,
+            wl.desired,
+            wl.started_at,
+            wl.finished_at,
+            orm.Instance.cents_per_hour,
+            orm.Cluster.gpu_key,
+            orm.Cluster.gpus_per_replica,
+        )
+        .outerjoin(
+            orm.Instance,
+            and_(wl.kind == WorkloadKind.INSTANCE.value, orm.Instance.workload_id == wl.id),
+        )
+        .outerjoin(
+            orm.Cluster, and_(wl.kind == WorkloadKind.REPLICA.value, orm.Cluster.id == wl.owner_id)
+        )
+        .where(wl.id.in_(ids))
+    )
+    book = await price_book.load(session)
+    held: dict[str, int] = {}  # a worker's price: the price of each GPU it holds
+    for wid, gpu_key in await session.execute(
+        select(orm.Gpu.workload_id, orm.Gpu.gpu_key).where(orm.Gpu.workload_id.in_(ids))
+    ):
+        if wid is not None:
+            held[wid] = held.get(wid, 0) + book.cents_per_gpu_hour(gpu_key)
+    disks = {m.workload_id: m.disk_gb for m in meters if m.basis == STORAGE}
+    seen: dict[tuple[str, str], Seen] = {}
+    for wid, state, desired, started, finished, instance_price, gpu_key, gpus in rows.all():
+        price = instance_price
+        if price is None and gpu_key is not None:
+            price = book.cents_per_gpu_hour(gpu_key) * (gpus or 1)
+        if price is None:
+            price = held.get(wid)  # a worker: unknown (kept as it was) once its GPUs are freed
+        observed = Observed(
+            billable=state in BILLABLE_STATES, started_at=started, finished_at=finished
+        )
+        seen[(wid, COMPUTE)] = Seen(observed, price)
+        if wid in disks:
+            stopped = desired == Desired.STOPPED.value and state in STOPPED_STATES
+            # Started again: the disk is counted to that start (a new run clears its end).
+            restarted = started if started and (finished is None or started > finished) else None
+            kept = Observed(billable=stopped, started_at=finished, finished_at=restarted)
+            seen[(wid, STORAGE)] = Seen(kept, (disks[wid] or 0) * book.storage_gb_month)
+    return seen
+
+
+COLUMNS = (
+    orm.Meter.pk,
+    orm.Meter.workload_id,
+    orm.Meter.basis,
+    orm.Meter.org_id,
+    orm.Meter.resource_kind,
+    orm.Meter.resource_id,
+    orm.Meter.num_gpus,
+    orm.Meter.disk_gb,
+    orm.Meter.cents_per_hour,
+    orm.Meter.rate_seconds,
+    orm.Meter.seconds,
+    orm.Meter.base_microcents,
+    orm.Meter.total_seconds,
+    orm.Meter.ledgered_seconds,
+    orm.Meter.charged_cents,
+    orm.Meter.period,
+    orm.Meter.running,
+    orm.Meter.accrued_until,
+    orm.Meter.settled_at,
+    orm.Meter.created_at,
+)
+
+
+def accrual_of(meter: Any) -> Accrual:
+    return Accrual(
+        cents_per_hour=meter.cents_per_hour,
+        seconds=meter.seconds,
+        base_microcents=meter.base_microcents,
+        total_seconds=meter.total_seconds,
+        running=meter.running,
+        accrued_until=meter.accrued_until,
+        rate_seconds=meter.rate_seconds,
+    )
+
+
+def stored(acc: Accrual) -> dict[str, Any]:
+    return {
+        "cents_per_hour": acc.cents_per_hour,
+        "seconds": acc.seconds,
+        "base_microcents": acc.base_microcents,
+        "total_seconds": acc.total_seconds,
+        "running": acc.running,
+        "accrued_until": acc.accrued_until,
+    }
+
+
+async def follow(session: AsyncSession, row: orm.Workload, after: Observed, now: datetime) -> None:
+    """Count ``row``'s compute meter up to the change to ``after`` (before ``row`` takes it: the
+    database still holds what was before), in the caller's transaction, and have the controller
+    settle it now. A workload that runs (or ran) and has no meter gets one; a run that began and
+    ended since the last report (``after`` not billable, with a new start) is counted whole."""
+    if row.kind not in BILLABLE_KINDS:
+        return
+    before = Observed(
+        billable=row.state in BILLABLE_STATES,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+    new_run = (
+        not after.billable
+        and after.started_at is not None
+        and after.started_at != before.started_at
+    )
+    if not (before.billable or after.billable or new_run):
+        return  # it never ran: nothing to count
+    meter = await _locked_meter(session, row.id)
+    if meter is None:
+        await open_meters(session, now, orm.Workload.id == row.id)
+        meter = await _locked_meter(session, row.id)
+        if meter is None:
+            return
+    found = (await observe(session, [meter])).get((row.id, COMPUTE))
+    acc = accrual_of(meter)
+    if found is not None and found.cents_per_hour is not None:
+        acc = reprice(acc, found.cents_per_hour)
+
+    def until(when: datetime | None) -> datetime:
+        return now if when is None else min(when, now)
+
+    # What was before, up to when the change happened (a start's or an end's reported time).
+    changed_at = until(after.started_at if after.billable or new_run else after.finished_at)
+    acc = accrue(acc, before, changed_at)
+    if new_run:  # it ran from its new start to its end between two reports
+        ran = Observed(billable=True, started_at=after.started_at)
+        acc = accrue(acc, ran, until(after.finished_at))
+    acc = accrue(acc, after, now)
+    await session.execute(
+        update(orm.Meter).where(orm.Meter.pk == meter.pk).values(**stored(acc), next_run_at=None)
+    )
+    wakeups.note_table(session, orm.Meter)
+
+
+async def _locked_meter(session: AsyncSession, workload_id: str) -> Any:
+    return (
+        await session.execute(
+            select(*COLUMNS)
+            .where(orm.Meter.workload_id == workload_id, orm.Meter.basis == COMPUTE)
+            .with_for_update()
+        )
+    ).one_or_none()
