@@ -185,6 +185,10 @@ class Spend(Protocol):
         """Charge what the request used against its hold (once per request)."""
         ...
 
+    def prices_changed(self) -> None:
+        """The price book changed: what is known of it is read again."""
+        ...
+
 
 class FreeSpend:
     """``Spend`` where nothing is charged by the token."""
@@ -210,6 +214,9 @@ class FreeSpend:
         output_tokens: int,
         characters: int = 0,
     ) -> None:
+        return None
+
+    def prices_changed(self) -> None:
         return None
 
 

@@ -215,7 +215,8 @@ class DatabaseLoad:
 
 class DatabaseSpend:
     """``Spend``: a request's hold and its charge by the token (services/token_charges.py), each
-    in its own transaction."""
+    in its own transaction. A request to a model the price book does not price (known from
+    ``PricedModels``, read at most once a second) opens no transaction at all."""
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], clock: Clock, policy: BalancePolicy
@@ -223,6 +224,10 @@ class DatabaseSpend:
         self._sessions = sessions
         self._clock = clock
         self._policy = policy
+        self._priced = token_charges.PricedModels(sessions, clock)
+
+    def prices_changed(self) -> None:
+        self._priced.forget()
 
     async def hold(
         self,
@@ -233,6 +238,8 @@ class DatabaseSpend:
         max_tokens: int | None,
         characters: int = 0,
     ) -> int:
+        if not await self._priced.priced(model):
+            return 0
         async with write_session(self._sessions) as session:
             return await token_charges.hold(
                 session,

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import InsufficientQuota, InvalidRequest, NotFound
@@ -63,6 +63,40 @@ async def list_prices(session: AsyncSession) -> list[ModelPrice]:
 async def price_of(session: AsyncSession, model: str) -> ModelPrice | None:
     row = await session.scalar(select(orm.ModelPrice).where(orm.ModelPrice.model == model))
     return _domain(row) if row is not None else None
+
+
+PRICED_MODELS_TTL_S = 1.0  # how stale another process's price change may be seen
+
+
+class PricedModels:
+    """The names of the priced models, read from the price book at most once per ``ttl``
+    seconds (on the injected clock) and at once after ``forget``: the gateway asks it before
+    opening a hold's transaction, so a request to an unpriced model costs no database call. A
+    price set in this process is seen by its next request (the route calls ``forget``); one set
+    by another server process, within ``ttl``."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        ttl: float = PRICED_MODELS_TTL_S,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._ttl = timedelta(seconds=ttl)
+        self._names: frozenset[str] | None = None
+        self._read_at: datetime | None = None
+
+    def forget(self) -> None:
+        self._names = None
+
+    async def priced(self, model: str) -> bool:
+        now = self._clock.now()
+        if self._names is None or self._read_at is None or now - self._read_at >= self._ttl:
+            async with self._sessions() as session:
+                rows = await session.scalars(select(orm.ModelPrice.model))
+                self._names, self._read_at = frozenset(rows), now
+        return model in self._names
 
 
 async def set_price(
