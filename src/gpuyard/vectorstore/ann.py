@@ -51,12 +51,13 @@ class CollectionIndex:
     def __len__(self) -> int:
         return len(self.index)
 
-    def add(self, labels: Sequence[int], vectors: np.ndarray) -> None:
+    def add(self, labels: Sequence[int], vectors: np.ndarray, *, threads: int = 1) -> None:
+        """``threads`` 0: every core (a build, off the event loop); 1 on the request path."""
         fresh = [i for i, label in enumerate(labels) if not self.index.contains(label)]
         if not fresh:
             return
         keys = np.asarray([labels[i] for i in fresh], dtype=np.uint64)
-        self.index.add(keys, vectors[fresh], threads=1)
+        self.index.add(keys, vectors[fresh], threads=threads)
         self.top = max(self.top, int(keys.max()))
         self.dirty = True
 
@@ -186,7 +187,7 @@ class Indexes:
                 collection_id=collection_id, labels=missing[start : start + BATCH]
             )
             vectors = as_matrix([v for _, v in rows], dims)
-            await asyncio.to_thread(index.add, [label for label, _ in rows], vectors)
+            await asyncio.to_thread(index.add, [label for label, _ in rows], vectors, threads=0)
         index.top = max([index.top, *wanted]) if wanted else 0
         index.dirty = bool(missing) or bool(have - wanted) or index.dirty
         if index.dirty:
