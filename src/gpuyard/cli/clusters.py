@@ -52,6 +52,14 @@ HealthPath = Annotated[
 Port = Annotated[
     int | None, typer.Option(help="Port the container serves on (docker runtime).", min=1)
 ]
+Task = Annotated[
+    str | None,
+    typer.Option(
+        help="What its models do: chat (listed by GET /v1/chat/models), completions, "
+        "embeddings or speech.",
+        show_default="not declared",
+    ),
+]
 Models = Annotated[
     list[str] | None,
     typer.Option(
@@ -119,6 +127,7 @@ def create_cluster(
     port: Port = None,
     health_path: HealthPath = None,
     model: Models = None,
+    task: Task = None,
     public: Annotated[
         bool, typer.Option("--public", help="Serve every organization (operator only).")
     ] = False,
@@ -140,6 +149,7 @@ def create_cluster(
             "port": port,
             "health_path": health_path,
             "models": model or None,
+            "task": task,
             "public": public or None,
         }
     )
@@ -199,6 +209,7 @@ def update_cluster(
         list[str] | None,
         typer.Option("--model", help="The models it serves (replaces the list); repeat."),
     ] = None,
+    task: Task = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -214,6 +225,7 @@ def update_cluster(
             "port": port,
             "health_path": health_path,
             "models": model,
+            "task": task,
         }
     )
     if not body:

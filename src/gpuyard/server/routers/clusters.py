@@ -41,6 +41,7 @@ async def _create(org_id: str, body: ClusterCreate, session: Session, clock: Clo
         health_path=body.health_path,
         models=tuple(body.models),
         public=body.public,
+        task=body.task,
     )
     return await clusters.create_cluster(session, clock=clock, org_id=org_id, spec=spec)
 

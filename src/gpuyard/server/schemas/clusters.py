@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
-from gpuyard.core.clusters import Cluster
+from gpuyard.core.clusters import TASKS, Cluster
 from gpuyard.server.schemas.common import RequestBody, reject_null
+
+Task = Literal["chat", "completions", "embeddings", "speech"]  # core.clusters.TASKS
+TASK_DOC = (
+    "What its models do: chat (listed by GET /v1/chat/models), completions, embeddings, "
+    "speech; left out: not declared (served all the same, listed in /v1/models only)"
+)
 
 
 class ClusterCreate(RequestBody):
@@ -26,6 +33,7 @@ class ClusterCreate(RequestBody):
         description="Models it serves; empty: discovered from each ready replica's /v1/models",
     )
     public: StrictBool = Field(default=False, description="Operator only: serve every org")
+    task: Task | None = Field(default=None, description=TASK_DOC)
 
 
 class ClusterUpdate(RequestBody):
@@ -36,6 +44,7 @@ class ClusterUpdate(RequestBody):
     port: StrictInt | None = Field(default=None, ge=1, le=65535)
     health_path: StrictStr | None = Field(default=None, pattern=r"^/", max_length=200)
     models: list[StrictStr] | None = Field(default=None, max_length=64)
+    task: Task | None = Field(default=None, description=TASK_DOC + " (null: no longer declared)")
 
     _no_null = reject_null("replicas", "container", "env", "port", "health_path", "models")
 
@@ -68,6 +77,7 @@ class ClusterOut(BaseModel):
     port: int
     health_path: str
     models: list[str]
+    task: str | None
     replica_details: list[ReplicaOut]
     updated_at: datetime
 
@@ -90,6 +100,7 @@ class ClusterOut(BaseModel):
             port=c.port,
             health_path=c.health_path,
             models=list(c.models),
+            task=c.task,
             replica_details=[
                 ReplicaOut(
                     id=r.id,
@@ -103,3 +114,6 @@ class ClusterOut(BaseModel):
             ],
             updated_at=c.updated_at,
         )
+
+
+assert get_args(Task) == TASKS  # one list of tasks

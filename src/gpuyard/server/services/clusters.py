@@ -40,6 +40,7 @@ class ClusterSpec:
     health_path: str = DEFAULT_HEALTH_PATH
     models: tuple[str, ...] = ()
     public: bool = False
+    task: str | None = None  # one of core.clusters.TASKS; None: not declared
 
 
 def _check_name(name: str) -> str:
@@ -127,6 +128,7 @@ def to_domain(row: orm.Cluster, replicas: list[ReplicaView]) -> Cluster:
         created_at=row.created_at,
         updated_at=row.updated_at,
         replica_views=tuple(replicas),
+        task=row.task,
     )
 
 
@@ -188,6 +190,7 @@ async def create_cluster(
         health_path=spec.health_path,
         models=list(spec.models),
         public=spec.public,
+        task=spec.task,
         status=ClusterStatus.PROVISIONING if spec.replicas else ClusterStatus.STOPPED,
         generation=1,
         failures=0,
@@ -251,6 +254,8 @@ async def update_cluster(
             rolled = True
     if "models" in changes:
         row.models = list(changes["models"])
+    if "task" in changes:
+        row.task = changes["task"]
     if rolled:
         row.generation += 1
     if rolled or "replicas" in changes:
