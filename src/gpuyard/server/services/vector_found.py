@@ -18,8 +18,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+# In the order of the fields of vectorstore/records.py's Item and Collection.
 ITEM_COLUMNS = (
-    "pk, id, collection_id, content, description, tokens, file_id, created_at, updated_at"
+    "id, collection_id, pk, content, description, tokens, file_id, created_at, updated_at"
 )
 COLLECTION_COLUMNS = "id, org_id, name, embedding_model, dimensions, created_at, updated_at"
 MARK = re.compile(r"\?")
