@@ -132,14 +132,16 @@ async def leg(
                 return [labels[h.item.label] for h in await store.nearest(who, collection, q, k=K)]
 
             latency, found = await timed_async(queries, service)
+            in_process = kind == "usearch"
             out = [
                 Row(
                     f"{label}: service call ({kind} + rows)",
                     latency,
                     recall(found, truth),
                     insert_per_s=len(base) / inserted,
-                    build_s=built,
-                    memory_mb=grown,
+                    build_s=built if in_process else float("nan"),
+                    memory_mb=grown if in_process else float("nan"),
+                    note="" if in_process else "HNSW kept by Postgres as items are inserted",
                 )
             ]
             graph = indexes.loaded(made["id"])
