@@ -10,8 +10,9 @@ search (vector_service.py); beside numpy brute force, hnswlib when installed, an
 (vector_baselines.py); and what RAG adds to a chat call apart from the embedding.
 
 Run: ``python bench/vector_search.py`` (100,000 x 384, both data sets, sqlite and pgvector:
-about ten minutes a data set on 2 cores, more on busy ones), ``--quick`` (5,000 vectors, 100 queries: about two
-minutes), ``--n``, ``--queries``, ``--data``, ``--db``, ``--embedder minilm``.
+about ten minutes a data set on 2 cores, more on busy ones), ``--quick`` (5,000 vectors, 100
+queries: about two minutes), ``--n``, ``--queries``, ``--data``, ``--db``, ``--embedder
+minilm``.
 """
 
 from __future__ import annotations
