@@ -41,6 +41,8 @@ class Gpuyard:
     key: str
     pid: int
     log_path: Path
+    org_id: str = ""
+    database_url: str = ""
 
 
 def host_facts() -> dict[str, Any]:
@@ -159,7 +161,7 @@ async def gpuyard_serving(
             timeout=30,
         ) as operator,
     ):
-        _, key = await org_with_key(operator, "Gateway bench")
+        org_id, key = await org_with_key(operator, "Gateway bench")
         host = await join(operator, upstream_port)
         beating = asyncio.create_task(host.keep_beating(operator), name="bench-host-heartbeats")
         try:
@@ -179,7 +181,7 @@ async def gpuyard_serving(
                     201,
                 )
                 await wait_serving(org, cluster["id"], model)
-            yield Gpuyard(server.base_url, key, server.pid, server.log_path)
+            yield Gpuyard(server.base_url, key, server.pid, server.log_path, org_id, url)
         except BaseException:
             print(f"gpuyard server log tail:\n{log_tail(server.log_path)}", file=sys.stderr)
             raise

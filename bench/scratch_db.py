@@ -75,7 +75,8 @@ async def scratch_database(
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    url = f"{admin_url.rpartition('/')[0]}/{name}"
+    server, _, query = admin_url.partition("?")  # ?host=/a/socket/dir
+    url = f"{server.rpartition('/')[0]}/{name}" + (f"?{query}" if query else "")
     try:
         if migrated:
             await _migrate(url)

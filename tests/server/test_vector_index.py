@@ -29,7 +29,7 @@ async def vectors(db_url: str, tmp_path: Path) -> AsyncIterator[Vectors]:
 def another_process(v: Vectors, directory: Path) -> VectorStore:
     """A second server process over the same database and index directory."""
     ctx = v.api.ctx
-    rows = DatabaseVectorRows(ctx.sessions, ctx.clock)
+    rows = DatabaseVectorRows(ctx.engine, ctx.sessions, ctx.clock)
     return VectorStore(
         rows=rows,
         embedder=ctx.vectors.embedder,

@@ -78,6 +78,14 @@ HealthPath = Annotated[
 Port = Annotated[
     int | None, typer.Option(help="Port the container serves on (docker runtime).", min=1)
 ]
+Task = Annotated[
+    str | None,
+    typer.Option(
+        help="What its models do: chat (listed by GET /v1/chat/models), completions, "
+        "embeddings or speech.",
+        show_default="not declared",
+    ),
+]
 Models = Annotated[
     list[str] | None,
     typer.Option(
@@ -175,6 +183,7 @@ def create_cluster(
     port: Port = None,
     health_path: HealthPath = None,
     model: Models = None,
+    task: Task = None,
     public: Annotated[
         bool, typer.Option("--public", help="Serve every organization (operator only).")
     ] = False,
@@ -201,6 +210,7 @@ def create_cluster(
             "port": port,
             "health_path": health_path,
             "models": model or None,
+            "task": task,
             "public": public or None,
             "autoscaling": _autoscaling(
                 min_replicas, max_replicas, target_concurrency, inactivity_timeout
@@ -272,6 +282,7 @@ def update_cluster(
     no_autoscaling: Annotated[
         bool, typer.Option("--no-autoscaling", help="Turn the autoscaler off (the count stays).")
     ] = False,
+    task: Task = None,
     url: Url = None,
     api_key: ApiKey = None,
     raw: Raw = False,
@@ -291,6 +302,7 @@ def update_cluster(
             "autoscaling": _autoscaling(
                 min_replicas, max_replicas, target_concurrency, inactivity_timeout
             ),
+            "task": task,
         }
     )
     if no_autoscaling:

@@ -28,6 +28,11 @@ from gpuyard.core.autoscaling.replicas import ReplicaAutoscaling
 MAX_FAILURES = 3
 """Replicas of one spec that may fail before the cluster is ``failed`` (until it is changed)."""
 
+TASKS = ("chat", "completions", "embeddings", "speech")
+"""What a cluster's models do, as its owner declares it (``task``): which of Vultr's model lists
+(``GET /v1/chat/models``) they are in. Undeclared, a model is served all the same and listed in
+``/v1/models`` only: nothing an OpenAI-compatible server answers says what a model does."""
+
 DEFAULT_DRAIN_SECONDS = 10.0
 """How long a replica leaving a cluster keeps running, out of routing, before it is removed."""
 
@@ -94,3 +99,4 @@ class Cluster:
     updated_at: datetime
     replica_views: tuple[ReplicaView, ...] = ()
     autoscaling: ReplicaAutoscaling | None = None  # None: ``replicas`` is fixed
+    task: str | None = None  # one of TASKS, or not declared

@@ -11,7 +11,8 @@ time.
 
 A model is served by the ready replicas of the caller's own clusters that name it (explicitly,
 or as discovered from the replica's ``/v1/models``), and of clusters the operator publishes to
-every org.
+every org. What a cluster's models do (chat, embeddings, …) is what its owner declared
+(``task``): ``task_models`` lists them by it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Target:
     org_id: str
     public: bool
     url: str  # http://address:port
+    task: str | None = None  # its cluster's declared task
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,21 @@ class ModelDirectory:
         """The id of the cluster with ``slug`` in the current snapshot (None: not known)."""
         return self._snapshot.cluster_ids.get(slug) if self._snapshot else None
 
+    async def task_models(self, org_id: str, task: str) -> tuple[list[str], list[str]]:
+        """The models of clusters declared to do ``task`` that the org can call now: those the
+        operator publishes to every org, and the org's own (private) ones; each sorted."""
+        snap = await self.snapshot()
+        published, private = set(), set()
+        for model, targets in snap.by_model.items():
+            for t in targets:
+                if t.task != task:
+                    continue
+                if t.public:
+                    published.add(model)
+                elif t.org_id == org_id:
+                    private.add(model)
+        return sorted(published), sorted(private)
+
     async def endpoint(self, org_id: str, slug: str) -> list[Target] | None:
         """Ready replicas of the cluster with ``slug`` if the org may use it; None if it may not
         (or no such cluster), [] if it may but none is ready."""
@@ -175,6 +192,7 @@ def index(routable: Routable) -> Snapshot:
             org_id=c.org_id,
             public=c.public,
             url=replica.url,
+            task=c.task,
         )
         by_slug[c.slug].append(target)
         for model in c.models or replica.served_models:

@@ -37,6 +37,7 @@ class RoutableCluster:
     public: bool  # the operator publishes it to every org
     models: tuple[str, ...]  # named by the cluster; empty: each replica's discovered models
     created_at: float  # a POSIX timestamp, for ``/v1/models``
+    task: str | None = None  # what its models do, as its owner declared (core.clusters.TASKS)
 
 
 @dataclass(frozen=True, slots=True)

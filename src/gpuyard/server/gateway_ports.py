@@ -55,6 +55,7 @@ class DatabaseReplicas:
                     public=c.public,
                     models=tuple(c.models),
                     created_at=c.created_at.timestamp(),
+                    task=c.task,
                 )
                 for c in clusters
             ],

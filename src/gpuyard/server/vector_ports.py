@@ -20,7 +20,7 @@ from gpuyard.gateway.proxy import RETRY_AFTER_S
 from gpuyard.gateway.service import Gateway
 from gpuyard.server import orm
 from gpuyard.server.db import read_session, write_session
-from gpuyard.server.services import pgvector, vector_rows
+from gpuyard.server.services import pgvector, vector_found, vector_rows
 from gpuyard.vectorstore.ann import Indexes
 from gpuyard.vectorstore.ports import NearestSearch
 from gpuyard.vectorstore.records import Collection, Embedded, File, Item, NewFile, NewItem
@@ -75,7 +75,10 @@ def _file(row: orm.VectorFile) -> File:
 class DatabaseVectorRows:
     """``VectorRows`` over services/vector_rows.py."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(
+        self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], clock: Clock
+    ) -> None:
+        self._engine = engine
         self._sessions = sessions
         self._clock = clock
         self.pgvector = False  # also write each item's embedding for pgvector (DatabaseSearch)
@@ -92,9 +95,10 @@ class DatabaseVectorRows:
             return [_collection(r) for r in await vector_rows.list_collections(s, org_id=org_id)]
 
     async def collection(self, *, org_id: str, collection_id: str) -> Collection | None:
-        async with read_session(self._sessions) as s:
-            row = await vector_rows.get_collection(s, org_id=org_id, collection_id=collection_id)
-            return _collection(row) if row else None
+        row = await vector_found.collection(
+            self._engine, org_id=org_id, collection_id=collection_id
+        )
+        return Collection(*row) if row else None
 
     async def update_collection(
         self, *, org_id: str, collection_id: str, name: str | None, model: str | None
@@ -176,11 +180,10 @@ class DatabaseVectorRows:
     async def items_by_label(
         self, *, org_id: str, collection_id: str, labels: Sequence[int]
     ) -> list[Item]:
-        async with read_session(self._sessions) as s:
-            rows = await vector_rows.items_by_pk(
-                s, org_id=org_id, collection_id=collection_id, pks=labels
-            )
-            return [_item(r) for r in rows]
+        rows = await vector_found.items_by_pk(
+            self._engine, org_id=org_id, collection_id=collection_id, pks=labels
+        )
+        return [Item(*row) for row in rows]
 
     async def labels(self, *, collection_id: str) -> list[int]:
         async with read_session(self._sessions) as s:
@@ -282,16 +285,16 @@ class PgVectorSearch:
 
     kind = "pgvector"
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._engine = engine
         self._sessions = sessions
 
     async def nearest(
         self, *, collection_id: str, dims: int, vector: np.ndarray, k: int
     ) -> list[tuple[int, float]]:
-        async with read_session(self._sessions) as s:
-            return await pgvector.nearest(
-                s, collection_id=collection_id, dims=dims, vector=vector.tolist(), k=k
-            )
+        return await pgvector.nearest(
+            self._engine, collection_id=collection_id, dims=dims, vector=vector.tolist(), k=k
+        )
 
     def added(self, collection_id: str, labels: Sequence[int], vectors: np.ndarray) -> None:
         pass  # written with the items
@@ -348,7 +351,7 @@ class DatabaseSearch:
                     )
             if len(rows) < BACKFILL_BATCH:
                 break
-        self.current = PgVectorSearch(self._sessions)
+        self.current = PgVectorSearch(self._engine, self._sessions)
         log.info("vector search in Postgres (pgvector)")
 
     async def nearest(
@@ -380,7 +383,7 @@ def database_vector_store(
     index_dir: Path | None,
     default_model: str,
 ) -> tuple[VectorStore, DatabaseSearch]:
-    rows = DatabaseVectorRows(sessions, clock)
+    rows = DatabaseVectorRows(engine, sessions, clock)
     search = DatabaseSearch(engine, sessions, rows, Indexes(rows, index_dir))
     store = VectorStore(
         rows=rows,

@@ -51,12 +51,13 @@ class CollectionIndex:
     def __len__(self) -> int:
         return len(self.index)
 
-    def add(self, labels: Sequence[int], vectors: np.ndarray) -> None:
+    def add(self, labels: Sequence[int], vectors: np.ndarray, *, threads: int = 1) -> None:
+        """``threads`` 0: every core (a build, off the event loop); 1 on the request path."""
         fresh = [i for i, label in enumerate(labels) if not self.index.contains(label)]
         if not fresh:
             return
         keys = np.asarray([labels[i] for i in fresh], dtype=np.uint64)
-        self.index.add(keys, vectors[fresh], threads=1)
+        self.index.add(keys, vectors[fresh], threads=threads)
         self.top = max(self.top, int(keys.max()))
         self.dirty = True
 
@@ -83,6 +84,13 @@ class CollectionIndex:
         self.index.save(str(partial))
         os.replace(partial, self.path)
         self.dirty = False
+
+
+def labels_of(index: Index) -> list[int]:
+    """Every label in ``index``, read as one array: iterating ``index.keys`` item by item reads
+    them over again for each item (seconds at 10,000, minutes at 100,000)."""
+    found: list[int] = np.asarray(index.keys, dtype=np.uint64).tolist()
+    return found
 
 
 def new_index(dims: int) -> Index:
@@ -170,14 +178,13 @@ class Indexes:
         if path is not None and path.exists():
             try:
                 await asyncio.to_thread(index.index.load, str(path))
-                index.top = int(max(index.index.keys, default=0))
             except Exception as exc:  # a torn or foreign file: rebuilt from the rows
                 log.warning("rebuilding the index of %s: %s", collection_id, exc)
                 index.index = new_index(dims)
             if index.index.ndim != dims:
                 index.index = new_index(dims)
         wanted = set(await self.rows.labels(collection_id=collection_id))
-        have = {int(k) for k in index.index.keys}
+        have = set(labels_of(index.index))
         for label in have - wanted:
             index.index.remove(label)
         missing = sorted(wanted - have)
@@ -186,8 +193,8 @@ class Indexes:
                 collection_id=collection_id, labels=missing[start : start + BATCH]
             )
             vectors = as_matrix([v for _, v in rows], dims)
-            await asyncio.to_thread(index.add, [label for label, _ in rows], vectors)
-        index.top = max([index.top, *wanted]) if wanted else 0
+            await asyncio.to_thread(index.add, [label for label, _ in rows], vectors, threads=0)
+        index.top = max(wanted) if wanted else 0
         index.dirty = bool(missing) or bool(have - wanted) or index.dirty
         if index.dirty:
             await asyncio.to_thread(self._save, index)

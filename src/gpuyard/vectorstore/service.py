@@ -226,6 +226,7 @@ class VectorStore:
             labels=[label for label, _ in found],
         )
         by_label = {item.label: item for item in items}
+        found = sorted(found, key=lambda f: (-f[1], f[0]))  # ties in label order, however built
         hits = [Hit(by_label[label], score) for label, score in found if label in by_label]
         return hits[:k]
 

@@ -77,6 +77,7 @@ class Cluster(LeaseColumns, Base):
     health_path: Mapped[str] = mapped_column(String(200))
     models: Mapped[list[str]]
     public: Mapped[bool] = mapped_column(Boolean, default=False)
+    task: Mapped[str | None] = mapped_column(String(16), default=None)  # core.clusters.TASKS
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
     generation: Mapped[int] = mapped_column(Integer, default=1)

@@ -42,6 +42,7 @@ async def _create(org_id: str, body: ClusterCreate, session: Session, clock: Clo
         models=tuple(body.models),
         public=body.public,
         autoscaling=body.autoscaling.settings() if body.autoscaling else None,
+        task=body.task,
     )
     return await clusters.create_cluster(session, clock=clock, org_id=org_id, spec=spec)
 

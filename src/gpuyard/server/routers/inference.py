@@ -25,7 +25,12 @@ from gpuyard.server.schemas.inference import OpenAIErrorOut
 # The key goes as Bearer, as the openai SDK sends it (declared for /openapi.json).
 router = APIRouter(tags=["inference"], dependencies=[Security(bearer_key)])
 register_openai_paths(
-    "/v1/models", "/endpoints", "/v1/health", "/v1/audio/voices", "/v1/audio/models"
+    "/v1/models",
+    "/endpoints",
+    "/v1/health",
+    "/v1/audio/voices",
+    "/v1/audio/models",
+    "/v1/chat/models",
 )
 
 
@@ -89,6 +94,15 @@ async def get_model(model_id: str, principal: Caller, gw: GatewayDep) -> dict[st
         "created": int(models[model_id]),
         "owned_by": "gpuyard",
     }
+
+
+@router.get("/v1/chat/models", responses=openai_errors(401, 403))
+async def list_chat_models(principal: Caller, gw: GatewayDep) -> dict[str, list[str]]:
+    """Vultr's chat model list: the models of clusters declared ``task: chat`` that you can call
+    now, those the operator publishes to every org (``models``) and your org's own
+    (``private_models``)."""
+    published, private = await gw.directory.task_models(principal.org_id, "chat")
+    return {"models": published, "private_models": private}
 
 
 async def _speech_models(principal: Principal, gw: Gateway) -> dict[str, list[str]]:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from gpuyard.core.autoscaling.replicas import ReplicaAutoscaling
-from gpuyard.core.clusters import Cluster
+from gpuyard.core.clusters import TASKS, Cluster
 from gpuyard.server.schemas.common import RequestBody, reject_null
+
+Task = Literal["chat", "completions", "embeddings", "speech"]  # core.clusters.TASKS
+TASK_DOC = (
+    "What its models do: chat (listed by GET /v1/chat/models), completions, embeddings, "
+    "speech; left out: not declared (served all the same, listed in /v1/models only)"
+)
 
 
 class Autoscaling(RequestBody):
@@ -63,6 +70,7 @@ class ClusterCreate(RequestBody):
     autoscaling: Autoscaling | None = Field(
         default=None, description="Set: the replica count follows the load within its bounds"
     )
+    task: Task | None = Field(default=None, description=TASK_DOC)
 
 
 class ClusterUpdate(RequestBody):
@@ -74,6 +82,7 @@ class ClusterUpdate(RequestBody):
     health_path: StrictStr | None = Field(default=None, pattern=r"^/", max_length=200)
     models: list[StrictStr] | None = Field(default=None, max_length=64)
     autoscaling: Autoscaling | None = Field(default=None, description="null: turned off")
+    task: Task | None = Field(default=None, description=TASK_DOC + " (null: no longer declared)")
 
     _no_null = reject_null("replicas", "container", "env", "port", "health_path", "models")
 
@@ -106,6 +115,7 @@ class ClusterOut(BaseModel):
     port: int
     health_path: str
     models: list[str]
+    task: str | None
     replica_details: list[ReplicaOut]
     updated_at: datetime
     autoscaling: Autoscaling | None = Field(
@@ -131,6 +141,7 @@ class ClusterOut(BaseModel):
             port=c.port,
             health_path=c.health_path,
             models=list(c.models),
+            task=c.task,
             replica_details=[
                 ReplicaOut(
                     id=r.id,
@@ -145,3 +156,6 @@ class ClusterOut(BaseModel):
             updated_at=c.updated_at,
             autoscaling=Autoscaling.of(c.autoscaling) if c.autoscaling else None,
         )
+
+
+assert get_args(Task) == TASKS  # one list of tasks

@@ -45,6 +45,7 @@ class ClusterSpec:
     models: tuple[str, ...] = ()
     public: bool = False
     autoscaling: ReplicaAutoscaling | None = None
+    task: str | None = None  # one of core.clusters.TASKS; None: not declared
 
 
 def _check_name(name: str) -> str:
@@ -146,6 +147,7 @@ def to_domain(row: orm.Cluster, replicas: list[ReplicaView]) -> Cluster:
         updated_at=row.updated_at,
         replica_views=tuple(replicas),
         autoscaling=_autoscaling(row.autoscaling),
+        task=row.task,
     )
 
 
@@ -210,6 +212,7 @@ async def create_cluster(
         models=list(spec.models),
         public=spec.public,
         autoscaling=autoscaling,
+        task=spec.task,
         status=ClusterStatus.PROVISIONING if replicas else ClusterStatus.STOPPED,
         generation=1,
         failures=0,
@@ -285,6 +288,8 @@ async def update_cluster(
             rolled = True
     if "models" in changes:
         row.models = list(changes["models"])
+    if "task" in changes:
+        row.task = changes["task"]
     if rolled:
         row.generation += 1
     if rolled or changes.keys() & {"replicas", "autoscaling"}:

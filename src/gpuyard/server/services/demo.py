@@ -14,9 +14,9 @@ from gpuyard.server.services import clusters
 from gpuyard.server.services.clusters import ClusterSpec
 from gpuyard.server.services.hosts import operator_org_id
 
-DEMO = (
-    ("demo-embeddings", "gpuyard/worker:embeddings"),
-    ("demo-speech", "gpuyard/worker:tts"),
+DEMO = (  # name, image, task
+    ("demo-embeddings", "gpuyard/worker:embeddings", "embeddings"),
+    ("demo-speech", "gpuyard/worker:tts", "speech"),
 )
 
 
@@ -35,7 +35,7 @@ async def ensure_demo(session: AsyncSession, *, clock: Clock, gpu_type: str) -> 
     """Create the demo clusters that do not exist yet; idempotent across restarts."""
     org_id = await operator_org_id(session)
     made = []
-    for name, image in DEMO:
+    for name, image, task in DEMO:
         exists = await session.scalar(
             select(orm.Cluster.id).where(
                 orm.Cluster.org_id == org_id,
@@ -46,7 +46,13 @@ async def ensure_demo(session: AsyncSession, *, clock: Clock, gpu_type: str) -> 
         if exists:
             continue
         spec = ClusterSpec(
-            name=name, gpu_type=gpu_type, replicas=1, container=image, env={}, public=True
+            name=name,
+            gpu_type=gpu_type,
+            replicas=1,
+            container=image,
+            env={},
+            public=True,
+            task=task,
         )
         made.append(await clusters.create_cluster(session, clock=clock, org_id=org_id, spec=spec))
     return made
@@ -58,7 +64,7 @@ async def demo_statuses(session: AsyncSession) -> dict[str, tuple[str, str | Non
     rows = await session.execute(
         select(orm.Cluster.name, orm.Cluster.status, orm.Cluster.status_reason).where(
             orm.Cluster.org_id == org_id,
-            orm.Cluster.name.in_([name for name, _ in DEMO]),
+            orm.Cluster.name.in_([name for name, _, _ in DEMO]),
             orm.Cluster.deleted_at.is_(None),
         )
     )

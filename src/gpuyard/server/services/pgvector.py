@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -97,20 +98,24 @@ async def add(
 
 
 async def nearest(
-    session: AsyncSession, *, collection_id: str, dims: int, vector: Sequence[float], k: int
+    engine: AsyncEngine, *, collection_id: str, dims: int, vector: Sequence[float], k: int
 ) -> list[tuple[int, float]]:
+    """The ``k`` nearest items' pks with their cosine similarity, straight through asyncpg (as
+    vector_found.py reads, and for its reason): ``hnsw.ef_search`` set for one transaction."""
     cid = _literal(collection_id)
     d = int(dims)
-    await session.execute(text(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}"))
-    result = await session.execute(
-        text(
-            f"SELECT item_pk, embedding::vector({d}) <=> CAST(:q AS vector({d})) AS distance "
-            f"FROM vector_embeddings WHERE collection_id = '{cid}' "
-            f"ORDER BY embedding::vector({d}) <=> CAST(:q AS vector({d})) LIMIT :k"
-        ),
-        {"q": as_vector(vector), "k": k},
-    )
-    return [(int(pk), 1.0 - float(distance)) for pk, distance in result.all()]
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        async with driver.transaction():
+            await driver.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, int(k))}")
+            rows = await driver.fetch(
+                f"SELECT item_pk, embedding::vector({d}) <=> CAST($1 AS vector({d})) "
+                f"FROM vector_embeddings WHERE collection_id = '{cid}' "
+                f"ORDER BY embedding::vector({d}) <=> CAST($1 AS vector({d})) LIMIT $2",
+                as_vector(vector),
+                int(k),
+            )
+    return [(int(pk), 1.0 - float(distance)) for pk, distance in rows]
 
 
 async def missing(session: AsyncSession, *, limit: int) -> list[tuple[int, str, bytes]]:

@@ -213,17 +213,6 @@ async def delete_item(
     return pk
 
 
-async def items_by_pk(
-    session: AsyncSession, *, org_id: str, collection_id: str, pks: Sequence[int]
-) -> list[orm.VectorItem]:
-    if not pks:
-        return []
-    rows = await session.scalars(
-        _item_query(org_id, collection_id).where(orm.VectorItem.pk.in_(list(pks)))
-    )
-    return list(rows.all())
-
-
 async def item_pks(session: AsyncSession, *, collection_id: str) -> list[int]:
     rows = await session.scalars(
         select(orm.VectorItem.pk).where(orm.VectorItem.collection_id == collection_id)
