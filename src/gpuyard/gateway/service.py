@@ -23,6 +23,7 @@ from gpuyard.core.errors import NotFound, Unavailable
 from gpuyard.core.ids import new_id
 from gpuyard.core.principal import Principal
 from gpuyard.gateway import bodies
+from gpuyard.gateway.after_answer import AFTER_ANSWER_S, AfterAnswer
 from gpuyard.gateway.auth import PrincipalCache
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
@@ -69,7 +70,6 @@ from gpuyard.gateway.usage import Counted, Usage
 log = logging.getLogger(__name__)
 MAX_LOGGED_ERROR = 500
 MAX_ENDPOINT = 64  # request_logs.endpoint
-AFTER_ANSWER_S = 0.001  # how long what follows a streamed answer waits (see ``later``)
 CLIENT_CLOSED = 499  # logged for a request whose client left before any answer (as nginx logs it)
 
 
@@ -116,13 +116,10 @@ class Gateway:
         load: LoadSink | None = None,
     ) -> None:
         self.clock = clock
-        self.after_answer = after_answer
+        self.after = AfterAnswer(after_answer)
         self.limiter = limiter
         self.kept = CompletionKeeper(kept, clock, self.later) if kept else None
         self.spend = spend or FreeSpend()
-        self._background: set[asyncio.Task[None]] = set()
-        self._after: list[Coroutine[Any, Any, None]] = []  # see ``later``
-        self._after_timer: asyncio.TimerHandle | None = None
         self.directory = ModelDirectory(replicas, ttl=directory_ttl)
         self.meter = LoadMeter(load, clock)
         self.balancer = LeastOutstanding(meter=self.meter)
@@ -346,12 +343,12 @@ class Gateway:
         if principal.tpm_limit is not None and usage is not None:
             tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
             if tokens:
-                self._spawn(self._count_tokens(principal.key_id, tokens))
+                self.after.spawn(self._count_tokens(principal.key_id, tokens))
         if entry.held_cents and entry.model is not None:
             used_in = (usage.prompt_tokens or 0) if usage else 0
             used_out = (usage.completion_tokens or 0) if usage else 0
             spoken = entry.characters if status < 400 else 0  # speech: when it was answered
-            self._spawn(
+            self.after.spawn(
                 self._settle(
                     entry.principal,
                     entry.id,
@@ -401,35 +398,22 @@ class Gateway:
             log.exception("could not count %d tokens for %s", tokens, key_id)
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` (what follows an answer: its log row, its usage) shortly after, not at
-        once. The server's process would otherwise go on with it while the client, woken by the
-        answer's last bytes, often waits for the same CPU; waiting a moment lets the process
-        sleep, and the client read its answer, first. What is due together runs in one task,
-        in order; ``settle()`` runs what is waiting at once and waits for it."""
-        self._after.append(work)
-        if self._after_timer is None:
-            loop = asyncio.get_running_loop()
-            self._after_timer = loop.call_later(self.after_answer, self._run_after)
-
-    def _run_after(self) -> None:
-        self._after_timer = None
-        due, self._after = self._after, []
-        if due:
-            self._spawn(_run_in_order(due))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """Run ``work`` (what follows an answer) shortly after it has gone (``AfterAnswer``)."""
+        self.after.later(work)
 
     async def settle(self) -> None:
-        """Wait for the work that follows answers: streams closed ``later``, token counting
-        (tests, shutdown)."""
-        while self._background or self._after:
-            if self._after_timer is not None:
-                self._after_timer.cancel()
-            self._run_after()
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        """Wait for the work that follows answers: streams closed ``later``, token counting,
+        settlements (tests, shutdown)."""
+        await self.after.settle()
+
+    @property
+    def after_answer(self) -> float:
+        """How long what follows an answer waits before it runs."""
+        return self.after.delay
+
+    @after_answer.setter
+    def after_answer(self, seconds: float) -> None:
+        self.after.delay = seconds
 
 
 def _model_not_found(model: str) -> NotFound:
@@ -438,16 +422,3 @@ def _model_not_found(model: str) -> NotFound:
         code="model_not_found",
         param="model",
     )
-
-
-async def _run_in_order(works: list[Coroutine[Any, Any, None]]) -> None:
-    cancelled = False
-    for work in works:
-        try:
-            await work
-        except asyncio.CancelledError:  # shutdown: the rest still runs (each logs, releases)
-            cancelled = True
-        except Exception:
-            log.exception("the work after an answer failed")
-    if cancelled:
-        raise asyncio.CancelledError
