@@ -22,6 +22,7 @@ from tests.cli.up_kit import (
     STOP_TIMEOUT_S,
     Launcher,
     Server,
+    as_from_a_terminal,
     assert_no_traceback,
     group_runs,
     ignored_signals,
@@ -42,6 +43,7 @@ def test_the_launcher_really_starts_commands_with_sigint_ignored() -> None:
         child = subprocess.Popen(
             ["sh", "-c", INHERITED[inherit] + 'exec "$@"', "sh", "sleep", "30"],
             start_new_session=True,
+            preexec_fn=as_from_a_terminal,
         )
         try:
             deadline = time.monotonic() + 10

@@ -37,6 +37,15 @@ INHERITED = {
 }
 
 
+def as_from_a_terminal() -> None:
+    """``preexec_fn``: the wrapper starts with SIGINT and SIGTERM at their defaults, as from a
+    terminal, whatever this test process inherited (a suite started in the background has
+    SIGINT ignored, and sh cannot reset a signal ignored on entry); ``INHERITED`` then sets
+    what each case wants."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def gpuyard_command() -> list[str]:
     script = Path(sys.executable).with_name("gpuyard")
     if script.exists():
@@ -191,6 +200,7 @@ class Launcher:
                 stderr=err,
                 env=full_env,
                 start_new_session=True,
+                preexec_fn=as_from_a_terminal,
             )
         server = Server(popen=popen, port=port, data_dir=data_dir, logs=logs)
         self.started.append(server)
