@@ -26,6 +26,14 @@ from tests.server.test_clusters import RTX
 AUTOSCALING = {"min_replicas": 1, "max_replicas": 3, "target_concurrency": 1}
 
 
+@pytest.fixture(autouse=True)
+async def meter_flushed_by_the_test(api: Api) -> None:
+    """The gateway's meter reports only when a test flushes it. Its own reporter wakes every
+    second of real time: on a slow machine it could report a period in the middle of a step
+    (requests begun, no request-seconds yet), which changes the load a step sees."""
+    await api.ctx.gateway.meter.stop()
+
+
 async def tick(api: Api, ctl: ClusterController, host: FakeHost, replicas: Replicas) -> None:
     """Five seconds pass: the gateway reports its load, the host runs what it is told (each
     new replica a fake model server, each removed one stopped), the controller makes a pass."""
