@@ -135,6 +135,10 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
         needs more than the row itself (related rows). Default: ``snapshot(row)``."""
         return self.snapshot(row)
 
+    async def load_all(self, session: AsyncSession, rows: list[RowT]) -> list[ItemT]:
+        """A claimed batch's snapshots, in order; override to read related rows at once."""
+        return [await self.load(session, row) for row in rows]
+
     async def process(self, item: ItemT) -> ResultT:
         """The work outside any transaction. Default: nothing to do outside the database."""
         return None  # type: ignore[return-value]
@@ -187,9 +191,8 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
             rows = dict(
                 (await session.execute(select(model.pk, model).where(model.pk.in_(pks)))).all()
             )
-            return [  # in the order claimed: oldest-due first
-                Claim(pk=pk, token=token, item=await self.load(session, rows[pk])) for pk in pks
-            ]
+            items = await self.load_all(session, [rows[pk] for pk in pks])
+            return [Claim(pk, token, item) for pk, item in zip(pks, items, strict=True)]
 
     async def renew(self, token: str) -> int:
         """Extend the lease of every row still held under ``token``; how many were."""
@@ -219,25 +222,29 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
     async def _settle_together(
         self, claims: list[Claim[ItemT]], outcomes: list[_Outcome[ResultT]]
     ) -> bool:
-        """Apply every result of a batch in one transaction; False (nothing written) when a
-        row failed permanently or the transaction failed: the caller settles each alone."""
+        """Apply every result of a batch in one transaction, locked with one read; False (nothing
+        written) when a row failed permanently or the transaction failed: settle each alone."""
         if any(o.failure is not None for o in outcomes):
             return False
         counted: list[str] = []
+        releases: dict[float | None, list[Claim[ItemT]]] = {}
+        applies: list[tuple[RowT, ItemT, ResultT | None]] = []
         try:
             async with write_session(self.sessions) as session:
+                rows = await self._held(session, claims)
                 for claim, outcome in zip(claims, outcomes, strict=True):
-                    if outcome.retry_in is not None:
-                        await self._release(session, claim, then=outcome.retry_in)
-                        counted.append(outcome.counted)
+                    if outcome.retry_in is None and claim.pk not in rows:
+                        counted.append(self._lost(claim))
                         continue
-                    row = await self._held(session, claim)
-                    if row is None:
-                        counted.append("lost")
-                        continue
-                    await self._release(session, claim, then=self.revisit)
-                    await self.apply(session, row, claim.item, outcome.result)  # type: ignore[arg-type]
-                    counted.append("applied")
+                    then = self.revisit if outcome.retry_in is None else outcome.retry_in
+                    releases.setdefault(then, []).append(claim)
+                    counted.append(outcome.counted)
+                    if outcome.retry_in is None:
+                        applies.append((rows[claim.pk], claim.item, outcome.result))
+                for then, released in releases.items():
+                    await self._release(session, released, then=then)
+                for row, item, result in applies:
+                    await self.apply(session, row, item, result)  # type: ignore[arg-type]
         except Exception:
             log.exception("%s: applying a batch together failed; one by one", self.name)
             return False
@@ -245,25 +252,26 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
             self._count(outcome_name)
         return True
 
-    async def _held(self, session: AsyncSession, claim: Claim[ItemT]) -> RowT | None:
-        """The claimed row, locked, if it still carries our lease."""
+    async def _held(self, session: AsyncSession, claims: list[Claim[ItemT]]) -> dict[int, RowT]:
+        """The claimed rows (one token) that still carry our lease, locked, by key."""
         model = self.model
-        row = await session.scalar(
-            select(model)
-            .where(model.pk == claim.pk, model.lease_token == claim.token)
-            .with_for_update()
+        found = select(model.pk, model).where(
+            model.pk.in_([c.pk for c in claims]), model.lease_token == claims[0].token
         )
-        if row is None:
-            log.warning("%s: lease on %s was lost; result dropped", self.name, claim.item)
-        return row
+        return dict((await session.execute(found.with_for_update())).all())
+
+    def _lost(self, claim: Claim[ItemT]) -> str:
+        log.warning("%s: lease on %s was lost; result dropped", self.name, claim.item)
+        return "lost"
 
     async def _release(
-        self, session: AsyncSession, claim: Claim[ItemT], *, then: float | None
+        self, session: AsyncSession, claims: list[Claim[ItemT]], *, then: float | None
     ) -> None:
+        """Clear the lease of claims (one token) and set their next-run time; loaded rows follow."""
         model = self.model
         await session.execute(
             update(model)
-            .where(model.pk == claim.pk, model.lease_token == claim.token)
+            .where(model.pk.in_([c.pk for c in claims]), model.lease_token == claims[0].token)
             .values(
                 next_run_at=None if then is None else self._after(then),
                 lease_token=None,
@@ -320,29 +328,19 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
         then: float | None,
     ) -> bool:
         async with write_session(self.sessions) as session:
-            row = await self._held(session, claim)
+            row = (await self._held(session, [claim])).get(claim.pk)
             if row is None:
+                self._lost(claim)
                 return False
             # Released and rescheduled first (the loaded row follows), so ``write`` may still
             # choose another next-run time.
-            await self._release(session, claim, then=then)
+            await self._release(session, [claim], then=then)
             await write(session, row)
             return True
 
     async def _park(self, claim: Claim[ItemT], delay: float) -> None:
-        model = self.model
         async with write_session(self.sessions) as session:
-            await session.execute(
-                update(model)
-                .where(model.pk == claim.pk, model.lease_token == claim.token)
-                .values(
-                    next_run_at=self._after(delay),
-                    lease_token=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
+            await self._release(session, [claim], then=delay)
 
     def _after(self, seconds: float) -> datetime:
         return self.clock.now() + timedelta(seconds=seconds)
