@@ -134,18 +134,31 @@ def operator(principal: Caller) -> Principal:
 Operator = Annotated[Principal, Depends(operator)]
 
 
-def keys_changed(request: Request, ctx: Context) -> Callable[[], None]:
-    """What a route calls once it has revoked a key or suspended an org: when the request's
-    transaction has ended, the gateway's key cache reads every key again, so the change holds at
-    once on this replica (and within a second on the others, see gateway/auth.py)."""
+def _once_ended(request: Request, action: Callable[[], None]) -> Callable[[], None]:
+    """What a route calls to have ``action`` run when the request's transaction has ended."""
 
     def changed() -> None:
-        async def forget() -> None:
-            ctx.gateway.auth.forget()
+        async def run() -> None:
+            action()
 
-        request.state.uow.after_transaction(forget)
+        request.state.uow.after_transaction(run)
 
     return changed
 
 
+def keys_changed(request: Request, ctx: Context) -> Callable[[], None]:
+    """What a route calls once it has revoked a key or suspended an org: when the request's
+    transaction has ended, the gateway's key cache reads every key again, so the change holds at
+    once on this replica (and within a second on the others, see gateway/auth.py)."""
+    return _once_ended(request, ctx.gateway.auth.forget)
+
+
+def prices_changed(request: Request, ctx: Context) -> Callable[[], None]:
+    """What a route calls once it has set or deleted a model's price: when the request's
+    transaction has ended, the gateway reads which models are priced again (at once on this
+    replica, within a second on the others, see services/token_charges.PricedModels)."""
+    return _once_ended(request, ctx.gateway.spend.prices_changed)
+
+
 KeysChanged = Annotated[Callable[[], None], Depends(keys_changed)]
+PricesChanged = Annotated[Callable[[], None], Depends(prices_changed)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gpuyard.server.deps import ClockDep, Context, Operator, Session
+from gpuyard.server.deps import ClockDep, Operator, PricesChanged, Session
 from gpuyard.server.schemas.billing import ModelPriceOut, ModelPriceSet
 from gpuyard.server.schemas.common import errors
 from gpuyard.server.services import token_charges
@@ -19,7 +19,11 @@ async def list_model_prices(principal: Operator, session: Session) -> list[Model
 
 @router.put("", response_model=ModelPriceOut, responses=errors(400, 403))
 async def set_model_price(
-    body: ModelPriceSet, principal: Operator, session: Session, clock: ClockDep, ctx: Context
+    body: ModelPriceSet,
+    principal: Operator,
+    session: Session,
+    clock: ClockDep,
+    changed: PricesChanged,
 ) -> ModelPriceOut:
     """Set a model's prices; requests to it are then held and charged by the token (and text
     to speech by the character)."""
@@ -31,14 +35,14 @@ async def set_model_price(
         output_cents=body.cents_per_million_output,
         character_cents=body.cents_per_million_characters,
     )
-    ctx.gateway.spend.prices_changed()
+    changed()
     return ModelPriceOut.of(price)
 
 
 @router.delete("/{model:path}", status_code=204, responses=errors(403, 404))
 async def delete_model_price(
-    model: str, principal: Operator, session: Session, ctx: Context
+    model: str, principal: Operator, session: Session, changed: PricesChanged
 ) -> None:
     """Stop charging the model by the token."""
     await token_charges.delete_price(session, model=model)
-    ctx.gateway.spend.prices_changed()
+    changed()

@@ -72,8 +72,9 @@ class PricedModels:
     """The names of the priced models, read from the price book at most once per ``ttl``
     seconds (on the injected clock) and at once after ``forget``: the gateway asks it before
     opening a hold's transaction, so a request to an unpriced model costs no database call. A
-    price set in this process is seen by its next request (the route calls ``forget``); one set
-    by another server process, within ``ttl``."""
+    price set in this process is seen by its next request (``forget`` once the route's
+    transaction has ended, deps.prices_changed); one set by another server process, within
+    ``ttl``."""
 
     def __init__(
         self,
