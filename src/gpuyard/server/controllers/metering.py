@@ -23,12 +23,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, select, update
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.metering import Accrual, Observed, accrue, reprice
 from gpuyard.core.money import BalancePolicy
-from gpuyard.server import orm
+from gpuyard.server import bulk_rows, orm
 from gpuyard.server.controllers.base import Reconciler
 from gpuyard.server.db import write_session
 from gpuyard.server.services import balances, ledger, meters
@@ -62,7 +62,7 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
         return row.pk
 
     async def apply(self, session: AsyncSession, row: orm.Meter, item: int, result: None) -> None:
-        found = await session.execute(select(*meters.COLUMNS).where(orm.Meter.pk == row.pk))
+        found = await session.execute(meters.select_meters(orm.Meter.pk == row.pk))
         await self.settle(session, list(found.all()), self.clock.now())
 
     async def step(self) -> int:
@@ -73,17 +73,17 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
             if not self._mid_pass:
                 await meters.open_meters(session, now)
                 await meters.open_storage_meters(session, now)
-            batch = list(
-                (
-                    await session.execute(
-                        select(*meters.COLUMNS)
-                        .where(*self._ready(now))
-                        .order_by(orm.Meter.next_run_at.asc().nulls_first(), orm.Meter.pk)
-                        .limit(self.batch_size)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
+            # The batch's meters are chosen and locked first, then read with their workloads
+            # (joining first would join every due meter to sort them).
+            claimed = (
+                select(orm.Meter.pk)
+                .where(*self._ready(now))
+                .order_by(orm.Meter.next_run_at.asc().nulls_first(), orm.Meter.pk)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
             )
+            found = await session.execute(meters.select_meters(orm.Meter.pk.in_(claimed)))
+            batch = list(found.all())
             if batch:
                 await self.settle(session, batch, now)
         self._mid_pass = len(batch) >= self.batch_size
@@ -92,8 +92,8 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
         return len(batch)
 
     async def settle(self, session: AsyncSession, batch: list[Any], now: datetime) -> None:
-        """Count, charge and reschedule ``batch`` (rows of ``meters.COLUMNS``, locked by the
-        caller): one bulk update of the meters and one bulk insert of the ledger entries."""
+        """Count, charge and reschedule ``batch`` (rows of ``meters.select_meters``, locked by
+        the caller): one bulk update of the meters and one bulk insert of the ledger entries."""
         seen = await meters.observe(session, batch)
         next_run = self._after(self.revisit or DEFAULT_SETTLE_SECONDS)
         gone = meters.Seen(Observed(billable=False, gone=True), None)
@@ -111,13 +111,19 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
                 entry, charged = _charge(meter, acc, due, now)
                 entries.append(entry)
                 change.update(charged)
-            change["b_pk"] = meter.pk  # the row to update (a column's name is its SET)
+            else:  # every row sets the same columns: one statement for the batch
+                change.update(
+                    period=meter.period,
+                    charged_cents=meter.charged_cents,
+                    ledgered_seconds=meter.ledgered_seconds,
+                    settled_at=meter.settled_at,
+                )
+            change["pk"] = meter.pk
             change["next_run_at"] = next_run
             change["closed_at"] = now if found.observed.gone and not acc.running else None
             updates.append(change)
         await balances.post(session, clock=self.clock, entries=entries, policy=self.policy)
-        for same in _grouped(updates):
-            await session.execute(_UPDATE_BY_PK, same)
+        await bulk_rows.update_rows(session, _METERS, updates)
 
 
 def _charge(
@@ -160,15 +166,4 @@ def _charge(
     return entry, charged
 
 
-# ``UPDATE meters SET <the columns given> WHERE pk = :b_pk`` in Core, run once per row
-# (executemany): the ORM's bulk update by primary key does the same with more Python per row.
 _METERS = orm.Meter.metadata.tables[orm.Meter.__tablename__]
-_UPDATE_BY_PK = update(_METERS).where(_METERS.c.pk == bindparam("b_pk"))
-
-
-def _grouped(updates: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Updates with the same columns together (one executemany each)."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for change in updates:
-        groups.setdefault(tuple(sorted(change)), []).append(change)
-    return list(groups.values())

@@ -6,6 +6,7 @@ see the row, an opaque prefixed string ``id``. Times are aware UTC datetimes on 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,53 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
+        """``process_bind_param`` and then the dialect's own conversion (the base class's), with
+        the last few thousand results kept: a bulk write binds the same few times (now, the next
+        run) on every row, and converting each again was most of a metering pass's binding."""
+        convert = super().bind_processor(dialect)
+        if convert is None:
+            return None
+        done: dict[datetime, Any] = {}
+
+        def process(value: datetime | None) -> Any:
+            if value is None:
+                return None
+            found = done.get(value, _MISSING)  # a naive time is never equal to an aware one
+            if found is _MISSING:
+                if len(done) >= _KEPT_BINDS:
+                    done.clear()
+                found = done[value] = convert(value)
+            return found
+
+        return process
+
+    def result_processor(
+        self, dialect: Dialect, coltype: object
+    ) -> Callable[[Any], datetime | None] | None:
+        """The dialect's conversion and then ``process_result_value``, kept the same way: a
+        batch reads the same few times on every row (SQLite's are strings to parse)."""
+        convert = super().result_processor(dialect, coltype)
+        if convert is None:
+            return None
+        done: dict[Any, datetime | None] = {}
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            found = done.get(value, _MISSING)
+            if found is _MISSING:
+                if len(done) >= _KEPT_BINDS:
+                    done.clear()
+                found = done[value] = convert(value)
+            return found  # type: ignore[return-value]
+
+        return process
+
+
+_MISSING = object()
+_KEPT_BINDS = 4096
 
 
 class Base(DeclarativeBase):

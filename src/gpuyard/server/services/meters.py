@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +43,7 @@ STOPPED_STATES = (
 COMPUTE, STORAGE = "compute", "storage"
 DEFAULT_DISK_GB = 10  # what an instance or a worker without a stated disk size gets
 DEFAULT_SETTLE_SECONDS = 60.0
+OPEN_CHUNK = 1000  # workloads per INSERT when opening meters (bound parameters stay few)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,8 @@ class Seen:
 
 async def open_meters(session: AsyncSession, now: datetime, *which: ColumnElement[bool]) -> None:
     """A compute meter for every instance, replica or worker workload starting or running (or
-    those ``which`` says) that has none yet (one statement; two replicas opening the same meter
-    at once make one). It counts from the workload's creation: its first run is all counted."""
+    those ``which`` says) that has none yet. It counts from the workload's creation: its first run
+    is all counted."""
     wl = orm.Workload
     held = select(func.count()).where(orm.Gpu.workload_id == wl.id).scalar_subquery()
     gpus = func.coalesce(
@@ -67,27 +68,17 @@ async def open_meters(session: AsyncSession, now: datetime, *which: ColumnElemen
         func.nullif(held, 0),
         1,
     )
-    missing = select(
-        wl.id,
-        wl.org_id,
-        wl.kind,
-        wl.owner_id,
-        gpus,
-        literal(0),
-        literal(0),
-        literal(0),
-        literal(0),
-        literal(0),
-        literal(0),
-        literal(0),
-        literal(False),
-        wl.created_at,
-        literal(now, orm.Meter.created_at.type),
-    ).where(
+    # The workloads without a meter first, then the rows for those: one INSERT ... SELECT with
+    # the anti-join inside would, on Postgres without statistics yet, probe the index it is
+    # filling for every row (10,000 new meters took 8 s).
+    missing = select(wl.id).where(
         wl.kind.in_(BILLABLE_KINDS),
         *(which or (wl.state.in_(BILLABLE_STATES),)),
         ~exists().where(orm.Meter.workload_id == wl.id, orm.Meter.basis == COMPUTE),
     )
+    ids = list((await session.scalars(missing)).all())
+    if not ids:
+        return
     columns = [
         "workload_id",
         "org_id",
@@ -107,7 +98,20 @@ async def open_meters(session: AsyncSession, now: datetime, *which: ColumnElemen
     ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(insert(orm.Meter).from_select(columns, missing).on_conflict_do_nothing())
+    for at in range(0, len(ids), OPEN_CHUNK):
+        rows = select(
+            wl.id,
+            wl.org_id,
+            wl.kind,
+            wl.owner_id,
+            gpus,
+            *(literal(0) for _ in range(7)),
+            literal(False),
+            wl.created_at,
+            literal(now, orm.Meter.created_at.type),
+        ).where(wl.id.in_(ids[at : at + OPEN_CHUNK]))
+        # Two replicas opening the same meter at once make one.
+        await session.execute(insert(orm.Meter).from_select(columns, rows).on_conflict_do_nothing())
 
 
 async def open_storage_meters(session: AsyncSession, now: datetime) -> None:
@@ -160,22 +164,29 @@ async def open_storage_meters(session: AsyncSession, now: datetime) -> None:
         await session.execute(insert(orm.Meter).values(values).on_conflict_do_nothing())
 
 
-async def observe(session: AsyncSession, meters: list[Any]) -> dict[tuple[str, str], Seen]:
-    """Each meter's workload as billable on the meter's basis now (its state, reported start and
-    end), and the price in force of what it runs or keeps."""
+# A meter's workload as the meter sees it, read in the same statement as the meter (an outer
+# join: a workload that is gone reads as nulls), with what prices it: an instance's agreed price,
+# a replica's cluster's GPU type and count.
+_WORKLOAD = (
+    orm.Workload.id.label("wl_id"),
+    orm.Workload.state.label("wl_state"),
+    orm.Workload.desired.label("wl_desired"),
+    orm.Workload.started_at.label("wl_started_at"),
+    orm.Workload.finished_at.label("wl_finished_at"),
+    orm.Instance.cents_per_hour.label("instance_cents_per_hour"),
+    orm.Cluster.gpu_key.label("cluster_gpu_key"),
+    orm.Cluster.gpus_per_replica.label("cluster_gpus_per_replica"),
+)
+
+
+def select_meters(*where: ColumnElement[bool]) -> Select[Any]:
+    """Meters (``COLUMNS``) with their workloads (``_WORKLOAD``), in one statement; ``observe``
+    reads both. A lock taken on it (``with_for_update(of=orm.Meter)``) holds the meters only."""
     wl = orm.Workload
-    ids = list({m.workload_id for m in meters})
-    rows = await session.execute(
-        select(
-            wl.id,
-            wl.state,
-            wl.desired,
-            wl.started_at,
-            wl.finished_at,
-            orm.Instance.cents_per_hour,
-            orm.Cluster.gpu_key,
-            orm.Cluster.gpus_per_replica,
-        )
+    return (
+        select(*COLUMNS, *_WORKLOAD)
+        .select_from(orm.Meter)
+        .outerjoin(wl, wl.id == orm.Meter.workload_id)
         .outerjoin(
             orm.Instance,
             and_(wl.kind == WorkloadKind.INSTANCE.value, orm.Instance.workload_id == wl.id),
@@ -183,33 +194,46 @@ async def observe(session: AsyncSession, meters: list[Any]) -> dict[tuple[str, s
         .outerjoin(
             orm.Cluster, and_(wl.kind == WorkloadKind.REPLICA.value, orm.Cluster.id == wl.owner_id)
         )
-        .where(wl.id.in_(ids))
+        .where(*where)
     )
+
+
+async def observe(session: AsyncSession, meters: list[Any]) -> dict[tuple[str, str], Seen]:
+    """Each meter's workload (rows of ``select_meters``) as billable on the meter's basis now (its
+    state, reported start and end), and the price in force of what it runs or keeps."""
     book = await price_book.load(session)
+    workers = [m.workload_id for m in meters if m.resource_kind == WorkloadKind.WORKER.value]
     held: dict[str, int] = {}  # a worker's price: the price of each GPU it holds
-    for wid, gpu_key in await session.execute(
-        select(orm.Gpu.workload_id, orm.Gpu.gpu_key).where(orm.Gpu.workload_id.in_(ids))
-    ):
-        if wid is not None:
-            held[wid] = held.get(wid, 0) + book.cents_per_gpu_hour(gpu_key)
-    disks = {m.workload_id: m.disk_gb for m in meters if m.basis == STORAGE}
+    if workers:
+        for wid, gpu_key in await session.execute(
+            select(orm.Gpu.workload_id, orm.Gpu.gpu_key).where(orm.Gpu.workload_id.in_(workers))
+        ):
+            if wid is not None:
+                held[wid] = held.get(wid, 0) + book.cents_per_gpu_hour(gpu_key)
     seen: dict[tuple[str, str], Seen] = {}
-    for wid, state, desired, started, finished, instance_price, gpu_key, gpus in rows.all():
-        price = instance_price
-        if price is None and gpu_key is not None:
-            price = book.cents_per_gpu_hour(gpu_key) * (gpus or 1)
-        if price is None:
-            price = held.get(wid)  # a worker: unknown (kept as it was) once its GPUs are freed
-        observed = Observed(
-            billable=state in BILLABLE_STATES, started_at=started, finished_at=finished
-        )
-        seen[(wid, COMPUTE)] = Seen(observed, price)
-        if wid in disks:
-            stopped = desired == Desired.STOPPED.value and state in STOPPED_STATES
+    for m in meters:
+        wid = m.wl_id
+        if wid is None:
+            continue  # gone
+        if m.basis == STORAGE:
+            stopped = m.wl_desired == Desired.STOPPED.value and m.wl_state in STOPPED_STATES
+            started, finished = m.wl_started_at, m.wl_finished_at
             # Started again: the disk is counted to that start (a new run clears its end).
             restarted = started if started and (finished is None or started > finished) else None
             kept = Observed(billable=stopped, started_at=finished, finished_at=restarted)
-            seen[(wid, STORAGE)] = Seen(kept, (disks[wid] or 0) * book.storage_gb_month)
+            seen[(wid, STORAGE)] = Seen(kept, (m.disk_gb or 0) * book.storage_gb_month)
+            continue
+        price = m.instance_cents_per_hour
+        if price is None and m.cluster_gpu_key is not None:
+            price = book.cents_per_gpu_hour(m.cluster_gpu_key) * (m.cluster_gpus_per_replica or 1)
+        if price is None:
+            price = held.get(wid)  # a worker: unknown (kept as it was) once its GPUs are freed
+        observed = Observed(
+            billable=m.wl_state in BILLABLE_STATES,
+            started_at=m.wl_started_at,
+            finished_at=m.wl_finished_at,
+        )
+        seen[(wid, COMPUTE)] = Seen(observed, price)
     return seen
 
 
@@ -309,8 +333,8 @@ async def follow(session: AsyncSession, row: orm.Workload, after: Observed, now:
 async def _locked_meter(session: AsyncSession, workload_id: str) -> Any:
     return (
         await session.execute(
-            select(*COLUMNS)
-            .where(orm.Meter.workload_id == workload_id, orm.Meter.basis == COMPUTE)
-            .with_for_update()
+            select_meters(
+                orm.Meter.workload_id == workload_id, orm.Meter.basis == COMPUTE
+            ).with_for_update(of=orm.Meter)
         )
     ).one_or_none()
