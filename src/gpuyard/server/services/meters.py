@@ -179,7 +179,7 @@ _WORKLOAD = (
 )
 
 
-def select_meters(*where: ColumnElement[bool]) -> Select[Any]:
+def select_meters(*where: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
     """Meters (``COLUMNS``) with their workloads (``_WORKLOAD``), in one statement; ``observe``
     reads both. A lock taken on it (``with_for_update(of=orm.Meter)``) holds the meters only."""
     wl = orm.Workload
