@@ -20,6 +20,7 @@ schedule, fairness and loop are the reconciler base's; its lease is not needed.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +43,7 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
     name = "metering"
     model = orm.Meter
     batch_size = 1000
+    lanes = 2  # batches settled at once on Postgres
 
     def __init__(
         self,
@@ -54,6 +56,7 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
         self.policy = policy or BalancePolicy()
         self.revisit = settle_seconds  # type: ignore[misc]
         self._mid_pass = False
+        self._lanes: int | None = None  # known at the first step
 
     def due(self) -> ColumnElement[bool]:
         return orm.Meter.closed_at.is_(None)
@@ -66,13 +69,27 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
         await self.settle(session, list(found.all()), self.clock.now())
 
     async def step(self) -> int:
-        """Open meters for newly running workloads (once per pass), then claim one batch of due
-        meters and settle it, all in one transaction; the number of meters settled."""
+        """Open meters for newly running workloads (once per pass), then claim batches of due
+        meters and settle each in one transaction; the number of meters settled. On Postgres
+        ``lanes`` batches are settled at once (the server writes one while this process counts
+        the next); SQLite has one writer, so one."""
         now = self.clock.now()
-        async with write_session(self.sessions) as session:
-            if not self._mid_pass:
+        if not self._mid_pass:
+            async with write_session(self.sessions) as session:
                 await meters.open_meters(session, now)
                 await meters.open_storage_meters(session, now)
+                if self._lanes is None:
+                    postgres = session.get_bind().dialect.name == "postgresql"
+                    self._lanes = self.lanes if postgres else 1
+        counts = await asyncio.gather(*(self._settle_batch(now) for _ in range(self._lanes or 1)))
+        settled = sum(counts)
+        self._mid_pass = max(counts) >= self.batch_size
+        if self.metrics is not None and settled:
+            self.metrics.controller_runs.labels(self.name, "applied").inc(settled)
+        return settled
+
+    async def _settle_batch(self, now: datetime) -> int:
+        async with write_session(self.sessions) as session:
             # The batch's meters are chosen and locked first, then read with their workloads
             # (joining first would join every due meter to sort them).
             claimed = (
@@ -86,9 +103,6 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
             batch = list(found.all())
             if batch:
                 await self.settle(session, batch, now)
-        self._mid_pass = len(batch) >= self.batch_size
-        if self.metrics is not None and batch:
-            self.metrics.controller_runs.labels(self.name, "applied").inc(len(batch))
         return len(batch)
 
     async def settle(self, session: AsyncSession, batch: list[Any], now: datetime) -> None:
