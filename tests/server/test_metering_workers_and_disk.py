@@ -193,3 +193,54 @@ async def test_a_worker_pays_for_the_gpus_it_holds_and_its_disk_while_cold(api: 
     assert -sum(e.amount_cents for e in compute) == (
         exact_microcents(ran, 240) // MICROCENTS_PER_CENT
     )  # nothing more for its GPUs while cold
+
+
+async def test_a_disk_is_counted_at_every_change_between_two_visits(api: Api) -> None:
+    """Stopped, started, stopped again and destroyed, all between two passes: the disk is charged
+    for the two stopped spells exactly, to the reported times, and not while it ran or after."""
+    price = 10_000  # cents per GB-month: whole cents for an hour and a bit
+    await set_storage_price(api, price)
+    t, host, vm, wid = await rented(api)
+    m = meter(api)
+    started = await start_running(api, host, wid)
+    await run_pass(m)
+    vm_url = f"/v1/orgs/{t.org_id}/vms/{vm['id']}"
+
+    async def report(state: str, began: float, ended: float | None) -> None:
+        times = {"started_at": (started + timedelta(seconds=began)).isoformat()}
+        if ended is not None:
+            times["finished_at"] = (started + timedelta(seconds=ended)).isoformat()
+        host.report(wid, state, **times)
+        await host.beat()
+
+    assert (await t.client.post(f"{vm_url}/stop")).status_code == 200
+    api.clock.advance(seconds=130)
+    await report("stopped", 0, 100)  # kept from +100 s
+    api.clock.advance(seconds=1000)
+    assert (await t.client.post(f"{vm_url}/start")).status_code == 200
+    await report("running", 600, None)  # in use again from +600 s
+    api.clock.advance(seconds=700)
+    assert (await t.client.post(f"{vm_url}/stop")).status_code == 200
+    await report("stopped", 600, 1700)  # kept from +1,700 s
+    api.clock.advance(seconds=3000)
+    assert (await t.client.delete(vm_url)).status_code in (200, 202, 204)
+    host.forget(wid)
+    await host.beat()  # gone at +4,830 s: the disk is no longer kept
+    gone = int((api.clock.now() - started).total_seconds())
+    api.clock.advance(hours=30)
+    await run_pass(m)
+
+    async with api.ctx.sessions() as s:
+        store = await s.scalar(
+            select(orm.Meter).where(orm.Meter.workload_id == wid, orm.Meter.basis == "storage")
+        )
+    assert store is not None and store.closed_at is not None and not store.running
+    kept = (600 - 100) + (gone - 1700)
+    assert store.total_seconds == kept
+    disk = [e for e in await usage_entries(api, t.org_id) if e.resource_kind == "instance_disk"]
+    gb = store.disk_gb
+    assert gb is not None
+    assert -sum(e.amount_cents for e in disk) == (
+        disk_microcents(kept, gb, price) // MICROCENTS_PER_CENT
+    )
+    assert -sum(e.amount_cents for e in disk) == store.charged_cents > 0

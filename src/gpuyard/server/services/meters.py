@@ -1,11 +1,8 @@
-"""Meters (``orm.Meter``): opening them for the workloads that bill, seeing each one's workload
-and the price in force, and counting a meter up to a change of its workload's state.
+"""Meters (``orm.Meter``): opening them for the workloads that bill, and seeing each one's
+workload and the price in force.
 
 The metering controller (controllers/metering.py) visits every open meter on a schedule and
-charges what it counted. ``follow`` runs in the transaction that records a workload's new state
-(``workloads.apply_status``) or its removal (``workloads.forget``): it counts the meter to that
-change, opening one if the workload has none, so a workload that starts and ends between two
-visits is counted all the same, each second once.
+charges what it counted; meter_changes.py counts them at a workload's change of state.
 """
 
 from __future__ import annotations
@@ -15,16 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.agent_protocol import Desired
-from gpuyard.core.metering import Accrual, Observed, accrue, reprice
+from gpuyard.core.metering import Accrual, Observed
 from gpuyard.core.money import SECONDS_PER_MONTH
 from gpuyard.core.workload import WorkloadKind, WorkloadState
 from gpuyard.server import orm
-from gpuyard.server.services import price_book, wakeups
+from gpuyard.server.services import price_book
 
 BILLABLE_KINDS = (
     WorkloadKind.INSTANCE.value,
@@ -114,9 +111,16 @@ async def open_meters(session: AsyncSession, now: datetime, *which: ColumnElemen
         await session.execute(insert(orm.Meter).from_select(columns, rows).on_conflict_do_nothing())
 
 
-async def open_storage_meters(session: AsyncSession, now: datetime) -> None:
-    """A storage meter for every instance or worker stopped on purpose (its disk is kept) that
-    has none yet. Its price is set at its first settlement; it counts from when it stopped."""
+async def open_storage_meters(
+    session: AsyncSession,
+    now: datetime,
+    *which: ColumnElement[bool],
+    stopped_at: datetime | None = None,
+) -> None:
+    """A storage meter for every instance or worker stopped on purpose (its disk is kept), or
+    those of them ``which`` says, that has none yet. Its price is set when it is first counted; it
+    counts from when it stopped. ``stopped_at``: those ``which`` says are being stopped on purpose
+    at that time (the database does not say so yet)."""
     wl = orm.Workload
     disk = func.coalesce(
         select(orm.Instance.disk_gb).where(orm.Instance.workload_id == wl.id).scalar_subquery(),
@@ -130,8 +134,12 @@ async def open_storage_meters(session: AsyncSession, now: datetime) -> None:
     rows = await session.execute(
         select(wl.id, wl.org_id, wl.kind, wl.owner_id, wl.finished_at, wl.created_at, disk).where(
             wl.kind.in_(DISK_KINDS),
-            wl.desired == Desired.STOPPED.value,
-            wl.state.in_(STOPPED_STATES),
+            *(
+                (wl.desired == Desired.STOPPED.value, wl.state.in_(STOPPED_STATES))
+                if stopped_at is None
+                else ()
+            ),
+            *which,
             ~exists().where(orm.Meter.workload_id == wl.id, orm.Meter.basis == STORAGE),
         )
     )
@@ -153,7 +161,7 @@ async def open_storage_meters(session: AsyncSession, now: datetime) -> None:
             "charged_cents": 0,
             "period": 0,
             "running": False,
-            "accrued_until": min(finished or created, now),
+            "accrued_until": min(stopped_at or finished or created, now),
             "created_at": now,
         }
         for wid, org_id, kind, owner_id, finished, created, gb in rows.all()
@@ -282,59 +290,3 @@ def stored(acc: Accrual) -> dict[str, Any]:
         "running": acc.running,
         "accrued_until": acc.accrued_until,
     }
-
-
-async def follow(session: AsyncSession, row: orm.Workload, after: Observed, now: datetime) -> None:
-    """Count ``row``'s compute meter up to the change to ``after`` (before ``row`` takes it: the
-    database still holds what was before), in the caller's transaction, and have the controller
-    settle it now. A workload that runs (or ran) and has no meter gets one; a run that began and
-    ended since the last report (``after`` not billable, with a new start) is counted whole."""
-    if row.kind not in BILLABLE_KINDS:
-        return
-    before = Observed(
-        billable=row.state in BILLABLE_STATES,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
-    new_run = (
-        not after.billable
-        and after.started_at is not None
-        and after.started_at != before.started_at
-    )
-    if not (before.billable or after.billable or new_run):
-        return  # it never ran: nothing to count
-    meter = await _locked_meter(session, row.id)
-    if meter is None:
-        await open_meters(session, now, orm.Workload.id == row.id)
-        meter = await _locked_meter(session, row.id)
-        if meter is None:
-            return
-    found = (await observe(session, [meter])).get((row.id, COMPUTE))
-    acc = accrual_of(meter)
-    if found is not None and found.cents_per_hour is not None:
-        acc = reprice(acc, found.cents_per_hour)
-
-    def until(when: datetime | None) -> datetime:
-        return now if when is None else min(when, now)
-
-    # What was before, up to when the change happened (a start's or an end's reported time).
-    changed_at = until(after.started_at if after.billable or new_run else after.finished_at)
-    acc = accrue(acc, before, changed_at)
-    if new_run:  # it ran from its new start to its end between two reports
-        ran = Observed(billable=True, started_at=after.started_at)
-        acc = accrue(acc, ran, until(after.finished_at))
-    acc = accrue(acc, after, now)
-    await session.execute(
-        update(orm.Meter).where(orm.Meter.pk == meter.pk).values(**stored(acc), next_run_at=None)
-    )
-    wakeups.note_table(session, orm.Meter)
-
-
-async def _locked_meter(session: AsyncSession, workload_id: str) -> Any:
-    return (
-        await session.execute(
-            select_meters(
-                orm.Meter.workload_id == workload_id, orm.Meter.basis == COMPUTE
-            ).with_for_update(of=orm.Meter)
-        )
-    ).one_or_none()

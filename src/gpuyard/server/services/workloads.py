@@ -22,7 +22,7 @@ from gpuyard.core.clusters import MAX_FAILURES, ClusterStatus
 from gpuyard.core.metering import Observed
 from gpuyard.core.workload import WorkloadKind, WorkloadSpec, WorkloadStatus
 from gpuyard.server import orm
-from gpuyard.server.services import events, meters, wakeups
+from gpuyard.server.services import events, meter_changes, meters, wakeups
 
 MAX_LOG_TAIL = 16_384
 
@@ -95,7 +95,7 @@ async def apply_status(
             started_at=news.get("started_at", row.started_at),  # type: ignore[arg-type]
             finished_at=status.finished_at,
         )
-        await meters.follow(session, row, after, now)
+        await meter_changes.follow(session, row, after, now, state=status.state.value)
     for key, value in news.items():
         setattr(row, key, value)
     row.reported_at = now
@@ -136,7 +136,8 @@ async def forget(session: AsyncSession, *, row: orm.Workload, now: datetime) -> 
     """Delete a removed workload its host no longer runs, and free its GPUs (a cluster that
     waits for them to place a replacement, or to finish deleting, looks again now)."""
     # Its meter counts to now, when its host said it is gone; the controller charges and closes it.
-    await meters.follow(session, row, Observed(billable=False, finished_at=now), now)
+    gone = Observed(billable=False, finished_at=now)
+    await meter_changes.follow(session, row, gone, now, state=None)
     freed = await release_gpus(session, workload_id=row.id)
     await session.execute(delete(orm.Workload).where(orm.Workload.pk == row.pk))
     if row.kind == WorkloadKind.REPLICA:
