@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import NotFound, Unavailable
-from gpuyard.core.ids import new_id
 from gpuyard.core.principal import Principal
 from gpuyard.gateway import bodies
 from gpuyard.gateway.after_answer import AFTER_ANSWER_S, AfterAnswer
@@ -29,6 +26,7 @@ from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import ModelDirectory, Target
 from gpuyard.gateway.kept import CompletionKeeper
 from gpuyard.gateway.load_meter import LoadMeter
+from gpuyard.gateway.log_entry import CLIENT_CLOSED, MAX_ENDPOINT, LogEntry
 from gpuyard.gateway.logs import RequestLogWriter
 from gpuyard.gateway.ports import (
     CompletionSink,
@@ -68,29 +66,6 @@ from gpuyard.gateway.upstream_http import UpstreamClient
 from gpuyard.gateway.usage import Counted, Usage
 
 log = logging.getLogger(__name__)
-MAX_LOGGED_ERROR = 500
-MAX_ENDPOINT = 64  # request_logs.endpoint
-CLIENT_CLOSED = 499  # logged for a request whose client left before any answer (as nginx logs it)
-
-
-@dataclass
-class LogEntry:
-    """What the request log will say about one request, filled in as it is routed."""
-
-    principal: Principal
-    endpoint: str
-    model: str | None
-    stream: bool
-    cluster_id: str | None = None
-    replica_id: str | None = None
-    started: float = field(default_factory=time.perf_counter)
-    end: StreamEnd | None = None  # a stream's: its last piece's time, not its (later) close's
-    id: str = field(default_factory=lambda: new_id("req"))
-    held_cents: int = 0  # what ``Spend.hold`` took for it
-    characters: int = 0  # text to speech: charged by them when it is answered
-
-    def at(self, target: Target) -> None:
-        self.cluster_id, self.replica_id = target.cluster_id, target.replica_id
 
 
 class Gateway:
@@ -339,7 +314,6 @@ class Gateway:
     def _finish(self, entry: LogEntry, status: int, usage: Usage | None, error: str | None) -> None:
         """The request has ended: queue its log row and count its tokens against the key."""
         principal = entry.principal
-        ended = entry.end.at if entry.end is not None and entry.end.at else time.perf_counter()
         if principal.tpm_limit is not None and usage is not None:
             tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
             if tokens:
@@ -357,24 +331,7 @@ class Gateway:
                     Counted(used_in, used_out, spoken),
                 )
             )
-        self.logs.submit(
-            RequestLogRow(
-                id=entry.id,
-                created_at=self.clock.now(),
-                org_id=principal.org_id,
-                key_id=principal.key_id,
-                endpoint=entry.endpoint,
-                model=entry.model,
-                cluster_id=entry.cluster_id,
-                replica_id=entry.replica_id,
-                stream=entry.stream,
-                status=status,
-                latency_ms=round((ended - entry.started) * 1000, 3),
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
-                error=error[:MAX_LOGGED_ERROR] if error else None,
-            )
-        )
+        self.logs.submit(entry.row(now=self.clock.now(), status=status, usage=usage, error=error))
 
     async def _settle(
         self,
