@@ -11,6 +11,9 @@ import sys
 
 import pytest
 
+from gpuyard.core.money import BalancePolicy
+from gpuyard.server.db import write_session
+from gpuyard.server.services import token_charges
 from tests.harness import Api
 from tests.server.market import join_host
 from tests.server.test_metering import meter, rented, run_pass, start_running
@@ -270,3 +273,59 @@ async def test_billing_and_usage(api: Api) -> None:
     assert vm["id"] in usage and "36000 GPU-seconds, 70 cents" in usage
     refused = await gy(api, "billing", "credit", t.org_id, "100", key=t.key, ok=False)
     assert refused.returncode != 0 and "operator" in refused.stderr
+
+
+async def test_usage_shows_tokens_and_characters(api: Api) -> None:
+    t = await api.tenant()
+    r = await api.client.post(
+        f"/v1/admin/orgs/{t.org_id}/credits",
+        json={"amount_cents": 10_000},
+        headers={"Idempotency-Key": "tokens"},
+    )
+    assert r.status_code == 201, r.text
+    for model, per_input, per_output, per_char in (("tiny", 100, 200, 0), ("voice", 0, 0, 5000)):
+        r = await api.client.put(
+            "/v1/admin/model-prices",
+            json={
+                "model": model,
+                "cents_per_million_input": per_input,
+                "cents_per_million_output": per_output,
+                "cents_per_million_characters": per_char,
+            },
+        )
+        assert r.status_code == 200, r.text
+    policy = BalancePolicy()
+    # Two chat requests and one spoken one, held and settled as the gateway does.
+    for request_id, model, used in (
+        ("req-1", "tiny", (70_000, 30_000, 0)),
+        ("req-2", "tiny", (50_000, 10_000, 0)),
+        ("req-3", "voice", (0, 0, 4_321)),
+    ):
+        async with write_session(api.ctx.sessions) as s:
+            held = await token_charges.hold(
+                s, clock=api.clock, policy=policy, org_id=t.org_id, request_id=request_id,
+                model=model, body_bytes=100, max_tokens=100, characters=used[2],
+            )  # fmt: skip
+        async with write_session(api.ctx.sessions) as s:
+            await token_charges.settle(
+                s, clock=api.clock, policy=policy, org_id=t.org_id, request_id=request_id,
+                model=model, held_cents=held, input_tokens=used[0], output_tokens=used[1],
+                characters=used[2],
+            )  # fmt: skip
+    table = (await gy(api, "usage", key=t.key, columns=250)).stdout
+    header = table.splitlines()[1]
+    for column in ("model", "input_tokens", "output_tokens", "characters", "cost_cents"):
+        assert column in header, table
+    tiny = next(line for line in table.splitlines() if "tiny" in line)
+    assert re.search(r"\b120000\b.*\b40000\b", tiny), table  # input, then output tokens
+    voice = next(line for line in table.splitlines() if "voice" in line)
+    assert re.search(r"\b4321\b", voice), table
+    assert "tokens: 120000 input, 40000 output; characters: 4321" in table
+    # Too narrow for a table: one line per field, nothing cut.
+    narrow = (await gy(api, "usage", key=t.key, columns=60)).stdout
+    assert re.search(r"^input_tokens\s+120000$", narrow, re.M), narrow
+    assert re.search(r"^characters\s+4321$", narrow, re.M), narrow
+    raw = json.loads((await gy(api, "usage", "--raw", key=t.key)).stdout)
+    lines = {line["model"]: line for line in raw["data"]}
+    assert (lines["tiny"]["input_tokens"], lines["tiny"]["output_tokens"]) == (120_000, 40_000)
+    assert lines["voice"]["characters"] == 4321

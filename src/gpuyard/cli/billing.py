@@ -32,7 +32,17 @@ LEDGER_COLUMNS = [
     "cents_per_hour",
     "description",
 ]
-USAGE_COLUMNS = ["day", "resource_kind", "resource_id", "gpu_seconds", "cost_cents"]
+USAGE_COLUMNS = [
+    "day",
+    "resource_kind",
+    "resource_id",
+    "model",
+    "gpu_seconds",
+    "input_tokens",
+    "output_tokens",
+    "characters",
+    "cost_cents",
+]
 
 
 @billing.callback()
@@ -121,7 +131,8 @@ def usage(
     api_key: ApiKey = None,
     raw: Raw = False,
 ) -> None:
-    """Charged usage by day and resource: GPU-seconds and cost in cents."""
+    """Charged usage by day, resource and model: GPU-seconds, tokens, characters spoken and
+    cost in cents."""
 
     async def call(c: Client) -> Any:
         return await c.get(await c.org_path("usage"), since=since, until=until)
@@ -130,5 +141,12 @@ def usage(
     if raw:
         show(found, [], raw)
         return
-    show(found["data"], USAGE_COLUMNS, raw)
+    lines = found["data"]
+    show(lines, USAGE_COLUMNS, raw)
     print(f"total: {found['gpu_seconds']} GPU-seconds, {found['cost_cents']} cents")
+    used = {k: sum(int(u.get(k) or 0) for u in lines) for k in USAGE_COLUMNS[5:8]}
+    if any(used.values()):
+        print(
+            f"tokens: {used['input_tokens']} input, {used['output_tokens']} output; "
+            f"characters: {used['characters']}"
+        )

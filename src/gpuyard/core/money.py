@@ -7,6 +7,7 @@ second with the remainder carried, and sums never touch a float.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 MICROCENTS_PER_CENT = 1_000_000
 SECONDS_PER_HOUR = 3600
@@ -39,6 +40,18 @@ def dollars_per_hour(cents_per_hour: int) -> float:
 def dollars(cents: int) -> float:
     """A balance for dialects that speak dollars (Vast's ``credit``); display only."""
     return cents / 100
+
+
+def cents_of_dollars(amount: float) -> int:
+    """The whole cents of a dollar amount a dialect sends as a JSON number (Vast's ``amount``),
+    read from its shortest decimal form (``25.1`` is 2510 cents, never 2509); ValueError for a
+    boolean, a non-finite number or a fraction of a cent."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float):
+        raise ValueError("an amount of dollars is a number")
+    exact = Decimal(repr(amount)) * 100
+    if not exact.is_finite() or exact != exact.to_integral_value():
+        raise ValueError("an amount of dollars is a finite number of whole cents")
+    return int(exact)
 
 
 @dataclass(frozen=True, slots=True)

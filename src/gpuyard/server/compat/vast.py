@@ -5,6 +5,7 @@ same services as the native API (docs/vast-dialect.md).
 - ``vast_instances``: listing (``/api/v1/instances/`` paged), reading and changing instances;
 - ``vast_account``: the current user, SSH keys, API keys;
 - ``vast_billing``: billing history (``show invoices``, ``show invoices-v1``);
+- ``vast_funds``: credit and earnings (``transfer credit``, ``show deposit``, ``show earnings``);
 - ``vast_endpoints``: serverless endpoints, workergroups and templates;
 - ``vast_autoscaler``: routing, worker reports, worker lists and logs (Vast's autoscaler).
 
@@ -21,6 +22,7 @@ from gpuyard.server.compat import (
     vast_autoscaler,
     vast_billing,
     vast_endpoints,
+    vast_funds,
     vast_instances,
     vast_offers,
 )
@@ -29,7 +31,8 @@ from gpuyard.server.deps import vast_query_key
 # Every Vast route that needs a key takes it as Bearer (declared by the caller dependency) or
 # as ?api_key= (declared here).
 _keyed = APIRouter(dependencies=[Security(vast_query_key)])
-for _part in (vast_offers, vast_instances, vast_account, vast_billing, vast_endpoints):
+_parts = (vast_offers, vast_instances, vast_account, vast_billing, vast_funds, vast_endpoints)
+for _part in _parts:
     _keyed.include_router(_part.router)
 router = APIRouter()
 router.include_router(vast_offers.public)

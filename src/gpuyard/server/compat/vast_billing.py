@@ -1,7 +1,8 @@
 """Vast billing history: ``vastai show invoices`` (``GET /api/v0/users/me/invoices``) and
 ``vastai show invoices-v1`` (``--invoices``: ``GET /api/v1/invoices/``; ``--charges``:
-``GET /api/v0/charges/``), over the org's statement (services/statements.py): payments in are
-invoices, and charges are by UTC day and resource. Dollars, as the dialect speaks."""
+``GET /api/v0/charges/``), over the org's statement (services/statements.py): payments in (and
+credit transferred between orgs) are invoices, and charges are by UTC day and resource. Dollars,
+as the dialect speaks."""
 
 from __future__ import annotations
 
@@ -223,10 +224,11 @@ async def invoices_v1(
     page, token = _page(found, limit=limit, after_token=after_token, latest_first=latest_first)
     results = [
         HistoryItem(
-            type="credit",
+            type="transfer" if p.source == "transfer" else "credit",
             source=p.source,
             description=p.description or f"credit ({p.source})",
-            amount=-_dollars(p.amount_cents),  # Vast sends a payment in as negative
+            # Vast sends a credit in as negative, and a transfer as the org sees it (in positive)
+            amount=(1 if p.source == "transfer" else -1) * _dollars(p.amount_cents),
             start=_unix(p.created_at),
             end=_unix(p.created_at),
             metadata={"invoice_id": p.id, "service": SERVICES.get(p.source, p.source)},

@@ -21,7 +21,9 @@ class CreditCreate(RequestBody):
 class LedgerEntryOut(BaseModel):
     id: str
     org_id: str
-    kind: str = Field(description="credit, usage (GPU time and disk) or tokens")
+    kind: str = Field(
+        description="credit, usage (GPU time and disk), tokens or transfer (between orgs)"
+    )
     amount_cents: int = Field(description="Positive adds to the balance, negative is a charge")
     currency: str = "usd"
     description: str | None

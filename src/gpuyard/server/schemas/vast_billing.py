@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 
 class InvoiceRow(BaseModel):
@@ -53,3 +53,87 @@ class HistoryPage(BaseModel):
     count: int = Field(description="results on this page")
     total: int = Field(description="results over the whole window")
     next_token: str | None = Field(description="after_token of the next page; null: the last")
+
+
+class TransferCredit(BaseModel):
+    """``PUT /api/v0/commands/transfer_credit/`` (``vastai transfer credit``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sender: StrictStr = Field(default="me", max_length=64, description="Always the caller: me")
+    recipient: StrictStr = Field(
+        max_length=200, description="The organization's integer id, org_… id or slug"
+    )
+    amount: StrictFloat | StrictInt = Field(description="Dollars, whole cents")
+
+
+class CreditTransferred(BaseModel):
+    success: bool = True
+    msg: str
+    transfer_id: str = Field(description="The sender's ledger entry")
+    recipient_id: int = Field(description="The recipient organization's integer id")
+    recipient: str = Field(description="The recipient organization's slug")
+    amount: float = Field(description="Dollars moved")
+    balance: float = Field(description="The sender's balance afterwards, dollars")
+
+
+class Deposit(BaseModel):
+    """``GET /api/v0/instances/balance/{id}/`` (``vastai show deposit``): nothing is held in
+    reserve for an instance (gpuyard has no reserved instances); what it has been charged."""
+
+    success: bool = True
+    instance_id: int
+    deposit: float = Field(default=0.0, description="Held in reserve: always 0, nothing is")
+    refundable_deposit: float = 0.0
+    dph_total: float = Field(description="Its price, dollars per hour")
+    charged: float = Field(description="Dollars charged so far, GPU time and disk")
+    gpu_charged: float
+    disk_charged: float
+    gpu_seconds: int = Field(description="GPU-seconds charged (GPU time times GPUs)")
+    last_charged: float | None = Field(description="UNIX time of its last charge")
+    credit: float = Field(description="The org's balance, dollars")
+
+
+class Earn(BaseModel):
+    gpu_earn: float
+    sto_earn: float
+    bwu_earn: float = 0.0
+    bwd_earn: float = 0.0
+
+
+class MachineEarn(Earn):
+    machine_id: int
+
+
+class DayEarn(Earn):
+    day: int = Field(description="Days since 1970-01-01 (UTC)")
+
+
+class EarningsSummary(BaseModel):
+    total_gpu: float
+    total_stor: float
+    total_bwu: float = 0.0
+    total_bwd: float = 0.0
+
+
+class EarningsCurrent(BaseModel):
+    balance: float = Field(description="The org's balance, dollars")
+    service_fee: float = 0.0
+    total: float
+    credit: float
+
+
+class MachineEarnings(BaseModel):
+    """``GET /api/v0/users/me/machine-earnings`` (``vastai show earnings``)."""
+
+    username: str
+    fullname: str
+    sday: int
+    eday: int
+    summary: EarningsSummary
+    current: EarningsCurrent
+    per_machine: list[MachineEarn]
+    per_day: list[DayEarn]
+    unattributed: Earn = Field(
+        description="Earned by cluster replicas and serverless workers, whose host is not kept"
+    )

@@ -4,7 +4,8 @@ Credits and top-ups are positive entries, charges negative; the balance is their
 has a unique ``key`` that says what it pays for (``usage:<workload>:<period>``,
 ``credit:<org>:<Idempotency-Key>``), so writing the same movement twice is impossible, whichever
 replica or retry tries. Usage entries are written by the metering controller
-(controllers/metering.py); credits by the operator here.
+(controllers/metering.py); credits by the operator here; transfers between orgs by
+services/credit_transfers.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gpuyard.server.services.pagination import paginate
 
 CURRENCY = "usd"
 MAX_CREDIT_CENTS = 100_000_000_00  # one hundred million dollars in one credit
-KINDS = ("credit", "usage", "tokens")
+KINDS = ("credit", "usage", "tokens", "transfer")
 CHARGES = ("usage", "tokens")
 
 

@@ -1,6 +1,7 @@
-"""An org's billing history as a statement: what it paid in (credits and top-ups, one line each)
-and what it was charged (usage by UTC day and resource, the same lines as ``ledger.usage``), over
-a window of time. The Vast dialect's invoice commands read it (compat/vast_billing.py).
+"""An org's billing history as a statement: what it paid in (credits and top-ups, one line each;
+credit transferred from or to another org too) and what it was charged (usage by UTC day and
+resource, the same lines as ``ledger.usage``), over a window of time. The Vast dialect's invoice
+commands read it (compat/vast_billing.py), and ``vastai show deposit`` an instance's charges.
 
 A token request's hold and its settlement are two entries whose sum is what it cost; a statement
 shows only that sum (inside its day's line), never the hold.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
@@ -25,7 +26,9 @@ MAX_LINES = 10_000  # one window's lines of either kind
 @dataclass(frozen=True, slots=True)
 class Payment:
     id: str
-    source: str  # ``operator`` (an operator's credit) or the payment provider (``stripe``)
+    # ``operator`` (an operator's credit), the payment provider (``stripe``) or ``transfer``
+    # (credit from another org, or given to one: then ``amount_cents`` is negative)
+    source: str
     amount_cents: int
     description: str | None
     created_at: datetime
@@ -57,19 +60,26 @@ def _window(since: datetime, until: datetime) -> None:
 async def payments(
     session: AsyncSession, *, org_id: str, since: datetime, until: datetime
 ) -> list[Payment]:
-    """Credits and paid top-ups over [since, until], oldest first."""
+    """Credits, paid top-ups and transfers over [since, until], oldest first."""
     _window(since, until)
     e = orm.LedgerEntry
     rows = await session.execute(
         select(e.id, e.key, e.amount_cents, e.description, e.created_at)
-        .where(e.org_id == org_id, e.kind == "credit", e.created_at >= since, e.created_at <= until)
+        .where(
+            e.org_id == org_id,
+            e.kind.in_(("credit", "transfer")),
+            e.created_at >= since,
+            e.created_at <= until,
+        )
         .order_by(e.created_at, e.pk)
         .limit(MAX_LINES)
     )
     found = []
     for id_, key, cents, description, created in rows.all():
         source = "operator"
-        if key.startswith("topup:"):
+        if key.startswith("transfer:"):
+            source = "transfer"
+        elif key.startswith("topup:"):
             provider = await session.scalar(
                 select(orm.TopUp.provider).where(orm.TopUp.id == key.split(":", 1)[1])
             )
@@ -114,3 +124,38 @@ async def charges(
             )
         )
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Charged:
+    """What one resource (an instance) has been charged over its life, in whole cents."""
+
+    gpu_cents: int
+    disk_cents: int
+    gpu_seconds: int
+    last_charged_at: datetime | None
+
+
+async def charged(session: AsyncSession, *, org_id: str, resource_id: str) -> Charged:
+    """The GPU time and the disk the org was charged for ``resource_id``, all periods."""
+    e = orm.LedgerEntry
+    rows = await session.execute(
+        select(
+            e.resource_kind,
+            func.coalesce(func.sum(e.amount_cents), 0),
+            func.coalesce(func.sum(e.gpu_seconds), 0),
+            func.max(e.created_at),
+        )
+        .where(e.org_id == org_id, e.resource_id == resource_id, e.kind.in_(ledger.CHARGES))
+        .group_by(e.resource_kind)
+    )
+    gpu = disk = seconds = 0
+    last: datetime | None = None
+    for kind, cents, used, at in rows.all():
+        if (kind or "").endswith("_disk"):
+            disk -= int(cents)
+        else:
+            gpu -= int(cents)
+            seconds += int(used or 0)
+        last = at if last is None or (at is not None and at > last) else last
+    return Charged(gpu, disk, seconds, last)
