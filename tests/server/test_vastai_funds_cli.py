@@ -225,3 +225,19 @@ async def test_concurrent_transfers_never_overdraw(api: Api) -> None:
     assert sorted(r.status_code for r in answers) == [200] * 5 + [409] * 7
     assert (await balance(payer), await balance(payee)) == (0, 5000)
     assert len(await transfers(payer)) == len(await transfers(payee)) == 5
+
+
+async def test_transfers_both_ways_at_once_all_go_through(api: Api) -> None:
+    """Each transfer locks both balances in one order: twelve each way at once never wait on each
+    other in a cycle (a deadlock would fail some), and the sums come out exact."""
+    a, b = await api.tenant("Alpha"), await api.tenant("Beta")
+    await credit(api, a.org_id, 10_000)
+    await credit(api, b.org_id, 10_000)
+    there = {"sender": "me", "recipient": b.org_id, "amount": 1.25}
+    back = {"sender": "me", "recipient": a.org_id, "amount": 2.5}
+    answers = await asyncio.gather(
+        *(a.client.put(URL, json=there) for _ in range(12)),
+        *(b.client.put(URL, json=back) for _ in range(12)),
+    )
+    assert [r.status_code for r in answers] == [200] * 24, [r.text for r in answers]
+    assert (await balance(a), await balance(b)) == (10_000 + 1500, 10_000 - 1500)

@@ -46,6 +46,14 @@ async def _add(session: AsyncSession, org_id: str, delta: int, now: datetime) ->
     return int((await session.execute(upsert)).scalar_one())
 
 
+async def lock_accounts(session: AsyncSession, org_ids: list[str], now: datetime) -> None:
+    """Lock the orgs' accounts (made if missing) in org order, as ``post`` takes them: a
+    transaction that moves money between several orgs takes them all first, so two such
+    transactions (a transfer each way) never wait on each other in a cycle."""
+    for org_id in sorted(set(org_ids)):
+        await _add(session, org_id, 0, now)  # an upsert: the row is made and locked
+
+
 _LEDGER = orm.LedgerEntry.metadata.tables[orm.LedgerEntry.__tablename__]
 
 

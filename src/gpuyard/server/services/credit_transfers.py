@@ -103,6 +103,9 @@ async def transfer(
         return Transfer(out.id, sender_org_id, to, amount_cents, balance, out.created_at, True)
     now = clock.now()
     sender = await orgs.get_org(session, org_id=sender_org_id)
+    # Both balances, in org order, before either moves: transfers each way at once (and metering,
+    # which posts in org order too) never wait on each other in a cycle.
+    await balances.lock_accounts(session, [sender_org_id, to.id], now)
     out_entry = ledger.new_entry_values(
         org_id=sender_org_id,
         key=f"{key}:out",
