@@ -20,14 +20,14 @@ from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import Target
 from gpuyard.gateway.proxy import Upstream, UpstreamFailed, open_upstream
 from gpuyard.gateway.relay import StreamEnd, relay_events
-from gpuyard.gateway.upstream_http import (
+from gpuyard.gateway.usage import Usage
+from gpuyard.http1.client import (
     ConnectError,
+    HttpClient,
     LocalProtocolError,
     ReadTimeout,
     RemoteProtocolError,
-    UpstreamClient,
 )
-from gpuyard.gateway.usage import Usage
 from tests.gateway.kit import dead_port
 from tests.harness import serve_app
 
@@ -93,8 +93,8 @@ async def raw_server(handler: Handler) -> AsyncIterator[Raw]:
 
 
 @asynccontextmanager
-async def client_of(**options: Any) -> AsyncIterator[UpstreamClient]:
-    client = UpstreamClient(**options)
+async def client_of(**options: Any) -> AsyncIterator[HttpClient]:
+    client = HttpClient(**options)
     try:
         yield client
     finally:
@@ -125,7 +125,7 @@ CHUNKED = (
 )
 
 
-async def get(client: UpstreamClient, url: str, path: str = "/") -> tuple[int, bytes]:
+async def get(client: HttpClient, url: str, path: str = "/") -> tuple[int, bytes]:
     response = await client.request(url, "GET", path, [], b"")
     try:
         parts = []

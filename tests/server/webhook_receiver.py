@@ -4,6 +4,7 @@ status and headers, else 204), records every request, and verifies each signatur
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from tests.harness import serve_app
 class Received:
     headers: dict[str, str]
     body: bytes
+    peer: int = 0  # the sender's port: one per connection
 
     @property
     def id(self) -> str:
@@ -38,6 +40,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     down: bool = False  # answer 503 to everything
+    held: asyncio.Event | None = None  # answer only once it is set
 
     def verify(self, secret: str, message: Received) -> Any:
         """What ``standardwebhooks`` makes of ``message`` with ``secret`` at the test's now
@@ -64,7 +67,10 @@ async def receiver(now: Callable[[], datetime]) -> AsyncIterator[Receiver]:
     @app.post("/hook")
     async def hook(request: Request) -> Response:
         r = holder[0]
-        r.received.append(Received(dict(request.headers), await request.body()))
+        peer = request.client.port if request.client else 0
+        r.received.append(Received(dict(request.headers), await request.body(), peer))
+        if r.held is not None:
+            await r.held.wait()
         if r.down:
             return Response(status_code=503)
         if r.answers:

@@ -8,14 +8,14 @@ from typing import Any
 
 from gpuyard.core.principal import Principal
 from gpuyard.gateway.directory import ModelDirectory
-from gpuyard.gateway.upstream_http import HttpError, UpstreamClient
 from gpuyard.gateway.usage import json_or_none
+from gpuyard.http1.client import HttpClient, HttpError
 
 PROBE_TIMEOUT_S = 2.0  # how long one replica may take
 
 
 async def ask_each_model(
-    directory: ModelDirectory, client: UpstreamClient, principal: Principal, path: str
+    directory: ModelDirectory, client: HttpClient, principal: Principal, path: str
 ) -> dict[str, Any]:
     """``GET path`` on one ready replica of each model the caller can reach, at once: the
     JSON answers of those that answered 200, by model (the voices of speech deployments,
@@ -29,7 +29,7 @@ async def ask_each_model(
 
 
 async def _ask(
-    directory: ModelDirectory, client: UpstreamClient, principal: Principal, model: str, path: str
+    directory: ModelDirectory, client: HttpClient, principal: Principal, model: str, path: str
 ) -> Any:
     targets = await directory.resolve(principal.org_id, model)
     if not targets:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from gpuyard.core.errors import Unavailable
 from gpuyard.gateway.balancer import LeastOutstanding
 from gpuyard.gateway.directory import Target
-from gpuyard.gateway.upstream_http import ConnectError, HttpError, Response, UpstreamClient
+from gpuyard.http1.client import ConnectError, HttpClient, HttpError, Response
 
 HOP_HEADERS = frozenset(
     {
@@ -92,7 +92,7 @@ def forward_headers(
 
 async def open_upstream(
     *,
-    client: UpstreamClient,
+    client: HttpClient,
     balancer: LeastOutstanding,
     targets: Sequence[Target],
     method: str,
@@ -121,7 +121,7 @@ async def open_upstream(
 
 
 async def _first_chunk(
-    client: UpstreamClient,
+    client: HttpClient,
     target: Target,
     method: str,
     path: str,

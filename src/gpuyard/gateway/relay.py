@@ -24,7 +24,6 @@ from typing import Any
 from gpuyard.gateway.openai_errors import error_json
 from gpuyard.gateway.proxy import Upstream
 from gpuyard.gateway.sse import DONE, Batch, MalformedEvent, SseEvents
-from gpuyard.gateway.upstream_http import HttpError
 from gpuyard.gateway.usage import (
     StreamUsage,
     Usage,
@@ -33,6 +32,7 @@ from gpuyard.gateway.usage import (
     usage_from_json,
     usage_of,
 )
+from gpuyard.http1.client import HttpError
 
 Finish = Callable[[int, Usage | None, str | None], None]
 CLIENT_GONE = "the client disconnected"

@@ -62,8 +62,8 @@ from gpuyard.gateway.serverless import (
     worker_body,
     worker_target,
 )
-from gpuyard.gateway.upstream_http import UpstreamClient
 from gpuyard.gateway.usage import Counted, Usage
+from gpuyard.http1.client import HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Gateway:
         limiter: Limiter,
         kept: CompletionSink | None = None,
         spend: Spend | None = None,
-        client: UpstreamClient | None = None,
+        client: HttpClient | None = None,
         directory_ttl: float = 1.0,
         auth_ttl: float = 0.5,
         after_answer: float = AFTER_ANSWER_S,
@@ -100,7 +100,7 @@ class Gateway:
         self.balancer = LeastOutstanding(meter=self.meter)
         self.auth = PrincipalCache(keys, ttl=auth_ttl)
         self.logs: RequestLogWriter[RequestLogRow] = RequestLogWriter(logs)
-        self.client = client or UpstreamClient(connect_timeout=2.0, read_timeout=600.0)
+        self.client = client or HttpClient(connect_timeout=2.0, read_timeout=600.0)
         self.serverless = (
             ServerlessWaiter(serverless, wait_s=serverless_wait_s) if serverless else None
         )

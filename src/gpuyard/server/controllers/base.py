@@ -147,6 +147,14 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
     async def apply(self, session: AsyncSession, row: RowT, item: ItemT, result: ResultT) -> None:
         """Write the outcome; ``row`` is locked and still leased by us."""
 
+    async def apply_all(
+        self, session: AsyncSession, applies: list[tuple[RowT, ItemT, ResultT]]
+    ) -> None:
+        """Write a batch's outcomes in one transaction (``apply_together``); override to write
+        them in bulk. Default: ``apply`` each."""
+        for row, item, result in applies:
+            await self.apply(session, row, item, result)
+
     async def fail(self, session: AsyncSession, row: RowT, item: ItemT, reason: str) -> None:
         """Record that ``row`` can never be reconciled as asked. Default: log only."""
         log.error("%s: %s failed permanently: %s", self.name, item, reason)
@@ -243,8 +251,7 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
                         applies.append((rows[claim.pk], claim.item, outcome.result))
                 for then, released in releases.items():
                     await self._release(session, released, then=then)
-                for row, item, result in applies:
-                    await self.apply(session, row, item, result)  # type: ignore[arg-type]
+                await self.apply_all(session, applies)  # type: ignore[arg-type]
         except Exception:
             log.exception("%s: applying a batch together failed; one by one", self.name)
             return False

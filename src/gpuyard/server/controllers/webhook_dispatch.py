@@ -8,25 +8,38 @@ A 2xx answer delivers it. A 410 Gone disables the endpoint at once; so do about 
 failures in a row. Every attempt is recorded. The POST happens outside any transaction, under the
 reconciler's lease; a replica that dies mid-attempt leaves the delivery to be tried again
 (delivery is at least once: receivers deduplicate on ``webhook-id``).
+
+The POSTs go through gpuyard's own HTTP/1.1 client (``gpuyard.http1``), kept for the dispatcher's
+lifetime: keep-alive connections per origin, at most ``PER_ORIGIN`` requests in flight to one
+origin at once, each attempt bounded by the timeout from its connection to its answer's end. An
+attempt connects to an address the target check just passed (no DNS rebinding in between); a
+redirect is not followed (it could lead past the check).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import functools
 import json
 import random
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import rfc3339
 from gpuyard.core.errors import InvalidRequest
 from gpuyard.core.webhook_signing import headers as signed_headers
+from gpuyard.http1.client import ConnectError, HttpClient, HttpError
 from gpuyard.server import orm
 from gpuyard.server.controllers.base import Reconciler
 from gpuyard.server.services import events
@@ -37,6 +50,9 @@ JITTER = 0.1
 DISABLE_AFTER = timedelta(days=5)
 TIMEOUT_SECONDS = 15.0
 MAX_ERROR = 500
+PER_ORIGIN = 16  # requests in flight to one origin at once (and idle connections kept for it)
+MAX_ANSWER_BODY = 1 << 16  # bytes of an answer's body read (and dropped) to keep its connection
+USER_AGENT = (b"user-agent", b"gpuyard-webhooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +127,9 @@ class WebhookDispatcher(Reconciler[orm.WebhookDelivery, Outgoing, Answer]):
         self.allow_private = allow_private
         self.timeout_seconds = timeout_seconds
         self.rng = rng or random.Random()
-        self._client: httpx.AsyncClient | None = None
-        self._tls = httpx.create_ssl_context(trust_env=False)  # loading CA certificates is slow
+        self._tls = httpx.create_ssl_context(trust_env=False)  # httpx's CA bundle, loaded once
+        self._http = self._new_http()
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
 
     def due(self) -> ColumnElement[bool]:
         return orm.WebhookDelivery.status == "pending"
@@ -143,93 +160,163 @@ class WebhookDispatcher(Reconciler[orm.WebhookDelivery, Outgoing, Answer]):
             for row in rows
         ]
 
-    async def step(self) -> int:
-        """One batch, its attempts through one client (measured faster on a burst than a client
-        kept across batches, whose pool grows slow with many idle connections); the client's
-        TLS context is made once, for the dispatcher's lifetime."""
-        async with self._new_client() as client:
-            self._client = client
-            try:
-                return await super().step()
-            finally:
-                self._client = None
-
-    def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=self.timeout_seconds,
-            follow_redirects=False,  # a redirect could lead past the target check
-            trust_env=False,
-            verify=self._tls,
-        )
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
-        """Nothing is kept between batches (kept for callers that close what they start)."""
+        """Close the idle keep-alive connections (a later attempt opens new ones)."""
+        closing, self._http = self._http, self._new_http()
+        await closing.aclose()
+
+    def _new_http(self) -> HttpClient:
+        return HttpClient(
+            connect_timeout=self.timeout_seconds,
+            read_timeout=self.timeout_seconds,
+            max_idle=PER_ORIGIN,
+            tls=self._tls,
+        )
 
     async def process(self, item: Outgoing) -> Answer:
         if item.endpoint_id is None:
             return Answer(None, "the endpoint is disabled or gone", None, 0)
         started = time.perf_counter()
         try:
-            await check_target(item.url, allow_private=self.allow_private)
+            addresses = await check_target(item.url, allow_private=self.allow_private)
+            path, extra = _request_target(item.url)
         except InvalidRequest as exc:
             return Answer(None, exc.message[:MAX_ERROR], None, 0)
         stamp = int(self.clock.now().timestamp())
         sent = signed_headers(list(item.secrets), item.event_id, stamp, item.body)
-        sent["user-agent"] = "gpuyard-webhooks"
+        headers = [(k.encode(), v.encode()) for k, v in sent.items()]
+        headers += (USER_AGENT, *extra)
         try:
-            if self._client is not None:
-                response = await self._client.post(item.url, content=item.body, headers=sent)
-            else:  # a single claim reconciled outside ``step``
-                async with self._new_client() as client:
-                    response = await client.post(item.url, content=item.body, headers=sent)
-        except httpx.HTTPError as exc:
+            async with self._slot(item.url), asyncio.timeout(self.timeout_seconds):
+                status, answer = await self._post(item, path, headers, addresses or [None])
+        except TimeoutError:
+            error = f"Timeout: no answer within {self.timeout_seconds:g} s"
+            return Answer(None, error, None, _ms(started))
+        except HttpError as exc:
             error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
             return Answer(None, error, None, _ms(started))
-        retry_after = retry_after_seconds(response.headers.get("retry-after"), self.clock.now())
-        return Answer(response.status_code, None, retry_after, _ms(started))
+        retry_after = retry_after_seconds(answer.get("retry-after"), self.clock.now())
+        return Answer(status, None, retry_after, _ms(started))
+
+    async def _post(
+        self,
+        item: Outgoing,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        addresses: Sequence[str | None],
+    ) -> tuple[int, dict[str, str]]:
+        """POST to the first of ``addresses`` that takes a connection (None: the URL's host);
+        the answer's status and headers, its body read up to ``MAX_ANSWER_BODY`` and dropped."""
+        for i, address in enumerate(addresses):
+            try:
+                response = await self._http.request(
+                    item.url, "POST", path, headers, item.body, connect_to=address
+                )
+            except ConnectError:
+                if i + 1 == len(addresses):
+                    raise
+                continue  # nothing was sent: the next address
+            try:
+                read = 0
+                while read <= MAX_ANSWER_BODY and (chunk := await response.read()):
+                    read += len(chunk)
+            finally:
+                response.close()  # an answer not read to its end closes its connection
+            return response.status_code, response.headers
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, url: str) -> AsyncIterator[None]:
+        """One of ``PER_ORIGIN`` places for a request to the origin of ``url``."""
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        entry = self._slots.get(key)
+        if entry is None:
+            entry = self._slots[key] = (asyncio.Semaphore(PER_ORIGIN), [0])
+        semaphore, users = entry
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._slots[key]
 
     async def apply(
         self, session: AsyncSession, row: orm.WebhookDelivery, item: Outgoing, result: Answer
     ) -> None:
+        await self.apply_all(session, [(row, item, result)])
+
+    async def apply_all(
+        self,
+        session: AsyncSession,
+        applies: list[tuple[orm.WebhookDelivery, Outgoing, Answer]],
+    ) -> None:
+        """Every attempt of a batch recorded by one INSERT, its deliveries updated by one
+        UPDATE by key (many parameter sets); the endpoints, locked, through the ORM."""
         now = self.clock.now()
-        row.attempts += 1
-        row.updated_at = now
-        row.last_status_code = result.status_code
-        row.last_error = result.error
-        session.add(
-            orm.WebhookAttempt(
-                delivery_id=row.id,
-                number=row.attempts,
-                status_code=result.status_code,
-                error=result.error,
-                duration_ms=result.duration_ms,
-                created_at=now,
+        attempts: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        for row, item, result in applies:
+            number = row.attempts + 1
+            attempts.append(
+                {
+                    "delivery_id": row.id,
+                    "number": number,
+                    "status_code": result.status_code,
+                    "error": result.error,
+                    "duration_ms": result.duration_ms,
+                    "created_at": now,
+                }
             )
-        )
+            status, next_run_at = await self._outcome(session, item, result, number, now)
+            changes.append(
+                {
+                    "pk": row.pk,
+                    "attempts": number,
+                    "updated_at": now,
+                    "last_status_code": result.status_code,
+                    "last_error": result.error,
+                    "status": status,
+                    "delivered_at": now if status == "succeeded" else row.delivered_at,
+                    "next_run_at": next_run_at if status == "pending" else row.next_run_at,
+                }
+            )
+        if attempts:
+            await session.execute(insert(orm.WebhookAttempt), attempts)
+            await session.execute(update(orm.WebhookDelivery), changes)
+
+    async def _outcome(
+        self, session: AsyncSession, item: Outgoing, result: Answer, number: int, now: datetime
+    ) -> tuple[str, datetime | None]:
+        """The delivery's status after attempt ``number`` and, while pending, when the next is
+        due; the endpoint's failure streak (and a 410's or five days' disabling) recorded."""
         if item.endpoint_id is None:
-            row.status = "failed"
-            return
+            return "failed", None
         endpoint = await _endpoint(session, item.endpoint_id, lock=True)
         if endpoint is None:
-            row.status = "failed"
-            return
+            return "failed", None
         if result.delivered:
-            row.status = "succeeded"
-            row.delivered_at = now
             endpoint.failing_since = None
-            return
+            return "succeeded", None
         endpoint.failing_since = endpoint.failing_since or now
         if result.status_code == 410:
             await self._disable(session, endpoint, "the endpoint answered 410 Gone", now)
         elif now - endpoint.failing_since >= DISABLE_AFTER:
             await self._disable(session, endpoint, "every attempt failed for five days", now)
-        if not endpoint.enabled or row.attempts >= len(SCHEDULE):
-            row.status = "failed"
-            return
-        wait = SCHEDULE[row.attempts] * (1 + JITTER * self.rng.random())
+        if not endpoint.enabled or number >= len(SCHEDULE):
+            return "failed", None
+        wait = SCHEDULE[number] * (1 + JITTER * self.rng.random())
         if result.retry_after is not None:
             wait = max(wait, result.retry_after)
-        row.next_run_at = now + timedelta(seconds=wait)
+        return "pending", now + timedelta(seconds=wait)
 
     async def _disable(
         self, session: AsyncSession, endpoint: orm.WebhookEndpoint, reason: str, now: datetime
@@ -274,6 +361,22 @@ def _outgoing(
     if endpoint.previous_secret and (endpoint.previous_secret_until or now) > now:
         secrets.append(endpoint.previous_secret)
     return Outgoing(row.id, endpoint.id, endpoint.url, tuple(secrets), event.id, payload(event))
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_target(url: str) -> tuple[str, tuple[tuple[bytes, bytes], ...]]:
+    """The path and query to request (percent-encoded as needed), and the ``authorization``
+    header for credentials in the URL (``https://user:password@host/…``), as httpx sent them."""
+    parts = urlsplit(url)
+    safe = "/%!$&'()*+,;=:@-._~"
+    target = quote(parts.path or "/", safe=safe)
+    if parts.query:
+        target += "?" + quote(parts.query, safe=safe + "?")
+    extra: tuple[tuple[bytes, bytes], ...] = ()
+    if parts.username is not None:
+        user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        extra = ((b"authorization", b"Basic " + base64.b64encode(user.encode())),)
+    return target, extra
 
 
 def _ms(started: float) -> int:

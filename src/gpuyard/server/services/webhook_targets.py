@@ -4,7 +4,8 @@ Loopback, private, link-local, multicast, reserved and unspecified addresses are
 webhook must not reach into the operator's network: SSRF), unless the operator allows them
 (``GPUYARD_WEBHOOK_ALLOW_PRIVATE_TARGETS``, which tests and single-machine setups use). The
 check runs when an endpoint is saved and again before every attempt, since a name may resolve
-elsewhere later.
+elsewhere later; the dispatcher then connects to an address this check passed, not to the name
+(which could resolve elsewhere again in between: DNS rebinding).
 """
 
 from __future__ import annotations
@@ -56,12 +57,14 @@ async def resolve(host: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-async def check_target(url: str, *, allow_private: bool) -> None:
-    """InvalidRequest unless webhooks may be sent to ``url``."""
+async def check_target(url: str, *, allow_private: bool) -> list[str]:
+    """InvalidRequest unless webhooks may be sent to ``url``; the addresses checked, IPv4 first
+    (none when private targets are allowed: nothing is resolved then)."""
     host = check_url_shape(url)
     if allow_private:
-        return
-    for address in await resolve(host):
+        return []
+    addresses = await resolve(host)
+    for address in addresses:
         if not _is_public(address):
             raise InvalidRequest(
                 f"url's host {host!r} is {address}, a private or local address: webhooks go "
@@ -69,3 +72,4 @@ async def check_target(url: str, *, allow_private: bool) -> None:
                 code="webhook_target_not_allowed",
                 param="url",
             )
+    return sorted(addresses, key=lambda address: (":" in address, address))

@@ -1,29 +1,36 @@
-"""A lean HTTP/1.1 client for the gateway's hop to its replicas.
+"""A lean HTTP/1.1 client: the gateway's hop to its replicas and the webhook dispatcher's POSTs.
 
-httpx cost more CPU on this hop than the rest of the gateway together (its pool scans every pooled
-connection, with a ``poll()`` each, per request); this client does only what the hop needs:
+httpx cost more CPU on these paths than the rest of the work together (its pool scans every pooled
+connection, with a ``poll()`` each, per request: about 1 ms of CPU a request against 0.03-0.06 ms
+here); this client does only what they need:
 
 - one ``asyncio.Protocol`` per connection (``_Connection``), answers parsed by httptools (llhttp,
   as uvicorn parses requests); a request is one ``transport.write``;
-- per (host, port) a LIFO stack of idle keep-alive connections, at most ``max_idle``; those idle
-  longer than ``keepalive_expiry`` are closed (checked when one is taken, and by one sweep timer),
-  and one the replica closes is dropped as it goes (``connection_lost``): nothing is polled;
-- the body handed on as it arrives (upstream_answer.py).
+- per origin (scheme, host, port, and the address connected to when the caller names one) a
+  LIFO stack of idle keep-alive connections, at most ``max_idle``; those idle longer than
+  ``keepalive_expiry`` are closed (checked when one is taken, and by one sweep timer), and one the
+  server closes is dropped as it goes (``connection_lost``): nothing is polled;
+- ``https://`` over the TLS context given (the certificate checked against the URL's host), and
+  ``connect_to``: an address to connect to instead of resolving the host again (a caller that
+  checked where a name resolves sends to that very address: no DNS rebinding in between);
+- the body handed on as it arrives (answer.py).
 
 Errors, all ``HttpError``, named as httpx names them (the names reach request logs):
 
-- ``ConnectError``, ``ConnectTimeout`` (a ``ConnectError``): no connection, nothing was sent, so
-  the request may go to another replica;
+- ``ConnectError``, ``ConnectTimeout`` (a ``ConnectError``): no connection (nor TLS handshake),
+  nothing was sent, so the request may go to another replica;
 - ``ReadTimeout``: no byte for ``read_timeout`` while waiting for the answer;
-- ``RemoteProtocolError``: the replica closed the connection before its answer ended, or sent
+- ``RemoteProtocolError``: the server closed the connection before its answer ended, or sent
   something that is not HTTP; ``ReadError``: the connection failed (reset);
-- ``LocalProtocolError``: a request that cannot be written (CR or LF in its head).
+- ``LocalProtocolError``: a request that cannot be written (CR or LF in its head, a scheme other
+  than http and https, https without a TLS context).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import deque
 from collections.abc import Sequence
 from typing import cast
@@ -31,7 +38,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from gpuyard.gateway.upstream_answer import (
+from gpuyard.http1.answer import (
     HttpError,
     ReadError,
     ReadTimeout,
@@ -42,22 +49,23 @@ from gpuyard.gateway.upstream_answer import (
 __all__ = [
     "ConnectError",
     "ConnectTimeout",
+    "HttpClient",
     "HttpError",
     "LocalProtocolError",
     "ReadError",
     "ReadTimeout",
     "RemoteProtocolError",
     "Response",
-    "UpstreamClient",
 ]
 
 CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 600.0
-KEEPALIVE_EXPIRY_S = 4.0  # under uvicorn's 5 s, so that we, not the replica, close idle ones
-MAX_IDLE = 64  # idle connections kept per replica
+KEEPALIVE_EXPIRY_S = 4.0  # under uvicorn's 5 s, so that we, not the server, close idle ones
+MAX_IDLE = 64  # idle connections kept per origin
 HIGH_WATER = 1 << 18  # unread body bytes above which a connection stops reading
 _NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 _MAX_ORIGINS = 4096
+_PORTS = {"http": 80, "https": 443}
 
 
 class ConnectError(HttpError):
@@ -72,11 +80,12 @@ class LocalProtocolError(HttpError):
     """The request cannot be written as HTTP/1.1."""
 
 
-Key = tuple[str, int]
+# scheme, host, port, the address connected to ("" for the host itself)
+Key = tuple[str, str, int, str]
 
 
 class _Connection(asyncio.Protocol):
-    """One connection to a replica, serving one exchange at a time (``response``)."""
+    """One connection to a server, serving one exchange at a time (``response``)."""
 
     def __init__(self, pool: _Pool, key: Key) -> None:
         self.pool = pool
@@ -127,7 +136,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self.response is None or self.response.complete:
-            raise RemoteProtocolError("the replica sent bytes nobody asked for")
+            raise RemoteProtocolError("the server sent bytes nobody asked for")
         self.response.begin()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -150,8 +159,8 @@ class _Connection(asyncio.Protocol):
 
 
 class _Pool:
-    """Idle keep-alive connections, a LIFO stack per (host, port): the warmest is reused, and the
-    oldest sit at the bottom, where expiry takes them."""
+    """Idle keep-alive connections, a LIFO stack per origin: the warmest is reused, and the oldest
+    sit at the bottom, where expiry takes them."""
 
     def __init__(self, *, max_idle: int, expiry: float) -> None:
         self.max_idle = max_idle
@@ -196,7 +205,7 @@ class _Pool:
             self._sweeper = loop.call_later(self.expiry, self._sweep)
 
     def forget(self, conn: _Connection) -> None:
-        """A pooled connection closed (by the replica, or by us): never hand it out."""
+        """A pooled connection closed (by the server, or by us): never hand it out."""
         conn.pooled = False
         with contextlib.suppress(KeyError, ValueError):
             self._idle[conn.key].remove(conn)
@@ -230,13 +239,13 @@ class _Pool:
         self._idle.clear()
 
 
-class UpstreamClient:
-    """Sends requests to replicas (``http://host:port`` URLs) over pooled keep-alive connections.
+class HttpClient:
+    """Sends requests to ``http://`` and ``https://`` origins over pooled keep-alive connections.
 
     ``request`` returns once the answer's status and headers are in; its body is then read with
     ``Response.read()``, and ``Response.close()`` ends the exchange: a connection whose answer
-    was read to its end goes back to the pool (unless the replica said ``Connection: close``),
-    any other is closed, so the replica sees its request end."""
+    was read to its end goes back to the pool (unless the server said ``Connection: close``),
+    any other is closed, so the server sees its request end."""
 
     def __init__(
         self,
@@ -246,12 +255,14 @@ class UpstreamClient:
         keepalive_expiry: float = KEEPALIVE_EXPIRY_S,
         max_idle: int = MAX_IDLE,
         high_water: int = HIGH_WATER,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.connect_timeout = connect_timeout
+        self.tls = tls
         self.read_timeout = read_timeout
         self.high_water = high_water
         self._pool = _Pool(max_idle=max_idle, expiry=keepalive_expiry)
-        self._origins: dict[str, tuple[str, int, str]] = {}
+        self._origins: dict[str, tuple[str, str, int, str]] = {}
 
     async def request(
         self,
@@ -260,12 +271,16 @@ class UpstreamClient:
         path: str,
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
+        *,
+        connect_to: str | None = None,
     ) -> Response:
-        """Send ``method path`` to the replica at ``url``; its answer once its head is in."""
-        host, port, netloc = self._origin(url)
+        """Send ``method path`` to the origin of ``url``; its answer once its head is in.
+        ``connect_to``: the address to connect to (the host is still the one named, for the
+        ``host`` header and the TLS certificate)."""
+        scheme, host, port, netloc = self._origin(url)
         head = request_head(method, path, netloc, headers, body)
         loop = asyncio.get_running_loop()
-        key = (host, port)
+        key = (scheme, host, port, connect_to or "")
         conn = self._pool.take(key, loop.time()) or await self._connect(loop, key)
         response = Response(
             conn,
@@ -287,29 +302,51 @@ class UpstreamClient:
         """Close the idle connections; those in use close when their answers end."""
         self._pool.close()
 
-    def idle(self, url: str) -> int:
-        """Idle connections pooled for the replica at ``url`` (tests, metrics)."""
-        host, port, _ = self._origin(url)
-        return self._pool.count((host, port))
+    def idle(self, url: str, *, connect_to: str | None = None) -> int:
+        """Idle connections pooled for the origin of ``url`` (tests, metrics)."""
+        scheme, host, port, _ = self._origin(url)
+        return self._pool.count((scheme, host, port, connect_to or ""))
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, key: Key) -> _Connection:
-        host, port = key
+        scheme, host, port, address = key
+        tls = None
+        if scheme == "https":
+            if self.tls is None:
+                raise LocalProtocolError("an https:// URL, and this client has no TLS context")
+            tls = self.tls
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(lambda: _Connection(self._pool, key), *key)
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self._pool, key),
+                    address or host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
+                )
         except TimeoutError as exc:
             raise ConnectTimeout(f"no connection to {host}:{port} within the timeout") from exc
-        except OSError as exc:
+        except (OSError, ssl.SSLError) as exc:  # ssl.CertificateError is an SSLError
             raise ConnectError(f"no connection to {host}:{port}: {exc}") from exc
         return conn
 
-    def _origin(self, url: str) -> tuple[str, int, str]:
+    def _origin(self, url: str) -> tuple[str, str, int, str]:
         origin = self._origins.get(url)
         if origin is None:
-            parts = urlsplit(url)
-            if parts.scheme != "http" or not parts.hostname:
-                raise LocalProtocolError(f"not an http:// URL: {url!r}")
-            origin = (parts.hostname, parts.port or 80, parts.netloc)
+            try:
+                parts = urlsplit(url)
+                port = parts.port
+            except ValueError as exc:
+                raise LocalProtocolError(f"not a valid URL: {url!r}") from exc
+            if parts.scheme not in _PORTS or not parts.hostname:
+                raise LocalProtocolError(f"not an http:// or https:// URL: {url!r}")
+            host, netloc = parts.hostname, parts.netloc.rpartition("@")[2]  # no credentials
+            if not netloc.isascii():  # an internationalised name: its ASCII form on the wire
+                try:
+                    host = host.encode("idna").decode("ascii")
+                except UnicodeError as exc:
+                    raise LocalProtocolError(f"not a valid host name: {url!r}") from exc
+                netloc = host if port is None else f"{host}:{port}"
+            origin = (parts.scheme, host, port or _PORTS[parts.scheme], netloc)
             if len(self._origins) >= _MAX_ORIGINS:
                 self._origins.clear()
             self._origins[url] = origin

@@ -1,10 +1,10 @@
-"""One answer from a replica, as upstream_http.py's connection parses it: its status and headers,
+"""One answer from a server, as client.py's connection parses it: its status and headers,
 then its body handed on as it arrives.
 
 ``Response.read()`` returns every body byte received since the last call (so one read of the
 socket is one piece for the relay), ``b""`` at the end. Above ``high_water`` unread bytes the
 connection stops reading until the reader catches up. The body ends at its content-length, its
-last chunk, or, when it has neither, when the replica closes the connection. The read timeout is
+last chunk, or, when it has neither, when the server closes the connection. The read timeout is
 one timer per answer, re-armed only when it fires while a read still waits.
 """
 
@@ -17,7 +17,7 @@ MAX_HEAD_BYTES = 1 << 16  # header bytes an answer may send
 
 
 class HttpError(Exception):
-    """Anything that went wrong talking to a replica."""
+    """Anything that went wrong talking to a server."""
 
 
 class ReadTimeout(HttpError):
@@ -29,7 +29,7 @@ class ReadError(HttpError):
 
 
 class RemoteProtocolError(HttpError):
-    """The replica closed the connection before its answer ended, or sent something not HTTP."""
+    """The server closed the connection before its answer ended, or sent something not HTTP."""
 
 
 class Link(Protocol):
@@ -178,9 +178,9 @@ class Response:
         elif exc is not None:
             self.failed(ReadError(f"the connection failed: {exc}"))
         elif self._started:
-            self.failed(RemoteProtocolError("the replica closed the connection mid-answer"))
+            self.failed(RemoteProtocolError("the server closed the connection mid-answer"))
         else:
-            self.failed(RemoteProtocolError("the replica closed the connection without answering"))
+            self.failed(RemoteProtocolError("the server closed the connection without answering"))
 
     def failed(self, error: HttpError) -> None:
         self._error = error
