@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gpuyard.http1.client import ConnectError, HttpClient, LocalProtocolError
+from gpuyard.http1.client import ConnectError, HttpClient, LocalProtocolError, RemoteProtocolError
 
 ANSWER = b"HTTP/1.1 204 No Content\r\nretry-after: 7\r\n\r\n"
 
@@ -137,3 +137,36 @@ async def test_credentials_in_the_url_never_reach_the_host_header() -> None:
         assert await post(client, f"http://user:secret@127.0.0.1:{port}/hook") == 204
         assert f"host: 127.0.0.1:{port}\r\n".encode() in heads[0] and b"secret" not in heads[0]
         await client.aclose()
+
+
+async def test_a_kept_connection_closed_as_a_request_goes_out_is_resent_if_asked() -> None:
+    """The server answers one request per connection and closes the next without a word (its
+    idle timeout racing our request): with ``resend_if_stale`` the request goes out again on a
+    new connection; without, the caller sees the error. A new connection's failure is never
+    resent."""
+    heads: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        heads.append(head)
+        await reader.readexactly(2)  # the body, b"{}"
+        writer.write(ANSWER)  # keep-alive, then
+        await reader.readuntil(b"\r\n\r\n")  # the next request on this connection:
+        writer.close()  # closed without an answer
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hook"
+    try:
+        client = HttpClient()
+        assert await post(client, url) == 204 and client.idle(url) == 1
+        with pytest.raises(RemoteProtocolError, match="without answering"):
+            await post(client, url)  # on the kept connection, not resent
+        assert await post(client, url) == 204  # a new one
+        resent = await client.request(url, "POST", "/hook", [], b"{}", resend_if_stale=True)
+        assert resent.status_code == 204 and len(heads) == 3
+        resent.close()
+        await client.aclose()
+    finally:
+        srv.close()
+        await srv.wait_closed()

@@ -70,6 +70,7 @@ class Response:
         self._keep_alive = False
         self._until_close = False  # the body ends when the connection does
         self._started = False
+        self.answered = False  # any of an answer has arrived
         self._chunks: list[bytes] = []
         self._unread = 0
         self._paused = False
@@ -119,6 +120,7 @@ class Response:
     # called by the connection
 
     def begin(self) -> None:
+        self.answered = True
         self._head.clear()  # after an informational (1xx) answer, the next one's head
         self._head_bytes = 0
 

@@ -273,29 +273,40 @@ class HttpClient:
         body: bytes,
         *,
         connect_to: str | None = None,
+        resend_if_stale: bool = False,
     ) -> Response:
         """Send ``method path`` to the origin of ``url``; its answer once its head is in.
         ``connect_to``: the address to connect to (the host is still the one named, for the
-        ``host`` header and the TLS certificate)."""
+        ``host`` header and the TLS certificate). ``resend_if_stale``: a kept connection that the
+        server closed as the request went out, before any of an answer came, is a race with its
+        idle timeout, not an answer: send once more on a new connection (for a sender that
+        delivers at least once; the server may have seen the request)."""
         scheme, host, port, netloc = self._origin(url)
         head = request_head(method, path, netloc, headers, body)
         loop = asyncio.get_running_loop()
         key = (scheme, host, port, connect_to or "")
-        conn = self._pool.take(key, loop.time()) or await self._connect(loop, key)
+        kept = self._pool.take(key, loop.time())
+        message = head + body if body else head
+        response = self._send(loop, kept or await self._connect(loop, key), message)
+        try:
+            await _started(response)
+        except (RemoteProtocolError, ReadError):
+            if kept is None or not resend_if_stale or response.answered:
+                raise
+            response = self._send(loop, await self._connect(loop, key), message)
+            await _started(response)
+        return response
+
+    def _send(self, loop: asyncio.AbstractEventLoop, conn: _Connection, message: bytes) -> Response:
         response = Response(
             conn,
             loop,
             read_timeout=self.read_timeout,
             high_water=self.high_water,
-            head_only=method == "HEAD",
+            head_only=message.startswith(b"HEAD "),
         )
         conn.response = response
-        conn.transport.write(head + body if body else head)
-        try:
-            await response.started()
-        except BaseException:
-            response.close()
-            raise
+        conn.transport.write(message)
         return response
 
     async def aclose(self) -> None:
@@ -351,6 +362,15 @@ class HttpClient:
                 self._origins.clear()
             self._origins[url] = origin
         return origin
+
+
+async def _started(response: Response) -> None:
+    """Wait for the answer's head; a failed one closes its connection."""
+    try:
+        await response.started()
+    except BaseException:
+        response.close()
+        raise
 
 
 def request_head(

@@ -216,8 +216,9 @@ class WebhookDispatcher(Reconciler[orm.WebhookDelivery, Outgoing, Answer]):
         for i, address in enumerate(addresses):
             try:
                 response = await self._http.request(
-                    item.url, "POST", path, headers, item.body, connect_to=address
-                )
+                    item.url, "POST", path, headers, item.body, connect_to=address,
+                    resend_if_stale=True,  # at least once: a kept connection's race is no answer
+                )  # fmt: skip
             except ConnectError:
                 if i + 1 == len(addresses):
                     raise
