@@ -22,7 +22,7 @@ from scratch_db import scratch_database as scratch_db
 
 from gpuyard.core.clock import ManualClock
 from gpuyard.server.controllers.metering import MeteringController
-from gpuyard.server.db import create_engine, session_factory, write_session
+from gpuyard.server.db import WalCheckpointer, create_engine, session_factory, write_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the fleet the tests use
 from tests.server.metered_fleet import add_org, add_running_instances
@@ -41,6 +41,8 @@ async def measure(kind: str, url: str, workloads: int, passes: int) -> list[list
             s, org_id=org_id, count=workloads, cents_per_hour=50, started_at=now, now=now
         )
     meter = MeteringController(sessions=sessions, clock=clock, owner="bench", settle_seconds=60)
+    checkpointer = WalCheckpointer(engine)  # as the server runs it (SQLite only)
+    checkpointer.start()
     rows: list[list[object]] = []
     for n in range(passes + 1):
         clock.advance(seconds=61)
@@ -54,6 +56,7 @@ async def measure(kind: str, url: str, workloads: int, passes: int) -> list[list
         verdict = "yes" if wall < TARGET_S else "NO"
         rows.append([kind, label, f"{workloads:,}", f"{wall:.3f}", f"{cpu:.3f}", verdict])
         print(f"{kind} {label}: {wall:.3f} s", file=sys.stderr)
+    await checkpointer.stop()
     await engine.dispose()
     return rows
 

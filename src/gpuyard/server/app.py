@@ -27,7 +27,7 @@ from gpuyard.server import query_keys
 from gpuyard.server.compat import vast
 from gpuyard.server.context import AppContext
 from gpuyard.server.controllers.runner import ControllerSet, build_controllers
-from gpuyard.server.db import create_engine, session_factory
+from gpuyard.server.db import WalCheckpointer, create_engine, session_factory
 from gpuyard.server.errors import Refusal, error_answer
 from gpuyard.server.gateway_ports import database_gateway
 from gpuyard.server.middleware.asgi import ASGIApp, Receive, Scope, Send
@@ -135,6 +135,8 @@ def create_app(
                 storage_cents=settings.storage_price_cents,
             )
             await vector_search.prepare()
+        checkpointer = WalCheckpointer(engine)  # SQLite: checkpoints off the write path
+        checkpointer.start()
         controllers = ControllerSet(build_controllers(ctx), ctx.wakeups)
         app.state.controllers = controllers
         if start_controllers:
@@ -147,6 +149,7 @@ def create_app(
             await ctx.heard.flush_or_log(ctx.sessions)  # the last second's heartbeats
             vector_search.save_all()
             await ctx.gateway.stop()
+            await checkpointer.stop()
             await engine.dispose()
 
     fast = fast_routes(ctx)

@@ -7,6 +7,9 @@ busy timeout instead of failing with "database is locked" when a read upgrades t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +24,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
+log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLite folds its write-ahead log into the database (a checkpoint) in the commit that passes this
+# many pages: with the server's checkpointer (WalCheckpointer) a backstop, reached only if it
+# falls behind (about 40 MB of log).
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
+CHECKPOINT_INTERVAL_S = 1.0
 WRITE_OPTION = "gpuyard_write"
 
 
@@ -56,6 +65,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
@@ -97,3 +107,50 @@ async def write_session(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
 async def read_session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with factory() as session, session.begin():
         yield session
+
+
+class WalCheckpointer:
+    """Checkpoints a SQLite database every ``interval`` seconds, off the write path.
+
+    Left to itself, SQLite checkpoints in whichever commit passes its threshold, so that commit
+    (a metering batch, a request's write) also copies the log's pages into the database and waits
+    for the disk: on a metering pass over 10,000 workloads, 0.15 to 0.25 s of its time. Here a
+    task does it in the background (``PASSIVE``: it never waits for, nor blocks, a writer or a
+    reader), and the threshold (``SQLITE_AUTOCHECKPOINT_PAGES``) is only a backstop. Nothing to do
+    on Postgres.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, interval: float = CHECKPOINT_INTERVAL_S) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.engine.dialect.name == "sqlite" and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="sqlite-checkpoint")
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def checkpoint(self) -> None:
+        """One passive checkpoint, outside any transaction (on the driver's connection)."""
+        async with self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.checkpoint()
+            except Exception:
+                log.exception("SQLite checkpoint failed; its commits will checkpoint instead")
