@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
 from gpuyard.core.clock import ManualClock
@@ -28,6 +29,8 @@ from gpuyard.server.db import write_session
 from gpuyard.server.services.clusters import ClusterSpec, create_cluster
 from tests.harness import Api
 from tests.server.market import FakeHost, join_host
+
+pytestmark = pytest.mark.slow  # many seconds: scheduled first (tests/conftest.py)
 
 GPUS_PER_HOST = 16
 CLUSTERS = 20 * ClusterController.batch_size + 5  # many batches, the last one part full
