@@ -128,6 +128,13 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         yield running
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first, each kind in its collected order. Under xdist (``--dist
+    loadgroup``) work is handed out in this order after the groups, so the long tests start early
+    and the run does not end on one of them while the other worker has nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _pg_skip_reason:
         terminalreporter.write_sep("!", "POSTGRES LEG SKIPPED", yellow=True, bold=True)

@@ -2,7 +2,9 @@
 runtime): the agent runs a real worker (``gpuyard worker serverless``) placed from zero by the
 autoscaler, with the environment a serverless worker gets; a request is routed to it with a
 signed grant, served, and the endpoint goes back to zero active workers once it is quiet (real
-time: the policy holds capacity for a minute after the last load).
+time: the server is started with a short smoothing window and scale-down hold,
+``GPUYARD_AUTOSCALE_SMOOTHING_SECONDS`` and ``GPUYARD_AUTOSCALE_HOLD_SECONDS``, so the policy holds
+capacity for seconds after the last load instead of the default minute and a half).
 
 The agent runs its workloads in the bubblewrap sandbox (``--sandbox on``): the worker has no
 network but its loopback, and reaches ``/worker_status/`` only through the agent's relay of one
@@ -10,6 +12,7 @@ loopback port to the server (agent/runtimes/server_relay.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -22,11 +25,18 @@ import httpx
 import openai
 import pytest
 
-from gpuyard.core.autoscaling import DEFAULT_TUNING
+from gpuyard.agent.main import DEFAULT_PORT_RANGE
+from gpuyard.agent.runtimes.process import ProcessRuntime
 from tests.cli.up_kit import Launcher, Server, base_env, gpuyard_command, wait_for_hosts
 
 pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[2] / "src"
+SMOOTHING_S = 5.0  # one load sample (services/serverless_demand.py SAMPLE_SECONDS)
+HOLD_S = 5.0
+AUTOSCALE_ENV = {
+    "GPUYARD_AUTOSCALE_SMOOTHING_SECONDS": str(SMOOTHING_S),
+    "GPUYARD_AUTOSCALE_HOLD_SECONDS": str(HOLD_S),
+}
 
 
 def until(what: str, check: Any, timeout_s: float) -> Any:
@@ -78,7 +88,7 @@ def start_agent(server: Server, key: str, tmp_path: Path) -> subprocess.Popen[by
 def test_a_worker_from_zero_serves_a_signed_request_and_goes_back(
     gpuyard: Launcher, tmp_path: Path
 ) -> None:
-    server = gpuyard(command="server")
+    server = gpuyard(command="server", env=AUTOSCALE_ENV)
     server.wait_ready()
     key = (server.data_dir / "admin-key").read_text().strip()
     agent = start_agent(server, key, tmp_path)
@@ -88,6 +98,19 @@ def test_a_worker_from_zero_serves_a_signed_request_and_goes_back(
     finally:
         os.killpg(agent.pid, signal.SIGTERM)
         agent.wait(timeout=30)
+        stop_workloads(tmp_path / "agent")
+
+
+def stop_workloads(state_dir: Path) -> None:
+    """An agent that stops leaves its workloads running (the next one re-adopts them): end them
+    through the same runtime, so that no worker outlives the test."""
+    runtime = ProcessRuntime(state_dir, DEFAULT_PORT_RANGE)
+
+    async def stop_all() -> None:
+        for workload in await runtime.list():
+            await runtime.stop(workload.id, grace_s=5)
+
+    asyncio.run(stop_all())
 
 
 def run_the_flow(server: Server, key: str) -> None:
@@ -145,8 +168,7 @@ def run_the_flow(server: Server, key: str) -> None:
         ).json()
         return bool(found) and all(w["status"] in ("stopping", "stopped") for w in found)
 
-    hold = DEFAULT_TUNING.scale_down_hold + DEFAULT_TUNING.smoothing
-    until("scale to zero", stopped, hold + 60)
+    until("scale to zero", stopped, HOLD_S + SMOOTHING_S + 60)
 
 
 def openai_from_zero(server: Server, key: str) -> None:

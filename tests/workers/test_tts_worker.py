@@ -12,7 +12,9 @@ import pytest
 
 from .conftest import Worker, require, running
 
-pytestmark = pytest.mark.slow
+# One worker process for the module: its tests run in one xdist worker (one group), not
+# started again in each.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tts-worker")]
 
 require("espeakng_loader", "numpy")
 

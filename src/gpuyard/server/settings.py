@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gpuyard.core.autoscaling import DEFAULT_TUNING, PolicyTuning
 from gpuyard.core.clusters import DEFAULT_DRAIN_SECONDS
 from gpuyard.core.money import BalancePolicy
 from gpuyard.server.data_dir import private_dir, private_sqlite_files, sqlite_file
@@ -75,6 +77,19 @@ class Settings(BaseSettings):
         description="running workloads are settled into the ledger this often (and at once when "
         "they start or stop)",
     )
+    autoscale_smoothing_seconds: float = Field(
+        default=DEFAULT_TUNING.smoothing,
+        gt=0,
+        le=3600,
+        description="serverless autoscaler: seconds of the rolling mean the load is read through",
+    )
+    autoscale_hold_seconds: float = Field(
+        default=DEFAULT_TUNING.scale_down_hold,
+        ge=0,
+        le=3600,
+        description="serverless autoscaler: seconds the smoothed load must stay low before "
+        "active workers are stopped",
+    )
     low_balance_cents: int = Field(
         default=500, ge=0, description="a billing.low_balance event when a balance drops below"
     )
@@ -134,6 +149,13 @@ class Settings(BaseSettings):
             low_balance_cents=self.low_balance_cents,
             grace_seconds=self.depleted_grace_seconds,
             hold_seconds=self.token_hold_seconds,
+        )
+
+    def autoscale_tuning(self) -> PolicyTuning:
+        return replace(
+            DEFAULT_TUNING,
+            smoothing=self.autoscale_smoothing_seconds,
+            scale_down_hold=self.autoscale_hold_seconds,
         )
 
     def resolved_database_url(self) -> str:

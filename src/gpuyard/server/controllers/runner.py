@@ -84,6 +84,7 @@ def build_controllers(ctx: AppContext) -> dict[str, Controller]:
             metrics=ctx.metrics,
             poll_seconds=poll,
             report_url=ctx.settings.resolved_public_url(),
+            tuning=ctx.settings.autoscale_tuning(),
         ),
         VectorFileController(
             sessions=ctx.sessions,
