@@ -483,6 +483,11 @@ def fuzz_schema(fuzzer: Fuzzer, api_doc: dict[str, Any], shard: int = 0, shards:
     schema = schemathesis.openapi.from_dict(api_doc, config=config)
     operations = [result.ok() for result in schema.get_all_operations()][shard::shards]
     with requests.Session() as session:
+        # A connection per request: a request's answer never depends on what an earlier one left
+        # on a kept connection (a short, valid GET was once refused by the HTTP server itself as
+        # "Invalid HTTP request received.", most likely after bytes an earlier generated request
+        # left behind).
+        session.headers["Connection"] = "close"
         for operation in operations:
             for caller in fuzzer.callers_for(operation.path):
                 fuzz_operation(operation, caller, fuzzer, session)

@@ -136,8 +136,10 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
             change["next_run_at"] = next_run
             change["closed_at"] = now if found.observed.gone and not acc.running else None
             updates.append(change)
-        await balances.post(session, clock=self.clock, entries=entries, policy=self.policy)
         await bulk_rows.update_rows(session, _METERS, updates)
+        # Last: the org's account row stays locked (a batch settling beside this one waits for
+        # it) only from here to the commit.
+        await balances.post(session, clock=self.clock, entries=entries, policy=self.policy)
 
 
 def _charge(
