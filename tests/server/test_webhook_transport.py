@@ -18,6 +18,7 @@ from gpuyard.server.controllers.webhook_dispatch import (
     PER_ORIGIN,
     WebhookDispatcher,
     _request_target,
+    retry_after_seconds,
 )
 from gpuyard.server.services.webhook_targets import check_target
 from tests.harness import Api, start_api
@@ -105,3 +106,10 @@ async def test_the_target_check_names_the_addresses_to_connect_to() -> None:
     assert await check_target(
         "https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/", allow_private=False
     ) == ["2606:2800:21f:cb07:6820:80da:af6b:8b2c"]
+
+
+def test_a_retry_after_of_unicode_digits_is_ignored_not_a_crash() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert retry_after_seconds("120", now) == 120.0
+    assert retry_after_seconds("\u00b2", now) is None  # isdigit(), but float() refuses it
+    assert retry_after_seconds("Thu, 01 Jan 2026 00:01:00 GMT", now) == 60.0

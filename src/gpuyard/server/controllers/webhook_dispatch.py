@@ -99,7 +99,7 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²": float() refuses it
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -113,7 +113,12 @@ class RequestContextMiddleware:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         declared = header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if (
+            declared is not None
+            and declared.isascii()  # not "²", which isdigit() passes and int() refuses
+            and declared.isdigit()
+            and int(declared) > self.max_body_bytes
+        ):
             raise _TooLarge
         chunks: list[bytes] = []
         size = 0

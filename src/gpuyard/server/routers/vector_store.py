@@ -163,7 +163,7 @@ async def list_items(
     """The collection's items in the order they were added, a page at a time."""
     after = 0
     if cursor is not None:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit()):  # not "²": int() refuses it
             raise InvalidRequest("cursor is not one this API gave", param="cursor")
         after = int(cursor)
     items = await store.items(principal, collection_id, after=after, limit=limit)
