@@ -81,7 +81,13 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
                 if self._lanes is None:
                     postgres = session.get_bind().dialect.name == "postgresql"
                     self._lanes = self.lanes if postgres else 1
-        counts = await asyncio.gather(*(self._settle_batch(now) for _ in range(self._lanes or 1)))
+        done = await asyncio.gather(
+            *(self._settle_batch(now) for _ in range(self._lanes or 1)), return_exceptions=True
+        )
+        for outcome in done:  # every lane has ended (committed or rolled back): say the first error
+            if isinstance(outcome, BaseException):
+                raise outcome
+        counts = [n for n in done if isinstance(n, int)]
         settled = sum(counts)
         self._mid_pass = max(counts) >= self.batch_size
         if self.metrics is not None and settled:
@@ -90,16 +96,22 @@ class MeteringController(Reconciler[orm.Meter, int, None]):
 
     async def _settle_batch(self, now: datetime) -> int:
         async with write_session(self.sessions) as session:
-            # The batch's meters are chosen and locked first, then read with their workloads
-            # (joining first would join every due meter to sort them).
-            claimed = (
-                select(orm.Meter.pk)
-                .where(*self._ready(now))
-                .order_by(orm.Meter.next_run_at.asc().nulls_first(), orm.Meter.pk)
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
+            # The batch's meters are chosen and locked first, then read with their workloads by
+            # a statement of their own: on Postgres a statement reads what was committed when it
+            # began, and a report (meter_changes.follow) may commit a meter's new count between
+            # then and the lock; read in the locking statement, the batch would count over it.
+            pks = list(
+                await session.scalars(
+                    select(orm.Meter.pk)
+                    .where(*self._ready(now))
+                    .order_by(orm.Meter.next_run_at.asc().nulls_first(), orm.Meter.pk)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
             )
-            found = await session.execute(meters.select_meters(orm.Meter.pk.in_(claimed)))
+            if not pks:
+                return 0
+            found = await session.execute(meters.select_meters(orm.Meter.pk.in_(pks)))
             batch = list(found.all())
             if batch:
                 await self.settle(session, batch, now)
