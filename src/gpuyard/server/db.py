@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -83,6 +84,14 @@ def session_factory(
     return async_sessionmaker(
         engine, expire_on_commit=False, autoflush=False, sync_session_class=sync_session_class
     )
+
+
+def insert_on_conflict(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT INTO table`` in the session's dialect, which can say ``ON CONFLICT`` (do nothing,
+    or update): Postgres's or SQLite's."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 async def begin_write(session: AsyncSession) -> None:

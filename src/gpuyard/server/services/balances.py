@@ -16,21 +16,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import InsufficientQuota
 from gpuyard.core.money import BalancePolicy
 from gpuyard.server import bulk_rows, orm
+from gpuyard.server.db import insert_on_conflict
 from gpuyard.server.services import events, wakeups
 
 
 async def _add(session: AsyncSession, org_id: str, delta: int, now: datetime) -> int:
     """Add ``delta`` to the org's account (made if missing); the new balance."""
-    dialect = session.get_bind().dialect.name
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = make(orm.BillingAccount).values(
+    stmt = insert_on_conflict(session, orm.BillingAccount).values(
         org_id=org_id,
         balance_cents=delta,
         low_balance_notified=False,

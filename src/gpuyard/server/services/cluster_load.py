@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.autoscaling.model import LoadSample
 from gpuyard.core.autoscaling.replicas import ClusterDemand
 from gpuyard.server import orm
+from gpuyard.server.db import insert_on_conflict
 
 PERIOD = timedelta(seconds=5)
 HISTORY = timedelta(minutes=5)  # what the policy reads: its smoothing window and hold, with room
@@ -45,11 +45,6 @@ def period_start(at: datetime) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, tz=at.tzinfo)
 
 
-def _insert(session: AsyncSession, table: type[orm.Base]):  # type: ignore[no-untyped-def]
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 async def record(
     session: AsyncSession, *, reporter: str, reports: Sequence[Measured], now: datetime
 ) -> int:
@@ -67,7 +62,7 @@ async def record(
         totals[0] += r.busy_seconds
         totals[1] += r.refused
     for (cluster_id, start), (busy, refused) in sorted(periods.items()):
-        stmt = _insert(session, orm.ClusterLoadSample).values(
+        stmt = insert_on_conflict(session, orm.ClusterLoadSample).values(
             cluster_id=cluster_id, period_start=start, busy_seconds=busy, refused=int(refused)
         )
         await session.execute(
@@ -82,7 +77,7 @@ async def record(
     for r in sorted(
         (r for r in kept if r.replica_id is not None), key=lambda r: r.replica_id or ""
     ):
-        stmt = _insert(session, orm.ReplicaInFlight).values(
+        stmt = insert_on_conflict(session, orm.ReplicaInFlight).values(
             replica_id=r.replica_id,
             reporter=reporter,
             cluster_id=r.cluster_id,

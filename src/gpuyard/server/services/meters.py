@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.agent_protocol import Desired
@@ -21,6 +20,7 @@ from gpuyard.core.metering import Accrual, Observed
 from gpuyard.core.money import SECONDS_PER_MONTH
 from gpuyard.core.workload import WorkloadKind, WorkloadState
 from gpuyard.server import orm
+from gpuyard.server.db import insert_on_conflict
 from gpuyard.server.services import price_book
 
 BILLABLE_KINDS = (
@@ -93,8 +93,6 @@ async def open_meters(session: AsyncSession, now: datetime, *which: ColumnElemen
         "accrued_until",
         "created_at",
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     for at in range(0, len(ids), OPEN_CHUNK):
         rows = select(
             wl.id,
@@ -108,7 +106,11 @@ async def open_meters(session: AsyncSession, now: datetime, *which: ColumnElemen
             literal(now, orm.Meter.created_at.type),
         ).where(wl.id.in_(ids[at : at + OPEN_CHUNK]))
         # Two replicas opening the same meter at once make one.
-        await session.execute(insert(orm.Meter).from_select(columns, rows).on_conflict_do_nothing())
+        await session.execute(
+            insert_on_conflict(session, orm.Meter)
+            .from_select(columns, rows)
+            .on_conflict_do_nothing()
+        )
 
 
 async def open_storage_meters(
@@ -167,9 +169,8 @@ async def open_storage_meters(
         for wid, org_id, kind, owner_id, finished, created, gb in rows.all()
     ]
     if values:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        await session.execute(insert(orm.Meter).values(values).on_conflict_do_nothing())
+        insert = insert_on_conflict(session, orm.Meter)
+        await session.execute(insert.values(values).on_conflict_do_nothing())
 
 
 # A meter's workload as the meter sees it, read in the same statement as the meter (an outer

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.errors import RateLimited
 from gpuyard.core.principal import Principal
 from gpuyard.server import orm
+from gpuyard.server.db import insert_on_conflict
 
 WINDOW = timedelta(minutes=1)
 KEEP = timedelta(hours=1)
@@ -21,19 +21,14 @@ def window_start(now: datetime) -> datetime:
     return now.replace(second=0, microsecond=0)
 
 
-def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(orm.RateWindow)
-
-
 async def admit(session: AsyncSession, *, principal: Principal, now: datetime) -> None:
     """Count one request against the key's minute; raise RateLimited past either limit."""
     start = window_start(now)
     retry_after = max(1.0, (start + WINDOW - now).total_seconds())
-    stmt = _insert(session).values(
+    new = insert_on_conflict(session, orm.RateWindow).values(
         key_id=principal.key_id, window_start=start, requests=1, tokens=0
     )
-    stmt = stmt.on_conflict_do_update(
+    stmt = new.on_conflict_do_update(
         index_elements=["key_id", "window_start"],
         set_={"requests": orm.RateWindow.requests + 1},
     ).returning(orm.RateWindow.requests, orm.RateWindow.tokens)
@@ -53,7 +48,7 @@ async def admit(session: AsyncSession, *, principal: Principal, now: datetime) -
 
 
 async def add_tokens(session: AsyncSession, *, key_id: str, tokens: int, now: datetime) -> None:
-    stmt = _insert(session).values(
+    stmt = insert_on_conflict(session, orm.RateWindow).values(
         key_id=key_id, window_start=window_start(now), requests=0, tokens=tokens
     )
     await session.execute(

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import InsufficientQuota, InvalidRequest, NotFound
 from gpuyard.core.money import MICROCENTS_PER_CENT, BalancePolicy
 from gpuyard.server import orm
+from gpuyard.server.db import insert_on_conflict
 from gpuyard.server.services import balances, ledger
 
 KIND = "tokens"
@@ -342,12 +342,10 @@ async def _charge(
 
 async def _meter(session: AsyncSession, org_id: str, model: str, used: int, now: datetime) -> int:
     """Add ``used`` micro-cents to the org's meter for ``model``; the whole cents now due."""
-    dialect = session.get_bind().dialect.name
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
     meter = orm.TokenMeter
     row = (
         await session.execute(
-            make(meter)
+            insert_on_conflict(session, meter)
             .values(
                 org_id=org_id, model=model, used_microcents=used, charged_cents=0, updated_at=now
             )
