@@ -18,13 +18,13 @@ every org. What a cluster's models do (chat, embeddings, …) is what its owner 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from gpuyard.core.tasks import cancel_and_wait
 from gpuyard.gateway.ports import ReplicaSource, Routable
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,7 @@ class ModelDirectory:
         return await self._load_unless(lambda: self._loaded > begun)
 
     async def close(self) -> None:
-        if self._refreshing is not None:
-            self._refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refreshing
+        await cancel_and_wait(self._refreshing)
 
     async def _load_unless(self, fresh_enough: Callable[[], bool]) -> Snapshot:
         async with self._lock:  # one load at a time; who waited may find a fresh one

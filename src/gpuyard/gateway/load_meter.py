@@ -11,13 +11,13 @@ a replica is reported while it has requests in flight, and once more when it has
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from datetime import datetime
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.ids import new_id
+from gpuyard.core.tasks import cancel_and_wait
 from gpuyard.gateway.ports import LoadReport, LoadSink
 
 log = logging.getLogger(__name__)
@@ -96,11 +96,8 @@ class LoadMeter:
             self._task = asyncio.create_task(self._run(), name="load-meter")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:  # the last measures
             await self.flush()
         except Exception:

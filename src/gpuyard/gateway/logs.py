@@ -8,10 +8,11 @@ queued (at most ``interval``'s)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
+
+from gpuyard.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -80,11 +81,8 @@ class RequestLogWriter(Generic[Row]):
             self._task = asyncio.create_task(self._run(), name=self._name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:  # after a batch in flight (it holds the lock), what is still queued
             while await self.flush():
                 pass

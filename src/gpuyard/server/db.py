@@ -8,7 +8,6 @@ busy timeout instead of failing with "database is locked" when a read upgrades t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+
+from gpuyard.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -143,11 +144,8 @@ class WalCheckpointer:
         return self._task is not None
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def checkpoint(self) -> None:
         """One passive checkpoint, outside any transaction (on the driver's connection)."""

@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from gpuyard.core.tasks import cancel_and_wait
 from gpuyard.workers import serverless_openai
 
 log = logging.getLogger("gpuyard.workers.serverless")
@@ -224,9 +225,7 @@ def build_app(
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     app = Starlette(routes=[Route("/{path:path}", _serve, methods=["POST"])], lifespan=lifespan)
     app.state.worker = state

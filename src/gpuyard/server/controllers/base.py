@@ -47,6 +47,7 @@ from sqlalchemy.orm import Mapped
 
 from gpuyard.core.clock import Clock
 from gpuyard.core.errors import PermanentError, TemporaryError
+from gpuyard.core.tasks import cancel_and_wait
 from gpuyard.server.db import read_session, write_session
 from gpuyard.server.metrics import Metrics
 
@@ -368,9 +369,7 @@ class Reconciler(ABC, Generic[RowT, ItemT, ResultT]):
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
