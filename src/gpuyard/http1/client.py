@@ -287,23 +287,26 @@ class HttpClient:
         key = (scheme, host, port, connect_to or "")
         kept = self._pool.take(key, loop.time())
         message = head + body if body else head
-        response = self._send(loop, kept or await self._connect(loop, key), message)
+        head_only = method == "HEAD"
+        response = self._send(loop, kept or await self._connect(loop, key), message, head_only)
         try:
             await _started(response)
         except (RemoteProtocolError, ReadError):
             if kept is None or not resend_if_stale or response.answered:
                 raise
-            response = self._send(loop, await self._connect(loop, key), message)
+            response = self._send(loop, await self._connect(loop, key), message, head_only)
             await _started(response)
         return response
 
-    def _send(self, loop: asyncio.AbstractEventLoop, conn: _Connection, message: bytes) -> Response:
+    def _send(
+        self, loop: asyncio.AbstractEventLoop, conn: _Connection, message: bytes, head_only: bool
+    ) -> Response:
         response = Response(
             conn,
             loop,
             read_timeout=self.read_timeout,
             high_water=self.high_water,
-            head_only=message.startswith(b"HEAD "),
+            head_only=head_only,
         )
         conn.response = response
         conn.transport.write(message)
