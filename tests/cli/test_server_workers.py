@@ -174,6 +174,9 @@ def test_a_killed_worker_is_replaced_and_the_workers_of_a_killed_parent_stop(
     server = gpuyard("--workers", "2", command="server", env={"GPUYARD_ADMIN_KEY": chosen})
     server.wait_ready()
     first, second = sorted(wait_for_workers(server, 2))
+    # Both serve before one is killed: a worker that dies still starting is a start-up failure,
+    # and the parent stops them all rather than start it again.
+    assert answering_pids(server, {first, second}) == {first, second}
 
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + START_TIMEOUT_S
