@@ -178,8 +178,8 @@ async def test_deposit_and_earnings_through_the_cli(api: Api, tmp_path: Path) ->
     r = await stranger.client.get(f"/api/v0/instances/balance/{number}/")
     assert r.status_code == 404 and r.json()["error"] == "instance_not_found", r.text
 
-    # The operator's machines: the instance's charges are its host's; the worker's are the
-    # fleet's (its host is not kept once it ends), in the totals and the days.
+    # The operator's machines: the instance's charges and the worker's are their host's (each
+    # charge records it: a worker's row is gone once it ends).
     ops = Vastai(api.base_url, api.operator_key, tmp_path / "operator")
     window = ("-s", "2026-01-01T00:00:00Z", "-e", "2026-01-02T12:00:00Z")
     run = await ops("show", "earnings", *window)
@@ -188,12 +188,12 @@ async def test_deposit_and_earnings_through_the_cli(api: Api, tmp_path: Path) ->
     jan1 = (date(2026, 1, 1) - date(1970, 1, 1)).days
     assert (earned["sday"], earned["eday"]) == (jan1, jan1 + 1)
     assert earned["summary"] == {"total_gpu": 3.2, "total_stor": 0, "total_bwu": 0, "total_bwd": 0}
-    assert [(p["machine_id"], p["gpu_earn"]) for p in earned["per_machine"]] == [(machine, 1.6)]
+    assert [(p["machine_id"], p["gpu_earn"]) for p in earned["per_machine"]] == [(machine, 3.2)]
     assert [(d["day"], d["gpu_earn"]) for d in earned["per_day"]] == [(jan1, 1.2), (jan1 + 1, 2.0)]
-    assert earned["unattributed"]["gpu_earn"] == 1.6
+    assert earned["unattributed"]["gpu_earn"] == 0
     one = (await ops("show", "earnings", *window, "-m", str(machine), "--raw")).json()
-    assert [(d["day"], d["gpu_earn"]) for d in one["per_day"]] == [(jan1, 0.6), (jan1 + 1, 1.0)]
-    assert one["summary"]["total_gpu"] == 1.6 and one["unattributed"]["gpu_earn"] == 0
+    assert [(d["day"], d["gpu_earn"]) for d in one["per_day"]] == [(jan1, 1.2), (jan1 + 1, 2.0)]
+    assert one["summary"]["total_gpu"] == 3.2 and one["unattributed"]["gpu_earn"] == 0
     run = await ops("show", "earnings", *window, "-m", "99999")
     assert run.rc == 0 and "Failed with error 404: machine 99999 not found" in run.err, run
     # A renter has no machines.

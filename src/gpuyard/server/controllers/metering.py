@@ -183,6 +183,7 @@ def _charge(
         resource_id=meter.resource_id,
         period_start=meter.settled_at or meter.created_at,
         period_end=acc.accrued_until,
+        machine_id=meter.machine_id,
         **price,
     )
     charged = {

@@ -57,6 +57,9 @@ class LedgerEntry(Base):
     # Speech only: the characters of the request and the model's price per million of them.
     characters: Mapped[int | None] = mapped_column(BigInteger, default=None)
     cents_per_million_characters: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Workload usage only: the number (pk) of the host it ran on, Vast's machine id; kept when
+    # the workload's row and even the host are gone (earnings by machine read it).
+    machine_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     day: Mapped[str] = mapped_column(String(10))  # UTC date of created_at, for usage by day
     created_at: Mapped[datetime]
 
@@ -102,6 +105,7 @@ class Meter(LeaseColumns, Base):
     accrued_until: Mapped[datetime]
     settled_at: Mapped[datetime | None] = mapped_column(default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    machine_id: Mapped[int | None] = mapped_column(BigInteger, default=None)  # the host's pk
     created_at: Mapped[datetime]
 
 

@@ -135,5 +135,6 @@ class MachineEarnings(BaseModel):
     per_machine: list[MachineEarn]
     per_day: list[DayEarn]
     unattributed: Earn = Field(
-        description="Earned by cluster replicas and serverless workers, whose host is not kept"
+        description="Earned by charges that name no machine: those of cluster replicas and "
+        "serverless workers that had ended before charges recorded their host"
     )

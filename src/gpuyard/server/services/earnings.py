@@ -3,10 +3,10 @@
 Every host belongs to the operator, so only the operator org has earnings: what the other orgs
 were charged for GPU time and for disk kept (``usage`` entries; the operator's own use is money
 it would pay itself, and token charges are not a machine's), by UTC day and by machine (the
-host's integer id). An instance's charges are a machine's: an instance keeps its host for good.
-A cluster replica's or a serverless worker's are not: their workload rows (the only record of
-their host) are deleted once they end, so what they were charged is earned by the fleet as a
-whole (``unattributed``), in the totals and the days but in no machine's line.
+host's integer id, which each workload's charge records: instances, cluster replicas and
+serverless workers alike). Charges without a machine (those of replicas and workers that ended
+before charges recorded it) are earned by the fleet as a whole (``unattributed``), in the totals
+and the days but in no machine's line.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.errors import InvalidRequest, NotFound
 from gpuyard.server import orm
 from gpuyard.server.services import orgs
 
-INSTANCE_KINDS = ("instance", "instance_disk")
 DISK_KINDS = ("instance_disk", "worker_disk")
 MAX_DAYS = 3660  # ten years in one report
 
@@ -46,7 +45,7 @@ class Earnings:
     total: Earned = field(default_factory=Earned)
     per_machine: dict[int, Earned] = field(default_factory=dict)  # by host number, ascending
     per_day: dict[date, Earned] = field(default_factory=dict)  # ascending
-    unattributed: Earned = field(default_factory=Earned)  # replicas and serverless workers
+    unattributed: Earned = field(default_factory=Earned)  # charges that recorded no machine
 
 
 def _window(first_day: date, last_day: date) -> tuple[datetime, datetime]:
@@ -79,22 +78,20 @@ async def earnings(
     found = Earnings(first_day, last_day)
     if not org.is_operator:
         return found  # it has no hosts
-    e, inst, host_row = orm.LedgerEntry, orm.Instance, orm.Host
+    e = orm.LedgerEntry
     payers = select(orm.Org.id).where(orm.Org.is_operator.is_(False))
     stmt = (
-        select(e.day, e.resource_kind, host_row.pk, func.sum(e.amount_cents))
-        .outerjoin(inst, and_(e.resource_kind.in_(INSTANCE_KINDS), inst.id == e.resource_id))
-        .outerjoin(host_row, host_row.id == inst.host_id)
+        select(e.day, e.resource_kind, e.machine_id, func.sum(e.amount_cents))
         .where(
             e.org_id.in_(payers),
             e.kind == "usage",
             e.created_at >= since,
             e.created_at < until,
         )
-        .group_by(e.day, e.resource_kind, host_row.pk)
+        .group_by(e.day, e.resource_kind, e.machine_id)
     )
     if machine is not None:
-        stmt = stmt.where(host_row.pk == machine)
+        stmt = stmt.where(e.machine_id == machine)
     machines: dict[int, Earned] = defaultdict(Earned)
     days: dict[date, Earned] = defaultdict(Earned)
     for day, kind, number, charged in (await session.execute(stmt)).all():

@@ -125,6 +125,7 @@ def new_entry_values(
         "cents_per_million_characters": None,
         "period_start": None,
         "period_end": None,
+        "machine_id": None,
         "day": day_of(now),
         "created_at": now,
         **usage,

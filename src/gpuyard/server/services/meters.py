@@ -91,6 +91,7 @@ async def open_meters(session: AsyncSession, now: datetime, *which: ColumnElemen
         "period",
         "running",
         "accrued_until",
+        "machine_id",
         "created_at",
     ]
     for at in range(0, len(ids), OPEN_CHUNK):
@@ -103,6 +104,7 @@ async def open_meters(session: AsyncSession, now: datetime, *which: ColumnElemen
             *(literal(0) for _ in range(7)),
             literal(False),
             wl.created_at,
+            _machine(),
             literal(now, orm.Meter.created_at.type),
         ).where(wl.id.in_(ids[at : at + OPEN_CHUNK]))
         # Two replicas opening the same meter at once make one.
@@ -134,7 +136,9 @@ async def open_storage_meters(
         .scalar_subquery(),
     )
     rows = await session.execute(
-        select(wl.id, wl.org_id, wl.kind, wl.owner_id, wl.finished_at, wl.created_at, disk).where(
+        select(
+            wl.id, wl.org_id, wl.kind, wl.owner_id, wl.finished_at, wl.created_at, disk, _machine()
+        ).where(
             wl.kind.in_(DISK_KINDS),
             *(
                 (wl.desired == Desired.STOPPED.value, wl.state.in_(STOPPED_STATES))
@@ -164,13 +168,19 @@ async def open_storage_meters(
             "period": 0,
             "running": False,
             "accrued_until": min(stopped_at or finished or created, now),
+            "machine_id": machine,
             "created_at": now,
         }
-        for wid, org_id, kind, owner_id, finished, created, gb in rows.all()
+        for wid, org_id, kind, owner_id, finished, created, gb, machine in rows.all()
     ]
     if values:
         insert = insert_on_conflict(session, orm.Meter)
         await session.execute(insert.values(values).on_conflict_do_nothing())
+
+
+def _machine() -> Any:
+    """The number of the host a workload (``orm.Workload``, in the enclosing query) runs on."""
+    return select(orm.Host.pk).where(orm.Host.id == orm.Workload.host_id).scalar_subquery()
 
 
 # A meter's workload as the meter sees it, read in the same statement as the meter (an outer
@@ -266,6 +276,7 @@ COLUMNS = (
     orm.Meter.running,
     orm.Meter.accrued_until,
     orm.Meter.settled_at,
+    orm.Meter.machine_id,
     orm.Meter.created_at,
 )
 

@@ -1,0 +1,88 @@
+"""Each workload charge records the machine (host number) it ran on, and migration 0017 gives the
+meters and instance charges written before it theirs, on both databases."""
+
+from __future__ import annotations
+
+from alembic import command
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from gpuyard.server import orm
+from gpuyard.server.db import write_session
+from gpuyard.server.migrate import alembic_config, current_revision, head_revision
+from tests.harness import Api
+from tests.server.market import join_host
+from tests.server.test_metering import RTX, meter, run_pass, start_running
+from tests.server.test_metering_workers_and_disk import add_worker
+
+
+async def _machines(api: Api) -> tuple[dict[str, int | None], set[tuple[str, int | None]]]:
+    """(each meter's machine by workload, the (resource kind, machine) of the usage entries)."""
+    async with api.ctx.sessions() as s:
+        meters = dict((await s.execute(select(orm.Meter.workload_id, orm.Meter.machine_id))).all())
+        entries = (
+            await s.execute(
+                select(orm.LedgerEntry.resource_kind, orm.LedgerEntry.machine_id).where(
+                    orm.LedgerEntry.kind == "usage"
+                )
+            )
+        ).all()
+    return meters, {(kind, machine) for kind, machine in entries}
+
+
+def _to(revision: str, direction: str) -> object:
+    def run(connection: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = connection
+        getattr(command, direction)(cfg, revision)
+
+    return run
+
+
+async def test_charges_name_their_machine_and_the_migration_fills_in_earlier_ones(
+    api: Api,
+) -> None:
+    host = await join_host(api, [RTX, RTX])
+    r = await api.client.put("/v1/admin/prices/rtx-4090", json={"cents_per_gpu_hour": 3600})
+    assert r.status_code == 200, r.text
+    t = await api.tenant()
+    offers = (await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"]
+    offer = next(o for o in offers if o["num_gpus"] == 1)
+    r = await t.client.post(
+        f"/v1/orgs/{t.org_id}/vms", json={"offer_id": offer["id"], "command": "sleep 600"}
+    )
+    assert r.status_code == 201, r.text
+    [assigned] = (await host.beat())["workloads"]
+    vm = assigned["spec"]["id"]
+    worker = await add_worker(api, host.host_id, t.org_id, [1 - assigned["spec"]["gpu_indices"][0]])
+    await host.beat()
+    async with api.ctx.sessions() as s:
+        number = await s.scalar(select(orm.Host.pk).where(orm.Host.id == host.host_id))
+    for wid in (vm, worker):
+        await start_running(api, host, wid)
+    m = meter(api)
+    await run_pass(m)
+    api.clock.advance(seconds=120)
+    await run_pass(m)
+
+    before = await _machines(api)
+    assert before == ({vm: number, worker: number}, {("instance", number), ("worker", number)})
+
+    # As a database written before 0017: down to 0016 (the columns go) and up again.
+    async with api.ctx.engine.connect() as conn:
+        await conn.run_sync(_to("0016", "downgrade"))
+        await conn.commit()
+    assert await current_revision(api.ctx.engine) == "0016"
+    async with write_session(api.ctx.sessions) as s:  # the worker has ended: its row is gone
+        await s.execute(
+            update(orm.Gpu).where(orm.Gpu.workload_id == worker).values(workload_id=None)
+        )
+        await s.execute(orm.Workload.__table__.delete().where(orm.Workload.id == worker))
+    async with api.ctx.engine.connect() as conn:
+        await conn.run_sync(_to("head", "upgrade"))
+        await conn.commit()
+    assert await current_revision(api.ctx.engine) == head_revision()
+
+    # The instance's meter and charges have their machine back; the ended worker's cannot.
+    after = await _machines(api)
+    assert after == ({vm: number, worker: None}, {("instance", number), ("worker", None)})
