@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ from gpuyard.server.context import AppContext
 from gpuyard.server.db import write_session
 from gpuyard.server.services.bootstrap import ensure_operator
 from gpuyard.server.settings import Settings
+
+# Every client the tests make shares one TLS context: httpx would otherwise load the system's
+# certificates for each (about 20 ms of CPU), although these clients speak plain HTTP.
+TLS = ssl.create_default_context()
 
 
 @dataclass
@@ -44,7 +49,7 @@ class Api:
 
     def client_for(self, key: str | None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30)
+        client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30, verify=TLS)
         self.opened.append(client)
         return client
 
@@ -94,7 +99,10 @@ async def start_api(db_url: str, data_dir: Path, **settings: Any) -> AsyncIterat
         boot = await ensure_operator(session, clock=clock, admin_key=secret)
     async with serve_app(app) as base_url:
         client = httpx.AsyncClient(
-            base_url=base_url, headers={"Authorization": f"Bearer {secret}"}, timeout=30
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=30,
+            verify=TLS,
         )
         running = Api(
             app=app,

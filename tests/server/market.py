@@ -51,10 +51,14 @@ class FakeHost:
     facts: dict[str, Any]
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)  # spec hash of the latest assignment
+    _client: httpx.AsyncClient | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
-        return self.api.client_for(self.credential)
+        """The host's client, made once (closed with the API's)."""
+        if self._client is None:
+            self._client = self.api.client_for(self.credential)
+        return self._client
 
     async def beat(self) -> dict[str, Any]:
         body = {"facts": self.facts, "workloads": list(self.statuses.values())}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpuyard.core.agent_protocol import HostStatus
@@ -47,8 +47,9 @@ async def place(
     org_id: str,
     exclude_hosts: frozenset[str] = frozenset(),
 ) -> Placement | None:
-    """The best host for a new workload with ``count`` GPUs of ``gpu_key``; None when none fits."""
-    found = await candidates(
+    """The best host for a new workload with ``count`` GPUs of ``gpu_key``; None when none fits.
+    Only the chosen host and the GPUs it gives are loaded."""
+    ranked = await _ranked(
         session,
         gpu_key=gpu_key,
         count=count,
@@ -56,7 +57,13 @@ async def place(
         org_id=org_id,
         exclude_hosts=exclude_hosts,
     )
-    return found[0] if found else None
+    if not ranked:
+        return None
+    host = await session.get_one(orm.Host, ranked[0].pk)
+    gpus = await session.scalars(
+        _free_gpus(gpu_key).where(orm.Gpu.host_id == host.id).order_by(orm.Gpu.index).limit(count)
+    )
+    return Placement(host=host, gpus=list(gpus))
 
 
 async def candidates(
@@ -69,29 +76,66 @@ async def candidates(
     exclude_hosts: frozenset[str] = frozenset(),
 ) -> list[Placement]:
     """Every host that fits, best first (spread, binpack, older), each with the GPUs it gives."""
-    hosts = {
-        h.id: h
-        for h in await session.scalars(
-            select(orm.Host).where(
-                orm.Host.status == HostStatus.READY,
-                orm.Host.cordoned.is_(False),
-                orm.Host.draining.is_(False),
-                takes_org(org_id),
-            )
-        )
-        if h.id not in exclude_hosts
-    }
-    if not hosts:
+    ranked = await _ranked(
+        session,
+        gpu_key=gpu_key,
+        count=count,
+        owner_id=owner_id,
+        org_id=org_id,
+        exclude_hosts=exclude_hosts,
+    )
+    if not ranked:
         return []
+    ids = [r.id for r in ranked]
+    hosts = {h.id: h for h in await session.scalars(select(orm.Host).where(orm.Host.id.in_(ids)))}
     free: dict[str, list[orm.Gpu]] = defaultdict(list)
     for gpu in await session.scalars(
-        select(orm.Gpu).where(
-            orm.Gpu.host_id.in_(list(hosts)),
+        _free_gpus(gpu_key).where(orm.Gpu.host_id.in_(ids)).order_by(orm.Gpu.index)
+    ):
+        free[gpu.host_id].append(gpu)
+    return [Placement(host=hosts[i], gpus=free[i][:count]) for i in ids if len(free[i]) >= count]
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    id: str
+    pk: int
+    free: int
+
+
+def _free_gpus(gpu_key: str) -> Select[orm.Gpu]:
+    return select(orm.Gpu).where(orm.Gpu.gpu_key == gpu_key, orm.Gpu.workload_id.is_(None))
+
+
+async def _ranked(
+    session: AsyncSession,
+    *,
+    gpu_key: str,
+    count: int,
+    owner_id: str,
+    org_id: str,
+    exclude_hosts: frozenset[str],
+) -> list[_Fit]:
+    """The hosts that fit, best first: counted in the database (one row a host, however many
+    GPUs it has), then ordered by spread, binpack and age."""
+    free = func.count(orm.Gpu.pk)
+    rows = await session.execute(
+        select(orm.Host.id, orm.Host.pk, free)
+        .join(orm.Gpu, orm.Gpu.host_id == orm.Host.id)
+        .where(
+            orm.Host.status == HostStatus.READY,
+            orm.Host.cordoned.is_(False),
+            orm.Host.draining.is_(False),
+            takes_org(org_id),
             orm.Gpu.gpu_key == gpu_key,
             orm.Gpu.workload_id.is_(None),
         )
-    ):
-        free[gpu.host_id].append(gpu)
+        .group_by(orm.Host.id, orm.Host.pk)
+        .having(free >= count)
+    )
+    fits = [_Fit(i, pk, n) for i, pk, n in rows.all() if i not in exclude_hosts]
+    if not fits:
+        return []
     same_owner = Counter(
         (
             await session.scalars(
@@ -101,11 +145,7 @@ async def candidates(
             )
         ).all()
     )
-    fits = [h for h in hosts.values() if len(free[h.id]) >= count]
-    ordered = sorted(fits, key=lambda h: (same_owner[h.id], len(free[h.id]) - count, h.pk))
-    return [
-        Placement(host=h, gpus=sorted(free[h.id], key=lambda g: g.index)[:count]) for h in ordered
-    ]
+    return sorted(fits, key=lambda f: (same_owner[f.id], f.free - count, f.pk))
 
 
 async def allocate(session: AsyncSession, *, gpus: list[orm.Gpu], workload_id: str) -> bool:
