@@ -51,7 +51,7 @@ class FakeHost:
     facts: dict[str, Any]
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)  # spec hash of the latest assignment
-    _client: httpx.AsyncClient | None = None
+    _client: httpx.AsyncClient | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def client(self) -> httpx.AsyncClient:

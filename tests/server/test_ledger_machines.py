@@ -4,7 +4,7 @@ meters and instance charges written before it theirs, on both databases."""
 from __future__ import annotations
 
 from alembic import command
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
 from gpuyard.server import orm
@@ -17,17 +17,17 @@ from tests.server.test_metering_workers_and_disk import add_worker
 
 
 async def _machines(api: Api) -> tuple[dict[str, int | None], set[tuple[str, int | None]]]:
-    """(each meter's machine by workload, the (resource kind, machine) of the usage entries)."""
+    """(each meter's machine by workload, the (workload, machine) of every usage entry)."""
     async with api.ctx.sessions() as s:
         meters = dict((await s.execute(select(orm.Meter.workload_id, orm.Meter.machine_id))).all())
         entries = (
             await s.execute(
-                select(orm.LedgerEntry.resource_kind, orm.LedgerEntry.machine_id).where(
+                select(orm.LedgerEntry.key, orm.LedgerEntry.machine_id).where(
                     orm.LedgerEntry.kind == "usage"
                 )
             )
         ).all()
-    return meters, {(kind, machine) for kind, machine in entries}
+    return meters, {(key.split(":")[1], machine) for key, machine in entries}
 
 
 def _to(revision: str, direction: str) -> object:
@@ -42,7 +42,7 @@ def _to(revision: str, direction: str) -> object:
 async def test_charges_name_their_machine_and_the_migration_fills_in_earlier_ones(
     api: Api,
 ) -> None:
-    host = await join_host(api, [RTX, RTX])
+    host = await join_host(api, [RTX, RTX, RTX])
     r = await api.client.put("/v1/admin/prices/rtx-4090", json={"cents_per_gpu_hour": 3600})
     assert r.status_code == 200, r.text
     t = await api.tenant()
@@ -54,35 +54,49 @@ async def test_charges_name_their_machine_and_the_migration_fills_in_earlier_one
     assert r.status_code == 201, r.text
     [assigned] = (await host.beat())["workloads"]
     vm = assigned["spec"]["id"]
-    worker = await add_worker(api, host.host_id, t.org_id, [1 - assigned["spec"]["gpu_indices"][0]])
+    kept, ended = [
+        await add_worker(api, host.host_id, t.org_id, [i])
+        for i in sorted({0, 1, 2} - set(assigned["spec"]["gpu_indices"]))
+    ]
     await host.beat()
     async with api.ctx.sessions() as s:
         number = await s.scalar(select(orm.Host.pk).where(orm.Host.id == host.host_id))
-    for wid in (vm, worker):
+    for wid in (vm, kept, ended):
         await start_running(api, host, wid)
     m = meter(api)
     await run_pass(m)
-    api.clock.advance(seconds=120)
-    await run_pass(m)
+    for _ in range(2):  # two charges each
+        api.clock.advance(seconds=120)
+        await run_pass(m)
 
-    before = await _machines(api)
-    assert before == ({vm: number, worker: number}, {("instance", number), ("worker", number)})
+    meters, entries = await _machines(api)
+    assert meters == {vm: number, kept: number, ended: number}
+    assert entries == {(vm, number), (kept, number), (ended, number)}
 
     # As a database written before 0017: down to 0016 (the columns go) and up again.
     async with api.ctx.engine.connect() as conn:
         await conn.run_sync(_to("0016", "downgrade"))
         await conn.commit()
     assert await current_revision(api.ctx.engine) == "0016"
-    async with write_session(api.ctx.sessions) as s:  # the worker has ended: its row is gone
+    async with write_session(api.ctx.sessions) as s:  # one worker has ended: its row is gone
         await s.execute(
-            update(orm.Gpu).where(orm.Gpu.workload_id == worker).values(workload_id=None)
+            update(orm.Gpu).where(orm.Gpu.workload_id == ended).values(workload_id=None)
         )
-        await s.execute(orm.Workload.__table__.delete().where(orm.Workload.id == worker))
+        await s.execute(orm.Workload.__table__.delete().where(orm.Workload.id == ended))
     async with api.ctx.engine.connect() as conn:
         await conn.run_sync(_to("head", "upgrade"))
         await conn.commit()
     assert await current_revision(api.ctx.engine) == head_revision()
 
-    # The instance's meter and charges have their machine back; the ended worker's cannot.
-    after = await _machines(api)
-    assert after == ({vm: number, worker: None}, {("instance", number), ("worker", None)})
+    # The instance's and the running worker's meters and charges have their machine back (every
+    # charge of each); the ended worker's cannot.
+    meters, entries = await _machines(api)
+    assert meters == {vm: number, kept: number, ended: None}
+    assert entries == {(vm, number), (kept, number), (ended, None)}
+    async with api.ctx.sessions() as s:
+        charges = await s.scalar(
+            select(func.count()).where(
+                orm.LedgerEntry.kind == "usage", orm.LedgerEntry.machine_id == number
+            )
+        )
+    assert charges == 4  # two each of the instance and the running worker

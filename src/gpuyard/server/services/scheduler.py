@@ -60,10 +60,17 @@ async def place(
     if not ranked:
         return None
     host = await session.get_one(orm.Host, ranked[0].pk)
-    gpus = await session.scalars(
-        _free_gpus(gpu_key).where(orm.Gpu.host_id == host.id).order_by(orm.Gpu.index).limit(count)
+    gpus = list(
+        await session.scalars(
+            _free_gpus(gpu_key)
+            .where(orm.Gpu.host_id == host.id)
+            .order_by(orm.Gpu.index)
+            .limit(count)
+        )
     )
-    return Placement(host=host, gpus=list(gpus))
+    if len(gpus) < count:  # taken since they were counted (Postgres reads each statement anew)
+        return None
+    return Placement(host=host, gpus=gpus)
 
 
 async def candidates(
