@@ -2,7 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuyard.agent.runtimes import DockerRuntime, ProcessRuntime, choose_runtime
+from gpuyard.agent.runtimes.choice import choose_runtime
+from gpuyard.agent.runtimes.docker import DockerRuntime
+from gpuyard.agent.runtimes.process import ProcessRuntime
 from gpuyard.core.errors import Unavailable
 from gpuyard.core.hosts import PortRange
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gpuyard.agent.runtimes import DockerRuntime, ProcessRuntime, choose_runtime
-from gpuyard.agent.runtimes.docker import probe_networking
+from gpuyard.agent.runtimes.choice import choose_runtime
+from gpuyard.agent.runtimes.docker import DockerRuntime, probe_networking
 from gpuyard.agent.runtimes.docker_spec import Networking, ResourceShare
+from gpuyard.agent.runtimes.process import ProcessRuntime
 from gpuyard.core.errors import Unavailable
 from gpuyard.core.hosts import PortRange
 from gpuyard.core.workload import WorkloadState

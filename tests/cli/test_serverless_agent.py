@@ -25,7 +25,7 @@ import httpx
 import openai
 import pytest
 
-from gpuyard.agent.main import DEFAULT_PORT_RANGE
+from gpuyard.agent.ports import DEFAULT_PORT_RANGE
 from gpuyard.agent.runtimes.process import ProcessRuntime
 from tests.cli.up_kit import Launcher, Server, base_env, gpuyard_command, wait_for_hosts
 

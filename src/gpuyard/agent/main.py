@@ -23,7 +23,9 @@ from gpuyard.agent.gpus import (
     listen_host,
     parse_gpu_declaration,
 )
-from gpuyard.agent.runtimes import ResourceShare, choose_runtime
+from gpuyard.agent.ports import DEFAULT_PORT_RANGE
+from gpuyard.agent.runtimes.choice import choose_runtime
+from gpuyard.agent.runtimes.docker_spec import ResourceShare
 from gpuyard.agent.runtimes.sandbox import SandboxConfig
 from gpuyard.agent.state import DEFAULT_STATE_DIR, AgentState, StateError
 from gpuyard.agent.supervisor import Supervisor
@@ -32,8 +34,6 @@ from gpuyard.core.clock import Clock, SystemClock
 from gpuyard.core.hosts import GpuInfo, HostFacts, Isolation, PortRange
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT_RANGE = PortRange(start=40000, end=40999)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ from collections.abc import Iterable
 
 from gpuyard.core.hosts import PortRange
 
+DEFAULT_PORT_RANGE = PortRange(start=40000, end=40999)
+"""The host ports an agent hands out unless told others (``gpuyard agent --port-range``)."""
+
 
 class NoFreePort(RuntimeError):
     """Every port of the range is taken."""

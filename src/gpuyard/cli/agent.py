@@ -7,7 +7,7 @@ import logging
 import signal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gpuyard.agent.gpus import parse_gpu_declaration
-from gpuyard.agent.main import DEFAULT_PORT_RANGE, AgentOptions, run_agent
+from gpuyard.agent.ports import DEFAULT_PORT_RANGE
 from gpuyard.agent.runtimes.sandbox import SandboxConfig, SandboxMode
 from gpuyard.agent.runtimes.sandbox_users import DEFAULT_UID_RANGE, UidRange
 from gpuyard.agent.state import DEFAULT_STATE_DIR, StateError
@@ -24,7 +24,10 @@ from gpuyard.cli.stopping import interrupted, take_stop_signals
 from gpuyard.core.errors import Unavailable
 from gpuyard.core.hosts import PortRange
 
-__all__ = ["AgentOptions", "agent", "register", "run_agent"]
+if TYPE_CHECKING:
+    from gpuyard.agent.main import AgentOptions
+
+__all__ = ["agent", "register"]
 
 console = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("gpuyard.agent")
@@ -212,6 +215,10 @@ def agent(
     )
     if log_level.lower() != "debug":
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per heartbeat otherwise
+    # The agent itself (its runtimes, the Docker client) is loaded by this command only, not by
+    # every `gpuyard` command.
+    from gpuyard.agent.main import AgentOptions
+
     options = AgentOptions(
         server_url=server,
         join_token=token,
@@ -268,6 +275,8 @@ async def _main(options: AgentOptions) -> None:
     early = interrupted()  # a signal before these handlers whose exception was lost
     if early is not None:
         on_signal(early)
+    from gpuyard.agent.main import run_agent
+
     try:
         await run_agent(options, stop)
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,7 +16,9 @@ from gpuyard.cli import worker as worker_cli
 from gpuyard.cli.connection import ApiKey, Raw, Url, run
 from gpuyard.cli.output import show
 from gpuyard.client import Client
-from gpuyard.server.settings import Settings
+
+if TYPE_CHECKING:
+    from gpuyard.server.settings import Settings
 
 app = typer.Typer(
     name="gpuyard",
@@ -60,6 +62,8 @@ Workers = Annotated[
 def _settings(
     host: str | None, port: int | None, data_dir: Path | None, workers: int | None = None
 ) -> Settings:
+    from gpuyard.server.settings import Settings  # SQLAlchemy and the rest: for `up` and `server`
+
     overrides: dict[str, object] = {}
     if workers is not None:
         overrides["workers"] = workers
