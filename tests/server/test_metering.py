@@ -5,6 +5,7 @@ middle of a pass, two replicas at once, and no float anywhere near the ledger.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -108,6 +109,25 @@ async def test_known_seconds_at_a_known_price_charge_exactly(api: Api) -> None:
     r = await t.client.get(f"/v1/orgs/{t.org_id}/billing")
     assert r.json()["balance_cents"] == -charged
     assert r.json()["burn_cents_per_hour"] == PRICE
+
+
+async def test_each_charge_covers_the_period_after_the_last_from_the_reported_start(
+    api: Api,
+) -> None:
+    t, host, _, wid = await rented(api)
+    api.clock.advance(seconds=10)
+    started = api.clock.now() - timedelta(seconds=5)  # the agent reports it a moment later
+    host.report(wid, "running", started_at=started.isoformat())
+    await host.beat()
+    m = meter(api)
+    for _ in range(3):
+        api.clock.advance(seconds=3600)
+        await run_pass(m)
+    entries = await usage_entries(api, t.org_id)
+    assert len(entries) == 3
+    assert entries[0].period_start == started and entries[0].gpu_seconds == 3605
+    for before, after in itertools.pairwise(entries):
+        assert after.period_start == before.period_end
 
 
 async def test_a_stop_charges_to_the_reported_end_and_a_restart_counts_again(api: Api) -> None:

@@ -104,7 +104,8 @@ def require(principal: Principal, scope: Scope) -> None:
             Scope.INFERENCE: "this key may not call inference",
         }[scope]
         raise PermissionDenied(
-            f"{what} (scopes: {', '.join(sorted(principal.scopes))})", code="insufficient_scope"
+            f"{what} (this key's scopes: {', '.join(sorted(principal.scopes))})",
+            code="insufficient_scope",
         )
 
 

@@ -181,7 +181,7 @@ def _charge(
         now=now,
         resource_kind=meter.resource_kind,
         resource_id=meter.resource_id,
-        period_start=meter.settled_at or meter.created_at,
+        period_start=meter.settled_at or _counted_from(meter),
         period_end=acc.accrued_until,
         machine_id=meter.machine_id,
         **price,
@@ -193,6 +193,16 @@ def _charge(
         "settled_at": acc.accrued_until,
     }
     return entry, charged
+
+
+def _counted_from(meter: Any) -> datetime:
+    """Where a meter's first period starts: when it opened, or, for compute, the workload's
+    reported start if that came first (a run is counted from its start, never from before the
+    workload was made, and an agent reports it a moment later)."""
+    if meter.basis == STORAGE or meter.wl_started_at is None:
+        return meter.created_at  # type: ignore[no-any-return]
+    began = max(meter.wl_started_at, meter.wl_created_at)
+    return min(meter.created_at, began)  # type: ignore[no-any-return]
 
 
 _METERS = orm.Meter.metadata.tables[orm.Meter.__tablename__]

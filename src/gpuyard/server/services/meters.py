@@ -192,6 +192,7 @@ _WORKLOAD = (
     orm.Workload.desired.label("wl_desired"),
     orm.Workload.started_at.label("wl_started_at"),
     orm.Workload.finished_at.label("wl_finished_at"),
+    orm.Workload.created_at.label("wl_created_at"),
     orm.Instance.cents_per_hour.label("instance_cents_per_hour"),
     orm.Cluster.gpu_key.label("cluster_gpu_key"),
     orm.Cluster.gpus_per_replica.label("cluster_gpus_per_replica"),
