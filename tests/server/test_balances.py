@@ -127,6 +127,30 @@ async def test_concurrent_debits_never_take_more_than_the_balance(api: Api) -> N
     assert (await event_types(api, t.org_id)).count("billing.depleted") == 1
 
 
+async def test_an_org_credited_less_than_the_threshold_is_warned_at_its_first_debit(
+    api: Api,
+) -> None:
+    t = await api.tenant()
+    r = await api.client.post(
+        f"/v1/admin/orgs/{t.org_id}/credits",
+        json={"amount_cents": 100},  # never above the 500-cent threshold
+        headers={"Idempotency-Key": "small"},
+    )
+    assert r.status_code == 201
+
+    async def debit(key: str, cents: int) -> None:
+        async with write_session(api.ctx.sessions) as s:
+            entry = ledger.new_entry_values(
+                org_id=t.org_id, key=key, kind="usage", amount_cents=-cents, now=api.clock.now()
+            )
+            await balances.post(s, clock=api.clock, entries=[entry], policy=POLICY)
+
+    assert await event_types(api, t.org_id) == ["billing.credited"]  # a credit warns of nothing
+    await debit("d1", 10)
+    await debit("d2", 10)
+    assert await event_types(api, t.org_id) == ["billing.credited", "billing.low_balance"]
+
+
 async def test_inference_is_refused_once_spending_is_stopped(api: Api) -> None:
     t = await api.tenant("Spender", scopes=["org:write", "inference"])
     client = openai.AsyncOpenAI(api_key=t.key, base_url=f"{api.base_url}/v1", max_retries=0)

@@ -2,8 +2,8 @@
 
 ``post`` inserts ledger entries and adds their amounts to the orgs' ``billing_accounts`` rows in
 the same transaction (accounts in org order, so two posters never wait on each other in a cycle),
-then looks at where each balance landed: below the low-balance threshold (one
-``billing.low_balance`` event per crossing), at or below zero (``billing.depleted``, and the
+then looks at where each balance landed: under the low-balance threshold after a
+debit (one ``billing.low_balance`` event until a credit brings it back to the threshold), at or below zero (``billing.depleted``, and the
 billing enforcer scheduled for the end of the grace period), back above zero
 (``billing.restored``). ``debit_if_covered`` takes an amount only if the balance covers it, in
 one conditional statement: concurrent debits can never take more than is there.
@@ -94,7 +94,9 @@ async def _crossed(
     now = clock.now()
     low = policy.low_balance_cents
     data = {"balance_cents": after, "threshold_cents": low}
-    if after < low and not account.low_balance_notified and before >= low:
+    # A debit that leaves it under the threshold warns once, also an org that was never above
+    # it (credited less than the threshold); a credit back to the threshold arms it again.
+    if after < low and not account.low_balance_notified and after < before:
         account.low_balance_notified = True
         await events.record(
             session, clock=clock, org_id=org_id, type="billing.low_balance", data=data
