@@ -1,12 +1,12 @@
 """Posting to the ledger and keeping each org's balance with it.
 
 ``post`` inserts ledger entries and adds their amounts to the orgs' ``billing_accounts`` rows in
-the same transaction (accounts in org order, so two posters never wait on each other in a cycle),
-then looks at where each balance landed: under the low-balance threshold after a
-debit (one ``billing.low_balance`` event until a credit brings it back to the threshold), at or below zero (``billing.depleted``, and the
-billing enforcer scheduled for the end of the grace period), back above zero
-(``billing.restored``). ``debit_if_covered`` takes an amount only if the balance covers it, in
-one conditional statement: concurrent debits can never take more than is there.
+the same transaction (accounts in org order, so two posters never wait on each other in a
+cycle), then looks at where each balance landed: under the low-balance threshold after a debit
+(one ``billing.low_balance`` event until a credit brings it back to the threshold), at or below
+zero (``billing.depleted``, and the billing enforcer scheduled for the end of the grace period),
+back above zero (``billing.restored``). ``debit_if_covered`` takes an amount only if the balance
+covers it, in one conditional statement: concurrent debits can never take more than is there.
 """
 
 from __future__ import annotations
