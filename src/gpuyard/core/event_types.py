@@ -13,13 +13,16 @@ GROUPS = (
     "api_key",
     "billing",
     "cluster",
+    "endpoint",
     "host",
     "instance",
     "org",
     "replica",
     "ssh_key",
+    "template",
     "webhook",
     "worker",
+    "workergroup",
 )
 _NAME = re.compile(r"^([a-z_]+)\.([a-z_]+|\*)$")
 
