@@ -200,6 +200,7 @@ async def test_bad_endpoints_are_refused(api: Api) -> None:
         ({"url": "http://169.254.169.254/latest/meta-data"}, 400),
         ({"url": "https://93.184.215.14/hook", "event_types": ["bogus.thing"]}, 400),
         ({"url": "https://93.184.215.14/hook", "event_types": ["instance"]}, 400),
+        ({"url": "https://93.184.215.14/hook", "event_types": ["instance.runing"]}, 400),
         ({"url": "https://93.184.215.14/hook", "event_types": "instance.*"}, 422),
         ({"url": 5}, 422),
         ({"url": "https://93.184.215.14/hook", "extra": 1}, 422),

@@ -1,29 +1,75 @@
-"""The names of events, for webhook filters: ``<group>.<what>`` (``instance.running``,
+"""The names of events, for webhook filters: ``<group>.<event>`` (``instance.running``,
 ``billing.credited``), or ``<group>.*`` for every event of a group.
 
-Groups are fixed; what happens within one is open-ended (a workload's states, a cluster's
-statuses), so a filter is checked for its group and its shape, and matched exactly or by group.
+``EVENTS`` is every event the server records, by group; a filter naming anything else is
+refused, so a typo (``instance.runing``) is an error and not a subscription that never fires.
+Events named after a state are listed from the state's enum (a workload's, a cluster's, a
+host's, a serverless worker's); ``tests/core/test_event_types.py`` checks the list against every
+event name in the server's code.
 """
 
 from __future__ import annotations
 
 import re
 
-GROUPS = (
-    "api_key",
-    "billing",
-    "cluster",
-    "endpoint",
-    "host",
-    "instance",
-    "org",
-    "replica",
-    "ssh_key",
-    "template",
-    "webhook",
-    "worker",
-    "workergroup",
-)
+from gpuyard.core.agent_protocol import HostStatus
+from gpuyard.core.autoscaling.model import WorkerState
+from gpuyard.core.clusters import ClusterStatus
+from gpuyard.core.workload import WorkloadState
+
+# A workload's reported states are events of its kind (instance, replica, worker).
+_WORKLOAD_STATES = tuple(state.value for state in WorkloadState)
+
+EVENTS: dict[str, frozenset[str]] = {
+    "api_key": frozenset({"created", "revoked", "expired"}),
+    "billing": frozenset(
+        {
+            "credited",
+            "topped_up",
+            "low_balance",
+            "depleted",
+            "restored",
+            "enforced",
+            "transfer_sent",
+            "transfer_received",
+        }
+    ),
+    "cluster": frozenset(
+        {"created", "updated", "scaled", "deleting", "deleted", *(s.value for s in ClusterStatus)}
+    ),
+    "endpoint": frozenset({"created", "updated", "scaled", "deleting"}),
+    "host": frozenset(
+        {
+            "registered",
+            "recovered",
+            "trusted",
+            "untrusted",
+            "cordoned",
+            "uncordoned",
+            "draining",
+            "removed",
+            *(s.value for s in HostStatus),
+        }
+    ),
+    "instance": frozenset(
+        {
+            "created",
+            "destroyed",
+            "start_requested",
+            "stop_requested",
+            "restart_requested",
+            *_WORKLOAD_STATES,
+        }
+    ),
+    "org": frozenset({"created", "updated", "suspended", "reactivated"}),
+    "replica": frozenset({"placed", "draining", "removed", *_WORKLOAD_STATES}),
+    "ssh_key": frozenset({"created", "deleted"}),
+    "template": frozenset({"created", "deleted"}),
+    "webhook": frozenset({"disabled", "test"}),
+    "worker": frozenset({"placed", *(s.value for s in WorkerState), *_WORKLOAD_STATES}),
+    "workergroup": frozenset({"created", "updated", "deleted"}),
+}
+GROUPS = tuple(EVENTS)
 _NAME = re.compile(r"^([a-z_]+)\.([a-z_]+|\*)$")
 
 
@@ -32,8 +78,12 @@ def check_filter(value: str) -> str | None:
     found = _NAME.match(value)
     if found is None:
         return f"{value!r} is not an event type: <group>.<event> or <group>.*"
-    if found.group(1) not in GROUPS:
-        return f"{value!r}: no event group {found.group(1)!r} (one of {', '.join(GROUPS)})"
+    group, event = found.groups()
+    if group not in EVENTS:
+        return f"{value!r}: no event group {group!r} (one of {', '.join(GROUPS)})"
+    if event != "*" and event not in EVENTS[group]:
+        known = ", ".join(sorted(EVENTS[group]))
+        return f"{value!r}: no such event of {group} (one of {known}, or {group}.*)"
     return None
 
 
