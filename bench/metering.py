@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from report import machine_line, markdown_table
-from scratch_db import KINDS, admin_postgres_url, postgres_unavailable
-from scratch_db import scratch_database as scratch_db
+from scratch_db import admin_postgres_url, each_database
 
 from gpuyard.core.clock import ManualClock
 from gpuyard.server.controllers.metering import MeteringController
@@ -70,17 +68,9 @@ async def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.workloads, args.passes = 1_000, 2
-    admin_url = admin_postgres_url(args.postgres_url)
     rows: list[list[object]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind in KINDS:
-            if kind == "postgres" and (why := await postgres_unavailable(admin_url)):
-                print(f"postgres skipped: {why}", file=sys.stderr)
-                continue
-            async with scratch_db(
-                kind, directory=Path(tmp), admin_url=admin_url, migrated=True
-            ) as url:
-                rows += await measure(kind, url, args.workloads, args.passes)
+    async for kind, url in each_database(admin_postgres_url(args.postgres_url)):
+        rows += await measure(kind, url, args.workloads, args.passes)
     print(f"Metering pass ({machine_line()}); target: under {TARGET_S:.0f} s a pass\n")
     print(
         markdown_table(

@@ -16,15 +16,12 @@ import argparse
 import asyncio
 import secrets
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from report import machine_line, markdown_table
-from scratch_db import KINDS, admin_postgres_url, postgres_unavailable
-from scratch_db import scratch_database as scratch_db
+from scratch_db import admin_postgres_url, each_database
 from sqlalchemy import insert
 
 from gpuyard.core.credentials import hash_secret
@@ -116,17 +113,9 @@ async def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.hosts = 16
-    admin_url = admin_postgres_url(args.postgres_url)
     rows: list[list[object]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for kind in KINDS:
-            if kind == "postgres" and (why := await postgres_unavailable(admin_url)):
-                print(f"postgres skipped: {why}", file=sys.stderr)
-                continue
-            async with scratch_db(
-                kind, directory=Path(tmp), admin_url=admin_url, migrated=True
-            ) as url:
-                rows += await measure(kind, url, args.hosts)
+    async for kind, url in each_database(admin_postgres_url(args.postgres_url)):
+        rows += await measure(kind, url, args.hosts)
     print(f"Placement ({machine_line()}); {args.hosts} hosts of {GPUS_PER_HOST} GPUs\n")
     print(markdown_table(["database", "placements", "wall ms each", "CPU ms each"], rows))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -87,6 +89,20 @@ async def scratch_database(
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+async def each_database(admin_url: str) -> AsyncIterator[tuple[str, str]]:
+    """(kind, URL) of a new migrated scratch database of each kind in turn, each dropped after
+    its turn; Postgres is skipped, with a line on stderr saying why, where none answers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in KINDS:
+            if kind == "postgres" and (why := await postgres_unavailable(admin_url)):
+                print(f"postgres skipped: {why}", file=sys.stderr)
+                continue
+            async with scratch_database(
+                kind, directory=Path(tmp), admin_url=admin_url, migrated=True
+            ) as url:
+                yield kind, url
 
 
 def _remove_sqlite(path: Path) -> None:

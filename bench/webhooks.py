@@ -12,14 +12,12 @@ import argparse
 import asyncio
 import contextlib
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 from report import Latency, machine_line, markdown_table
-from scratch_db import KINDS, admin_postgres_url, postgres_unavailable
-from scratch_db import scratch_database as scratch_db
+from scratch_db import admin_postgres_url, each_database
 from server_process import free_port
 from sqlalchemy import func, select
 
@@ -125,19 +123,9 @@ async def main() -> None:
                     await client.post(hook_url)
                     break
                 await asyncio.sleep(0.05)
-        admin_url = admin_postgres_url(args.postgres_url)
-        with tempfile.TemporaryDirectory() as tmp:
-            for kind in KINDS:
-                if kind == "postgres" and (why := await postgres_unavailable(admin_url)):
-                    print(f"postgres skipped: {why}", file=sys.stderr)
-                    continue
-                async with scratch_db(
-                    kind, directory=Path(tmp), admin_url=admin_url, migrated=True
-                ) as url:
-                    rows.append(
-                        await measure(kind, url, hook_url, args.burst, args.rate, args.seconds)
-                    )
-                    print(f"{kind}: {rows[-1]}", file=sys.stderr)
+        async for kind, url in each_database(admin_postgres_url(args.postgres_url)):
+            rows.append(await measure(kind, url, hook_url, args.burst, args.rate, args.seconds))
+            print(f"{kind}: {rows[-1]}", file=sys.stderr)
     finally:
         receiver.terminate()
         await receiver.wait()

@@ -11,8 +11,7 @@ from gpuyard.server import orm
 from gpuyard.server.db import write_session
 from gpuyard.server.migrate import alembic_config, current_revision, head_revision
 from tests.harness import Api
-from tests.server.market import join_host
-from tests.server.test_metering import RTX, meter, run_pass, start_running
+from tests.server.test_metering import meter, rented, run_pass, start_running
 from tests.server.test_metering_workers_and_disk import add_worker
 
 
@@ -42,25 +41,14 @@ def _to(revision: str, direction: str) -> object:
 async def test_charges_name_their_machine_and_the_migration_fills_in_earlier_ones(
     api: Api,
 ) -> None:
-    host = await join_host(api, [RTX, RTX, RTX])
-    r = await api.client.put("/v1/admin/prices/rtx-4090", json={"cents_per_gpu_hour": 3600})
-    assert r.status_code == 200, r.text
-    t = await api.tenant()
-    offers = (await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"]
-    offer = next(o for o in offers if o["num_gpus"] == 1)
-    r = await t.client.post(
-        f"/v1/orgs/{t.org_id}/vms", json={"offer_id": offer["id"], "command": "sleep 600"}
-    )
-    assert r.status_code == 201, r.text
-    [assigned] = (await host.beat())["workloads"]
-    vm = assigned["spec"]["id"]
+    t, host, _, vm = await rented(api, host_gpus=3, cents_per_gpu_hour=3600)
+    async with api.ctx.sessions() as s:
+        held = set(await s.scalars(select(orm.Gpu.index).where(orm.Gpu.workload_id == vm)))
+        number = await s.scalar(select(orm.Host.pk).where(orm.Host.id == host.host_id))
     kept, ended = [
-        await add_worker(api, host.host_id, t.org_id, [i])
-        for i in sorted({0, 1, 2} - set(assigned["spec"]["gpu_indices"]))
+        await add_worker(api, host.host_id, t.org_id, [i]) for i in sorted({0, 1, 2} - held)
     ]
     await host.beat()
-    async with api.ctx.sessions() as s:
-        number = await s.scalar(select(orm.Host.pk).where(orm.Host.id == host.host_id))
     for wid in (vm, kept, ended):
         await start_running(api, host, wid)
     m = meter(api)

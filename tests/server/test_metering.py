@@ -42,9 +42,15 @@ async def run_pass(m: MeteringController) -> int:
     return total
 
 
-async def rented(api: Api, gpus: int = 1) -> tuple[Tenant, FakeHost, dict[str, Any], str]:
-    host = await join_host(api, [RTX] * gpus)
-    r = await api.client.put("/v1/admin/prices/rtx-4090", json={"cents_per_gpu_hour": PRICE})
+async def rented(
+    api: Api, gpus: int = 1, *, host_gpus: int | None = None, cents_per_gpu_hour: int = PRICE
+) -> tuple[Tenant, FakeHost, dict[str, Any], str]:
+    """An instance of ``gpus`` GPUs rented and assigned on a new host of ``host_gpus`` (as many
+    as it rents, unless told); (tenant, host, the instance, its workload id)."""
+    host = await join_host(api, [RTX] * (host_gpus or gpus))
+    r = await api.client.put(
+        "/v1/admin/prices/rtx-4090", json={"cents_per_gpu_hour": cents_per_gpu_hour}
+    )
     assert r.status_code == 200, r.text
     t = await api.tenant()
     offers = (await t.client.get(f"/v1/orgs/{t.org_id}/offers")).json()["data"]

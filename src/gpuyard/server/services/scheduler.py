@@ -45,18 +45,10 @@ async def place(
     count: int,
     owner_id: str,
     org_id: str,
-    exclude_hosts: frozenset[str] = frozenset(),
 ) -> Placement | None:
     """The best host for a new workload with ``count`` GPUs of ``gpu_key``; None when none fits.
     Only the chosen host and the GPUs it gives are loaded."""
-    ranked = await _ranked(
-        session,
-        gpu_key=gpu_key,
-        count=count,
-        owner_id=owner_id,
-        org_id=org_id,
-        exclude_hosts=exclude_hosts,
-    )
+    ranked = await _ranked(session, gpu_key=gpu_key, count=count, owner_id=owner_id, org_id=org_id)
     if not ranked:
         return None
     host = await session.get_one(orm.Host, ranked[0].pk)
@@ -80,17 +72,9 @@ async def candidates(
     count: int,
     owner_id: str,
     org_id: str,
-    exclude_hosts: frozenset[str] = frozenset(),
 ) -> list[Placement]:
     """Every host that fits, best first (spread, binpack, older), each with the GPUs it gives."""
-    ranked = await _ranked(
-        session,
-        gpu_key=gpu_key,
-        count=count,
-        owner_id=owner_id,
-        org_id=org_id,
-        exclude_hosts=exclude_hosts,
-    )
+    ranked = await _ranked(session, gpu_key=gpu_key, count=count, owner_id=owner_id, org_id=org_id)
     if not ranked:
         return []
     ids = [r.id for r in ranked]
@@ -110,8 +94,13 @@ class _Fit:
     free: int
 
 
+def _free(gpu_key: str) -> tuple[ColumnElement[bool], ...]:
+    """GPUs of ``gpu_key`` that no workload holds."""
+    return (orm.Gpu.gpu_key == gpu_key, orm.Gpu.workload_id.is_(None))
+
+
 def _free_gpus(gpu_key: str) -> Select[orm.Gpu]:
-    return select(orm.Gpu).where(orm.Gpu.gpu_key == gpu_key, orm.Gpu.workload_id.is_(None))
+    return select(orm.Gpu).where(*_free(gpu_key))
 
 
 async def _ranked(
@@ -121,7 +110,6 @@ async def _ranked(
     count: int,
     owner_id: str,
     org_id: str,
-    exclude_hosts: frozenset[str],
 ) -> list[_Fit]:
     """The hosts that fit, best first: counted in the database (one row a host, however many
     GPUs it has), then ordered by spread, binpack and age."""
@@ -134,13 +122,12 @@ async def _ranked(
             orm.Host.cordoned.is_(False),
             orm.Host.draining.is_(False),
             takes_org(org_id),
-            orm.Gpu.gpu_key == gpu_key,
-            orm.Gpu.workload_id.is_(None),
+            *_free(gpu_key),
         )
         .group_by(orm.Host.id, orm.Host.pk)
         .having(free >= count)
     )
-    fits = [_Fit(i, pk, n) for i, pk, n in rows.all() if i not in exclude_hosts]
+    fits = [_Fit(i, pk, n) for i, pk, n in rows.all()]
     if not fits:
         return []
     same_owner = Counter(
